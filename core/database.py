@@ -1,0 +1,81 @@
+"""Which database the pipeline writes to, and the one engine per worker group that talks to it."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from core.config import SettingsError
+from core.redact import register_secret
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SQLITE_FILE = "prices.sqlite3"
+POSTGRES_VARS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PORT")
+
+
+class DatabaseConfigError(SettingsError):
+    """The database settings in the environment cannot be used (the message holds no password)."""
+
+
+def data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where local files go: DATA_DIR, else data/ beside main.py (so cron's working directory does not matter)."""
+    return Path(env.get("DATA_DIR") or PROJECT_DIR / "data")
+
+
+def database_url(env: Mapping[str, str] = os.environ) -> URL:
+    """DATABASE_URL if set, else the POSTGRES_* variables, else a SQLite file under the data folder."""
+    raw = env.get("DATABASE_URL", "").strip()
+    if raw:
+        register_secret(raw)
+        match = re.search(r"://[^:/@]*:([^@]*)@", raw)
+        register_secret(match.group(1) if match else None)
+        try:
+            url = make_url(raw)
+        except ArgumentError:
+            raise DatabaseConfigError("DATABASE_URL is not a database URL (expected e.g. "
+                                      "postgresql://user:password@host:5432/dbname)") from None
+    elif any(env.get(name) for name in POSTGRES_VARS):
+        port = env.get("POSTGRES_PORT") or None
+        if port is not None and not port.isdigit():
+            raise DatabaseConfigError(f"POSTGRES_PORT must be a number, got {port!r}")
+        url = URL.create(
+            "postgresql+psycopg2", username=env.get("POSTGRES_USER") or "postgres",
+            password=env.get("POSTGRES_PASSWORD") or None, host=env.get("POSTGRES_HOST") or "localhost",
+            port=int(port) if port else None, database=env.get("POSTGRES_DB") or "postgres",
+        )
+    else:
+        url = URL.create("sqlite", database=str(data_dir(env) / SQLITE_FILE))
+    register_secret(url.password if isinstance(url.password, str) else None)
+    return _with_installed_driver(url)
+
+
+def describe(url: URL) -> str:
+    """The URL with its password masked, for logs."""
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(url: URL, *, pool_size: int = 5, connect_timeout_s: float = 5.0) -> Engine:
+    """An engine with pre-ping (a restarted server costs one retry, not an error) and a connect timeout."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"timeout": max(connect_timeout_s, 30.0)}  # seconds to wait for another writer's lock
+    elif backend == "postgresql":
+        connect_args = {"connect_timeout": max(int(connect_timeout_s), 1), "application_name": "yaml-pipeline"}
+    else:
+        connect_args = {}
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=2,
+                            connect_args=connect_args)
+
+
+def _with_installed_driver(url: URL) -> URL:
+    """SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; this project ships psycopg2."""
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg2")
+    return url

@@ -1,0 +1,104 @@
+"""Shared test fixtures: the local fake sites, a fresh PostgreSQL database, a thread-leak check."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sites import FakeSites  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+SHIPPED_PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
+MAIN_TIMEOUT_S = 120
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running():
+    """Every test must end every thread it started (servers and pipelines alike)."""
+    before = set(threading.enumerate())
+    yield
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leftover:
+        thread.join(5)
+    still = [t.name for t in leftover if t.is_alive()]
+    assert not still, f"threads left running after the test: {still}"
+
+
+@pytest.fixture
+def sites():
+    """Fake Wikipedia + Yahoo on 127.0.0.1, serving the saved page and a chart for every symbol."""
+    with FakeSites() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """An engine on the local PostgreSQL's maintenance database; CI must have it, so CI never skips."""
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable at {PG_ADMIN_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_admin):
+    """URL of a brand-new database, dropped after the test."""
+    name = f"pipeline_test_{uuid.uuid4().hex[:12]}"
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_admin.url.set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def local_pipeline(sites: FakeSites, tmp_path: Path, text: str | None = None, **replace: str) -> Path:
+    """The shipped pipeline file with its URLs pointed at `sites`, and any other text replaced."""
+    text = text or SHIPPED_PIPELINE.read_text()
+    text = (text.replace("https://en.wikipedia.org/wiki/List_of_S%26P_500_companies", sites.wiki_url)
+                .replace("https://query1.finance.yahoo.com/v8/finance/chart/{symbol}", sites.chart_url)
+                .replace("https://finance.yahoo.com/quote/{symbol}", sites.quote_url))
+    for old, new in replace.items():
+        assert old in text, f"{old!r} not in the pipeline text"
+        text = text.replace(old, new)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class MainRun:
+    """The outcome of `python main.py`."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(args: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
+             timeout_s: float = MAIN_TIMEOUT_S) -> MainRun:
+    """Run `python main.py ARGS` as a user would, with a clean environment plus `env`."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR"))}
+    base["ENV_FILE"] = os.devnull  # a developer's .env.local must not point tests at their database
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env={**base, **(env or {})},
+                            cwd=cwd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    return MainRun(result.returncode, result.stdout, result.stderr)

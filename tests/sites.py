@@ -1,0 +1,179 @@
+"""A local stand-in for Wikipedia and Yahoo Finance on 127.0.0.1, serving the saved pages.
+
+Every symbol gets a chart response shaped like Yahoo's real one with a price derived from the
+symbol, so a test can check each stored row. Scripted faults (status codes, hangs, cut bodies)
+can be queued per path for the reliability tests.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import zlib
+from collections import Counter, defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SP500_PAGE = FIXTURES / "wikipedia" / "sp500_2025-07-18_browser_saved.html"
+CHART_TEMPLATE = FIXTURES / "yahoo" / "yahoo_chart_AAPL_2024-09-18_1wk.json"
+NOT_FOUND_BODY = (FIXTURES / "yahoo" / "yahoo_chart_error_not_found.json").read_bytes()
+MARKET_TIME = 1726689602  # the template's regularMarketTime, 2024-09-18 20:00:02 UTC
+WIKI_PATH = "/wiki/List_of_S%26P_500_companies"
+
+
+def price_for(symbol: str) -> float:
+    """The price the fake Yahoo serves for `symbol`: stable, distinct enough, always > 0."""
+    return round(10 + (zlib.crc32(symbol.encode()) % 500_000) / 100, 2)
+
+
+def chart_body(symbol: str, price: float | None, currency: str | None = "USD") -> bytes:
+    """A real chart payload with its meta rewritten for `symbol`."""
+    payload = json.loads(CHART_TEMPLATE.read_text())
+    meta = payload["chart"]["result"][0]["meta"]
+    meta.update(symbol=symbol, regularMarketPrice=price, currency=currency, regularMarketTime=MARKET_TIME)
+    return json.dumps(payload).encode()
+
+
+class Fault:
+    """One scripted answer: a status with headers and body, or an action (hang, cut, close)."""
+
+    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
+                 action: str | None = None, delay_s: float = 0.0) -> None:
+        self.status, self.body, self.headers, self.action, self.delay_s = status, body, headers or {}, action, delay_s
+
+
+class FakeSites:
+    """The HTTP server; use as a context manager. `url(path)` gives an address on it."""
+
+    def __init__(self, *, page: bytes | None = None, latency_s: float = 0.0,
+                 unknown: set[str] = frozenset(), zero_price: set[str] = frozenset()) -> None:
+        self.page = page if page is not None else SP500_PAGE.read_bytes()
+        self.latency_s = latency_s
+        self.unknown = set(unknown)
+        self.zero_price = set(zero_price)
+        self.hits: Counter[str] = Counter()
+        self.user_agents: dict[str, str] = {}
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._release = threading.Event()  # lets hanging handlers go when the server stops
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.sites = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="FakeSites", daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        """Absolute URL of `path` on this server."""
+        return self.base + path
+
+    @property
+    def wiki_url(self) -> str:
+        return self.url(WIKI_PATH)
+
+    @property
+    def chart_url(self) -> str:
+        return self.url("/v8/finance/chart/{symbol}")
+
+    @property
+    def quote_url(self) -> str:
+        return self.url("/quote/{symbol}")
+
+    def script(self, path: str, *faults: Fault) -> None:
+        """Answer the next requests for `path` with `faults`, in order, then normally."""
+        with self._lock:
+            self._faults[path].extend(faults)
+
+    def next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            queue = self._faults.get(path)
+            return queue.popleft() if queue else None
+
+    def __enter__(self) -> FakeSites:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle + delayed ACK add 40 ms to each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        sites: FakeSites = self.server.sites  # type: ignore[attr-defined]
+        path = self.path.split("?")[0]
+        with sites._lock:
+            sites.hits[path] += 1
+            sites.user_agents[path] = self.headers.get("User-Agent", "")
+        fault = sites.next_fault(path)
+        if fault is not None:
+            return self._fault(fault, sites)
+        if path == WIKI_PATH:
+            return self._send(200, sites.page, "text/html; charset=UTF-8")
+        if path.startswith("/v8/finance/chart/"):
+            return self._chart(unquote(path.rsplit("/", 1)[1]), sites)
+        if path.startswith("/quote/"):
+            symbol = unquote(path.rsplit("/", 1)[1])
+            body = (f'<fin-streamer data-symbol="{symbol}" data-testid="qsp-price" data-field="regularMarketPrice" '
+                    f'data-value="{price_for(symbol)}"><span>{price_for(symbol):,.2f}</span></fin-streamer>')
+            return self._send(200, body.encode(), "text/html")
+        self._send(404, b"not here", "text/plain")
+
+    def _chart(self, symbol: str, sites: FakeSites) -> None:
+        if sites.latency_s:
+            time.sleep(sites.latency_s)
+        if symbol in sites.unknown:
+            return self._send(404, NOT_FOUND_BODY, "application/json")
+        if symbol in sites.zero_price:
+            return self._send(200, chart_body(symbol, 0.0, None), "application/json")
+        self._send(200, chart_body(symbol, price_for(symbol)), "application/json")
+
+    def _fault(self, fault: Fault, sites: FakeSites) -> None:
+        if fault.delay_s:
+            sites._release.wait(fault.delay_s)
+        if fault.action == "hang":  # accept, read the request, never answer
+            sites._release.wait(60)
+            return
+        if fault.action == "close":  # drop the connection without a word
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault.action == "cut":  # promise a body, send half of it, hang up
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(fault.body)))
+            self.end_headers()
+            self.wfile.write(fault.body[: len(fault.body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(fault.status, fault.body, "application/json", fault.headers)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)

@@ -1,0 +1,69 @@
+"""Source stage: the S&P 500 symbols from Wikipedia's constituents table."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lxml.html
+
+from core.http import HttpClient
+from workers.base import ItemError
+from workers.http_worker import HttpWorker
+
+logger = logging.getLogger(__name__)
+
+TABLE_ID = "constituents"
+
+
+def parse_constituents(html: str | bytes) -> list[str]:
+    """Symbols from the first cell of each data row of table#constituents, in page order, once each.
+
+    The header row may sit in <thead> (browser copies) or be the first <tbody> row (the HTML the
+    server sends); either way it is made of <th> cells, so a data row is one that starts with <td>.
+    """
+    tables = lxml.html.fromstring(html).xpath(f'//table[@id="{TABLE_ID}"]')
+    if not tables:
+        raise ItemError(f"no table with id {TABLE_ID!r} on the page")
+    symbols: dict[str, None] = {}
+    for row in tables[0].xpath("./tr | ./thead/tr | ./tbody/tr"):
+        cells = row.xpath("./td | ./th")
+        if cells and cells[0].tag == "td":
+            symbol = " ".join(cells[0].text_content().split())
+            if symbol:
+                symbols.setdefault(symbol, None)
+    return list(symbols)
+
+
+class WikiWorker:
+    """Fetches a Wikipedia page and parses the S&P 500 symbols out of it."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    def get_sp_500_companies(self, url: str) -> list[str]:
+        """The symbols on the page at `url`."""
+        response = self.http.get(url)
+        if response.status_code != 200:
+            raise ItemError(f"GET {url} answered HTTP {response.status_code}", attempts=response.attempts)
+        return parse_constituents(response.content)
+
+
+class WikiWorkerMasterScheduler(HttpWorker):
+    """Source: for each URL in input_values, emits every symbol of the page's constituents table."""
+
+    USER_AGENT_ENV = "WIKIPEDIA_USER_AGENT"
+    # Wikimedia answers 403 to library-default agents and asks for a name and a way to reach you.
+    DEFAULT_USER_AGENT = ("yaml-pipeline-runner/1.0 (S&P 500 price collector; "
+                          "set WIKIPEDIA_USER_AGENT to add your contact) python-requests")
+
+    def __init__(self, *, min_symbols: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_symbols = min_symbols
+
+    def process(self, url: str) -> list[str]:
+        symbols = WikiWorker(self.http).get_sp_500_companies(url)
+        if len(symbols) < self.min_symbols:
+            raise ItemError(f"{url}: parsed {len(symbols)} symbols, fewer than min_symbols={self.min_symbols}; "
+                            "the page layout may have changed, so no symbol is sent on")
+        logger.info("%s: %d symbols from %s", self.name, len(symbols), url)
+        return symbols
