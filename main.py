@@ -15,9 +15,10 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from core.config import ConfigError
-from core.database import PROJECT_DIR
+from core.database import PROJECT_DIR, data_dir
 from core.redact import RedactingFormatter, redact
-from core.report import EXIT_CONFIG
+from core.report import EXIT_CONFIG, EXIT_LOCKED
+from core.runlock import RunLock
 from yaml_reader import YamlPipelineExecutor
 
 logger = logging.getLogger("main")
@@ -38,10 +39,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def setup_logging(level: str) -> None:
-    """Log to stderr through a formatter that masks secrets."""
+    """Log to stderr through a formatter that masks secrets; uncaught errors go through it too."""
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    sys.excepthook = lambda kind, exc, tb: logger.critical("uncaught error", exc_info=(kind, exc, tb))
+    threading.excepthook = lambda args: logger.critical(
+        "uncaught error in thread %s", args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def pipeline_path(location: str) -> Path:
@@ -68,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             print(redact(str(problem)), file=sys.stderr)
         logger.error("%d problem(s) in the pipeline file; nothing was run", len(exc.problems))
         return EXIT_CONFIG
-    run(executor, args.shutdown_timeout)
+    lock = RunLock(data_dir() / "locks", executor.spec.path)
+    if not lock.acquire():
+        logger.error("another run of %s is in progress (pid %s, lock %s); not starting a second one",
+                     executor.spec.path, lock.holder(), lock.path)
+        return EXIT_LOCKED
+    try:
+        run(executor, args.shutdown_timeout)
+    finally:
+        lock.release()
     report = executor.report
     if args.stats_json:
         Path(args.stats_json).write_text(redact(json.dumps(report.to_dict(), indent=2)) + "\n", encoding="utf-8")

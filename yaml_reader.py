@@ -11,6 +11,7 @@ from pathlib import Path
 from core.channel import Channel
 from core.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
 from core.database import data_dir
+from core.errors import StartupError
 from core.group import WorkerGroup
 from core.ledger import DeadLetters
 from core.report import GroupReport, QueueReport, RunReport
@@ -42,7 +43,8 @@ class YamlPipelineExecutor(threading.Thread):
         self.groups = {w.name: self._make_group(w) for w in self.spec.workers}
 
     def request_stop(self, signal_number: int | None = None) -> None:
-        """Stop taking new work: sources stop, queued items are dead-lettered, batches are flushed."""
+        """Stop taking new work. Sources stop; the other stages finish the item in hand and dead-letter
+        what they take after it; sinks store what reaches them. DONE then ends every stage as usual."""
         if not self.stop_event.is_set():
             self.stop_signal = signal_number
             logger.warning("stop requested%s: finishing items in hand, dead-lettering queued ones",
@@ -63,7 +65,7 @@ class YamlPipelineExecutor(threading.Thread):
                 reason = "interrupted"
         except SettingsError as exc:
             reason, error = "config-error", str(exc)
-        except _StartupError as exc:
+        except StartupError as exc:
             reason, error = "failed", str(exc)
         finally:
             self._finish()
@@ -93,8 +95,10 @@ class YamlPipelineExecutor(threading.Thread):
             except SettingsError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reported as why the run could not start
-                logger.error("%s cannot start: %s: %s", group.name, type(exc).__name__, exc)
-                raise _StartupError(f"{group.name} cannot start: {type(exc).__name__}: {exc}") from None
+                why = str(exc) if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
+                why = " ".join(why.split())  # the summary stays one line
+                logger.error("%s cannot start: %s", group.name, why)
+                raise StartupError(f"{group.name} cannot start: {why}") from None
 
     def _worker_exited(self, worker: Worker) -> None:
         if worker.crash is not None:
@@ -105,9 +109,6 @@ class YamlPipelineExecutor(threading.Thread):
         while True:
             self._changed.wait(self.monitor_interval_s)
             self._changed.clear()
-            if self.stop_event.is_set():
-                for name in self.channels:
-                    self._close(name, "the pipeline is stopping")
             self._propagate_ends()
             if all(group.finished() for group in self.groups.values()):
                 return
@@ -158,10 +159,6 @@ class YamlPipelineExecutor(threading.Thread):
             pipeline=self.spec.name, finish_reason=reason, duration_s=round(duration_s, 3), groups=groups,
             queues=queues, dead_letter_path=str(self.dead_letters.path), dead_letters=self.dead_letters.count,
             error=error, signal=self.stop_signal if reason == "interrupted" else None)
-
-
-class _StartupError(Exception):
-    """A worker group's open_group() failed; no thread was started."""
 
 
 def _default_dead_letter_path(pipeline: str) -> Path:

@@ -142,6 +142,10 @@ def _read(path: str, checker: _Checker) -> LineDict | None:
     except OSError as exc:
         checker.add(0, "file", f"cannot read pipeline file: {exc.strerror or exc}")
         return None
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+        checker.add(line, "file", f"cannot read pipeline file: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return None
     try:
         raw = load_with_lines(text)
     except yaml.YAMLError as exc:
@@ -154,6 +158,8 @@ def _read(path: str, checker: _Checker) -> LineDict | None:
     for key in TOP_KEYS:
         if key not in raw:
             checker.add(raw.line, key, "missing required key")
+    if isinstance(raw.get("workers"), LineList) and not raw["workers"]:
+        checker.add(raw.line_of("workers"), "workers", "lists no worker: there is nothing to run")
     return raw
 
 
@@ -215,7 +221,7 @@ def _worker(item: LineDict, where: str, checker: _Checker) -> WorkerSpec | None:
     elif isinstance(instances, int) and instances < 1:
         checker.add(item.line_of("instances"), f"{where}.instances", f"must be at least 1, got {instances}")
     outputs = _as_list(item.get("output_queues"))
-    if not all(isinstance(q, str) for q in outputs):
+    if isinstance(item.get("output_queues"), list) and not all(isinstance(q, str) for q in outputs):
         checker.add(item.line_of("output_queues"), f"{where}.output_queues", "must be a list of queue names")
     values = item.get("input_values")
     values = None if values is None else _as_list(values)
@@ -228,18 +234,24 @@ def _worker(item: LineDict, where: str, checker: _Checker) -> WorkerSpec | None:
         input_queue=item.get("input_queue"), output_queues=tuple(str(q) for q in outputs),
         input_values=None if values is None else tuple(values),
         params=item.get("params") or {}, description=str(item.get("description") or ""),
-        line=item.line, key_lines=dict(item.key_lines),
+        line=item.line, key_lines={**item.key_lines, **_item_lines(item.get("output_queues"), "output_queues")},
     )
+
+
+def _item_lines(value: Any, key: str) -> dict[str, int]:
+    """Lines of a list's items as `key[i]`, so a bad queue name points at its own line."""
+    return {f"{key}[{i}]": line for i, line in enumerate(value.item_lines)} if isinstance(value, LineList) else {}
 
 
 def _check_wiring(spec: PipelineSpec, checker: _Checker) -> None:
     """Queue names exist; every queue has producers and exactly one consumer group; no cycles."""
     for worker in spec.workers:
         named = ([("input_queue", worker.input_queue)] if worker.input_queue else []) + [
-            ("output_queues", q) for q in worker.output_queues]
+            (f"output_queues[{i}]", q) for i, q in enumerate(worker.output_queues)]
         for key, queue in named:
             if queue not in spec.queues:
-                checker.add(worker.key_lines.get(key, worker.line), f"workers.{worker.name}.{key}",
+                line = worker.key_lines.get(key) or worker.key_lines.get(key.split("[")[0], worker.line)
+                checker.add(line, f"workers.{worker.name}.{key.split('[')[0]}",
                             f"unknown queue {queue!r}{_did_you_mean(queue, spec.queues)}")
     for queue in spec.queues.values():
         readers = [w.name for w in spec.workers if w.input_queue == queue.name]
@@ -280,9 +292,10 @@ def _find_cycle(spec: PipelineSpec) -> list[str] | None:
 
 
 def _as_list(value: Any) -> list[Any]:
+    """A list as is; one value (a queue name, a URL) as a list of one; nothing as an empty list."""
     if value is None:
         return []
-    return [value] if isinstance(value, str) else list(value)
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _did_you_mean(word: Any, choices: Any) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Mapping
 
@@ -31,14 +30,7 @@ def database_url(env: Mapping[str, str] = os.environ) -> URL:
     """DATABASE_URL if set, else the POSTGRES_* variables, else a SQLite file under the data folder."""
     raw = env.get("DATABASE_URL", "").strip()
     if raw:
-        register_secret(raw)
-        match = re.search(r"://[^:/@]*:([^@]*)@", raw)
-        register_secret(match.group(1) if match else None)
-        try:
-            url = make_url(raw)
-        except ArgumentError:
-            raise DatabaseConfigError("DATABASE_URL is not a database URL (expected e.g. "
-                                      "postgresql://user:password@host:5432/dbname)") from None
+        url = _parse_database_url(raw)
     elif any(env.get(name) for name in POSTGRES_VARS):
         port = env.get("POSTGRES_PORT") or None
         if port is not None and not port.isdigit():
@@ -52,6 +44,19 @@ def database_url(env: Mapping[str, str] = os.environ) -> URL:
         url = URL.create("sqlite", database=str(data_dir(env) / SQLITE_FILE))
     register_secret(url.password if isinstance(url.password, str) else None)
     return _with_installed_driver(url)
+
+
+def _parse_database_url(raw: str) -> URL:
+    """Parse DATABASE_URL, masking its password first so no error below can print it."""
+    userinfo = raw.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+    register_secret(userinfo.partition(":")[2] or None)
+    if "@" in userinfo:
+        raise DatabaseConfigError("DATABASE_URL has an '@' in its user name or password: write it as %40")
+    try:
+        return make_url(raw)
+    except (ArgumentError, ValueError):
+        raise DatabaseConfigError("DATABASE_URL is not a database URL (expected e.g. "
+                                  "postgresql://user:password@host:5432/dbname)") from None
 
 
 def describe(url: URL) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the same pipeline holds the lock; try again later
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """YAML loading that remembers the line of every key and list item, for error messages."""
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -41,14 +42,21 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode):
     data.line = node.start_mark.line + 1
     data.key_lines = {}
     yield data
-    loader.flatten_mapping(node)
+    explicit: dict[Any, int] = {}  # keys written in this mapping; merged (<<) ones may be overridden
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
+        if key in explicit:
+            raise DuplicateKey("while reading a mapping", node.start_mark,
+                               f"found duplicate key {key!r} (first on line {explicit[key]})", key_node.start_mark)
+        explicit[key] = key_node.start_mark.line + 1
+    loader.flatten_mapping(node)  # merged pairs come first, so the explicit ones below win
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if key in data.key_lines:
-            raise DuplicateKey(
-                "while reading a mapping", node.start_mark,
-                f"found duplicate key {key!r} (first on line {data.key_lines[key]})", key_node.start_mark,
-            )
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_lines[key] = key_node.start_mark.line + 1
 

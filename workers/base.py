@@ -7,18 +7,13 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from core.channel import DONE, Empty
+from core.errors import ItemError
 from core.group import WorkerGroup
 from core.ledger import Counts
 
 logger = logging.getLogger(__name__)
 
-
-class ItemError(Exception):
-    """An item failed for a known reason (bad data, unknown symbol); logged without a traceback."""
-
-    def __init__(self, message: str, *, attempts: int = 1) -> None:
-        super().__init__(message)
-        self.attempts = attempts
+__all__ = ["BatchWorker", "ItemError", "Worker"]
 
 
 class Worker(threading.Thread):
@@ -108,8 +103,14 @@ class Worker(threading.Thread):
 
     def _handle(self, item: Any) -> None:
         self.counts.received += 1
+        if self.group.stop.is_set() and self.group.outputs:
+            # Stopping: a sink still stores what reaches it, other stages take no new work.
+            self.group.dead_letter(item, "not processed: the pipeline was stopping", counts=self.counts)
+            return
         try:
             outputs = self.process(item)
+            if isinstance(outputs, (str, bytes, dict)):  # one record, not an iterable of outputs
+                outputs = (outputs,)
             for output in outputs or ():
                 self.emit(output)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
@@ -139,26 +140,37 @@ class Worker(threading.Thread):
 class BatchWorker(Worker):
     """A sink that writes items in batches: when batch_size is reached, after flush_interval_s, at the end.
 
-    Subclasses implement write_batch(items). A batch that fails is dead-lettered item by item.
+    Subclasses implement write_batch(items), all or nothing, and is_transient(exc). A batch that fails
+    transiently (connection lost) is retried whole with backoff; one that fails for its data is split
+    in halves until the bad items are alone, so they are dead-lettered and the rest are stored.
     """
 
     holds_items = True
 
-    def __init__(self, *, batch_size: int = 500, flush_interval_s: float = 1.0,
+    def __init__(self, *, batch_size: int = 500, flush_interval_s: float = 1.0, write_retries: int = 5,
+                 retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 8.0,
                  clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if batch_size < 1 or flush_interval_s <= 0:
-            raise ValueError("batch_size must be >= 1 and flush_interval_s > 0")
+        if batch_size < 1 or flush_interval_s <= 0 or write_retries < 0:
+            raise ValueError("batch_size must be >= 1, flush_interval_s > 0 and write_retries >= 0")
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.idle_timeout_s = flush_interval_s
+        self.write_retries = write_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
         self._clock = clock
         self._batch: list[Any] = []
         self._batch_started = 0.0
+        self._failing = False  # the last batch spent its retries: try the next ones once each
 
     def write_batch(self, items: list[Any]) -> None:
-        """Store `items` all or nothing; raise to have them dead-lettered."""
+        """Store `items` all or nothing; raise to have them retried or dead-lettered."""
         raise NotImplementedError(f"{type(self).__name__} must implement write_batch(items)")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True when writing the same batch again may succeed (a lost connection, a restarting server)."""
+        return False
 
     def process(self, item: Any) -> None:
         if not self._batch:
@@ -174,17 +186,43 @@ class BatchWorker(Worker):
         self.flush()
 
     def flush(self) -> None:
-        """Write the pending batch; on failure dead-letter each of its items."""
+        """Write the pending batch; whatever cannot be written is dead-lettered."""
         batch, self._batch = self._batch, []
-        if not batch:
-            return
-        try:
-            self.write_batch(batch)
-        except Exception as exc:  # noqa: BLE001 - the batch is dead-lettered, the sink goes on
-            logger.error("%s: a batch of %d items failed, dead-lettering them: %s: %s",
-                         self.name, len(batch), type(exc).__name__, exc)
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[Any]) -> None:
+        error = self._write_with_retries(batch)
+        if error is None:
+            self.counts.stored += len(batch)
+            self.counts.processed += len(batch)
+        elif not self.is_transient(error) and len(batch) > 1:
+            half = len(batch) // 2
+            self._write(batch[:half])
+            self._write(batch[half:])
+        else:
+            logger.error("%s: %d item(s) could not be written, dead-lettering them: %s: %s",
+                         self.name, len(batch), type(error).__name__, error)
             for item in batch:
-                self.fail(item, exc, log=False)
-            return
-        self.counts.stored += len(batch)
-        self.counts.processed += len(batch)
+                self.fail(item, error, log=False)
+
+    def _write_with_retries(self, batch: list[Any]) -> BaseException | None:
+        attempts = 1 if self._failing else self.write_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self.write_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - retried, split or dead-lettered by the caller
+                exc.attempts = attempt
+                if not self.is_transient(exc):
+                    return exc
+                if attempt == attempts:
+                    self._failing = True
+                    return exc
+                wait_s = min(self.retry_backoff_s * 2 ** (attempt - 1), self.retry_backoff_max_s)
+                logger.warning("%s: writing %d item(s) failed (%s); retry %d/%d in %.1fs", self.name,
+                               len(batch), type(exc).__name__, attempt, attempts - 1, wait_s)
+                self.group.stop.wait(wait_s)  # a stopping pipeline spends the retries without waiting
+            else:
+                self._failing = False
+                return None
+        raise AssertionError("unreachable")

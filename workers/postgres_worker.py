@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.database import database_url, describe, make_engine
+from core.errors import StartupError
 from workers.base import BatchWorker
 
 logger = logging.getLogger(__name__)
@@ -87,11 +88,21 @@ class PostgresMasterScheduler(BatchWorker):
     def open_group(self) -> None:
         """Connect and create the table before anything is fetched, so a wrong database fails in seconds."""
         writer = self._writer()
-        logger.info("%s: storing into %s, table %s", self.group.name, describe(writer.engine.url), self.table)
-        writer.create_table()
+        where = describe(writer.engine.url)
+        logger.info("%s: storing into %s, table %s", self.group.name, where, self.table)
+        try:
+            writer.create_table()
+        except sa.exc.DBAPIError as exc:
+            raise StartupError(f"cannot use the database {where}: {exc.orig}") from None
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         self._writer().insert(items)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Lost or refused connections and a restarting server are worth a retry; bad data is not."""
+        if isinstance(exc, sa.exc.DBAPIError):
+            return exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+        return isinstance(exc, sa.exc.TimeoutError)
 
     def _writer(self) -> PostgresWorker:
         def make() -> PostgresWorker:

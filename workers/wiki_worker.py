@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 import lxml.html
+import requests
 
 from core.http import HttpClient
 from workers.base import ItemError
@@ -15,13 +16,15 @@ logger = logging.getLogger(__name__)
 TABLE_ID = "constituents"
 
 
-def parse_constituents(html: str | bytes) -> list[str]:
+def parse_constituents(html: str | bytes, parser: lxml.html.HTMLParser | None = None) -> list[str]:
     """Symbols from the first cell of each data row of table#constituents, in page order, once each.
 
     The header row may sit in <thead> (browser copies) or be the first <tbody> row (the HTML the
     server sends); either way it is made of <th> cells, so a data row is one that starts with <td>.
     """
-    tables = lxml.html.fromstring(html).xpath(f'//table[@id="{TABLE_ID}"]')
+    if not html.strip():
+        raise ItemError("the page is empty")
+    tables = lxml.html.fromstring(html, parser=parser).xpath(f'//table[@id="{TABLE_ID}"]')
     if not tables:
         raise ItemError(f"no table with id {TABLE_ID!r} on the page")
     symbols: dict[str, None] = {}
@@ -45,7 +48,14 @@ class WikiWorker:
         response = self.http.get(url)
         if response.status_code != 200:
             raise ItemError(f"GET {url} answered HTTP {response.status_code}", attempts=response.attempts)
-        return parse_constituents(response.content)
+        return parse_constituents(response.content, _parser_for(response))
+
+
+def _parser_for(response: requests.Response) -> lxml.html.HTMLParser | None:
+    """Trust a charset the server declares; without one lxml reads the page's own <meta charset>."""
+    if "charset=" in response.headers.get("Content-Type", "").lower():
+        return lxml.html.HTMLParser(encoding=response.encoding)
+    return None
 
 
 class WikiWorkerMasterScheduler(HttpWorker):

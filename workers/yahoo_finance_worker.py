@@ -32,8 +32,10 @@ def parse_chart(payload: Any) -> tuple[float, str, datetime | None]:
     if not isinstance(chart, dict):
         raise ItemError("chart body has no 'chart' object")
     error = chart.get("error")
-    if error:
+    if isinstance(error, dict):
         raise ItemError(f"chart error: {error.get('code')}: {error.get('description')}")
+    if error:
+        raise ItemError(f"chart error: {error!r}")
     results = chart.get("result")
     first = results[0] if isinstance(results, list) and results else None
     meta = first.get("meta") if isinstance(first, dict) else None
@@ -43,13 +45,23 @@ def parse_chart(payload: Any) -> tuple[float, str, datetime | None]:
     currency = meta.get("currency")
     if not currency:
         raise ItemError(f"chart gives price {price} with no currency; Yahoo does this for bad symbols")
-    market_time = meta.get("regularMarketTime")
-    when = datetime.fromtimestamp(market_time, timezone.utc) if isinstance(market_time, (int, float)) else None
-    return price, str(currency), when
+    return price, str(currency), _utc(meta.get("regularMarketTime"))
+
+
+def _utc(epoch_s: Any) -> datetime | None:
+    """A Unix time as an aware UTC datetime; None when absent or not a plausible time."""
+    if isinstance(epoch_s, bool) or not isinstance(epoch_s, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(epoch_s, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def valid_price(value: Any) -> float:
     """`value` as a positive finite float, else ItemError."""
+    if isinstance(value, bool):
+        raise ItemError(f"no usable price: {value!r}")
     try:
         price = float(str(value).replace(",", "")) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):

@@ -1,0 +1,160 @@
+"""Tiny worker classes for the pipeline files that tests write (`location: fixture_workers`).
+
+What a sink receives goes to a module-level registry under the sink's `key` param, so a test
+can wait for and check exactly what arrived. A source can be held back by a named gate that
+the test opens, so producers end in an order the test chooses instead of one it hopes for.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any, Iterable
+
+from workers.base import BatchWorker, ItemError, Worker
+
+#: A gate nobody opens lets its source go after this long, so a failing test cannot hang the run.
+GATE_TIMEOUT_S = 20.0
+
+_changed = threading.Condition()
+_items: dict[str, list[Any]] = defaultdict(list)
+_batches: dict[str, list[list[Any]]] = defaultdict(list)
+_gates: dict[str, threading.Event] = defaultdict(threading.Event)
+
+
+def collected(key: str) -> list[Any]:
+    """Items the Collect sink under `key` has received so far, in arrival order."""
+    with _changed:
+        return list(_items[key])
+
+
+def batches(key: str) -> list[list[Any]]:
+    """Batches the BatchCollect sink under `key` has written so far."""
+    with _changed:
+        return [list(batch) for batch in _batches[key]]
+
+
+def wait_collected(key: str, count: int, timeout_s: float = 10.0) -> list[Any]:
+    """Wait until at least `count` items arrived under `key` (as items or in batches); return them."""
+    def arrived() -> list[Any]:
+        return _items[key] + [item for batch in _batches[key] for item in batch]
+
+    with _changed:
+        _changed.wait_for(lambda: len(arrived()) >= count, timeout_s)
+        return list(arrived())
+
+
+def gate(name: str) -> threading.Event:
+    """The gate `name`; a Source with `gate: name` emits nothing until it is set."""
+    with _changed:
+        return _gates[name]
+
+
+def forget(key: str) -> None:
+    """Drop everything recorded under `key` (items, batches and the gate of that name)."""
+    with _changed:
+        _items.pop(key, None)
+        _batches.pop(key, None)
+        _gates.pop(key, None)
+
+
+def _record(registry: dict[str, list[Any]], key: str, value: Any) -> None:
+    with _changed:
+        registry[key].append(value)
+        _changed.notify_all()
+
+
+class Source(Worker):
+    """Emits each input value as is; with `gate`, waits for the test to open that gate first."""
+
+    def __init__(self, *, gate: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def process(self, item: Any) -> Iterable[Any]:
+        if self.gate:
+            gate(self.gate).wait(GATE_TIMEOUT_S)
+        return [item]
+
+
+class Multiply(Worker):
+    """Multiplies each number by `factor`."""
+
+    def __init__(self, *, factor: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def process(self, item: int) -> Iterable[int]:
+        return [item * self.factor]
+
+
+class FailOdd(Worker):
+    """Passes even numbers on and fails every odd one with an ItemError."""
+
+    def process(self, item: int) -> Iterable[int]:
+        if item % 2:
+            raise ItemError(f"odd number {item}")
+        return [item]
+
+
+class Slow(Worker):
+    """Passes each item on after `delay_s`, so the stage behind it stays busy."""
+
+    def __init__(self, *, delay_s: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+
+    def process(self, item: Any) -> Iterable[Any]:
+        time.sleep(self.delay_s)
+        return [item]
+
+
+class Collect(Worker):
+    """A sink: records every item under `key` (a required param)."""
+
+    def __init__(self, *, key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+
+    def process(self, item: Any) -> None:
+        _record(_items, self.key, item)
+
+
+class BatchCollect(BatchWorker):
+    """A batching sink: records each batch it writes under `key`."""
+
+    def __init__(self, *, key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+
+    def write_batch(self, items: list[Any]) -> None:
+        _record(_batches, self.key, list(items))
+
+
+class CrashInSetup(Worker):
+    """Crashes before its first item: every instance, or only the one numbered `crash_index`."""
+
+    def __init__(self, *, crash_index: int = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.crash_index = crash_index
+
+    def setup(self) -> None:
+        if self.crash_index in (-1, self.index):
+            raise RuntimeError("cannot set up")
+
+    def process(self, item: Any) -> Iterable[Any]:
+        return [item]
+
+
+class RefuseOpen(Worker):
+    """A group that refuses to start: open_group() raises before any thread starts."""
+
+    def open_group(self) -> None:
+        raise ConnectionError("database unreachable")
+
+    def process(self, item: Any) -> Iterable[Any]:
+        return [item]
+
+
+class NotAWorker:
+    """A class that is not a Worker, for the config check that refuses it."""

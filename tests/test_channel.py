@@ -1,0 +1,225 @@
+"""core.channel.Channel and DONE: order, blocking, waking on close, and never losing an item."""
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+from typing import Any, Callable
+
+import pytest
+
+from core.channel import DONE, Channel, Empty
+
+JOIN_TIMEOUT_S = 5.0
+#: How long a thread that should be blocked is given to (wrongly) get through.
+BLOCKED_CHECK_S = 0.2
+
+
+class Call(threading.Thread):
+    """Runs one call in a thread and keeps its result or exception."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.call = call
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
+            self.error = exc
+
+    def assert_blocked(self) -> None:
+        """Still waiting after a bounded while."""
+        self.join(BLOCKED_CHECK_S)
+        assert self.is_alive(), f"the call returned {self.result!r} instead of blocking"
+
+    def outcome(self) -> Any:
+        """Wait (bounded) for the call to end; its result, or its exception re-raised."""
+        self.join(JOIN_TIMEOUT_S)
+        assert not self.is_alive(), "the call is still blocked"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+def rejected() -> list[Any]:
+    """Items handed to on_reject, in order."""
+    return []
+
+
+@pytest.fixture
+def channel(rejected) -> Channel:
+    """A channel of 2 whose refused items go to `rejected`."""
+    made = Channel("Numbers", maxsize=2)
+    made.on_reject = rejected.append
+    return made
+
+
+def test_fifo_order():
+    channel = Channel("Numbers", maxsize=10)
+
+    for n in range(10):
+        assert channel.put(n) is True
+
+    assert [channel.get() for _ in range(10)] == list(range(10))
+    assert channel.qsize() == 0
+
+
+def test_fifo_order_across_threads():
+    channel = Channel("Numbers", maxsize=3)
+    putter = Call(lambda: [channel.put(n) for n in range(100)])
+
+    got = [channel.get(JOIN_TIMEOUT_S) for _ in range(100)]
+
+    assert got == list(range(100))
+    assert putter.outcome() == [True] * 100
+    assert channel.high_water <= 3
+
+
+def test_maxsize_must_be_at_least_1():
+    with pytest.raises(ValueError, match="maxsize must be at least 1"):
+        Channel("Numbers", maxsize=0)
+
+
+def test_put_blocks_while_full_and_a_get_releases_it(channel):
+    channel.put(1)
+    channel.put(2)
+    putter = Call(lambda: channel.put(3))
+
+    putter.assert_blocked()
+    assert channel.qsize() == 2
+
+    assert channel.get() == 1
+    assert putter.outcome() is True
+    assert [channel.get(), channel.get()] == [2, 3]
+
+
+def test_get_blocks_while_empty_and_a_put_releases_it(channel):
+    getter = Call(channel.get)
+
+    getter.assert_blocked()
+    channel.put("item")
+
+    assert getter.outcome() == "item"
+
+
+def test_get_with_timeout_raises_empty(channel):
+    with pytest.raises(Empty):
+        channel.get(0.05)
+    with pytest.raises(Empty):
+        channel.get(0)
+
+
+def test_get_with_timeout_returns_an_item_put_while_waiting(channel):
+    getter = Call(lambda: channel.get(JOIN_TIMEOUT_S))
+    getter.assert_blocked()
+
+    channel.put(7)
+
+    assert getter.outcome() == 7
+
+
+def test_close_wakes_a_blocked_put_and_rejects_its_item(channel, rejected):
+    channel.put(1)
+    channel.put(2)
+    putter = Call(lambda: channel.put(3))
+    putter.assert_blocked()
+
+    assert channel.close() == 2
+
+    assert putter.outcome() is False
+    assert sorted(rejected) == [1, 2, 3]
+    assert rejected.index(1) < rejected.index(2)
+
+
+def test_close_wakes_every_blocked_get_with_done(channel):
+    getters = [Call(channel.get) for _ in range(3)]
+    for getter in getters:
+        getter.assert_blocked()
+
+    assert channel.close() == 0
+
+    assert [getter.outcome() for getter in getters] == [DONE, DONE, DONE]
+
+
+def test_close_hands_queued_items_to_on_reject_and_returns_their_count(channel, rejected):
+    channel.put("a")
+    channel.put("b")
+    channel.put_done(2)
+
+    assert channel.close() == 2  # DONE markers are not items
+
+    assert rejected == ["a", "b"]
+    assert channel.closed
+    assert channel.qsize() == 0
+
+
+def test_closed_channel_refuses_puts_and_hands_out_done(channel, rejected):
+    channel.close()
+
+    assert channel.put("late") is False
+    assert rejected == ["late"]
+    assert channel.get() is DONE
+    assert channel.get(0) is DONE  # closed: DONE, not Empty
+    assert channel.put_count == 0
+
+
+def test_close_without_on_reject_refuses_to_lose_items_silently():
+    channel = Channel("Numbers", maxsize=2)
+    channel.put("a")
+
+    with pytest.raises(RuntimeError, match="would be lost"):
+        channel.close()
+
+
+def test_put_done_never_blocks_even_when_full(channel):
+    channel.put(1)
+    channel.put(2)
+
+    ender = Call(lambda: channel.put_done(3))
+
+    assert ender.outcome() is None
+    assert channel.qsize() == 2  # DONE markers are not counted as waiting items
+    assert [channel.get() for _ in range(5)] == [1, 2, DONE, DONE, DONE]
+
+
+def test_put_done_wakes_every_blocked_get(channel):
+    getters = [Call(channel.get) for _ in range(3)]
+    for getter in getters:
+        getter.assert_blocked()
+
+    channel.put_done(3)
+
+    assert [getter.outcome() for getter in getters] == [DONE, DONE, DONE]
+
+
+def test_done_comes_after_the_items_queued_before_it(channel):
+    channel.put("a")
+    channel.put_done(1)
+
+    assert channel.get() == "a"
+    assert channel.get() is DONE
+
+
+def test_counters(channel):
+    channel.put(1)
+    channel.put(2)
+    channel.get()
+    channel.put_done(1)
+    channel.get()
+    channel.get()  # DONE
+
+    assert (channel.put_count, channel.get_count, channel.high_water) == (2, 2, 2)
+
+
+def test_done_is_one_object_that_survives_pickling_and_copying():
+    assert pickle.loads(pickle.dumps(DONE)) is DONE
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(DONE, protocol=protocol)) is DONE
+    assert copy.copy(DONE) is DONE
+    assert copy.deepcopy([DONE])[0] is DONE
+    assert repr(DONE) == "DONE"

@@ -1,0 +1,464 @@
+"""YamlPipelineExecutor end to end with real threads: DONE, fan-in, fan-out, failures, crashes, stopping.
+
+Every pipeline uses the tiny workers of fixture_workers. The monitor interval is set far beyond any
+join timeout, so a test passes only if ends travel by events, never because the monitor polled.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import fixture_workers
+from core.channel import DONE
+from yaml_reader import YamlPipelineExecutor
+
+JOIN_TIMEOUT_S = 20.0
+MONITOR_INTERVAL_S = 600.0
+
+
+@pytest.fixture
+def key():
+    """A name of its own for this test's sinks and gates, forgotten afterwards."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    yield name
+    fixture_workers.gate(name).set()  # a failed test must not leave a source waiting for its gate
+    fixture_workers.forget(name)
+
+
+def start(tmp_path: Path, text: str) -> YamlPipelineExecutor:
+    """Write the pipeline file, build the executor and start it."""
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(textwrap.dedent(text))
+    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl",
+                                    monitor_interval_s=MONITOR_INTERVAL_S)
+    executor.start()
+    return executor
+
+
+def finish(executor: YamlPipelineExecutor):
+    """Join the executor with a timeout; every worker thread must have ended too. Returns the report."""
+    executor.join(JOIN_TIMEOUT_S)
+    assert not executor.is_alive(), "the run did not end"
+    running = [w.name for g in executor.groups.values() for w in g.workers if w.is_alive()]
+    assert not running, f"worker threads still running: {running}"
+    assert executor.report is not None
+    return executor.report
+
+
+def run(tmp_path: Path, text: str):
+    """Run a pipeline to its end and return (executor, report)."""
+    executor = start(tmp_path, text)
+    return executor, finish(executor)
+
+
+def groups(report) -> dict:
+    """The report's groups by name."""
+    return {group.name: group for group in report.groups}
+
+
+def queues(report) -> dict:
+    """The report's queues by name."""
+    return {queue.name: queue for queue in report.queues}
+
+
+def assert_accounted(report) -> None:
+    """Every item every group received was processed or dead-lettered, and no queue kept any."""
+    for group in report.groups:
+        assert group.received == group.processed + group.dead_lettered, group
+        assert group.in_flight == 0, group
+    assert all(queue.left == 0 for queue in report.queues), report.queues
+    assert report.lost == 0
+
+
+def dead_letters(tmp_path: Path) -> list[dict]:
+    """The dead-letter file's records."""
+    return [json.loads(entry) for entry in (tmp_path / "dl.jsonl").read_text().splitlines()]
+
+
+def source(name: str, values, output: str, **params) -> str:
+    """A Source group as pipeline text."""
+    return (f"  - name: {name}\n    location: fixture_workers\n    class: Source\n"
+            f"    input_values: {list(values)}\n    output_queues: [{output}]\n" + _params(params))
+
+
+def stage(name: str, class_name: str, input_queue: str, outputs=(), instances: int = 1, **params) -> str:
+    """A group reading `input_queue` as pipeline text."""
+    text = (f"  - name: {name}\n    location: fixture_workers\n    class: {class_name}\n"
+            f"    instances: {instances}\n    input_queue: {input_queue}\n")
+    if outputs:
+        text += f"    output_queues: [{', '.join(outputs)}]\n"
+    return text + _params(params)
+
+
+def pipeline(queue_sizes: dict[str, int], *workers: str) -> str:
+    """A whole pipeline file from its queues (name: maxsize) and worker groups."""
+    text = "queues:\n" + "".join(f"  - name: {n}\n    maxsize: {size}\n" for n, size in queue_sizes.items())
+    return text + "workers:\n" + "".join(workers)
+
+
+def _params(params: dict) -> str:
+    if not params:
+        return ""
+    return "    params:\n" + "".join(f"      {k}: {json.dumps(v)}\n" for k, v in params.items())
+
+
+def test_building_the_executor_starts_no_thread(tmp_path, key):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline({"Q": 5}, source("Source", [1], "Q"), stage("Sink", "Collect", "Q", key=key)))
+    before = threading.active_count()
+
+    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl")
+
+    assert threading.active_count() == before
+    assert executor.report is None
+
+
+def test_clean_run_exits_0_without_a_dead_letter_file(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 3, "Tripled": 3},
+        source("Source", range(20), "Numbers"),
+        stage("Triple", "Multiply", "Numbers", ["Tripled"], instances=2, factor=3),
+        stage("Sink", "Collect", "Tripled", key=key),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == [3 * n for n in range(20)]
+    assert report.finish_reason == "finished"
+    assert report.exit_code == 0
+    assert report.dead_letters == 0
+    assert not (tmp_path / "dl.jsonl").exists()
+    assert_accounted(report)
+    by_name = groups(report)
+    assert (by_name["Source"].received, by_name["Source"].processed, by_name["Source"].emitted) == (20, 20, 20)
+    assert (by_name["Triple"].received, by_name["Triple"].processed, by_name["Triple"].emitted) == (20, 20, 20)
+    assert (by_name["Sink"].received, by_name["Sink"].processed, by_name["Sink"].emitted) == (20, 20, 0)
+    assert [g.sink for g in report.groups] == [False, False, True]
+    assert all(g.crashed == 0 and g.failed == 0 for g in report.groups)
+    for queue in report.queues:
+        assert (queue.put, queue.taken, queue.left) == (20, 20, 0)
+        assert 1 <= queue.high_water <= queue.maxsize
+    data = report.to_dict()
+    assert data["exit_code"] == 0 and data["lost"] == 0
+    assert data["groups"]["Sink"]["received"] == 20
+    assert data["queues"]["Numbers"]["maxsize"] == 3
+
+
+def test_done_reaches_every_instance_of_every_group(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Doubled": 5},
+        source("Source", range(200), "Numbers"),
+        stage("Double", "Multiply", "Numbers", ["Doubled"], instances=4),
+        stage("Sink", "Collect", "Doubled", instances=3, key=key),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == [2 * n for n in range(200)]
+    for name, instances in (("Double", 4), ("Sink", 3)):
+        workers = executor.groups[name].workers
+        assert len(workers) == instances
+        assert all(w.finished and w.crash is None and not w.is_alive() for w in workers)
+        assert sum(w.counts.received for w in workers) == 200
+    assert groups(report)["Double"].instances == 4
+    assert groups(report)["Double"].emitted == 200
+    assert groups(report)["Sink"].processed == 200
+    assert report.exit_code == 0
+    assert_accounted(report)
+
+
+def test_consumer_gets_every_item_of_two_producers_and_ends_only_after_both(tmp_path, key):
+    executor = start(tmp_path, pipeline(
+        {"Numbers": 4},
+        source("Fast", range(30), "Numbers"),
+        source("Held", range(1000, 1030), "Numbers", gate=key),
+        stage("Sink", "Collect", "Numbers", instances=2, key=key),
+    ))
+    try:
+        assert len(fixture_workers.wait_collected(key, 30)) == 30
+        fast = executor.groups["Fast"].workers[0]
+        fast.join(JOIN_TIMEOUT_S)
+        assert not fast.is_alive()
+        sinks = executor.groups["Sink"].workers
+        sinks[0].join(0.2)
+        # One producer has ended and its items are all in; the other has not: no sink may end yet.
+        assert all(sink.is_alive() for sink in sinks)
+        assert fixture_workers.collected(key) and all(n < 1000 for n in fixture_workers.collected(key))
+    finally:
+        fixture_workers.gate(key).set()
+    report = finish(executor)
+
+    assert sorted(fixture_workers.collected(key)) == list(range(30)) + list(range(1000, 1030))
+    assert report.exit_code == 0
+    assert report.dead_letters == 0
+    assert_accounted(report)
+
+
+def test_fan_out_sends_every_item_to_every_output_queue(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Left": 2, "Right": 7},
+        source("Source", range(50), "Numbers"),
+        stage("Double", "Multiply", "Numbers", ["Left", "Right"], instances=3),
+        stage("LeftSink", "Collect", "Left", key=f"{key}-left"),
+        stage("RightSink", "Collect", "Right", instances=2, key=f"{key}-right"),
+    ))
+    try:
+        assert sorted(fixture_workers.collected(f"{key}-left")) == [2 * n for n in range(50)]
+        assert sorted(fixture_workers.collected(f"{key}-right")) == [2 * n for n in range(50)]
+    finally:
+        fixture_workers.forget(f"{key}-left")
+        fixture_workers.forget(f"{key}-right")
+    assert groups(report)["Double"].emitted == 50  # counted once per output, whatever the queues
+    assert queues(report)["Left"].put == queues(report)["Right"].put == 50
+    assert report.exit_code == 0
+    assert_accounted(report)
+
+
+def test_producers_that_end_at_different_times(tmp_path, key):
+    # Into Merged: a source that ends at once, three slow instances that end one by one as the
+    # shared input runs out, and a source held until the others have ended.
+    executor = start(tmp_path, pipeline(
+        {"Raw": 3, "Merged": 3},
+        source("Quick", range(10), "Merged"),
+        source("Feed", range(100, 160), "Raw"),
+        stage("Slow", "Slow", "Raw", ["Merged"], instances=3, delay_s=0.002),
+        source("Late", range(500, 505), "Merged", gate=key),
+        stage("Sink", "Collect", "Merged", key=key),
+    ))
+    try:
+        fixture_workers.wait_collected(key, 70)
+        for name in ("Quick", "Feed", "Slow"):
+            for worker in executor.groups[name].workers:
+                worker.join(JOIN_TIMEOUT_S)
+                assert not worker.is_alive()
+        executor.groups["Sink"].workers[0].join(0.2)
+        assert executor.groups["Sink"].workers[0].is_alive()
+    finally:
+        fixture_workers.gate(key).set()
+    report = finish(executor)
+
+    assert sorted(fixture_workers.collected(key)) == [*range(10), *range(100, 160), *range(500, 505)]
+    assert groups(report)["Slow"].processed == 60
+    assert report.exit_code == 0
+    assert_accounted(report)
+
+
+def test_failing_items_are_dead_lettered_and_the_others_pass(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 3, "Even": 3},
+        source("Source", range(20), "Numbers"),
+        stage("EvenOnly", "FailOdd", "Numbers", ["Even"], instances=2),
+        stage("Sink", "Collect", "Even", key=key),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == list(range(0, 20, 2))
+    even_only = groups(report)["EvenOnly"]
+    assert (even_only.received, even_only.processed, even_only.failed, even_only.dead_lettered) == (20, 10, 10, 10)
+    assert even_only.emitted == 10
+    assert report.finish_reason == "finished"
+    assert report.exit_code == 1
+    assert report.dead_letters == 10
+    assert report.dead_letter_path == str(tmp_path / "dl.jsonl")
+    assert_accounted(report)
+    records = dead_letters(tmp_path)
+    assert sorted(r["item"] for r in records) == list(range(1, 20, 2))
+    for record in records:
+        assert record["group"] == "EvenOnly"
+        assert record["pipeline"] == "pipeline"
+        assert record["error"] == f"ItemError: odd number {record['item']}"
+        assert record["attempts"] == 1
+        assert record["time"]
+
+
+def test_group_crashing_in_setup_ends_the_run_and_loses_nothing(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 2, "After": 2},
+        source("Source", range(20), "Numbers"),
+        stage("Broken", "CrashInSetup", "Numbers", ["After"], instances=2),
+        stage("Sink", "Collect", "After", key=key),
+    ))
+
+    by_name = groups(report)
+    assert by_name["Broken"].crashed == 2
+    assert all(isinstance(w.crash, RuntimeError) for w in executor.groups["Broken"].workers)
+    assert by_name["Source"].emitted == 20
+    assert (by_name["Broken"].received, by_name["Broken"].dead_lettered, by_name["Broken"].processed) == (20, 20, 0)
+    # Downstream of the crashed group got DONE and ended normally, with nothing.
+    assert by_name["Sink"].received == 0 and by_name["Sink"].crashed == 0
+    assert fixture_workers.collected(key) == []
+    assert report.lost == 0
+    assert report.exit_code == 1
+    assert_accounted(report)
+    records = dead_letters(tmp_path)
+    assert sorted(r["item"] for r in records) == list(range(20))
+    assert {r["group"] for r in records} == {"Broken"}
+    assert all("queue was closed" in r["error"] for r in records)
+
+
+def test_one_crashed_instance_leaves_the_others_to_do_the_work(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 3, "Passed": 3},
+        source("Source", range(40), "Numbers"),
+        stage("Partly", "CrashInSetup", "Numbers", ["Passed"], instances=3, crash_index=0),
+        stage("Sink", "Collect", "Passed", key=key),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == list(range(40))
+    partly = groups(report)["Partly"]
+    assert (partly.crashed, partly.received, partly.processed, partly.dead_lettered) == (1, 40, 40, 0)
+    assert executor.groups["Partly"].workers[0].counts.received == 0
+    assert report.dead_letters == 0
+    assert report.exit_code == 1  # a crash is never a clean run
+    assert_accounted(report)
+
+
+def test_crashed_group_with_no_items_still_fails_the_run(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 3},
+        source("Source", [], "Numbers"),
+        stage("Broken", "CrashInSetup", "Numbers"),
+    ))
+
+    assert groups(report)["Broken"].crashed == 1
+    assert report.dead_letters == 0
+    assert report.exit_code == 1
+    assert_accounted(report)
+
+
+def test_crashed_branch_of_a_fan_out_does_not_hold_back_the_other(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 3, "ToSink": 3, "ToBroken": 1},
+        source("Source", range(30), "Numbers"),
+        stage("Split", "Multiply", "Numbers", ["ToSink", "ToBroken"], factor=1),
+        stage("Sink", "Collect", "ToSink", key=key),
+        stage("Broken", "CrashInSetup", "ToBroken"),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == list(range(30))
+    by_name = groups(report)
+    assert (by_name["Broken"].crashed, by_name["Broken"].received, by_name["Broken"].dead_lettered) == (1, 30, 30)
+    assert by_name["Sink"].processed == 30
+    assert sorted(r["item"] for r in dead_letters(tmp_path)) == list(range(30))
+    assert report.exit_code == 1
+    assert_accounted(report)
+
+
+def test_group_refusing_to_open_fails_the_run_before_any_thread(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 2},
+        source("Source", range(5), "Numbers"),
+        stage("Sink", "RefuseOpen", "Numbers"),
+    ))
+
+    assert report.finish_reason == "failed"
+    assert report.error == "Sink cannot start: ConnectionError: database unreachable"
+    assert report.exit_code == 1
+    assert all(w.ident is None for g in executor.groups.values() for w in g.workers)
+    assert report.lost == 0
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(None, 1), (15, 143)])
+def test_request_stop_ends_a_busy_run_quickly_with_nothing_lost(tmp_path, key, signal_number, exit_code):
+    executor = start(tmp_path, pipeline(
+        {"Numbers": 5, "Slowed": 5},
+        source("Source", range(1000), "Numbers"),
+        stage("Slow", "Slow", "Numbers", ["Slowed"], instances=2, delay_s=0.02),
+        stage("Sink", "Collect", "Slowed", key=key),
+    ))
+    assert len(fixture_workers.wait_collected(key, 3)) >= 3
+
+    asked = time.monotonic()
+    executor.request_stop(signal_number)
+    report = finish(executor)
+    stopped_in_s = time.monotonic() - asked
+
+    assert stopped_in_s < 5.0, f"the run took {stopped_in_s:.1f}s to stop"
+    assert report.finish_reason == "interrupted"
+    assert report.signal == signal_number
+    assert report.exit_code == exit_code
+    assert_accounted(report)
+    by_name = groups(report)
+    taken = by_name["Source"].received
+    assert 3 <= taken < 1000, "the source should have stopped taking input values"
+    assert by_name["Source"].emitted == by_name["Slow"].received
+    assert by_name["Slow"].emitted == by_name["Sink"].received
+    # Each item the source took was either stored by the sink or dead-lettered exactly once.
+    stored = fixture_workers.collected(key)
+    records = dead_letters(tmp_path) if report.dead_letters else []
+    assert len(records) == report.dead_letters
+    assert {r["group"] for r in records} <= {"Slow", "Sink"}
+    assert sorted(stored + [r["item"] for r in records]) == list(range(taken))
+
+
+def test_request_stop_flushes_a_batching_sink_and_loses_nothing(tmp_path, key):
+    executor = start(tmp_path, pipeline(
+        {"Numbers": 5, "Slowed": 5},
+        source("Source", range(1000), "Numbers"),
+        stage("Slow", "Slow", "Numbers", ["Slowed"], delay_s=0.01),
+        stage("Store", "BatchCollect", "Slowed", key=key, batch_size=3, flush_interval_s=600.0),
+    ))
+    assert len(fixture_workers.wait_collected(key, 3)) >= 3
+
+    executor.request_stop()
+    report = finish(executor)
+
+    assert report.finish_reason == "interrupted"
+    assert_accounted(report)
+    by_name = groups(report)
+    stored = [item for batch in fixture_workers.batches(key) for item in batch]
+    assert by_name["Store"].stored == len(stored)
+    records = dead_letters(tmp_path) if report.dead_letters else []
+    assert sorted(stored + [r["item"] for r in records]) == list(range(by_name["Source"].received))
+
+
+def test_batch_worker_flushes_on_batch_size_and_at_done(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 20},
+        source("Source", range(10), "Numbers"),
+        stage("Store", "BatchCollect", "Numbers", key=key, batch_size=4, flush_interval_s=600.0),
+    ))
+
+    # A flush interval of ten minutes: only the size and the end of the stream can flush.
+    assert fixture_workers.batches(key) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    store = groups(report)["Store"]
+    assert (store.received, store.processed, store.stored) == (10, 10, 10)
+    assert report.exit_code == 0
+    assert_accounted(report)
+
+
+def test_batch_worker_flushes_when_idle(tmp_path, key):
+    executor = start(tmp_path, pipeline(
+        {"Numbers": 20},
+        source("Now", range(3), "Numbers"),
+        source("Held", range(100, 102), "Numbers", gate=key),
+        stage("Store", "BatchCollect", "Numbers", key=key, batch_size=100, flush_interval_s=0.1),
+    ))
+    try:
+        assert sorted(fixture_workers.wait_collected(key, 3)) == [0, 1, 2]
+        # Flushed while a producer is still held: neither the size nor DONE did it, being idle did.
+        assert executor.groups["Held"].workers[0].is_alive()
+        assert executor.groups["Store"].workers[0].is_alive()
+    finally:
+        fixture_workers.gate(key).set()
+    report = finish(executor)
+
+    written = fixture_workers.batches(key)
+    assert sorted(item for batch in written for item in batch) == [0, 1, 2, 100, 101]
+    assert len(written) >= 2
+    assert groups(report)["Store"].stored == 5
+    assert report.exit_code == 0
+    assert_accounted(report)
+
+
+def test_done_is_not_an_item(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 1},
+        source("Source", range(3), "Numbers"),
+        stage("Sink", "Collect", "Numbers", instances=4, key=key),
+    ))
+
+    assert DONE not in fixture_workers.collected(key)
+    assert sorted(fixture_workers.collected(key)) == [0, 1, 2]
+    assert queues(report)["Numbers"].taken == 3

@@ -1,0 +1,290 @@
+"""The sink's table and writes, against the real PostgreSQL and a SQLite file; and which database the
+environment picks (core.database)."""
+from __future__ import annotations
+
+import traceback
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from core.database import PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine
+from core.redact import redact
+from workers.postgres_worker import PostgresWorker
+
+PASSWORD = "hunter2-s3cret"
+T0 = datetime(2024, 9, 18, 20, 0, 2)
+COURSE_TABLE = {
+    "postgresql": "CREATE TABLE prices (id serial PRIMARY KEY, symbol text, price double precision, "
+                  "extracted_time timestamp)",
+    "sqlite": "CREATE TABLE prices (id INTEGER PRIMARY KEY AUTOINCREMENT, symbol text, price double precision, "
+              "extracted_time timestamp)",
+}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request, tmp_path):
+    """An engine on an empty database of each kind, made the way the pipeline makes it."""
+    if request.param == "postgresql":
+        env = {"DATABASE_URL": request.getfixturevalue("pg_url")}
+    else:
+        env = {"DATA_DIR": str(tmp_path / "data")}
+    engine = make_engine(database_url(env))
+    assert engine.dialect.name == request.param
+    yield engine
+    engine.dispose()
+
+
+def record(symbol: str, price: float, extracted_time: datetime, **extra) -> dict:
+    return {"symbol": symbol, "price": price, "currency": "USD", "market_time": T0,
+            "extracted_time": extracted_time, **extra}
+
+
+def rows(engine) -> list[dict]:
+    """Every row, times as datetimes on both databases."""
+    table = PostgresWorker(engine).table
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(table.c.id))]
+
+
+def test_create_table_has_the_course_columns_and_ours(engine):
+    PostgresWorker(engine).create_table()
+
+    inspector = sa.inspect(engine)
+    columns = {column["name"]: column for column in inspector.get_columns("prices")}
+    assert set(columns) == {"id", "symbol", "price", "extracted_time", "currency", "market_time"}
+    assert inspector.get_pk_constraint("prices")["constrained_columns"] == ["id"]
+    assert isinstance(columns["price"]["type"], sa.Float)
+    for name in ("extracted_time", "market_time"):
+        assert isinstance(columns[name]["type"], sa.DateTime)
+        assert not columns[name]["type"].timezone
+    unique = [index["column_names"] for index in inspector.get_indexes("prices") if index["unique"]]
+    assert ["symbol", "extracted_time"] in unique
+
+
+def test_postgresql_column_types_are_the_courses(pg_url):
+    engine = make_engine(database_url({"DATABASE_URL": pg_url}))
+    try:
+        PostgresWorker(engine).create_table()
+        with engine.connect() as conn:
+            types = dict(conn.execute(sa.text(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'prices'")).all())
+            id_default = conn.execute(sa.text(
+                "SELECT column_default FROM information_schema.columns "
+                "WHERE table_name = 'prices' AND column_name = 'id'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert types == {"id": "integer", "symbol": "text", "price": "double precision",
+                     "extracted_time": "timestamp without time zone", "currency": "text",
+                     "market_time": "timestamp without time zone"}
+    assert id_default.startswith("nextval(")  # serial, as in the course
+
+
+def test_create_table_twice_changes_nothing(engine):
+    writer = PostgresWorker(engine)
+    writer.create_table()
+    writer.insert([record("AAPL", 220.69, T0)])
+
+    writer.create_table()
+
+    assert [row["symbol"] for row in rows(engine)] == ["AAPL"]
+
+
+def test_same_batch_twice_is_stored_once(engine):
+    writer = PostgresWorker(engine)
+    writer.create_table()
+    batch = [record("AAPL", 220.69, T0), record("BRK.B", 456.5, T0), record("AAPL", 221.0, T0 + timedelta(1))]
+
+    assert writer.insert(batch) == 3
+    writer.insert(batch)
+
+    stored = rows(engine)
+    assert len(stored) == 3
+    assert sorted((row["symbol"], row["extracted_time"]) for row in stored) == sorted(
+        (item["symbol"], item["extracted_time"]) for item in batch)
+    assert len({row["id"] for row in stored}) == 3
+
+
+def test_a_batch_overlapping_stored_rows_adds_only_the_new_ones(engine):
+    writer = PostgresWorker(engine)
+    writer.create_table()
+    writer.insert([record("AAPL", 220.69, T0)])
+
+    writer.insert([record("AAPL", 999.0, T0), record("MSFT", 430.0, T0)])
+
+    assert {(row["symbol"], row["price"]) for row in rows(engine)} == {("AAPL", 220.69), ("MSFT", 430.0)}
+
+
+def test_aware_datetimes_are_stored_as_utc_wall_time(engine):
+    writer = PostgresWorker(engine)
+    writer.create_table()
+    berlin = timezone(timedelta(hours=2))
+    new_york = timezone(timedelta(hours=-4))
+
+    writer.insert([record("AAPL", 220.69, datetime(2024, 9, 18, 22, 30, 0, 123456, tzinfo=berlin),
+                          market_time=datetime(2024, 9, 18, 16, 0, 2, tzinfo=new_york))])
+
+    (row,) = rows(engine)
+    assert row["extracted_time"] == datetime(2024, 9, 18, 20, 30, 0, 123456)
+    assert row["market_time"] == T0
+    assert row["extracted_time"].tzinfo is None
+
+
+def test_naive_datetimes_and_missing_fields_are_stored_as_given(engine):
+    writer = PostgresWorker(engine)
+    writer.create_table()
+
+    writer.insert([{"symbol": "AAPL", "price": 220.69, "extracted_time": T0}])  # quote-page record: no meta
+
+    (row,) = rows(engine)
+    assert (row["extracted_time"], row["currency"], row["market_time"]) == (T0, None, None)
+
+
+def test_course_era_table_gets_the_missing_columns_and_keeps_its_row(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text(COURSE_TABLE[engine.dialect.name]))
+        conn.execute(sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES ('AAPL', 150.5, :t)"),
+                     {"t": T0 - timedelta(days=700)})
+    writer = PostgresWorker(engine)
+
+    writer.create_table()
+    writer.insert([record("AAPL", 220.69, T0)] * 2)
+
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("prices")}
+    assert columns == {"id", "symbol", "price", "extracted_time", "currency", "market_time"}
+    old, new = rows(engine)
+    assert (old["symbol"], old["price"], old["extracted_time"]) == ("AAPL", 150.5, T0 - timedelta(days=700))
+    assert (old["currency"], old["market_time"]) == (None, None)
+    assert (new["symbol"], new["price"], new["currency"], new["market_time"]) == ("AAPL", 220.69, "USD", T0)
+    assert new["id"] > old["id"]
+
+
+def test_close_disposes_the_engine(engine):
+    writer = PostgresWorker(engine)
+    writer.create_table()
+    assert engine.pool.checkedin() >= 1
+
+    writer.close()
+
+    assert engine.pool.checkedin() == 0
+
+
+# --- which database: core.database.database_url -------------------------------------------------------------
+
+
+def test_database_url_wins_and_plain_postgresql_gets_the_installed_driver():
+    env = {"DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example:6543/prices",
+           "POSTGRES_HOST": "ignored", "DATA_DIR": "/ignored"}
+
+    url = database_url(env)
+
+    assert url.drivername == "postgresql+psycopg2"
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "app", PASSWORD, "db.example", 6543, "prices")
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql+psycopg2"])
+def test_other_postgresql_spellings(scheme):
+    url = database_url({"DATABASE_URL": f"{scheme}://app@db.example/prices"})
+
+    assert url.drivername == "postgresql+psycopg2"
+    assert (url.host, url.database) == ("db.example", "prices")
+
+
+def test_course_variables_make_a_postgresql_url():
+    env = {"POSTGRES_USER": "course", "POSTGRES_PASSWORD": PASSWORD, "POSTGRES_HOST": "pg.local",
+           "POSTGRES_PORT": "5433", "POSTGRES_DB": "stocks", "DATA_DIR": "/ignored"}
+
+    url = database_url(env)
+
+    assert url.drivername == "postgresql+psycopg2"
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "course", PASSWORD, "pg.local", 5433, "stocks")
+
+
+def test_one_course_variable_is_enough_and_the_rest_default():
+    url = database_url({"POSTGRES_HOST": "pg.local", "POSTGRES_PASSWORD": ""})
+
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "postgres", None, "pg.local", None, "postgres")
+
+
+def test_no_database_settings_mean_sqlite_under_data_dir(tmp_path):
+    url = database_url({"DATA_DIR": str(tmp_path), "DATABASE_URL": "  ", "POSTGRES_USER": ""})
+
+    assert url.get_backend_name() == "sqlite"
+    assert url.database == str(tmp_path / "prices.sqlite3")
+
+
+def test_sqlite_default_is_beside_main_py():
+    url = database_url({})
+
+    assert url.database == str(PROJECT_DIR / "data" / "prices.sqlite3")
+
+
+def test_make_engine_creates_the_sqlite_folder(tmp_path):
+    engine = make_engine(database_url({"DATA_DIR": str(tmp_path / "not" / "yet")}))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+    assert (tmp_path / "not" / "yet" / "prices.sqlite3").is_file()
+
+
+def assert_no_password(exc: BaseException, password: str) -> None:
+    text = "".join(traceback.format_exception(exc))
+    assert password not in text
+
+
+@pytest.mark.parametrize("raw", [
+    f"postgresql//app:{PASSWORD}@db.example/prices",
+    f"://app:{PASSWORD}@db.example/prices",
+    f"app:{PASSWORD}",
+])
+def test_unparsable_database_url_is_a_config_error_without_the_password(raw):
+    with pytest.raises(DatabaseConfigError) as caught:
+        database_url({"DATABASE_URL": raw})
+
+    assert "DATABASE_URL" in str(caught.value)
+    assert_no_password(caught.value, PASSWORD)
+
+
+@pytest.mark.parametrize("port", ["notaport", ""])
+def test_database_url_with_a_bad_port_is_a_config_error(port):
+    with pytest.raises(DatabaseConfigError) as caught:
+        database_url({"DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example:{port}/prices"})
+
+    assert_no_password(caught.value, PASSWORD)
+
+
+def test_bad_postgres_port_is_a_config_error_without_the_password():
+    with pytest.raises(DatabaseConfigError, match="POSTGRES_PORT") as caught:
+        database_url({"POSTGRES_PASSWORD": PASSWORD, "POSTGRES_PORT": "54x2"})
+
+    assert_no_password(caught.value, PASSWORD)
+
+
+@pytest.mark.parametrize("env", [
+    {"DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example/prices"},
+    {"POSTGRES_PASSWORD": PASSWORD},
+])
+def test_the_password_is_masked_in_logs_and_descriptions(env):
+    url = database_url(env)
+
+    assert PASSWORD not in describe(url)
+    assert PASSWORD not in redact(f"could not connect with {PASSWORD} to {url.render_as_string(False)}")
+
+
+def test_percent_encoded_password_is_masked_in_both_forms():
+    url = database_url({"DATABASE_URL": "postgresql://app:p%40ss%2Fw0rd-xyz@db.example/prices"})
+
+    assert url.password == "p@ss/w0rd-xyz"
+    assert "w0rd" not in redact("decoded p@ss/w0rd-xyz, raw p%40ss%2Fw0rd-xyz")
+
+
+def test_a_url_without_a_password_is_still_logged():
+    raw = "postgresql+psycopg2://app@db.example:5432/prices_log_check"
+    url = database_url({"DATABASE_URL": raw})
+
+    assert redact(f"storing into {describe(url)}") == f"storing into {raw}"
