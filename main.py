@@ -1,4 +1,4 @@
-"""Command line: run the pipeline file named by --pipeline or PIPELINE_LOCATION, exit with an honest code."""
+"""Run the pipeline file named by --pipeline or PIPELINE_LOCATION, and exit with an honest code."""
 from __future__ import annotations
 
 import argparse
@@ -13,40 +13,39 @@ import traceback
 from pathlib import Path
 
 from dotenv import load_dotenv
+from rich.console import Console
 
 from core.config import ConfigError
 from core.database import PROJECT_DIR, data_dir
-from core.redact import RedactingFormatter, redact
+from core.graph import mermaid
+from core.logs import setup_logging
+from core.redact import redact
 from core.report import EXIT_CONFIG, EXIT_LOCKED
 from core.runlock import RunLock
+from core.status import StatusReporter
 from yaml_reader import YamlPipelineExecutor
 
 logger = logging.getLogger("main")
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pipeline", metavar="PATH", help="pipeline file (default: $PIPELINE_LOCATION)")
+    parser.add_argument("--check", action="store_true", help="only validate the pipeline file; exit 0 or 2")
+    parser.add_argument("--graph", action="store_true", help="print the pipeline as a Mermaid flowchart and exit")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                        help="override a value, e.g. workers.YahooFinanceWorker.instances=16 (repeatable)")
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="after SIGINT/SIGTERM, exit at the latest this long after (default 10)")
+    parser.add_argument("--quiet", action="store_true", help="no live status table or status lines")
+    parser.add_argument("--status-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="without a terminal, log a status line this often (default 10)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO, or $LOG_LEVEL")
+    parser.add_argument("--log-file", metavar="PATH", help="also write the log to this file")
     return parser.parse_args(argv)
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr through a formatter that masks secrets; uncaught errors go through it too."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    sys.excepthook = lambda kind, exc, tb: logger.critical("uncaught error", exc_info=(kind, exc, tb))
-    threading.excepthook = lambda args: logger.critical(
-        "uncaught error in thread %s", args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def pipeline_path(location: str) -> Path:
@@ -58,39 +57,55 @@ def pipeline_path(location: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one pipeline and return the exit code."""
+    """Validate, then show, check or run one pipeline; return the exit code."""
     args = parse_args(argv)
     load_dotenv(os.environ.get("ENV_FILE") or PROJECT_DIR / ".env.local", override=False)  # real env wins
-    setup_logging(args.log_level)
+    live = not (args.quiet or args.check or args.graph) and sys.stdout.isatty() and sys.stderr.isatty()
+    console = Console(stderr=True) if live else None
+    setup_logging(args.log_level, log_file=args.log_file, console=console)
     location = args.pipeline or os.environ.get("PIPELINE_LOCATION")
     if not location:
         logger.error("no pipeline: set PIPELINE_LOCATION (environment or .env.local) or pass --pipeline")
         return EXIT_CONFIG
     try:
-        executor = YamlPipelineExecutor(pipeline_path(location))
+        executor = YamlPipelineExecutor(pipeline_path(location), sets=args.sets)
     except ConfigError as exc:
         for problem in exc.problems:
             print(redact(str(problem)), file=sys.stderr)
         logger.error("%d problem(s) in the pipeline file; nothing was run", len(exc.problems))
         return EXIT_CONFIG
+    if args.check:
+        print(f"{executor.spec.path}: OK, {len(executor.spec.queues)} queues, {len(executor.spec.workers)} worker groups")
+        return 0
+    if args.graph:
+        print(mermaid(executor.spec), end="")
+        return 0
+    return run_locked(executor, args, console)
+
+
+def run_locked(executor: YamlPipelineExecutor, args: argparse.Namespace, console: Console | None) -> int:
+    """Run unless another run of the same file holds the lock; report; return the exit code."""
     lock = RunLock(data_dir() / "locks", executor.spec.path)
     if not lock.acquire():
         logger.error("another run of %s is in progress (pid %s, lock %s); not starting a second one",
                      executor.spec.path, lock.holder(), lock.path)
         return EXIT_LOCKED
+    status = None if args.quiet else StatusReporter(executor.snapshot, console=console,
+                                                    interval_s=1.0 if console else args.status_interval)
     try:
-        run(executor, args.shutdown_timeout)
+        run(executor, args.shutdown_timeout, status)
     finally:
         lock.release()
     report = executor.report
     if args.stats_json:
         Path(args.stats_json).write_text(redact(json.dumps(report.to_dict(), indent=2)) + "\n", encoding="utf-8")
+    logger.info("run report:\n%s", report.table())
     logger.info("%s", report.summary())
     print(redact(report.summary()))
     return report.exit_code
 
 
-def run(executor: YamlPipelineExecutor, shutdown_timeout_s: float) -> None:
+def run(executor: YamlPipelineExecutor, shutdown_timeout_s: float, status: StatusReporter | None) -> None:
     """Start the executor and wait for it; signals ask it to stop, a second signal exits at once."""
     received: list[int] = []
 
@@ -102,6 +117,8 @@ def run(executor: YamlPipelineExecutor, shutdown_timeout_s: float) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     executor.start()
+    if status is not None:
+        status.start()
     deadline = None
     while executor.is_alive():
         executor.join(0.2)
@@ -113,6 +130,8 @@ def run(executor: YamlPipelineExecutor, shutdown_timeout_s: float) -> None:
                          shutdown_timeout_s, thread_stacks())
             logging.shutdown()
             os._exit(128 + received[0])
+    if status is not None:
+        status.stop()
 
 
 def thread_stacks() -> str:

@@ -14,7 +14,8 @@ from core.database import data_dir
 from core.errors import StartupError
 from core.group import WorkerGroup
 from core.ledger import DeadLetters
-from core.report import GroupReport, QueueReport, RunReport
+from core.bottleneck import QueueLoad
+from core.report import RunReport, Snapshot, build_report
 from workers.base import Worker
 
 logger = logging.getLogger(__name__)
@@ -27,11 +28,14 @@ class YamlPipelineExecutor(threading.Thread):
     thread: opens each worker group, starts its instances, sends DONE downstream once every producer
     of a queue has ended, and leaves a RunReport in `report` when every worker has ended."""
 
-    def __init__(self, pipeline_location: str | Path, *, dead_letter_path: str | Path | None = None,
-                 monitor_interval_s: float = 1.0) -> None:
+    def __init__(self, pipeline_location: str | Path, *, sets: list[str] = (),
+                 dead_letter_path: str | Path | None = None, monitor_interval_s: float = 1.0,
+                 sample_interval_s: float = 0.2) -> None:
         super().__init__(name="YamlPipelineExecutor", daemon=True)
-        self.spec: PipelineSpec = load_pipeline(pipeline_location)
+        self.spec: PipelineSpec = load_pipeline(pipeline_location, sets=sets)
         self.monitor_interval_s = monitor_interval_s
+        self.sample_interval_s = sample_interval_s
+        self.started_at: float | None = None
         self.dead_letters = DeadLetters(Path(dead_letter_path or _default_dead_letter_path(self.spec.name)),
                                         self.spec.name)
         self.stop_event = threading.Event()
@@ -40,6 +44,7 @@ class YamlPipelineExecutor(threading.Thread):
         self._changed = threading.Event()
         self._ended: set[str] = set()  # queues that got their DONEs or were closed
         self.channels = {q.name: Channel(q.name, q.maxsize) for q in self.spec.queues.values()}
+        self.loads = {name: QueueLoad() for name in self.channels}
         self.groups = {w.name: self._make_group(w) for w in self.spec.workers}
 
     def request_stop(self, signal_number: int | None = None) -> None:
@@ -53,7 +58,7 @@ class YamlPipelineExecutor(threading.Thread):
         self._changed.set()
 
     def run(self) -> None:
-        started = time.monotonic()
+        self.started_at = started = time.monotonic()
         reason, error = "finished", None
         try:
             self._open_groups()
@@ -106,12 +111,19 @@ class YamlPipelineExecutor(threading.Thread):
         self._changed.set()
 
     def _monitor(self) -> None:
+        """Wake on every worker exit (and at monitor_interval_s regardless); sample queue sizes meanwhile."""
+        last_check = time.monotonic()
         while True:
-            self._changed.wait(self.monitor_interval_s)
-            self._changed.clear()
-            self._propagate_ends()
-            if all(group.finished() for group in self.groups.values()):
-                return
+            changed = self._changed.wait(min(self.sample_interval_s, self.monitor_interval_s))
+            for name, channel in self.channels.items():
+                self.loads[name].add(channel.qsize(), channel.maxsize)
+            now = time.monotonic()
+            if changed or now - last_check >= self.monitor_interval_s:
+                self._changed.clear()
+                last_check = now
+                self._propagate_ends()
+                if all(group.finished() for group in self.groups.values()):
+                    return
 
     def _propagate_ends(self) -> None:
         """DONE into each queue whose producers have all ended; close a queue whose readers all ended."""
@@ -145,20 +157,22 @@ class YamlPipelineExecutor(threading.Thread):
         self.dead_letters.close()
 
     def _report(self, reason: str, error: str | None, duration_s: float) -> RunReport:
-        groups = []
-        for group in self.groups.values():
-            counts = group.counts()
-            groups.append(GroupReport(
-                name=group.name, instances=len(group.workers), sink=not group.outputs, crashed=group.crashed(),
-                received=counts.received, processed=counts.processed, emitted=counts.emitted,
-                stored=counts.stored, failed=counts.failed, dead_lettered=counts.dead_lettered,
-                in_flight=counts.in_flight))
-        queues = [QueueReport(name=c.name, maxsize=c.maxsize, put=c.put_count, taken=c.get_count,
-                              left=c.qsize(), high_water=c.high_water) for c in self.channels.values()]
-        return RunReport(
-            pipeline=self.spec.name, finish_reason=reason, duration_s=round(duration_s, 3), groups=groups,
-            queues=queues, dead_letter_path=str(self.dead_letters.path), dead_letters=self.dead_letters.count,
-            error=error, signal=self.stop_signal if reason == "interrupted" else None)
+        return build_report(
+            self.spec, self.groups.values(), self.channels.values(), self.loads, reason=reason, error=error,
+            duration_s=duration_s, dead_letters=self.dead_letters,
+            signal=self.stop_signal if reason == "interrupted" else None)
+
+    def snapshot(self) -> Snapshot:
+        """The run as it is now, for the live status (safe to call from another thread)."""
+        elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
+        groups = [(g.name, sum(1 for w in g.workers if w.is_alive()), len(g.workers), g.counts())
+                  for g in self.groups.values()]
+        queues = [(c.name, c.qsize(), c.maxsize) for c in self.channels.values()]
+        sources = [g for g in self.groups.values() if g.input is None]
+        sinks = [g for g in self.groups.values() if not g.outputs]
+        total = sum(g.counts().emitted for g in sources) if all(g.finished() for g in sources) else None
+        settled = min((g.counts().processed + g.counts().dead_lettered for g in sinks), default=0)
+        return Snapshot(elapsed, groups, queues, total, settled)
 
 
 def _default_dead_letter_path(pipeline: str) -> Path:

@@ -45,6 +45,7 @@ class Channel:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._closed = False
+        self._dones = 0  # DONE markers in _items, so qsize() need not scan
         #: Receives each item refused because the channel is closed (the executor dead-letters it).
         self.on_reject: Callable[[Any], None] = _drop_nothing
         self.put_count = 0
@@ -59,7 +60,7 @@ class Channel:
     def qsize(self) -> int:
         """Items waiting now, DONE markers excluded."""
         with self._lock:
-            return sum(1 for item in self._items if item is not DONE)
+            return len(self._items) - self._dones
 
     def put(self, item: Any) -> bool:
         """Block while full; False (and the item handed to on_reject) if the channel is closed."""
@@ -80,6 +81,7 @@ class Channel:
         """Append `count` DONE markers; they never wait for room, so ending never blocks."""
         with self._lock:
             self._items.extend([DONE] * count)
+            self._dones += count
             self._not_empty.notify_all()
 
     def get(self, timeout_s: float | None = None) -> Any:
@@ -94,7 +96,9 @@ class Channel:
             if not self._items:
                 return DONE
             item = self._items.popleft()
-            if item is not DONE:
+            if item is DONE:
+                self._dones -= 1
+            else:
                 self.get_count += 1
             self._not_full.notify()
             return item
@@ -105,6 +109,7 @@ class Channel:
             self._closed = True
             left = [item for item in self._items if item is not DONE]
             self._items.clear()
+            self._dones = 0
             self._not_empty.notify_all()
             self._not_full.notify_all()
         for item in left:

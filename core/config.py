@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
+from core.overrides import apply_sets, expand_env
 from core.yaml_lines import LineDict, LineList, load_with_lines
 
 DEFAULT_MAXSIZE = 1000
@@ -30,7 +32,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+        where = getattr(self.line, "origin", None) or f"{self.file}:{self.line}"  # --set values name the flag
+        return f"{where}: {self.key}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -120,12 +123,18 @@ class _Checker:
         return True
 
 
-def load_pipeline(path: str | Path) -> PipelineSpec:
-    """Read, validate and resolve a pipeline file; raise ConfigError naming every problem."""
+def load_pipeline(path: str | Path, *, sets: list[str] = (), env: Mapping[str, str] | None = None) -> PipelineSpec:
+    """Read, validate and resolve a pipeline file; raise ConfigError naming every problem.
+
+    ${VAR} and ${VAR:-default} in values are filled from `env` (default os.environ); each of `sets`
+    (`workers.Name.key=value`) then overrides a value; the result is validated like the file itself.
+    """
     path = str(path)
     checker = _Checker(path)
     raw = _read(path, checker)
     if raw is not None:
+        expand_env(raw, os.environ if env is None else env, checker.add)
+        apply_sets(raw, list(sets), checker.add)
         spec = _build(raw, checker)
         if not checker.problems:
             _check_wiring(spec, checker)

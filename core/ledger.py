@@ -28,6 +28,8 @@ class Counts:
     stored: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    busy_s: float = 0.0  # time spent handling items (flushes included)
+    blocked_s: float = 0.0  # of which, waiting for room in a full output queue
 
     def __iadd__(self, other: Counts) -> Counts:
         for key, value in asdict(other).items():

@@ -7,6 +7,17 @@ from typing import Any
 import yaml
 
 
+class SetLine(int):
+    """The line of a value that came from the command line (--set); `origin` names the argument."""
+
+    origin: str
+
+    def __new__(cls, origin: str) -> SetLine:
+        line = super().__new__(cls, 0)
+        line.origin = origin
+        return line
+
+
 class LineDict(dict):
     """A mapping from the file; `line` is where it starts, `key_lines[key]` where each key is."""
 

@@ -57,7 +57,9 @@ class Worker(threading.Thread):
         try:
             self.setup()
             for item in self._items():
+                started = time.perf_counter()
                 self._handle(item)
+                self.counts.busy_s += time.perf_counter() - started
         except Exception as exc:  # noqa: BLE001 - a crash ends this instance, never the pipeline
             self.crash = exc
             logger.exception("%s crashed; the rest of the pipeline goes on", self.name)
@@ -70,7 +72,9 @@ class Worker(threading.Thread):
         """Send one output to every output queue (blocks while a queue is full)."""
         self.counts.emitted += 1
         for channel in self.group.outputs:
+            started = time.perf_counter()
             channel.put(output)
+            self.counts.blocked_s += time.perf_counter() - started
 
     def fail(self, item: Any, exc: BaseException, *, log: bool = True) -> None:
         """Count `item` as failed and dead-letter it with the error."""
@@ -95,7 +99,9 @@ class Worker(threading.Thread):
             try:
                 item = source.get(self.idle_timeout_s)
             except Empty:
+                started = time.perf_counter()
                 self.on_idle()
+                self.counts.busy_s += time.perf_counter() - started
                 continue
             if item is DONE:
                 return

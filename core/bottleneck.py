@@ -1,0 +1,73 @@
+"""Which stage held the run back: from sampled queue sizes and the time each stage spent working."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FULL_AT = 0.9  # a queue at 90% of maxsize counts as full
+BACKLOG_AT = 0.5  # an input queue non-empty half the time means its reader cannot keep up
+BUSY_AT = 0.8  # instances working 80% of the time have no slack
+IDLE_BELOW = 0.2
+RATE_LIMITED_AT = 0.8  # running at 80% of requests_per_second means the limit is what holds it
+
+
+@dataclass
+class QueueLoad:
+    """Samples of one queue's size taken during the run."""
+
+    samples: int = 0
+    nonempty: int = 0
+    full: int = 0
+    size_sum: int = 0
+
+    def add(self, size: int, maxsize: int) -> None:
+        """Record one sample."""
+        self.samples += 1
+        self.size_sum += size
+        self.nonempty += size > 0
+        self.full += size >= FULL_AT * maxsize
+
+    def fraction(self, count: int) -> float:
+        return count / self.samples if self.samples else 0.0
+
+
+@dataclass
+class StageLoad:
+    """How hard one worker group worked, and what its input queue looked like meanwhile."""
+
+    name: str
+    instances: int
+    busy: float  # share of the run its instances spent working, waits for a full output excluded
+    items_per_s: float
+    input_queue: str | None = None
+    input_load: QueueLoad | None = None
+    requests_per_second: float = 0.0
+
+
+def hints(stages: list[StageLoad]) -> list[str]:
+    """One-line advice: the stage to scale (or the rate limit to raise), and the stages that idled."""
+    advice = []
+    readers = [s for s in stages if s.input_load is not None and s.input_load.samples]
+    backlogged = [s for s in readers if s.input_load.fraction(s.input_load.nonempty) >= BACKLOG_AT]
+    bottleneck = max(backlogged, key=lambda s: s.busy, default=None)
+    if bottleneck is not None and bottleneck.busy >= BUSY_AT:
+        advice.append(_scale_hint(bottleneck))
+    elif readers and not backlogged:
+        sources = ", ".join(s.name for s in stages if s.input_queue is None)
+        advice.append(f"no queue built up: the run went as fast as its source ({sources}) produced")
+    for stage in readers:
+        if stage is not bottleneck and stage.busy < IDLE_BELOW:
+            fewer = f": {stage.instances} instances are more than it needs" if stage.instances > 1 else ""
+            advice.append(f"{stage.name} sat idle {100 * (1 - stage.busy):.0f}% of the time{fewer}")
+    return advice
+
+
+def _scale_hint(stage: StageLoad) -> str:
+    load = stage.input_load
+    full = load.fraction(load.full)
+    how = f"full {100 * full:.0f}%" if full >= BACKLOG_AT else f"non-empty {100 * load.fraction(load.nonempty):.0f}%"
+    held = f"{stage.name} kept {stage.input_queue} {how} of the time, its instances busy {100 * stage.busy:.0f}%"
+    limit = stage.requests_per_second
+    if limit and stage.items_per_s >= RATE_LIMITED_AT * limit:
+        return (f"{held}, at {stage.items_per_s:.1f} items/s against requests_per_second={limit:g}: "
+                "raise requests_per_second (if the site allows), not instances")
+    return f"{held}: raise its instances (now {stage.instances})"
