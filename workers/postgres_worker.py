@@ -1,6 +1,8 @@
 """Sink stage: price records into the `prices` table, in batches, idempotently."""
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -57,10 +59,32 @@ class PostgresWorker:
 
     def insert(self, records: list[dict[str, Any]]) -> int:
         """Insert in one transaction; rows already present (same symbol and time) are skipped. Returns rows sent."""
-        rows = [{key: _utc_naive(record.get(key)) for key in COLUMNS} for record in records]
-        with self.engine.begin() as conn:
-            conn.execute(self._insert_statement(), rows)
+        rows = [[_utc_naive(record.get(key)) for key in COLUMNS] for record in records]
+        if self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg2":
+            self._copy(rows)
+        else:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_statement(), [dict(zip(COLUMNS, row)) for row in rows])
         return len(rows)
+
+    def _copy(self, rows: list[list[Any]]) -> None:
+        """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: near COPY's speed
+        (executemany INSERTs are several times slower), and a retried batch still stores nothing twice."""
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows)  # None becomes an empty unquoted field: NULL to COPY's csv format
+        buffer.seek(0)
+        quote = self.engine.dialect.identifier_preparer.quote
+        staging, columns = quote(f"{self.table.name}_staging"), ", ".join(COLUMNS)
+        with self.engine.begin() as conn:
+            pooled = conn.connection
+            cursor = pooled.dbapi_connection.cursor()
+            if staging not in pooled.info:  # a temporary table lives as long as its connection
+                cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (symbol text, price double precision, "
+                               "currency text, market_time timestamp, extracted_time timestamp) ON COMMIT DELETE ROWS")
+            cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+            cursor.execute(f"INSERT INTO {quote(self.table.name)} ({columns}) SELECT {columns} FROM {staging} "
+                           f"ON CONFLICT ({', '.join(UNIQUE_KEY)}) DO NOTHING")
+            pooled.info[staging] = True  # not reached when the batch fails: a rolled-back CREATE leaves no table
 
     def close(self) -> None:
         """Close the engine's pooled connections."""
