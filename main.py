@@ -28,7 +28,7 @@ from yaml_reader import YamlPipelineExecutor
 logger = logging.getLogger("main")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pipeline", metavar="PATH", help="pipeline file (default: $PIPELINE_LOCATION)")
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO, or $LOG_LEVEL")
     parser.add_argument("--log-file", metavar="PATH", help="also write the log to this file")
-    return parser.parse_args(argv)
+    return parser
 
 
 def pipeline_path(location: str) -> Path:
@@ -58,7 +58,7 @@ def pipeline_path(location: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Validate, then show, check or run one pipeline; return the exit code."""
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     load_dotenv(os.environ.get("ENV_FILE") or PROJECT_DIR / ".env.local", override=False)  # real env wins
     live = not (args.quiet or args.check or args.graph) and sys.stdout.isatty() and sys.stderr.isatty()
     console = Console(stderr=True) if live else None
