@@ -171,7 +171,9 @@ class YamlPipelineExecutor(threading.Thread):
         sources = [g for g in self.groups.values() if g.input is None]
         sinks = [g for g in self.groups.values() if not g.outputs]
         total = sum(g.counts().emitted for g in sources) if all(g.finished() for g in sources) else None
-        settled = min((g.counts().processed + g.counts().dead_lettered for g in sinks), default=0)
+        # Items dead-lettered on the way never reach a sink, but they are done with too.
+        dropped = sum(g.counts().dead_lettered for g in self.groups.values() if g.input is not None and g.outputs)
+        settled = dropped + min((g.counts().processed + g.counts().dead_lettered for g in sinks), default=0)
         return Snapshot(elapsed, groups, queues, total, settled)
 
 

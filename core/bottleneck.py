@@ -49,7 +49,9 @@ def hints(stages: list[StageLoad]) -> list[str]:
     readers = [s for s in stages if s.input_load is not None and s.input_load.samples]
     backlogged = [s for s in readers if s.input_load.fraction(s.input_load.nonempty) >= BACKLOG_AT]
     bottleneck = max(backlogged, key=lambda s: s.busy, default=None)
-    if bottleneck is not None and bottleneck.busy >= BUSY_AT:
+    if bottleneck is not None and bottleneck.busy < BUSY_AT:
+        bottleneck = None  # a backlog its reader had time for: nobody is short of instances
+    if bottleneck is not None:
         advice.append(_scale_hint(bottleneck))
     elif readers and not backlogged:
         sources = ", ".join(s.name for s in stages if s.input_queue is None)

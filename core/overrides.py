@@ -62,16 +62,26 @@ def apply_sets(raw: LineDict, sets: list[str], report: Callable[[SetLine, str, s
             from core.config import _did_you_mean
             report(origin, f"{section}.{name}", f"no such entry in {section}{_did_you_mean(name, names)}")
             continue
-        target = entry
+        entries[entries.index(entry)] = target = _copy(entry)  # an anchor may share it with another entry
         for key in keys[:-1]:
-            if not isinstance(target.get(key), LineDict):
+            child = target.get(key)
+            if isinstance(child, LineDict):
+                child = _copy(child)
+            else:
                 child = LineDict()
                 child.line, child.key_lines = origin, {}
-                target[key] = child
                 target.key_lines[key] = origin
-            target = target[key]
+            target[key] = child
+            target = child
         target[keys[-1]] = _yaml_value(text)
         target.key_lines[keys[-1]] = origin
+
+
+def _copy(mapping: LineDict) -> LineDict:
+    """A shallow copy that keeps the line numbers."""
+    copy = LineDict(mapping)
+    copy.line, copy.key_lines = mapping.line, dict(mapping.key_lines)
+    return copy
 
 
 def _yaml_value(text: str) -> Any:
@@ -83,9 +93,11 @@ def _yaml_value(text: str) -> Any:
 
 
 def _scalar(text: str) -> Any:
-    """Text as YAML reads a plain scalar: 16 -> int, true -> bool, 0.5 -> float, "" -> None, else str."""
+    """A number or boolean as YAML reads it (16, 0.5, true); "" as nothing; any other text unchanged."""
+    if text == "":
+        return None
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return value if value is None or isinstance(value, (int, float, bool, str)) else text
+    return value if isinstance(value, (int, float, bool)) else text
