@@ -137,8 +137,10 @@ def load_pipeline(path: str | Path, *, sets: list[str] = (), env: Mapping[str, s
         apply_sets(raw, list(sets), checker.add)
         spec = _build(raw, checker)
         if not checker.problems:
-            _check_wiring(spec, checker)
             from core.imports import check_imports  # imports user modules: only once the file is sound
+            from core.wiring import check_wiring
+
+            check_wiring(spec, checker)
             check_imports(spec, checker)
         if not checker.problems:
             return spec
@@ -250,54 +252,6 @@ def _worker(item: LineDict, where: str, checker: _Checker) -> WorkerSpec | None:
 def _item_lines(value: Any, key: str) -> dict[str, int]:
     """Lines of a list's items as `key[i]`, so a bad queue name points at its own line."""
     return {f"{key}[{i}]": line for i, line in enumerate(value.item_lines)} if isinstance(value, LineList) else {}
-
-
-def _check_wiring(spec: PipelineSpec, checker: _Checker) -> None:
-    """Queue names exist; every queue has producers and exactly one consumer group; no cycles."""
-    for worker in spec.workers:
-        named = ([("input_queue", worker.input_queue)] if worker.input_queue else []) + [
-            (f"output_queues[{i}]", q) for i, q in enumerate(worker.output_queues)]
-        for key, queue in named:
-            if queue not in spec.queues:
-                line = worker.key_lines.get(key) or worker.key_lines.get(key.split("[")[0], worker.line)
-                checker.add(line, f"workers.{worker.name}.{key.split('[')[0]}",
-                            f"unknown queue {queue!r}{_did_you_mean(queue, spec.queues)}")
-    for queue in spec.queues.values():
-        readers = [w.name for w in spec.workers if w.input_queue == queue.name]
-        if not spec.producers(queue.name):
-            checker.add(queue.line, f"queues.{queue.name}", "no worker writes to this queue")
-        if not readers:
-            checker.add(queue.line, f"queues.{queue.name}", "no worker reads this queue")
-        elif len(readers) > 1:
-            checker.add(queue.line, f"queues.{queue.name}",
-                        f"read by {len(readers)} worker groups ({', '.join(readers)}); they would split its "
-                        "items between them. Give each group its own queue and list both in output_queues")
-    cycle = _find_cycle(spec)
-    if cycle:
-        first = next(w for w in spec.workers if w.name == cycle[0])
-        checker.add(first.line, f"workers.{first.name}", "queues form a cycle: " + " -> ".join(cycle))
-
-
-def _find_cycle(spec: PipelineSpec) -> list[str] | None:
-    downstream = {w.name: [c.name for q in w.output_queues if (c := spec.consumer(q))] for w in spec.workers}
-    state: dict[str, str] = {}
-
-    def visit(name: str, path: list[str]) -> list[str] | None:
-        state[name] = "open"
-        path.append(name)
-        for nxt in downstream[name]:
-            if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt, path)):
-                return found
-        state[name] = "done"
-        path.pop()
-        return None
-
-    for worker in spec.workers:
-        if worker.name not in state and (found := visit(worker.name, [])):
-            return found
-    return None
 
 
 def _as_list(value: Any) -> list[Any]:

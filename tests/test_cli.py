@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_text import line, write
 from conftest import ROOT, SHIPPED_PIPELINE, MainRun, local_pipeline, run_main
 from core.imports import init_params
 from sites import FakeSites
@@ -84,18 +85,6 @@ flowchart LR
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "pipeline.yaml") -> Path:
-    """The pipeline text as a file."""
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def line(text: str, needle: str, occurrence: int = 1) -> int:
-    """1-based number of the line holding the `occurrence`-th `needle`."""
-    hits = [n for n, content in enumerate(textwrap.dedent(text).splitlines(), 1) if needle in content]
-    assert len(hits) >= occurrence, f"{needle!r} is not in the text {occurrence} time(s)"
-    return hits[occurrence - 1]
 
 
 def fixture_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_text import line, write
 from core.config import ConfigError, PipelineSpec, load_pipeline
 
 PIPELINE = """\
@@ -56,18 +57,6 @@ workers:
 COLLECT = SLOW.replace("class: Slow", "class: Collect").replace("delay_s: 0.01", "key: k")
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    """The pipeline text as a file."""
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def line(text: str, needle: str, occurrence: int = 1) -> int:
-    """1-based number of the line holding the `occurrence`-th `needle`."""
-    hits = [n for n, content in enumerate(textwrap.dedent(text).splitlines(), 1) if needle in content]
-    assert len(hits) >= occurrence, f"{needle!r} is not in the text {occurrence} time(s)"
-    return hits[occurrence - 1]
 
 
 def load(tmp_path: Path, text: str, *, env: dict[str, str] | None = None, sets: list[str] = ()) -> PipelineSpec:
