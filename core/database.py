@@ -64,15 +64,23 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def make_engine(url: URL, *, pool_size: int = 5, connect_timeout_s: float = 5.0) -> Engine:
-    """An engine with pre-ping (a restarted server costs one retry, not an error) and a connect timeout."""
+def make_engine(url: URL, *, pool_size: int = 5, connect_timeout_s: float = 5.0,
+                statement_timeout_s: float = 30.0) -> Engine:
+    """An engine with pre-ping (a restarted server costs one retry, not an error), a connect timeout, and
+    on PostgreSQL a statement timeout and TCP keepalives, so no write can wait forever."""
     backend = url.get_backend_name()
     if backend == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {"timeout": max(connect_timeout_s, 30.0)}  # seconds to wait for another writer's lock
+        connect_args = {"timeout": statement_timeout_s}  # how long a write waits for another writer's lock
     elif backend == "postgresql":
-        connect_args = {"connect_timeout": max(int(connect_timeout_s), 1), "application_name": "yaml-pipeline"}
+        options = f"{os.environ.get('PGOPTIONS', '')} -c statement_timeout={int(statement_timeout_s * 1000)}"
+        connect_args = {
+            "connect_timeout": max(int(connect_timeout_s), 1), "application_name": "yaml-pipeline",
+            "options": options.strip(),  # given here, libpq would ignore PGOPTIONS: keep the user's too
+            # A server that vanished without closing the connection is noticed in about 20 s, not hours.
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2,
+        }
     else:
         connect_args = {}
     return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=2,

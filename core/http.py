@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.exceptions import DecodeError, InvalidHeader, MaxRetryError, ProtocolError, ReadTimeoutError, ResponseError
 from urllib3.util.retry import Retry
 
 from core.errors import ItemError
@@ -21,15 +21,14 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PROXY_VARS = tuple(name for upper in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
                    for name in (upper, upper.lower()))
-# A body cut short fails after urllib3 has handed the response over, so urllib3's Retry never
-# sees it; HttpClient retries these itself within the same budget.
-BODY_ERRORS = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+BODY_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
 class HttpSettings:
     """How one worker group talks HTTP. Worst case for one request, every retry spent:
-    (retries + 1) x (connect + read timeout) + retries x min(backoff_max_s or retry_after_max_s)."""
+    (retries + 1) x (connect + 2 x read timeout: headers, then the whole body) + the waits between tries
+    (each at most backoff_max_s, or retry_after_max_s when the server sent Retry-After)."""
 
     user_agent: str
     connect_timeout_s: float = 5.0
@@ -183,10 +182,11 @@ class HttpClient:
         for attempt in range(1, self.settings.retries + 2):
             self.pacer.before_request()
             try:
-                response = self.session.get(url, timeout=self.timeout)
+                response = self.session.get(url, timeout=self.timeout, stream=True)
+                _read_body(response, budget_s=self.settings.read_timeout_s)
             except BODY_ERRORS as exc:
                 if attempt <= self.settings.retries:
-                    logger.info("GET %s: body cut short (%s); retrying", url, exc)
+                    logger.info("GET %s: body not read (%s); retrying", url, exc)
                     self.pacer.sleep(min(self.settings.backoff_s * 2 ** (attempt - 1), self.settings.backoff_max_s))
                     continue
                 self.pacer.record(False, f"{type(exc).__name__}")
@@ -211,6 +211,42 @@ class HttpClient:
                 if pool is not None:
                     pool.close()
         self.session.close()
+
+
+class ResponseTooSlow(requests.exceptions.ReadTimeout):
+    """The body kept coming, but too slowly: read_timeout_s bounds each read, this bounds the whole answer."""
+
+
+# A body cut short or too slow fails after urllib3 has handed the response over, so urllib3's Retry
+# never sees it; HttpClient retries these itself within the same budget.
+BODY_ERRORS = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError, ResponseTooSlow)
+
+
+def _read_body(response: requests.Response, *, budget_s: float) -> None:
+    """Read the whole body within `budget_s` (the read timeout) of its headers, or raise.
+
+    requests reads a body in reads that each wait at most the read timeout, so a server sending a byte
+    now and then could hold a worker for minutes; reading it here, piece by piece, puts a clock on it.
+    """
+    deadline = time.monotonic() + budget_s
+    chunks = []
+    try:
+        while chunk := response.raw.read1(BODY_CHUNK):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                response.close()
+                raise ResponseTooSlow(f"the body took longer than read_timeout_s={budget_s:g}")
+    except ReadTimeoutError as exc:
+        response.close()
+        raise ResponseTooSlow(str(exc)) from exc
+    except ProtocolError as exc:
+        response.close()
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        response.close()
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    response._content = b"".join(chunks)  # what Response.content would have read, now read on time
+    response._content_consumed = True
 
 
 def _retries_used(response: requests.Response) -> int:

@@ -104,10 +104,12 @@ class PostgresWorker:
 class PostgresMasterScheduler(BatchWorker):
     """Sink: stores each record; the group shares one engine. DATABASE_URL / POSTGRES_* pick the database."""
 
-    def __init__(self, *, table: str = "prices", connect_timeout_s: float = 5.0, **kwargs: Any) -> None:
+    def __init__(self, *, table: str = "prices", connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.connect_timeout_s = connect_timeout_s
+        self.statement_timeout_s = statement_timeout_s
 
     def open_group(self) -> None:
         """Connect and create the table before anything is fetched, so a wrong database fails in seconds."""
@@ -123,15 +125,19 @@ class PostgresMasterScheduler(BatchWorker):
         self._writer().insert(items)
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Lost or refused connections and a restarting server are worth a retry; bad data is not."""
+        """Lost or refused connections, a restarting server and timeouts are worth a retry; bad data is not."""
         if isinstance(exc, sa.exc.DBAPIError):
-            return exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
-        return isinstance(exc, sa.exc.TimeoutError)
+            if exc.connection_invalidated:
+                return True
+            exc = exc.orig  # the COPY runs on the driver's cursor, so its errors come unwrapped: compare those
+        dbapi = self._writer().engine.dialect.dbapi
+        return isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError, sa.exc.TimeoutError))
 
     def _writer(self) -> PostgresWorker:
         def make() -> PostgresWorker:
             engine = make_engine(database_url(), pool_size=self.group.spec.instances,
-                                 connect_timeout_s=self.connect_timeout_s)
+                                 connect_timeout_s=self.connect_timeout_s,
+                                 statement_timeout_s=self.statement_timeout_s)
             return PostgresWorker(engine, self.table)
         return self.group.resource("writer", make)
 
