@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from reliability import FaultResult, command_line, machine_facts, render  # noqa: E402
 from sites import FakeSites  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -102,3 +105,58 @@ def run_main(args: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
     result = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env={**base, **(env or {})},
                             cwd=cwd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
     return MainRun(result.returncode, result.stdout, result.stderr)
+
+
+# --- The fault table: `pytest --reliability-report docs/RELIABILITY.md` ------------------------------
+
+_RESULTS = pytest.StashKey[list]()
+_OUTCOMES = pytest.StashKey[dict]()
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-report", metavar="PATH", default=None,
+                     help="write the fault table (markdown) from the results the fault tests measured")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_RESULTS] = []
+    config.stash[_OUTCOMES] = {}
+    config.stash[_STARTED] = time.monotonic()
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record this test's measured fault case (fields of reliability.FaultResult) for the table."""
+    def record(**fields: Any) -> None:
+        request.config.stash[_RESULTS].append(FaultResult(nodeid=request.node.nodeid, **fields))
+    return record
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call" or report.failed:
+        if hasattr(report, "wasxfail"):
+            outcome = ("xfailed" if report.skipped else "XPASS", report.wasxfail)
+        else:
+            outcome = (report.outcome, "")
+        item.config.stash[_OUTCOMES][item.nodeid] = outcome
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--reliability-report")
+    results = session.config.stash.get(_RESULTS, [])
+    if not path or not results:
+        return
+    from pg_cluster import server_version  # only the report needs it
+    outcomes = session.config.stash[_OUTCOMES]
+    for result in results:
+        result.outcome, result.known_bug = outcomes.get(result.nodeid, ("not run", ""))
+    text = render(results, command=command_line(ROOT, session.config.invocation_params.args),
+                  session_s=time.monotonic() - session.config.stash[_STARTED],
+                  machine=machine_facts(PG_ADMIN_URL, server_version()))
+    target = Path(path) if Path(path).is_absolute() else session.config.invocation_params.dir / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")

@@ -2,7 +2,8 @@
 
 Every symbol gets a chart response shaped like Yahoo's real one with a price derived from the
 symbol, so a test can check each stored row. Scripted faults (status codes, hangs, cut bodies)
-can be queued per path for the reliability tests.
+can be queued per path for the reliability tests, or set to answer every request to a path
+(`always`); `requests` records when each request arrived.
 """
 from __future__ import annotations
 
@@ -39,11 +40,16 @@ def chart_body(symbol: str, price: float | None, currency: str | None = "USD") -
 
 
 class Fault:
-    """One scripted answer: a status with headers and body, or an action (hang, cut, close)."""
+    """One scripted answer: a status with headers and body, or an action (hang, cut, close, trickle).
+
+    "trickle" sends the status and headers, then the body one byte every `interval_s`, so that no
+    single read waits long enough to time out while the whole answer takes as long as it likes.
+    """
 
     def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
-                 action: str | None = None, delay_s: float = 0.0) -> None:
+                 action: str | None = None, delay_s: float = 0.0, interval_s: float = 0.5) -> None:
         self.status, self.body, self.headers, self.action, self.delay_s = status, body, headers or {}, action, delay_s
+        self.interval_s = interval_s
 
 
 class FakeSites:
@@ -56,8 +62,11 @@ class FakeSites:
         self.unknown = set(unknown)
         self.zero_price = set(zero_price)
         self.hits: Counter[str] = Counter()
+        #: (time.monotonic() on arrival, path) of every request, in arrival order.
+        self.requests: list[tuple[float, str]] = []
         self.user_agents: dict[str, str] = {}
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._always: dict[str, Fault] = {}
         self._lock = threading.Lock()
         self._release = threading.Event()  # lets hanging handlers go when the server stops
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -91,10 +100,31 @@ class FakeSites:
         with self._lock:
             self._faults[path].extend(faults)
 
+    def always(self, path: str, fault: Fault) -> None:
+        """Answer every request for `path` with `fault` once the scripted ones are used up; a path
+        ending in "/" covers every path under it (the longest such prefix wins)."""
+        with self._lock:
+            self._always[path] = fault
+
     def next_fault(self, path: str) -> Fault | None:
         with self._lock:
             queue = self._faults.get(path)
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+            if path in self._always:
+                return self._always[path]
+            prefixes = [p for p in self._always if p.endswith("/") and path.startswith(p)]
+            return self._always[max(prefixes, key=len)] if prefixes else None
+
+    def times(self, path: str) -> list[float]:
+        """Arrival times (time.monotonic()) of the requests for exactly `path`."""
+        with self._lock:
+            return [at for at, seen in self.requests if seen == path]
+
+    def requests_since(self, moment: float, prefixes: tuple[str, ...] = ("/",)) -> list[str]:
+        """Paths starting with one of `prefixes` requested after `moment` (time.monotonic())."""
+        with self._lock:
+            return [path for at, path in self.requests if at > moment and path.startswith(prefixes)]
 
     def __enter__(self) -> FakeSites:
         self._thread.start()
@@ -123,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         with sites._lock:
             sites.hits[path] += 1
+            sites.requests.append((time.monotonic(), path))
             sites.user_agents[path] = self.headers.get("User-Agent", "")
         fault = sites.next_fault(path)
         if fault is not None:
@@ -166,6 +197,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault.action == "trickle":
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(fault.body)))
+            self.end_headers()
+            self.wfile.flush()
+            for offset in range(len(fault.body)):
+                if sites._release.wait(fault.interval_s):
+                    return
+                try:
+                    self.wfile.write(fault.body[offset:offset + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    self.close_connection = True
+                    return
             return
         self._send(fault.status, fault.body, "application/json", fault.headers)
 
