@@ -43,6 +43,10 @@ class HttpSettings:
     pool_size: int = 10
 
 
+class FetchError(ItemError):
+    """No response: the connection failed, timed out or broke off, after every retry."""
+
+
 class CircuitOpen(ItemError):
     """Not sent: the server is down or asked for a pause longer than the cap; the group waits it out."""
 
@@ -178,7 +182,7 @@ class HttpClient:
         self.timeout = (settings.connect_timeout_s, settings.read_timeout_s)
 
     def get(self, url: str) -> requests.Response:
-        """The response (any status once retries are spent); raises requests' errors with `.attempts` set."""
+        """The response (any status once retries are spent); FetchError when there is none."""
         for attempt in range(1, self.settings.retries + 2):
             self.pacer.before_request()
             try:
@@ -190,12 +194,11 @@ class HttpClient:
                     self.pacer.sleep(min(self.settings.backoff_s * 2 ** (attempt - 1), self.settings.backoff_max_s))
                     continue
                 self.pacer.record(False, f"{type(exc).__name__}")
-                exc.attempts = attempt
-                raise
+                raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}", attempts=attempt) from exc
             except requests.RequestException as exc:
                 self.pacer.record(False, f"{type(exc).__name__}")
-                exc.attempts = attempt + self.settings.retries  # urllib3 spent its retries first
-                raise
+                raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}",  # urllib3 spent its retries first
+                                 attempts=attempt + self.settings.retries) from exc
             response.attempts = attempt + _retries_used(response)
             self.pacer.record(response.status_code < 500 and response.status_code != 429,
                               f"HTTP {response.status_code}")

@@ -167,4 +167,9 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], channels: It
     return RunReport(
         pipeline=spec.name, finish_reason=reason, duration_s=round(duration_s, 3), groups=group_reports,
         queues=queue_reports, dead_letter_path=str(dead_letters.path), dead_letters=dead_letters.count,
-        error=error, signal=signal, hints=hints(stages) if reason == "finished" else [])
+        error=error, signal=signal, hints=hints(stages) if reason == "finished" and _flowed(group_reports) else [])
+
+
+def _flowed(groups: list[GroupReport]) -> bool:
+    """Whether any item reached a sink; without that, load figures say nothing about capacity."""
+    return any(g.received for g in groups if g.sink)

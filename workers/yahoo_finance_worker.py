@@ -100,10 +100,10 @@ class YahooFinancePriceWorker:
             price, currency, market_time = self._from_chart(ticker)
         except UnknownSymbol:
             raise
-        except (ItemError, requests.RequestException, ValueError) as chart_error:
+        except (ItemError, ValueError) as chart_error:  # ValueError: a body that is not JSON
             try:
                 price, currency, market_time = self._from_quote_page(ticker), None, None
-            except (ItemError, requests.RequestException) as page_error:
+            except ItemError as page_error:
                 raise ItemError(f"chart: {_reason(chart_error)}; quote page: {_reason(page_error)}",
                                 attempts=_attempts(chart_error) + _attempts(page_error)) from page_error
         return {"symbol": symbol, "price": price, "currency": currency,
