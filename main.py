@@ -110,8 +110,6 @@ def run(executor: YamlPipelineExecutor, shutdown_timeout_s: float, status: Statu
     received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        if received:
-            os._exit(128 + signum)
         received.append(signum)  # only a flag: the loop below acts on it
 
     signal.signal(signal.SIGINT, on_signal)
@@ -121,17 +119,27 @@ def run(executor: YamlPipelineExecutor, shutdown_timeout_s: float, status: Statu
         status.start()
     deadline = None
     while executor.is_alive():
-        executor.join(0.2)
+        executor.join(0.1)
         if received and deadline is None:
             executor.request_stop(received[0])
             deadline = time.monotonic() + shutdown_timeout_s
+        if len(received) > 1:
+            force_exit(executor, 128 + received[-1], "a second signal")
         if deadline is not None and executor.is_alive() and time.monotonic() > deadline:
-            logger.error("still running %.1fs after the stop request; exiting. Thread stacks:\n%s",
+            logger.error("still running %.1fs after the stop request. Thread stacks:\n%s",
                          shutdown_timeout_s, thread_stacks())
-            logging.shutdown()
-            os._exit(128 + received[0])
+            force_exit(executor, 128 + received[0], f"--shutdown-timeout {shutdown_timeout_s:g}s")
     if status is not None:
         status.stop()
+
+
+def force_exit(executor: YamlPipelineExecutor, code: int, why: str) -> None:
+    """Exit now, without waiting for any thread; what is in hand or queued goes to the dead letters first."""
+    abandoned = executor.abandon()
+    logger.error("exiting at once (%s): %d item(s) in hand or queued written to %s", why, abandoned,
+                 executor.dead_letters.path)
+    logging.shutdown()
+    os._exit(code)
 
 
 def thread_stacks() -> str:

@@ -57,6 +57,21 @@ class YamlPipelineExecutor(threading.Thread):
         self.stop_event.set()
         self._changed.set()
 
+    def abandon(self) -> int:
+        """For a forced exit: write what is in hand, batched or queued to the dead letters, so the file still
+        accounts for it (an item in hand may yet have been completed); return how many were written."""
+        abandoned = 0
+        for group in self.groups.values():
+            # Queues are read, not closed: closing would wake the workers to finish what is written here.
+            left = [*(item for worker in group.workers for item in worker.in_hand()),
+                    *(group.input.pending() if group.input is not None else ())]
+            for item in left:
+                self.dead_letters.write(group=group.name, item=item, error="abandoned: the run was forced to "
+                                        "exit with this item in hand or queued (it may have been completed)")
+            abandoned += len(left)
+        self.dead_letters.close()
+        return abandoned
+
     def run(self) -> None:
         self.started_at = started = time.monotonic()
         reason, error = "finished", None

@@ -62,6 +62,11 @@ class Channel:
         with self._lock:
             return len(self._items) - self._dones
 
+    def pending(self) -> list[Any]:
+        """A copy of the items waiting now, DONE markers excluded; nothing is taken or woken."""
+        with self._lock:
+            return [item for item in self._items if item is not DONE]
+
     def put(self, item: Any) -> bool:
         """Block while full; False (and the item handed to on_reject) if the channel is closed."""
         with self._not_full:

@@ -585,7 +585,8 @@ def test_second_signal_exits_at_once(tmp_path, db, reliability):
     case = Case("Signals", "second signal",
                 "a chart request hangs (`read_timeout_s: 30`); SIGTERM (`--shutdown-timeout 20`); once every "
                 "other symbol is stored or dead-lettered, SIGTERM again",
-                "exits at once with 143 (no stats: it does not wait); only the item in hand is unaccounted",
+                "exits at once with 143 (no stats: it does not wait); the item in hand is written to the dead "
+                "letters as abandoned, so nothing is unaccounted",
                 exit_code=143, max_s=2, timing="2nd SIGTERM to exit", stats=False)
     target = pick(20)[0]
     with FakeSites(latency_s=0.05) as sites:
@@ -598,16 +599,17 @@ def test_second_signal_exits_at_once(tmp_path, db, reliability):
             main.wait(10)
     out = main.outcome(db)
 
-    finish(reliability, case, out, SYMBOLS, seconds=main.ended - again, lost_by_design=[target])
+    finish(reliability, case, out, SYMBOLS, seconds=main.ended - again)
     assert not out.stats_text
+    assert any(letter["item"] == target and "abandoned" in letter["error"] for letter in out.letters)
 
 
 def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
     shutdown_timeout_s = 3.0
     case = Case("Signals", "stop that cannot finish (watchdog)",
                 "a chart request hangs (`read_timeout_s: 30`); SIGTERM with `--shutdown-timeout 3`",
-                "exits by itself just after the timeout with 143, the thread stacks in the log; only the item in "
-                "hand is unaccounted", exit_code=143, max_s=shutdown_timeout_s + 3, timing="SIGTERM to exit",
+                "exits by itself just after the timeout with 143, the thread stacks in the log; the item in hand "
+                "is written to the dead letters as abandoned", exit_code=143, max_s=shutdown_timeout_s + 3, timing="SIGTERM to exit",
                 stats=False)
     target = pick(20)[0]
     with FakeSites(latency_s=0.05) as sites:
@@ -619,7 +621,8 @@ def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
     out = main.outcome(db)
 
     stop_s = main.ended - signalled
-    finish(reliability, case, out, SYMBOLS, seconds=stop_s, lost_by_design=[target])
+    finish(reliability, case, out, SYMBOLS, seconds=stop_s)
+    assert any(letter["item"] == target and "abandoned" in letter["error"] for letter in out.letters)
     assert stop_s >= shutdown_timeout_s
     assert "Thread stacks:" in out.log
     stacks = out.log.split("Thread stacks:", 1)[1]

@@ -12,6 +12,7 @@ from core.group import WorkerGroup
 from core.ledger import Counts
 
 logger = logging.getLogger(__name__)
+_NOTHING = object()
 
 __all__ = ["BatchWorker", "ItemError", "Worker"]
 
@@ -36,6 +37,7 @@ class Worker(threading.Thread):
         self.counts = Counts()
         self.crash: BaseException | None = None
         self.finished = False
+        self._in_hand: Any = _NOTHING
 
     def open_group(self) -> None:
         """Runs once per group, on instance 0, before any thread starts; raise to refuse the run."""
@@ -58,7 +60,9 @@ class Worker(threading.Thread):
             self.setup()
             for item in self._items():
                 started = time.perf_counter()
+                self._in_hand = item
                 self._handle(item)
+                self._in_hand = _NOTHING
                 self.counts.busy_s += time.perf_counter() - started
         except Exception as exc:  # noqa: BLE001 - a crash ends this instance, never the pipeline
             self.crash = exc
@@ -67,6 +71,11 @@ class Worker(threading.Thread):
             self._teardown()
             self.finished = True
             self.group.worker_exited(self)
+
+    def in_hand(self) -> list[Any]:
+        """Items taken but not yet settled (for a forced exit to dead-letter)."""
+        item = self._in_hand
+        return [] if item is _NOTHING else [item]
 
     def emit(self, output: Any) -> None:
         """Send one output to every output queue (blocks while a queue is full)."""
@@ -190,6 +199,10 @@ class BatchWorker(Worker):
 
     def teardown(self) -> None:
         self.flush()
+
+    def in_hand(self) -> list[Any]:
+        batch = list(self._batch)
+        return batch + [item for item in super().in_hand() if not any(item is b for b in batch)]
 
     def flush(self) -> None:
         """Write the pending batch; whatever cannot be written is dead-lettered."""
