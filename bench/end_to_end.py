@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pypeln as pl
@@ -28,12 +27,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
 from sites import FakeSites  # noqa: E402
 from workers.postgres_worker import PostgresWorker  # noqa: E402
 from workers.wiki_worker import parse_constituents  # noqa: E402
 from workers.yahoo_finance_worker import parse_chart, yahoo_symbol  # noqa: E402
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
 
 
@@ -80,24 +79,6 @@ def run_pypeln(sites: FakeSites, instances: int, database_url: str) -> float:
     session.close()
     engine.dispose()
     return seconds
-
-
-class FreshDatabase:
-    """A new database, dropped on exit; yields its URL."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self.name = f"bench_{uuid.uuid4().hex[:10]}"
-
-    def __enter__(self) -> str:
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
-        return self.admin.url.set(database=self.name).render_as_string(hide_password=False)
-
-    def __exit__(self, *exc: object) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 def main() -> None:

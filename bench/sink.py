@@ -12,17 +12,18 @@ import csv
 import io
 import sys
 import time
-import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
 from workers.postgres_worker import COLUMNS, PostgresWorker  # noqa: E402
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 def records(count: int) -> list[dict]:
@@ -32,25 +33,16 @@ def records(count: int) -> list[dict]:
              "market_time": start, "extracted_time": start + timedelta(microseconds=i)} for i in range(count)]
 
 
-class FreshDatabase:
-    """A new database with the prices table; dropped on exit."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self.name = f"bench_{uuid.uuid4().hex[:10]}"
-
-    def __enter__(self) -> sa.Engine:
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
-        self.engine = sa.create_engine(self.admin.url.set(database=self.name))
-        PostgresWorker(self.engine).create_table()
-        return self.engine
-
-    def __exit__(self, *exc: object) -> None:
-        self.engine.dispose()
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
+@contextmanager
+def fresh_table(admin_url: str) -> Iterator[sa.Engine]:
+    """An engine on a new database holding the pipeline's prices table (with its unique index)."""
+    with FreshDatabase(admin_url) as url:
+        engine = sa.create_engine(url)
+        PostgresWorker(engine).create_table()
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def time_worker(engine: sa.Engine, rows: list[dict], batch_size: int) -> float:
@@ -106,7 +98,7 @@ def main() -> None:
     results: dict[str, list[float]] = {name: [] for name in writers}
     for _ in range(args.repeat):  # interleaved, so a slow moment of the machine hits all of them
         for name, timer in writers.items():
-            with FreshDatabase(args.admin_url) as engine:
+            with fresh_table(args.admin_url) as engine:
                 seconds = timer(engine, rows, args.batch_size)
                 assert count(engine) == args.rows, name
             results[name].append(args.rows / seconds)

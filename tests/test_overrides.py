@@ -5,7 +5,6 @@ that came from the command line), with line numbers computed from the text the t
 """
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest

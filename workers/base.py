@@ -141,16 +141,6 @@ class Worker(threading.Thread):
             self.crash = self.crash or exc
             logger.exception("%s: teardown failed", self.name)
 
-    @property
-    def input_queue(self):
-        """The queue this instance reads (None for a source)."""
-        return self.group.input
-
-    @property
-    def output_queues(self):
-        """The queues every output goes to."""
-        return self.group.outputs
-
 
 class BatchWorker(Worker):
     """A sink that writes items in batches: when batch_size is reached, after flush_interval_s, at the end.
