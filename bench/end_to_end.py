@@ -6,32 +6,27 @@ a set latency, PostgreSQL sink; wall time for several Yahoo instance counts next
 
 `main.py` runs as a user would (a subprocess, the shipped file, values changed with --set only). Its time is
 the run's own `duration_s` from --stats-json (connect, create table, fetch, store); the process time, with
-Python's start and imports, is shown too. pypeln's time is measured the same way, from before the Wikipedia
-request to after the rows are committed.
+Python's start and imports, is shown too. pypeln runs bench/pypeln_job.py the same way, in its own process,
+timed from before its engine is made to after the rows are committed.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pypeln as pl
-import requests
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
 from sites import FakeSites  # noqa: E402
-from workers.postgres_worker import PostgresWorker  # noqa: E402
-from workers.wiki_worker import parse_constituents  # noqa: E402
-from workers.yahoo_finance_worker import parse_chart, yahoo_symbol  # noqa: E402
 
 PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
 
@@ -56,49 +51,43 @@ def run_main(sites: FakeSites, instances: int, database_url: str, workdir: Path)
     return report["duration_s"], wall
 
 
-def run_pypeln(sites: FakeSites, instances: int, database_url: str) -> float:
-    """The same job written plainly: pypeln thread stages, one requests.Session, one insert at the end."""
-    engine = sa.create_engine(database_url)
-    session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=instances))
-
-    def price(symbol: str) -> dict:
-        body = session.get(sites.chart_url.format(symbol=yahoo_symbol(symbol)), timeout=(5, 20)).json()
-        value, currency, market_time = parse_chart(body)
-        return {"symbol": symbol, "price": value, "currency": currency, "market_time": market_time}
-
+def run_pypeln(sites: FakeSites, instances: int, database_url: str) -> tuple[float, float]:
+    """(run duration, process wall time) of bench/pypeln_job.py: the same job, plainly, in its own process."""
+    command = [sys.executable, str(ROOT / "bench" / "pypeln_job.py"), sites.wiki_url, sites.chart_url,
+               str(instances), database_url]
     started = time.perf_counter()
-    writer = PostgresWorker(engine)
-    writer.create_table()
-    symbols = parse_constituents(session.get(sites.wiki_url, timeout=(5, 20)).content)
-    rows = list(pl.thread.map(price, symbols, workers=instances, maxsize=2 * instances))
-    with engine.begin() as conn:
-        conn.execute(sa.insert(writer.table), rows)
-    seconds = time.perf_counter() - started
-    assert len(rows) == 503
-    session.close()
-    engine.dispose()
-    return seconds
+    out = subprocess.run(command, check=True, timeout=600, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - started
+    return json.loads(out.strip().splitlines()[-1])["duration_s"], wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per price request (default 0.1)")
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved; medians shown")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
-    print(f"| Yahoo instances | ideal 503×{args.latency:g}s/n | main.py run | ratio to ideal | main.py process "
-          "| pypeln | main.py / pypeln |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| Yahoo instances | ideal 503×{args.latency:g}s/n | main.py run | ratio to ideal | pypeln run "
+          f"| main.py / pypeln | process: main.py, pypeln | all runs: main.py / pypeln |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     with FakeSites(latency_s=args.latency) as sites, tempfile.TemporaryDirectory() as workdir:
         for instances in args.instances:
             ideal = 503 * args.latency / instances
-            with FreshDatabase(args.admin_url) as url:
-                ours, wall = run_main(sites, instances, url, Path(workdir))
-            with FreshDatabase(args.admin_url) as url:
-                plain = run_pypeln(sites, instances, url)
-            print(f"| {instances} | {ideal:.2f}s | {ours:.2f}s | {ours / ideal:.2f}× | {wall:.2f}s | {plain:.2f}s "
-                  f"| {ours / plain:.2f} |", flush=True)
+            ours, walls, plain = [], [], []
+            for _ in range(args.repeat if instances >= 8 else 1):  # the slow ones vary little
+                with FreshDatabase(args.admin_url) as url:
+                    run, wall = run_main(sites, instances, url, Path(workdir))
+                    ours.append(run)
+                    walls.append(wall)
+                with FreshDatabase(args.admin_url) as url:
+                    plain.append(run_pypeln(sites, instances, url))
+            plain, plain_walls = [p for p, _ in plain], [w for _, w in plain]
+            run, wall, other = statistics.median(ours), statistics.median(walls), statistics.median(plain)
+            other_wall = statistics.median(plain_walls)
+            pairs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours, plain))
+            print(f"| {instances} | {ideal:.2f}s | {run:.2f}s | {run / ideal:.2f}× | {other:.2f}s | {run / other:.2f} "
+                  f"| {wall:.2f}s, {other_wall:.2f}s | {pairs} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class FakeSites:
         self._always: dict[str, Fault] = {}
         self._lock = threading.Lock()
         self._release = threading.Event()  # lets hanging handlers go when the server stops
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.sites = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self.server.serve_forever, name="FakeSites", daemon=True)
@@ -137,6 +137,12 @@ class FakeSites:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(10)
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: with 16 or more clients connecting at once, the rest wait
+    # for a SYN retry (a second or more), which would be charged to the client under test.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
