@@ -3,9 +3,8 @@ with tests/ on PYTHONPATH). Each crashes in setup(), outside the per-item error 
 where a real worker crashes when a resource it needs cannot be set up."""
 from __future__ import annotations
 
-from typing import Any
-
 from core.database import database_url
+from fixture_workers import CrashesInSetup
 from workers.postgres_worker import PostgresMasterScheduler
 from workers.yahoo_finance_worker import YahooFinancePriceScheduler
 
@@ -21,14 +20,5 @@ class PostgresCrashingInSetup(PostgresMasterScheduler):
         raise RuntimeError(f"cannot set up the writer for {url}")
 
 
-class YahooCrashingInSetup(YahooFinancePriceScheduler):
+class YahooCrashingInSetup(CrashesInSetup, YahooFinancePriceScheduler):
     """The real Yahoo stage; instance `crash_index` crashes in setup(), or every instance when it is -1."""
-
-    def __init__(self, *, crash_index: int = -1, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.crash_index = crash_index
-
-    def setup(self) -> None:
-        if self.crash_index in (-1, self.index):
-            raise RuntimeError(f"{self.name}: cannot set up")
-        super().setup()

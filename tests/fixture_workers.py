@@ -131,8 +131,8 @@ class BatchCollect(BatchWorker):
         _record(_batches, self.key, list(items))
 
 
-class CrashInSetup(Worker):
-    """Crashes before its first item: every instance, or only the one numbered `crash_index`."""
+class CrashesInSetup:
+    """Mixin for any worker: setup() raises in every instance, or only in the one numbered `crash_index`."""
 
     def __init__(self, *, crash_index: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -140,7 +140,12 @@ class CrashInSetup(Worker):
 
     def setup(self) -> None:
         if self.crash_index in (-1, self.index):
-            raise RuntimeError("cannot set up")
+            raise RuntimeError(f"{self.name}: cannot set up")
+        super().setup()
+
+
+class CrashInSetup(CrashesInSetup, Worker):
+    """Crashes before its first item: every instance, or only the one numbered `crash_index`."""
 
     def process(self, item: Any) -> Iterable[Any]:
         return [item]
