@@ -7,14 +7,20 @@ from typing import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from core.config import SettingsError
+from core.problems import SettingsError
 from core.redact import register_secret
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SQLITE_FILE = "prices.sqlite3"
 POSTGRES_VARS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PORT")
+# The pip package that provides a driver's module, where the names differ.
+DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]",
+                   "mysql": "mysql-connector-python", "cx_Oracle": "cx_Oracle"}
+# A driver per database that installs from a wheel, without a compiler or client libraries.
+EASY_DRIVERS = {"mysql": ("pymysql", "pymysql"), "mariadb": ("pymysql", "pymysql"),
+                "postgresql": ("psycopg2", "psycopg2-binary"), "mssql": ("pymssql", "pymssql")}
 
 
 class DatabaseConfigError(SettingsError):
@@ -30,7 +36,7 @@ def database_url(env: Mapping[str, str] = os.environ) -> URL:
     """DATABASE_URL if set, else the POSTGRES_* variables, else a SQLite file under the data folder."""
     raw = env.get("DATABASE_URL", "").strip()
     if raw:
-        url = _parse_database_url(raw)
+        url, source = _parse_database_url(raw), "DATABASE_URL"
     elif any(env.get(name) for name in POSTGRES_VARS):
         port = env.get("POSTGRES_PORT") or None
         if port is not None and not port.isdigit():
@@ -40,10 +46,11 @@ def database_url(env: Mapping[str, str] = os.environ) -> URL:
             password=env.get("POSTGRES_PASSWORD") or None, host=env.get("POSTGRES_HOST") or "localhost",
             port=int(port) if port else None, database=env.get("POSTGRES_DB") or "postgres",
         )
+        source = "the POSTGRES_* settings"
     else:
-        url = URL.create("sqlite", database=str(data_dir(env) / SQLITE_FILE))
+        url, source = URL.create("sqlite", database=str(data_dir(env) / SQLITE_FILE)), "the SQLite default"
     register_secret(url.password if isinstance(url.password, str) else None)
-    return _with_installed_driver(url)
+    return _with_installed_driver(url, source)
 
 
 def _parse_database_url(raw: str) -> URL:
@@ -87,8 +94,33 @@ def make_engine(url: URL, *, pool_size: int = 5, connect_timeout_s: float = 5.0,
                             connect_args=connect_args)
 
 
-def _with_installed_driver(url: URL) -> URL:
-    """SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; this project ships psycopg2."""
+def _with_installed_driver(url: URL, source: str) -> URL:
+    """The URL with a driver that is installed, checked now so a missing one is a settings error before any
+    thread starts (not a ModuleNotFoundError in the sink). Plain postgresql:// means psycopg2, which this
+    project ships (SQLAlchemy 2.1 would read it as psycopg 3)."""
     if url.drivername in ("postgresql", "postgres"):
-        return url.set(drivername="postgresql+psycopg2")
+        url = url.set(drivername="postgresql+psycopg2")
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise DatabaseConfigError(
+            f"{source} names {url.drivername}://, a database or driver SQLAlchemy does not know (expected e.g. "
+            "postgresql://, mysql+pymysql:// or sqlite:///path)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise DatabaseConfigError(f"{source} uses {url.drivername}://, whose driver {dialect.driver} cannot be "
+                                  f"imported ({exc}): {_install_hint(url, exc)}") from None
     return url
+
+
+def _install_hint(url: URL, exc: ImportError) -> str:
+    """What to pip install for the URL's driver, and the easier driver for its database when there is one."""
+    module = (getattr(exc, "name", None) or "").split(".")[0]
+    package = DRIVER_PACKAGES.get(module, module)
+    hint = f"pip install {package}" if package else "install its driver"
+    backend = url.get_backend_name()
+    easy = EASY_DRIVERS.get(backend)
+    if easy and easy[0] != url.get_driver_name():
+        return f"pip install {easy[1]} and write {backend}+{easy[0]}://, or {hint}"
+    return hint

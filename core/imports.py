@@ -4,38 +4,75 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 import pkgutil
+import sys
+from pathlib import Path
 from typing import Any
 
-from core.config import PipelineSpec, WorkerSpec, _Checker, _did_you_mean
+from core.problems import Checker, did_you_mean
+from core.specs import WorkerSpec
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 _NO_DEFAULT = inspect.Parameter.empty
+_added_paths: list[str] = []  # what use_module_search_paths put on sys.path, so the next pipeline replaces it
 
 
-def check_imports(spec: PipelineSpec, checker: _Checker) -> None:
-    """Import every worker class into spec.classes; each failure becomes a problem with its line."""
-    from workers.base import Worker
+def module_search_paths(pipeline_path: str | Path) -> list[str]:
+    """Where worker modules are looked for after sys.path: the pipeline's folder, the working directory, the project."""
+    return list(_labelled_search_paths(pipeline_path))
 
-    for worker in spec.workers:
+
+def use_module_search_paths(pipeline_path: str | Path) -> list[str]:
+    """Append the pipeline's search paths to sys.path once each, dropping those added for another pipeline."""
+    # Idempotent, so a worker process started later can call it with the same pipeline and get the same sys.path.
+    wanted = module_search_paths(pipeline_path)
+    for entry in [e for e in _added_paths if e not in wanted]:
+        _added_paths.remove(entry)
+        if entry in sys.path:
+            sys.path.remove(entry)
+    # Appended, not prepended: a file beside the pipeline must not shadow the standard library, an installed
+    # package or PYTHONPATH (a stray `queue.py` in the pipeline's folder would break the runner).
+    present = {os.path.abspath(entry or os.curdir) for entry in sys.path if isinstance(entry, str)}
+    for entry in wanted:
+        if entry not in present:
+            sys.path.append(entry)
+            _added_paths.append(entry)
+    importlib.invalidate_caches()  # a module written since a folder was last listed must be found
+    return wanted
+
+
+def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path: str | Path) -> dict[str, type]:
+    """Import each worker's class (looking beside the pipeline too) and check its params; the classes by group."""
+    from workers.base import Worker  # here, not at the top: workers.base may import core.group -> core.config -> us
+
+    use_module_search_paths(pipeline_path)
+    classes: dict[str, type] = {}
+    for worker in workers:
         where = f"workers.{worker.name}"
         try:
             module = importlib.import_module(worker.location)
         except Exception as exc:  # noqa: BLE001 - any error in user code is a config problem here
             checker.add(worker.key_lines.get("location", worker.line), f"{where}.location",
-                        f"cannot import module {worker.location!r}: {exc}{_module_hint(worker.location, exc)}")
+                        f"cannot import module {worker.location!r}: {exc}"
+                        f"{_not_found_hint(worker.location, exc, pipeline_path)}")
             continue
         cls = getattr(module, worker.class_name, None)
         class_line = worker.key_lines.get("class", worker.line)
         if cls is None:
-            classes = [n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, Worker)]
+            names = [n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, Worker)]
             checker.add(class_line, f"{where}.class", f"module {worker.location!r} has no class "
-                        f"{worker.class_name!r}{_did_you_mean(worker.class_name, classes)}")
+                        f"{worker.class_name!r}{did_you_mean(worker.class_name, names)}")
         elif not (inspect.isclass(cls) and issubclass(cls, Worker)):
             checker.add(class_line, f"{where}.class", f"{worker.class_name} is not a subclass of workers.base.Worker")
         else:
-            spec.classes[worker.name] = cls
-            for key, message in param_problems(cls, worker.params):
+            classes[worker.name] = cls
+            generic = param_problems(cls, worker.params)
+            # The class's own check sees only the params the generic one passed, so it may rely on their types.
+            passed = {key: value for key, value in worker.params.items() if key not in {k for k, _ in generic}}
+            for key, message in generic + own_param_problems(cls, passed):
                 checker.add(_param_line(worker, key), f"{where}.params{'.' + key if key else ''}", message)
+    return classes
 
 
 def param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -45,7 +82,7 @@ def param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str]]:
     if accepted is not None:
         for key in params:
             if key not in accepted:
-                problems.append((key, f"{cls.__name__} takes no parameter {key!r}{_did_you_mean(key, accepted)}"
+                problems.append((key, f"{cls.__name__} takes no parameter {key!r}{did_you_mean(key, accepted)}"
                                       f" (it takes: {', '.join(sorted(accepted)) or 'none'})"))
         for key, param in accepted.items():
             if param.default is _NO_DEFAULT and key not in params:
@@ -55,15 +92,26 @@ def param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+def own_param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """(param, message) from the class's own `check_params(params)`, for what it knows before the run."""
+    check = getattr(cls, "check_params", None)
+    if check is None:
+        return []
+    try:
+        return [(str(key), str(message)) for key, message in check(dict(params))]
+    except Exception as exc:  # noqa: BLE001 - a failing check in user code is reported, not a crash of --check
+        return [("", f"{cls.__name__}.check_params failed: {type(exc).__name__}: {exc}")]
+
+
 def init_params(cls: type) -> dict[str, inspect.Parameter] | None:
     """Keyword parameters a Worker subclass takes over the MRO, or None if it takes any keyword."""
     from workers.base import Worker
 
     found: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
         if klass is Worker or klass is object:
-            return found
+            return found  # what Worker itself takes is the runner's to pass, not the file's
+        init = vars(klass).get("__init__")
         if init is None:
             continue
         params = list(inspect.signature(init).parameters.values())[1:]
@@ -93,15 +141,28 @@ def _param_line(worker: WorkerSpec, key: str) -> int:
     return line_of(key) if line_of and key in worker.params else worker.key_lines.get("params", worker.line)
 
 
-def _module_hint(location: str, exc: Exception) -> str:
-    """Suggest a sibling module when the last part of a dotted location is misspelt."""
-    if not isinstance(exc, ModuleNotFoundError) or exc.name != location or "." not in location:
-        return ""
-    parent, _, leaf = location.rpartition(".")
-    try:
-        package = importlib.import_module(parent)
-    except ImportError:
-        return ""
-    siblings = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
+def _labelled_search_paths(pipeline_path: str | Path) -> dict[str, list[str]]:
+    """The search folders, each with what it is ("the working directory"); one folder may be several."""
+    labelled: dict[str, list[str]] = {}
+    for folder, label in ((os.path.dirname(os.path.abspath(os.path.expanduser(pipeline_path))),
+                           "the pipeline file's folder"),
+                          (os.getcwd(), "the working directory"), (str(PROJECT_DIR), "the project folder")):
+        labelled.setdefault(os.path.abspath(folder), []).append(label)
+    return labelled
+
+
+def _not_found_hint(location: str, exc: Exception, pipeline_path: str | Path) -> str:
+    """Where a module that does not exist was looked for, and a sibling whose name is close."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if not missing or not (location == missing or location.startswith(missing + ".")):
+        return ""  # the module exists; something it imports does not, and the message names that
+    if "." not in missing:
+        labelled = _labelled_search_paths(pipeline_path)
+        folders = [f"{folder} ({', '.join(labels)})" for folder, labels in labelled.items()]
+        return f"; looked on PYTHONPATH, in the installed packages and in {', '.join(folders)}"
+    parent, _, leaf = missing.rpartition(".")
+    package_path = list(getattr(sys.modules.get(parent), "__path__", []))
+    siblings = [m.name for m in pkgutil.iter_modules(package_path)]
     close = difflib.get_close_matches(leaf, siblings, n=1)
-    return f"; did you mean '{parent}.{close[0]}'?" if close else ""
+    return (f"; looked in {', '.join(package_path)}" if package_path else "") + \
+        (f"; did you mean '{parent}.{close[0]}'?" if close else "")

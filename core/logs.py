@@ -8,12 +8,24 @@ import threading
 from rich.console import Console
 from rich.logging import RichHandler
 
+from core.problems import SettingsError
 from core.redact import RedactingFormatter
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # names the logging module itself accepts
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
 RICH_FORMAT = "%(threadName)s %(name)s: %(message)s"  # rich adds the time and level itself
 
 logger = logging.getLogger("main")
+
+
+def parse_log_level(text: str) -> str:
+    """A log level written in any case (`debug`, `Info`, `warn`) as logging's name for it (`WARNING`)."""
+    name = str(text).strip().upper()
+    name = LEVEL_ALIASES.get(name, name)
+    if name not in LOG_LEVELS:
+        raise SettingsError(f"unknown log level {text!r}: use one of {', '.join(LOG_LEVELS)} (any case)")
+    return name
 
 
 def setup_logging(level: str, *, log_file: str | None = None, console: Console | None = None) -> None:

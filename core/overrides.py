@@ -6,6 +6,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from core.problems import did_you_mean
 from core.yaml_lines import LineDict, LineList, SetLine
 
 # ${NAME} or ${NAME:-default}; $${...} stays literal.
@@ -59,8 +60,7 @@ def apply_sets(raw: LineDict, sets: list[str], report: Callable[[SetLine, str, s
             if isinstance(entries, LineList) else None
         if entry is None:
             names = [e.get("name") for e in entries or [] if isinstance(e, LineDict)]
-            from core.config import _did_you_mean
-            report(origin, f"{section}.{name}", f"no such entry in {section}{_did_you_mean(name, names)}")
+            report(origin, f"{section}.{name}", f"no such entry in {section}{did_you_mean(name, names)}")
             continue
         entries[entries.index(entry)] = target = _copy(entry)  # an anchor may share it with another entry
         for key in keys[:-1]:

@@ -1,24 +1,29 @@
 """How worker groups connect through queues: names that exist, one reader per queue, no cycles."""
 from __future__ import annotations
 
-from core.config import PipelineSpec, _Checker, _did_you_mean
+from core.problems import Checker, did_you_mean
+from core.specs import PipelineSpec
 
 
-def check_wiring(spec: PipelineSpec, checker: _Checker) -> None:
+def check_wiring(spec: PipelineSpec, checker: Checker, *, queues_known: bool = True,
+                 workers_known: bool = True) -> None:
     """Queue names exist; every queue has producers and exactly one consumer group; no cycles."""
-    for worker in spec.workers:
+    # `spec.workers` may hold only the sound entries of a broken file. A queue name is called unknown only when
+    # every queue's name is known, and a queue nobody writes or reads only when every worker's queues are known:
+    # otherwise these would be echoes of problems already reported.
+    for worker in spec.workers if queues_known else ():
         named = ([("input_queue", worker.input_queue)] if worker.input_queue else []) + [
             (f"output_queues[{i}]", q) for i, q in enumerate(worker.output_queues)]
         for key, queue in named:
             if queue not in spec.queues:
                 line = worker.key_lines.get(key) or worker.key_lines.get(key.split("[")[0], worker.line)
                 checker.add(line, f"workers.{worker.name}.{key.split('[')[0]}",
-                            f"unknown queue {queue!r}{_did_you_mean(queue, spec.queues)}")
+                            f"unknown queue {queue!r}{did_you_mean(queue, spec.queues)}")
     for queue in spec.queues.values():
         readers = [w.name for w in spec.workers if w.input_queue == queue.name]
-        if not spec.producers(queue.name):
+        if workers_known and not spec.producers(queue.name):
             checker.add(queue.line, f"queues.{queue.name}", "no worker writes to this queue")
-        if not readers:
+        if workers_known and not readers:
             checker.add(queue.line, f"queues.{queue.name}", "no worker reads this queue")
         elif len(readers) > 1:
             checker.add(queue.line, f"queues.{queue.name}",

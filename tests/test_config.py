@@ -123,8 +123,8 @@ def test_unknown_top_level_key_with_did_you_mean(tmp_path):
     path = write(tmp_path, text)
 
     assert problems(path) == [
-        f"{path}:{line(text, 'worker:')}: pipeline.worker: unknown key; did you mean 'workers'?",
         f"{path}:1: workers: missing required key",
+        f"{path}:{line(text, 'worker:')}: pipeline.worker: unknown key; did you mean 'workers'?",
     ]
 
 
@@ -274,9 +274,9 @@ def test_unknown_input_queue_with_did_you_mean(tmp_path):
     path = write(tmp_path, text)
 
     assert problems(path) == [
+        f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
         f"{path}:{line(text, 'input_queue: Numbrs')}: workers.Sink.input_queue: unknown queue 'Numbrs'; "
         "did you mean 'Numbers'?",
-        f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
     ]
 
 
@@ -374,7 +374,7 @@ def test_module_that_cannot_be_imported_suggests_a_sibling(tmp_path):
 
     assert problems(path) == [f"{path}:{line(text, 'wiki_workr')}: workers.Sink.location: cannot import module "
                               "'workers.wiki_workr': No module named 'workers.wiki_workr'; "
-                              "did you mean 'workers.wiki_worker'?"]
+                              f"looked in {ROOT / 'workers'}; did you mean 'workers.wiki_worker'?"]
 
 
 def test_class_missing_with_did_you_mean(tmp_path):
@@ -401,9 +401,9 @@ def test_unknown_param_with_did_you_mean(tmp_path):
     path = write(tmp_path, text)
 
     assert problems(path) == [
+        f"{path}:{line(text, 'params:')}: workers.Sink.params.key: Collect needs parameter 'key'",
         f"{path}:{line(text, 'kee:')}: workers.Sink.params.kee: Collect takes no parameter 'kee'; "
         "did you mean 'key'? (it takes: key)",
-        f"{path}:{line(text, 'params:')}: workers.Sink.params.key: Collect needs parameter 'key'",
     ]
 
 
@@ -484,10 +484,10 @@ def test_several_wiring_problems_are_reported_together(tmp_path):
     path = write(tmp_path, text)
 
     assert problems(path) == [
-        f"{path}:{line(text, 'input_queue: Nowhere')}: workers.Sink.input_queue: unknown queue 'Nowhere'",
         f"{path}:{line(text, 'name: Orphan')}: queues.Orphan: no worker writes to this queue",
         f"{path}:{line(text, 'name: Orphan')}: queues.Orphan: no worker reads this queue",
         f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
+        f"{path}:{line(text, 'input_queue: Nowhere')}: workers.Sink.input_queue: unknown queue 'Nowhere'",
     ]
 
 
@@ -498,9 +498,9 @@ def test_several_import_problems_are_reported_together(tmp_path):
     assert problems(path) == [
         f"{path}:{line(text, 'class: Sauce')}: workers.Source.class: module 'fixture_workers' has no class "
         "'Sauce'; did you mean 'Source'?",
+        f"{path}:{line(text, 'params:')}: workers.Sink.params.key: Collect needs parameter 'key'",
         f"{path}:{line(text, 'kee:')}: workers.Sink.params.kee: Collect takes no parameter 'kee'; "
         "did you mean 'key'? (it takes: key)",
-        f"{path}:{line(text, 'params:')}: workers.Sink.params.key: Collect needs parameter 'key'",
     ]
 
 
@@ -512,13 +512,19 @@ def test_main_exits_2_and_prints_each_problem_with_its_line(tmp_path):
                                                                                 "class: Source\n    instances: 0\n")
     path = write(tmp_path, text)
 
-    result = run_main(["--pipeline", str(path)])
+    result = run_main(["--pipeline", str(path)],
+                      env={"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(ROOT)])})
 
     assert result.returncode == 2
     printed = [entry for entry in result.stderr.splitlines() if entry.startswith(f"{path}:")]
-    assert printed == [f"{path}:{line(text, 'instances: 0')}: workers[0].instances: must be at least 1, got 0"]
-    assert "1 problem(s) in the pipeline file; nothing was run" in result.stderr
-    assert result.stdout == ""
+    assert printed == [
+        f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
+        f"{path}:{line(text, 'instances: 0')}: workers[0].instances: must be at least 1, got 0",
+        f"{path}:{line(text, 'input_queue: Numbrs')}: workers.Sink.input_queue: unknown queue 'Numbrs'; "
+        "did you mean 'Numbers'?",
+    ]
+    assert "3 problem(s) in the pipeline file; nothing was run" in result.stderr
+    assert result.stdout.startswith(f"{path.stem}: config-error ({path}:") and result.stdout.endswith("; exit 2\n")
 
 
 def test_main_reports_import_problems_of_fixture_workers(tmp_path):
@@ -531,9 +537,9 @@ def test_main_reports_import_problems_of_fixture_workers(tmp_path):
     assert result.returncode == 2
     printed = [entry for entry in result.stderr.splitlines() if entry.startswith(f"{path}:")]
     assert printed == [
+        f"{path}:{line(text, 'params:')}: workers.Sink.params.key: Collect needs parameter 'key'",
         f"{path}:{line(text, 'kee:')}: workers.Sink.params.kee: Collect takes no parameter 'kee'; "
         "did you mean 'key'? (it takes: key)",
-        f"{path}:{line(text, 'params:')}: workers.Sink.params.key: Collect needs parameter 'key'",
     ]
 
 
@@ -557,7 +563,8 @@ def test_main_without_any_pipeline_exits_2(tmp_path):
 
     assert result.returncode == 2
     assert "no pipeline: set PIPELINE_LOCATION (environment or .env.local) or pass --pipeline" in result.stderr
-    assert result.stdout == ""
+    assert result.stdout == "?: config-error (no pipeline: set PIPELINE_LOCATION (environment or .env.local) or " \
+        "pass --pipeline); nothing was run; exit 2\n"
 
 
 def test_main_with_a_missing_pipeline_file_exits_2(tmp_path):

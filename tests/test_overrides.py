@@ -288,9 +288,9 @@ def test_env_and_set_problems_are_reported_together(tmp_path):
     text = SLOW.replace("delay_s: 0.01", "delay_s: ${DELAY}")
 
     assert problems(tmp_path, text, sets=["workers.Sinc.instances=2"]) == [
+        "--set workers.Sinc.instances=2: workers.Sinc: no such entry in workers; did you mean 'Sink'?",
         f"{tmp_path / 'pipeline.yaml'}:{line(text, 'delay_s')}: workers[1].params.delay_s: environment variable "
         "DELAY is not set (write ${DELAY:-default} for a default)",
-        "--set workers.Sinc.instances=2: workers.Sinc: no such entry in workers; did you mean 'Sink'?",
     ]
 
 

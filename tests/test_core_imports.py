@@ -1,0 +1,66 @@
+"""The core package imports without circles, and no module reaches for another's private names."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+CORE = ROOT / "core"
+
+
+def imports_of(path: Path) -> list[ast.ImportFrom | ast.Import]:
+    """Every import in a module, at any depth, except those only type checkers run."""
+    found: list[ast.ImportFrom | ast.Import] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.append(child)
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return found
+
+
+def core_modules_imported(path: Path) -> set[str]:
+    """The core modules a module imports, top-level or inside a function."""
+    names = set()
+    for node in imports_of(path):
+        if isinstance(node, ast.ImportFrom) and node.module == "core":
+            names.update(f"core.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("core."))
+    return {name for name in names if (CORE / f"{name.split('.')[1]}.py").exists()}
+
+
+def test_core_modules_import_each_other_without_a_circle():
+    graph = {f"core.{path.stem}": core_modules_imported(path) for path in CORE.glob("*.py")}
+    state: dict[str, str] = {}
+
+    def circle_from(name: str, path: list[str]) -> list[str] | None:
+        state[name] = "open"
+        path.append(name)
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := circle_from(nxt, path)):
+                return found
+        state[name] = "done"
+        path.pop()
+        return None
+
+    circles = [found for name in sorted(graph) if name not in state and (found := circle_from(name, []))]
+    assert circles == []
+
+
+def test_no_core_module_imports_a_private_name():
+    private = [f"{path.name}:{node.lineno}: {alias.name} from {node.module}"
+               for path in sorted(CORE.glob("*.py")) for node in imports_of(path)
+               if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("core", "workers"))
+               for alias in node.names if alias.name.startswith("_")]
+    assert private == []
