@@ -3,7 +3,8 @@
 Every symbol gets a chart response shaped like Yahoo's real one with a price derived from the
 symbol, so a test can check each stored row. Scripted faults (status codes, hangs, cut bodies)
 can be queued per path for the reliability tests, or set to answer every request to a path
-(`always`); `requests` records when each request arrived.
+(`always`); `requests` records when each request arrived. `StubGroup` is what a worker sees of its
+group, for unit tests that call process() without a runner.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import zlib
 from collections import Counter, defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable
 from urllib.parse import unquote
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -39,6 +41,34 @@ def chart_body(symbol: str, price: float | None, currency: str | None = "USD") -
     meta = payload["chart"]["result"][0]["meta"]
     meta.update(symbol=symbol, regularMarketPrice=price, currency=currency, regularMarketTime=MARKET_TIME)
     return json.dumps(payload).encode()
+
+
+def quote_body(symbol: str, price: float | None = None) -> bytes:
+    """A quote page's price markup (era 2: fin-streamer with data-symbol and data-value) for `symbol`."""
+    price = price_for(symbol) if price is None else price
+    return (f'<fin-streamer data-symbol="{symbol}" data-testid="qsp-price" data-field="regularMarketPrice" '
+            f'data-value="{price}"><span>{price:,.2f}</span></fin-streamer>').encode()
+
+
+class StubGroup:
+    """What a worker sees of its group (name, spec.instances, stop, resource), without queues or a runner."""
+
+    def __init__(self, name: str = "group", *, instances: int = 1, stop: threading.Event | None = None) -> None:
+        self.name = name
+        self.spec = SimpleNamespace(name=name, instances=instances)
+        self.stop = stop or threading.Event()
+        self.resources: dict[str, Any] = {}
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        """The one object under `key`, made by `factory` on first use."""
+        if key not in self.resources:
+            self.resources[key] = factory()
+        return self.resources[key]
+
+    def close(self) -> None:
+        """Close every resource, as WorkerGroup.close() does."""
+        for resource in self.resources.values():
+            resource.close()
 
 
 class Fault:
@@ -171,10 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/v8/finance/chart/"):
             return self._chart(unquote(path.rsplit("/", 1)[1]), sites)
         if path.startswith("/quote/"):
-            symbol = unquote(path.rsplit("/", 1)[1])
-            body = (f'<fin-streamer data-symbol="{symbol}" data-testid="qsp-price" data-field="regularMarketPrice" '
-                    f'data-value="{price_for(symbol)}"><span>{price_for(symbol):,.2f}</span></fin-streamer>')
-            return self._send(200, body.encode(), "text/html")
+            return self._send(200, quote_body(unquote(path.rsplit("/", 1)[1])), "text/html")
         self._send(404, b"not here", "text/plain")
 
     def _chart(self, symbol: str, sites: FakeSites) -> None:

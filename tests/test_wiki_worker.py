@@ -4,11 +4,8 @@ from __future__ import annotations
 import lxml.html
 import pytest
 
-from core.config import WorkerSpec
-from core.group import WorkerGroup
 from core.http import HttpClient, HttpSettings
-from core.ledger import DeadLetters
-from sites import SP500_PAGE, WIKI_PATH, Fault, FakeSites
+from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup
 from workers.base import ItemError
 from workers.wiki_worker import WikiWorker, WikiWorkerMasterScheduler, parse_constituents
 
@@ -217,28 +214,23 @@ def test_wiki_worker_uses_the_charset_the_server_declares(http: HttpClient) -> N
 # --- WikiWorkerMasterScheduler.process() ---------------------------------------------------------
 
 @pytest.fixture
-def make_scheduler(tmp_path):
-    """Builds a scheduler in its own group (threads never started); closes every group afterwards."""
+def make_scheduler():
+    """Builds a scheduler in a StubGroup of its own (no runner); closes every group's client afterwards."""
     workers: list[WikiWorkerMasterScheduler] = []
 
-    def make(url: str, **params) -> WikiWorkerMasterScheduler:
-        spec = WorkerSpec(name="wiki", location="workers.wiki_worker", class_name="WikiWorkerMasterScheduler",
-                          input_values=(url,), params=params)
-        group = WorkerGroup(spec, dead_letters=DeadLetters(tmp_path / "dead_letters.jsonl", "p"))
-        worker = WikiWorkerMasterScheduler(group=group, retries=1, backoff_s=0.01, **params)
+    def make(**params) -> WikiWorkerMasterScheduler:
+        worker = WikiWorkerMasterScheduler(group=StubGroup("wiki"), retries=1, backoff_s=0.01, **params)
         workers.append(worker)
         return worker
 
     yield make
     for worker in workers:
-        worker.http.close()
         worker.group.close()
-        worker.group.dead_letters.close()
 
 
 def test_scheduler_sends_the_descriptive_default_user_agent(sites: FakeSites, make_scheduler, monkeypatch) -> None:
     monkeypatch.delenv("WIKIPEDIA_USER_AGENT", raising=False)
-    symbols = list(make_scheduler(sites.wiki_url).process(sites.wiki_url))
+    symbols = list(make_scheduler().process(sites.wiki_url))
     assert len(symbols) == ROWS
     agent = sites.user_agents[WIKI_PATH]
     assert "yaml-pipeline-runner" in agent
@@ -248,22 +240,23 @@ def test_scheduler_sends_the_descriptive_default_user_agent(sites: FakeSites, ma
 def test_scheduler_sends_wikipedia_user_agent_from_the_environment(
         sites: FakeSites, make_scheduler, monkeypatch) -> None:
     monkeypatch.setenv("WIKIPEDIA_USER_AGENT", "sp500-bot/2.0 (ops@example.org)")
-    assert len(list(make_scheduler(sites.wiki_url).process(sites.wiki_url))) == ROWS
+    assert len(list(make_scheduler().process(sites.wiki_url))) == ROWS
     assert sites.user_agents[WIKI_PATH] == "sp500-bot/2.0 (ops@example.org)"
 
 
 def test_scheduler_min_symbols_at_the_page_count_passes(sites: FakeSites, make_scheduler) -> None:
-    worker = make_scheduler(sites.wiki_url, min_symbols=ROWS)
+    worker = make_scheduler(min_symbols=ROWS)
     assert len(list(worker.process(sites.wiki_url))) == ROWS
 
 
 def test_scheduler_min_symbols_above_the_page_count_raises_item_error(sites: FakeSites, make_scheduler) -> None:
-    worker = make_scheduler(sites.wiki_url, min_symbols=ROWS + 1)
+    worker = make_scheduler(min_symbols=ROWS + 1)
+    symbols = worker.process(sites.wiki_url)
     with pytest.raises(ItemError, match=f"parsed {ROWS} symbols.*min_symbols={ROWS + 1}"):
-        worker.process(sites.wiki_url)
+        next(symbols)  # before the first symbol: a short page sends none on
 
 
 def test_scheduler_non_200_raises_item_error(sites: FakeSites, make_scheduler) -> None:
     sites.script(WIKI_PATH, Fault(404, b"no such page"))
     with pytest.raises(ItemError, match="HTTP 404"):
-        make_scheduler(sites.wiki_url).process(sites.wiki_url)
+        list(make_scheduler().process(sites.wiki_url))

@@ -1,15 +1,24 @@
-"""A worker base for stages that fetch over HTTP: its params set timeouts, retries and the rate."""
+"""Worker bases for stages that fetch over HTTP: their params set timeouts, retries, the rate, the breaker
+and the deadline of an item; the group's instances share one client (and one HttpPolicy)."""
 from __future__ import annotations
 
+import numbers
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.http import HttpClient, HttpSettings
 from workers.base import Worker
 
+if TYPE_CHECKING:
+    from core.aiohttp_client import AsyncHttpClient
+
+# Params that must be > 0, and params that must be >= 0 (the import check has made sure they are numbers).
+_POSITIVE = ("connect_timeout_s", "read_timeout_s", "item_deadline_s")
+_NOT_NEGATIVE = ("requests_per_second", "retries", "backoff_s", "retry_after_max_s", "breaker_cooldown_s")
+
 
 class HttpWorker(Worker):
-    """Worker whose instances share one HttpClient (session, retries, rate limit) per group."""
+    """Worker whose instances share one HttpClient (session, retries, rate limit, breakers) per group."""
 
     #: Environment variable that overrides DEFAULT_USER_AGENT for this kind of worker.
     USER_AGENT_ENV = "HTTP_USER_AGENT"
@@ -18,17 +27,49 @@ class HttpWorker(Worker):
     def __init__(self, *, requests_per_second: float = 0.0, connect_timeout_s: float = 5.0,
                  read_timeout_s: float = 20.0, retries: int = 3, backoff_s: float = 0.5,
                  retry_after_max_s: float = 30.0, breaker_failures: int = 5, breaker_cooldown_s: float = 30.0,
-                 **kwargs: Any) -> None:
+                 item_deadline_s: float = 60.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.http_settings = HttpSettings(
             user_agent=os.environ.get(self.USER_AGENT_ENV) or self.DEFAULT_USER_AGENT,
             connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s, retries=retries,
             backoff_s=backoff_s, retry_after_max_s=retry_after_max_s,
             requests_per_second=requests_per_second, breaker_failures=breaker_failures,
-            breaker_cooldown_s=breaker_cooldown_s, pool_size=self.group.spec.instances,
+            breaker_cooldown_s=breaker_cooldown_s, item_deadline_s=item_deadline_s,
+            pool_size=self.group.spec.instances,
         )
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """(param, message) for each HTTP param out of its range."""
+        problems = list(super().check_params(params))
+        for key in _POSITIVE + _NOT_NEGATIVE + ("breaker_failures",):
+            value = params.get(key)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                continue  # absent, or of the wrong type (reported by the import check)
+            if key in _POSITIVE and not value > 0:
+                problems.append((key, f"must be more than 0, got {value!r}"))
+            elif key in _NOT_NEGATIVE and not value >= 0:
+                problems.append((key, f"must be 0 or more, got {value!r}"))
+            elif key == "breaker_failures" and not value >= 1:
+                problems.append((key, f"must be at least 1, got {value!r}"))
+        return problems
 
     @property
     def http(self) -> HttpClient:
-        """The group's client, made on first use."""
+        """The group's blocking client, made on first use."""
         return self.group.resource("http", lambda: HttpClient(self.http_settings, stop=self.group.stop))
+
+
+class AsyncHttpWorker(HttpWorker):
+    """HttpWorker for coroutine workers (`async def process`): `aio_http` is the group's aiohttp client.
+
+    The client is a group resource with `aclose()`, which the asyncio runner awaits on the group's loop
+    once every instance has ended; its sync `close()` (WorkerGroup.close) is then a no-op.
+    """
+
+    @property
+    def aio_http(self) -> AsyncHttpClient:
+        """The group's AsyncHttpClient; its session is made in the running loop on its first request."""
+        from core.aiohttp_client import AsyncHttpClient  # noqa: F811 - only coroutine workers need aiohttp
+
+        return self.group.resource("aiohttp", lambda: AsyncHttpClient(self.http_settings, stop=self.group.stop))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 import lxml.html
 import requests
@@ -70,10 +70,12 @@ class WikiWorkerMasterScheduler(HttpWorker):
         super().__init__(**kwargs)
         self.min_symbols = min_symbols
 
-    def process(self, url: str) -> list[str]:
+    def process(self, url: str) -> Iterator[str]:
+        """Every symbol on the page at `url`, once the page has passed its checks."""
+        # The whole list is checked before the first symbol goes out: a short page sends nothing on.
         symbols = WikiWorker(self.http).get_sp_500_companies(url)
         if len(symbols) < self.min_symbols:
             raise ItemError(f"{url}: parsed {len(symbols)} symbols, fewer than min_symbols={self.min_symbols}; "
                             "the page layout may have changed, so no symbol is sent on")
         logger.info("%s: %d symbols from %s", self.name, len(symbols), url)
-        return symbols
+        yield from symbols

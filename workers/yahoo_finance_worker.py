@@ -1,20 +1,31 @@
-"""Middle stage: each symbol's price from Yahoo Finance (the chart API, the quote page as fallback)."""
+"""Middle stage: each symbol's price from Yahoo Finance (the chart API, the quote page as fallback).
+
+The lookup itself does no I/O (`YahooFinancePriceWorker.steps` yields the requests it wants and takes their
+answers), so the threaded stage and the asyncio stage run the same lookup on their own clients.
+"""
 from __future__ import annotations
 
+import json
 import math
+import string
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generator
 from urllib.parse import quote
 
-import requests
 from bs4 import BeautifulSoup
 
-from core.http import HttpClient
+from core.http import HttpClient, Page, Stopped, page_of
 from workers.base import ItemError
-from workers.http_worker import HttpWorker
+from workers.http_worker import AsyncHttpWorker, HttpWorker
+
+if TYPE_CHECKING:
+    from core.aiohttp_client import AsyncHttpClient
 
 CHART_URL = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
 QUOTE_URL = "https://finance.yahoo.com/quote/{symbol}"
+#: The endpoint names the group's pacers and breakers are kept under.
+CHART, QUOTE = "chart", "quote"
 
 
 class UnknownSymbol(ItemError):
@@ -26,8 +37,25 @@ def yahoo_symbol(symbol: str) -> str:
     return symbol.replace(".", "-")
 
 
-def parse_chart(payload: Any) -> tuple[float, str, datetime | None]:
-    """(price, currency, market time) from a /v8/finance/chart body; ItemError when it holds none."""
+def template_problem(template: str) -> str | None:
+    """Why `template` is not a URL template whose only placeholder is {symbol}; None when it is one."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        return f"not a valid template ({exc}); the only placeholder allowed is {{symbol}}"
+    others = sorted({"{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+                     for name, spec, conversion in fields if (name, spec, conversion) != ("symbol", "", None)})
+    if others:
+        return f"has the placeholder(s) {', '.join(others)}; the only placeholder allowed is {{symbol}}"
+    if not fields:
+        return "has no {symbol} placeholder: every symbol would get the same page (another symbol's price)"
+    return None
+
+
+def parse_chart(payload: Any, ticker: str | None = None) -> tuple[float, str, datetime | None]:
+    """(price, currency, market time) from a /v8/finance/chart body; ItemError when it holds none, or when it
+    is for another symbol than `ticker` (Yahoo's form, compared case-insensitively)."""
     chart = payload.get("chart") if isinstance(payload, dict) else None
     if not isinstance(chart, dict):
         raise ItemError("chart body has no 'chart' object")
@@ -41,6 +69,8 @@ def parse_chart(payload: Any) -> tuple[float, str, datetime | None]:
     meta = first.get("meta") if isinstance(first, dict) else None
     if not isinstance(meta, dict):
         raise ItemError("chart body has no result[0].meta")
+    if ticker is not None and str(meta.get("symbol", "")).upper() != ticker.upper():
+        raise ItemError(f"the chart is for {meta.get('symbol')!r}, not {ticker!r}: refused")
     price = valid_price(meta.get("regularMarketPrice"))
     currency = meta.get("currency")
     if not currency:
@@ -72,7 +102,8 @@ def valid_price(value: Any) -> float:
 
 
 def parse_quote_page(html: str | bytes, symbol: str) -> float:
-    """The price on a finance.yahoo.com quote page, in any of its markups since 2022."""
+    """The price on a finance.yahoo.com quote page, in any of its markups since 2022; ItemError when the
+    price element says it is another symbol's (fin-streamer carries data-symbol; the plain span does not)."""
     soup = BeautifulSoup(html, "lxml")
     element = (
         soup.select_one('[data-testid="qsp-price"], [data-test="qsp-price"]')
@@ -80,13 +111,28 @@ def parse_quote_page(html: str | bytes, symbol: str) -> float:
     )
     if element is None:
         raise ItemError("no price element on the quote page")
+    shown = element.get("data-symbol")
+    if shown is not None and shown.upper() != symbol.upper():
+        raise ItemError(f"the quote page is for {shown!r}, not {symbol!r}: refused")
     return valid_price(element.get("value") or element.get("data-value") or element.get_text(strip=True))
 
 
-class YahooFinancePriceWorker:
-    """Looks up one symbol's price: the chart API first, the quote page when the API request fails."""
+@dataclass(frozen=True)
+class Fetch:
+    """A GET the lookup wants made: its URL, the endpoint it counts against, and its deadline."""
 
-    def __init__(self, http: HttpClient, *, chart_url: str = CHART_URL, quote_url: str = QUOTE_URL,
+    url: str
+    endpoint: str
+    deadline: float
+
+
+class YahooFinancePriceWorker:
+    """Looks up one symbol's price: the chart API first, the quote page when the API request fails.
+
+    `http` is the group's HttpClient (for get_price) or AsyncHttpClient (for get_price_async).
+    """
+
+    def __init__(self, http: HttpClient | AsyncHttpClient, *, chart_url: str = CHART_URL, quote_url: str = QUOTE_URL,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.http = http
         self.chart_url = chart_url
@@ -95,37 +141,85 @@ class YahooFinancePriceWorker:
 
     def get_price(self, symbol: str) -> dict[str, Any]:
         """One record: symbol (as Wikipedia writes it), price, currency, market_time, extracted_time (UTC)."""
-        ticker = yahoo_symbol(symbol)
+        steps = self.steps(symbol, self.http.policy.deadline())
         try:
-            price, currency, market_time = self._from_chart(ticker)
-        except UnknownSymbol:
+            fetch = next(steps)
+            while True:
+                try:
+                    response = self.http.get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
+                except ItemError as exc:
+                    fetch = steps.throw(exc)
+                else:
+                    fetch = steps.send(page_of(response))
+        except StopIteration as done:
+            return done.value
+
+    async def get_price_async(self, symbol: str) -> dict[str, Any]:
+        """get_price on the asyncio client."""
+        steps = self.steps(symbol, self.http.policy.deadline())
+        try:
+            fetch = next(steps)
+            while True:
+                try:
+                    page = await self.http.get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
+                except ItemError as exc:
+                    fetch = steps.throw(exc)
+                else:
+                    fetch = steps.send(page)
+        except StopIteration as done:
+            return done.value
+
+    def steps(self, symbol: str, deadline: float) -> Generator[Fetch, Page, dict[str, Any]]:
+        """The lookup without I/O: yields each Fetch, is sent its Page (or thrown its ItemError), returns the record."""
+        ticker = yahoo_symbol(symbol)
+        path = quote(ticker)
+        try:
+            page = yield Fetch(self.chart_url.format(symbol=path), CHART, self._chart_deadline(deadline))
+            price, currency, market_time = _from_chart(page, ticker)
+        except (UnknownSymbol, Stopped):
             raise
         except (ItemError, ValueError) as chart_error:  # ValueError: a body that is not JSON
             try:
-                price, currency, market_time = self._from_quote_page(ticker), None, None
+                page = yield Fetch(self.quote_url.format(symbol=path), QUOTE, deadline)
+                price, currency, market_time = _from_quote_page(page, ticker), None, None
+            except Stopped:
+                raise
             except ItemError as page_error:
                 raise ItemError(f"chart: {_reason(chart_error)}; quote page: {_reason(page_error)}",
                                 attempts=_attempts(chart_error) + _attempts(page_error)) from page_error
         return {"symbol": symbol, "price": price, "currency": currency,
                 "market_time": market_time, "extracted_time": self.clock()}
 
-    def _from_chart(self, ticker: str) -> tuple[float, str, datetime | None]:
-        response = self.http.get(self.chart_url.format(symbol=quote(ticker)))
-        if response.status_code == 404 and _error_code(response) == "Not Found":
-            raise UnknownSymbol(f"Yahoo does not know {ticker!r} (HTTP 404 Not Found)", attempts=response.attempts)
-        if response.status_code != 200:
-            raise ItemError(f"HTTP {response.status_code}", attempts=response.attempts)
-        return parse_chart(response.json())
-
-    def _from_quote_page(self, ticker: str) -> float:
-        response = self.http.get(self.quote_url.format(symbol=quote(ticker)))
-        if response.status_code != 200:
-            raise ItemError(f"HTTP {response.status_code}", attempts=response.attempts)
-        return parse_quote_page(response.content, ticker)
+    def _chart_deadline(self, deadline: float) -> float:
+        """The chart may use the item's time but for one quote-page try (connect + read timeout), or half of it."""
+        settings = self.http.policy.settings
+        return deadline - min(settings.connect_timeout_s + settings.read_timeout_s, settings.item_deadline_s / 2)
 
 
-class YahooFinancePriceScheduler(HttpWorker):
-    """For each symbol, emits one price record. Safe to scale: its instances share a rate limit."""
+def _from_chart(page: Page, ticker: str) -> tuple[float, str, datetime | None]:
+    if page.status == 404 and _error_code(page.body) == "Not Found":
+        raise UnknownSymbol(f"Yahoo does not know {ticker!r} (HTTP 404 Not Found)", attempts=page.attempts)
+    if page.status != 200:
+        raise ItemError(f"HTTP {page.status}", attempts=page.attempts)
+    try:
+        return parse_chart(json.loads(page.body), ticker)
+    except (ItemError, ValueError) as exc:
+        exc.attempts = page.attempts
+        raise
+
+
+def _from_quote_page(page: Page, ticker: str) -> float:
+    if page.status != 200:
+        raise ItemError(f"HTTP {page.status}", attempts=page.attempts)
+    try:
+        return parse_quote_page(page.body, ticker)
+    except ItemError as exc:
+        exc.attempts = page.attempts
+        raise
+
+
+class _YahooParams:
+    """What both Yahoo stages take and check: the two URL templates, and Yahoo's User-Agent."""
 
     USER_AGENT_ENV = "YAHOO_USER_AGENT"
     # Yahoo throttles library-default agents at once; a browser's agent is what its own pages send.
@@ -137,16 +231,45 @@ class YahooFinancePriceScheduler(HttpWorker):
         self.chart_url = chart_url
         self.quote_url = quote_url
 
-    def setup(self) -> None:
-        self.prices = YahooFinancePriceWorker(self.http, chart_url=self.chart_url, quote_url=self.quote_url)
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """The HTTP params' problems, and each URL template that is not one with exactly {symbol}."""
+        problems = list(super().check_params(params))  # type: ignore[misc]
+        for key in ("chart_url", "quote_url"):
+            value = params.get(key)
+            problem = template_problem(value) if isinstance(value, str) else None
+            if problem:
+                problems.append((key, problem))
+        return problems
 
-    def process(self, symbol: str) -> list[dict[str, Any]]:
-        return [self.prices.get_price(symbol)]
+
+class YahooFinancePriceScheduler(_YahooParams, HttpWorker):
+    """For each symbol, emits one price record. Safe to scale: its instances share rate limits and breakers."""
+
+    _prices: YahooFinancePriceWorker | None = None
+
+    def process(self, symbol: str) -> dict[str, Any]:
+        """The symbol's price record (one output); an ItemError when neither page gives a price for it."""
+        if self._prices is None:
+            self._prices = YahooFinancePriceWorker(self.http, chart_url=self.chart_url, quote_url=self.quote_url)
+        return self._prices.get_price(symbol)
 
 
-def _error_code(response: requests.Response) -> str | None:
+class YahooFinancePriceAsyncScheduler(_YahooParams, AsyncHttpWorker):
+    """YahooFinancePriceScheduler as a coroutine on aiohttp: the same params, policy, lookup and records."""
+
+    _prices: YahooFinancePriceWorker | None = None
+
+    async def process(self, symbol: str) -> dict[str, Any]:
+        """The symbol's price record (one output); an ItemError when neither page gives a price for it."""
+        if self._prices is None:
+            self._prices = YahooFinancePriceWorker(self.aio_http, chart_url=self.chart_url, quote_url=self.quote_url)
+        return await self._prices.get_price_async(symbol)
+
+
+def _error_code(body: bytes) -> str | None:
     try:
-        return ((response.json().get("chart") or {}).get("error") or {}).get("code")
+        return ((json.loads(body).get("chart") or {}).get("error") or {}).get("code")
     except (ValueError, AttributeError):
         return None
 
