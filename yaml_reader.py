@@ -1,4 +1,4 @@
-"""YamlPipelineExecutor: turns a pipeline file into queues and worker threads, and runs it to its end."""
+"""YamlPipelineExecutor: turns a pipeline file into queues and worker groups, and runs it to its end."""
 from __future__ import annotations
 
 import logging
@@ -7,32 +7,43 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from core.channel import Channel
+from core.bottleneck import QueueLoad
 from core.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
 from core.database import data_dir
 from core.errors import StartupError
-from core.group import WorkerGroup
+from core.group import LocalExits, WorkerGroup
 from core.ledger import DeadLetters
-from core.bottleneck import QueueLoad
+from core.loop import Instance
+from core.queues import LocalQueue
+from core.replay import check_replay
 from core.report import RunReport, Snapshot, build_report
-from workers.base import Worker
+from core.runners import AsyncRunner, ThreadRunner
+from core.worker import is_async
 
 logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 5.0
+ABANDONED = "abandoned: the run was forced to exit with this item in hand or queued (it may have been completed)"
 
 
 class YamlPipelineExecutor(threading.Thread):
     """Loads and validates a pipeline file (raising ConfigError before any thread starts), then as a
     thread: opens each worker group, starts its instances, sends DONE downstream once every producer
-    of a queue has ended, and leaves a RunReport in `report` when every worker has ended."""
+    of a queue has ended, and leaves a RunReport in `report` when every instance has ended.
+
+    `replay` ({group: [items]}) runs those items instead of the sources' input values: each goes into
+    the input of its group (a source's values back to that source), and the pipeline runs on from there.
+    """
 
     def __init__(self, pipeline_location: str | Path, *, sets: list[str] = (),
                  dead_letter_path: str | Path | None = None, monitor_interval_s: float = 1.0,
-                 sample_interval_s: float = 0.2) -> None:
+                 sample_interval_s: float = 0.2, replay: dict[str, list[Any]] | None = None) -> None:
         super().__init__(name="YamlPipelineExecutor", daemon=True)
         self.spec: PipelineSpec = load_pipeline(pipeline_location, sets=sets)
+        if replay is not None:
+            check_replay(replay, self.spec)
         self.monitor_interval_s = monitor_interval_s
         self.sample_interval_s = sample_interval_s
         self.started_at: float | None = None
@@ -43,34 +54,49 @@ class YamlPipelineExecutor(threading.Thread):
         self.report: RunReport | None = None
         self._changed = threading.Event()
         self._ended: set[str] = set()  # queues that got their DONEs or were closed
-        self.channels = {q.name: Channel(q.name, q.maxsize) for q in self.spec.queues.values()}
-        self.loads = {name: QueueLoad() for name in self.channels}
-        self.groups = {w.name: self._make_group(w) for w in self.spec.workers}
+        self.queues = {q.name: LocalQueue(q.name, q.maxsize) for q in self.spec.queues.values()}
+        self.loads = {name: QueueLoad() for name in self.queues}
+        self.groups = {w.name: self._make_group(w, replay) for w in self.spec.workers}
+
+    # --- control, from another thread --------------------------------------------------------------
 
     def request_stop(self, signal_number: int | None = None) -> None:
-        """Stop taking new work. Sources stop; the other stages finish the item in hand and dead-letter
-        what they take after it; sinks store what reaches them. DONE then ends every stage as usual."""
-        if not self.stop_event.is_set():
-            self.stop_signal = signal_number
-            logger.warning("stop requested%s: finishing items in hand, dead-lettering queued ones",
-                           f" by signal {signal_number}" if signal_number else "")
+        """Stop taking new work: the sources' values not yet taken and every queue not read by a sink are
+        closed (what they hold is dead-lettered), the items in hand finish, sinks store what reaches them,
+        and DONE then ends every stage as usual."""
+        if self.stop_event.is_set():
+            return
+        self.stop_signal = signal_number
+        logger.warning("stop requested%s: finishing items in hand, dead-lettering what is queued",
+                       f" by signal {signal_number}" if signal_number else "")
         self.stop_event.set()
+        for group in self.groups.values():
+            if group.outputs:  # not a sink: its input is closed
+                group.input.close()
+                if group.spec.input_queue:
+                    self._ended.add(group.spec.input_queue)
         self._changed.set()
 
-    def abandon(self) -> int:
-        """For a forced exit: write what is in hand, batched or queued to the dead letters, so the file still
-        accounts for it (an item in hand may yet have been completed); return how many were written."""
+    def abandon(self, why: str = ABANDONED) -> int:
+        """For a forced exit: freeze every queue, then write what is in hand or queued to the dead letters,
+        so the file still accounts for it; return how many were written."""
+        frozen = {id(group.input): group.input.freeze() for group in self.groups.values()}
         abandoned = 0
         for group in self.groups.values():
-            # Queues are read, not closed: closing would wake the workers to finish what is written here.
-            left = [*(item for worker in group.workers for item in worker.in_hand()),
-                    *(group.input.pending() if group.input is not None else ())]
-            for item in left:
-                self.dead_letters.write(group=group.name, item=item, error="abandoned: the run was forced to "
-                                        "exit with this item in hand or queued (it may have been completed)")
-            abandoned += len(left)
+            queued = frozen.pop(id(group.input), [])
+            abandoned += group.abandon(queued, why, kind="not-started" if group.is_source else "abandoned",
+                                       received=True)
+            abandoned += group.abandon([d.item for d in group.runner.in_hand()], why, received=True)
+            abandoned += group.abandon([d.item for d in group.in_hand()], why)
         self.dead_letters.close()
         return abandoned
+
+    def forced_report(self, why: str, signal_number: int | None) -> RunReport:
+        """The report of a run forced to exit now (after abandon())."""
+        started = self.started_at or time.monotonic()
+        return self._report("forced", why, time.monotonic() - started, signal_number)
+
+    # --- the run -----------------------------------------------------------------------------------
 
     def run(self) -> None:
         self.started_at = started = time.monotonic()
@@ -78,8 +104,7 @@ class YamlPipelineExecutor(threading.Thread):
         try:
             self._open_groups()
             for group in self.groups.values():
-                for worker in group.workers:
-                    worker.start()
+                group.runner.start()
             self._monitor()
             if self.stop_event.is_set():
                 reason = "interrupted"
@@ -89,29 +114,45 @@ class YamlPipelineExecutor(threading.Thread):
             reason, error = "failed", str(exc)
         finally:
             self._finish()
-            self.report = self._report(reason, error, time.monotonic() - started)
+            self.report = self._report(reason, error, time.monotonic() - started,
+                                       self.stop_signal if reason == "interrupted" else None)
 
-    def _make_group(self, spec) -> WorkerGroup:
-        group = WorkerGroup(
-            spec, input=self.channels.get(spec.input_queue), dead_letters=self.dead_letters,
-            outputs=[self.channels[name] for name in spec.output_queues], stop=self.stop_event,
-            on_exit=self._worker_exited,
-        )
-        if group.input is not None:
-            group.input.on_reject = group.reject
+    def _make_group(self, spec, replay: dict[str, list[Any]] | None) -> WorkerGroup:
+        if spec.input_queue is None:  # a source reads its input values like any queue
+            values = list(spec.input_values or ()) if replay is None else list(replay.get(spec.name, ()))
+            inbox = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
+            inbox.preload(values)
+            inbox.put_done(spec.instances)
+        else:
+            inbox = self.queues[spec.input_queue]
+            if replay and replay.get(spec.name):
+                inbox.preload(replay[spec.name])
+        group = WorkerGroup(spec, input=inbox, outputs=[self.queues[name] for name in spec.output_queues],
+                            dead_letters=self.dead_letters, stop=self.stop_event)
+        inbox.on_reject = group.reject
         cls = self.spec.classes[spec.name]
         try:
-            group.workers = [cls(group=group, index=i, **spec.params) for i in range(spec.instances)]
+            workers = [cls(group=group, index=i, **spec.params) for i in range(spec.instances)]
         except (TypeError, ValueError) as exc:
             line = spec.key_lines.get("params", spec.line)
             raise ConfigError([Problem(self.spec.path, line, f"workers.{spec.name}.params",
                                        f"{cls.__name__} refused its params: {exc}")]) from None
+        exits = LocalExits(group)
+        group.instances = [Instance(worker, exits=exits, stop=self.stop_event, on_exit=self._instance_exited)
+                           for worker in workers]
+        if is_async(cls):
+            group.runner = AsyncRunner(group.instances, inbox, close_resources=group.aclose,
+                                       reject=lambda delivery, why: group.abandon([delivery.item], why,
+                                                                                  kind="crashed", received=True))
+        else:
+            group.runner = ThreadRunner(group.instances, inbox)
+        group.mode = group.runner.mode
         return group
 
     def _open_groups(self) -> None:
         for group in self.groups.values():
             try:
-                group.workers[0].open_group()
+                group.instances[0].worker.open_group()
             except SettingsError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reported as why the run could not start
@@ -120,18 +161,19 @@ class YamlPipelineExecutor(threading.Thread):
                 logger.error("%s cannot start: %s", group.name, why)
                 raise StartupError(f"{group.name} cannot start: {why}") from None
 
-    def _worker_exited(self, worker: Worker) -> None:
-        if worker.crash is not None:
-            logger.error("%s ended with a crash: %s", worker.name, worker.crash)
+    def _instance_exited(self, instance: Instance) -> None:
+        if instance.crash is not None:
+            logger.error("%s ended with a crash: %s: %s", instance.name, type(instance.crash).__name__,
+                         instance.crash)
         self._changed.set()
 
     def _monitor(self) -> None:
-        """Wake on every worker exit (and at monitor_interval_s regardless); sample queue sizes meanwhile."""
+        """Wake on every instance exit (and at monitor_interval_s regardless); sample queue sizes meanwhile."""
         last_check = time.monotonic()
         while True:
             changed = self._changed.wait(min(self.sample_interval_s, self.monitor_interval_s))
-            for name, channel in self.channels.items():
-                self.loads[name].add(channel.qsize(), channel.maxsize)
+            for name, queue in self.queues.items():
+                self.loads[name].add(queue.qsize(), queue.maxsize)
             now = time.monotonic()
             if changed or now - last_check >= self.monitor_interval_s:
                 self._changed.clear()
@@ -142,52 +184,46 @@ class YamlPipelineExecutor(threading.Thread):
 
     def _propagate_ends(self) -> None:
         """DONE into each queue whose producers have all ended; close a queue whose readers all ended."""
-        for name, channel in self.channels.items():
-            if name in self._ended:
+        for group in self.groups.values():
+            if group.finished() and not group.input.closed:
+                refused = group.input.close()
+                if refused:
+                    logger.warning("%s: every instance has ended; %d queued item(s) dead-lettered",
+                                   group.name, refused)
+        for name, queue in self.queues.items():
+            if name in self._ended or queue.closed:
                 continue
             reader = self.groups[self.spec.consumer(name).name]
-            if reader.finished():
-                self._close(name, f"every {reader.name} instance has ended")
-            elif all(self.groups[w.name].finished() for w in self.spec.producers(name)):
-                channel.put_done(len(reader.workers))
+            if all(self.groups[w.name].finished() for w in self.spec.producers(name)):
+                queue.put_done(len(reader.instances))
                 self._ended.add(name)
-                logger.debug("%s: every producer ended; sent %d DONE", name, len(reader.workers))
-
-    def _close(self, name: str, why: str) -> None:
-        refused = self.channels[name].close()
-        self._ended.add(name)
-        if refused:
-            logger.warning("%s closed (%s): %d queued items dead-lettered", name, why, refused)
+                logger.debug("%s: every producer ended; sent %d DONE", name, len(reader.instances))
 
     def _finish(self) -> None:
-        for name in self.channels:  # anything still queued is dead-lettered, never dropped
-            self._close(name, "the run is over")
+        for group in self.groups.values():  # anything still queued is dead-lettered, never dropped
+            group.input.close()
         for group in self.groups.values():
-            for worker in group.workers:
-                if worker.ident is not None:
-                    worker.join(JOIN_TIMEOUT_S)
-                    if worker.is_alive():
-                        logger.error("%s did not end within %.0fs", worker.name, JOIN_TIMEOUT_S)
+            if not group.runner.join(JOIN_TIMEOUT_S):
+                logger.error("%s did not end within %.0fs", group.name, JOIN_TIMEOUT_S)
             group.close()
         self.dead_letters.close()
 
-    def _report(self, reason: str, error: str | None, duration_s: float) -> RunReport:
+    def _report(self, reason: str, error: str | None, duration_s: float, signal_number: int | None) -> RunReport:
+        not_started = sum(group.not_started for group in self.groups.values())
         return build_report(
-            self.spec, self.groups.values(), self.channels.values(), self.loads, reason=reason, error=error,
-            duration_s=duration_s, dead_letters=self.dead_letters,
-            signal=self.stop_signal if reason == "interrupted" else None)
+            self.spec, self.groups.values(), self.queues.values(), self.loads, reason=reason, error=error,
+            duration_s=duration_s, dead_letters=self.dead_letters, signal=signal_number, not_started=not_started)
 
     def snapshot(self) -> Snapshot:
         """The run as it is now, for the live status (safe to call from another thread)."""
         elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
-        groups = [(g.name, sum(1 for w in g.workers if w.is_alive()), len(g.workers), g.counts())
-                  for g in self.groups.values()]
-        queues = [(c.name, c.qsize(), c.maxsize) for c in self.channels.values()]
-        sources = [g for g in self.groups.values() if g.input is None]
+        groups = [(g.name, g.runner.alive(), len(g.instances), g.counts()) for g in self.groups.values()]
+        queues = [(q.name, q.qsize(), q.maxsize) for q in self.queues.values()]
+        sources = [g for g in self.groups.values() if g.is_source]
         sinks = [g for g in self.groups.values() if not g.outputs]
         total = sum(g.counts().emitted for g in sources) if all(g.finished() for g in sources) else None
         # Items dead-lettered on the way never reach a sink, but they are done with too.
-        dropped = sum(g.counts().dead_lettered for g in self.groups.values() if g.input is not None and g.outputs)
+        dropped = sum(g.counts().dead_lettered for g in self.groups.values() if not g.is_source and g.outputs)
         settled = dropped + min((g.counts().processed + g.counts().dead_lettered for g in sinks), default=0)
         return Snapshot(elapsed, groups, queues, total, settled)
 

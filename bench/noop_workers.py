@@ -10,15 +10,15 @@ from workers.base import BatchWorker, Worker
 class CountSource(Worker):
     """Emits 0..count-1 for each input value `count`."""
 
-    def process(self, count: int) -> range:
-        return range(count)
+    def process(self, count: int):
+        yield from range(count)
 
 
 class PassThrough(Worker):
     """Emits every item unchanged."""
 
-    def process(self, item: Any) -> tuple[Any]:
-        return (item,)
+    def process(self, item: Any) -> Any:
+        return item
 
 
 class Discard(Worker):
@@ -43,4 +43,5 @@ class RecordSource(Worker):
     """Emits `count` records of about 1 KiB each for each input value `count`."""
 
     def process(self, count: int):
-        return ({"n": n, "payload": f"{n:010d}".ljust(1024, "x")} for n in range(count))  # a new string each
+        for n in range(count):
+            yield {"n": n, "payload": f"{n:010d}".ljust(1024, "x")}  # a new string each

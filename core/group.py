@@ -1,92 +1,94 @@
-"""What the instances of one worker group share: queues, input values, counters, resources."""
+"""What the instances of one worker group share: its queues, resources, ledger and dead letters."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from core.channel import Channel
-from core.config import WorkerSpec
 from core.ledger import Counts, DeadLetters
+from core.queues import Delivery, LocalQueue
 
 if TYPE_CHECKING:
-    from workers.base import Worker
+    from core.config import WorkerSpec
+    from core.loop import Instance
 
 logger = logging.getLogger(__name__)
-_NO_VALUE = object()
 
 
 class WorkerGroup:
-    """One named group: its spec, its queues, its instances and everything they share."""
+    """One named group: its spec, its input and output queues, its instances and what they share."""
 
-    def __init__(
-        self, spec: WorkerSpec, *, input: Channel | None = None, outputs: Iterable[Channel] = (),
-        dead_letters: DeadLetters, stop: threading.Event | None = None,
-        on_exit: Callable[[Worker], None] | None = None,
-    ) -> None:
+    def __init__(self, spec: WorkerSpec, *, input: LocalQueue, outputs: Iterable[LocalQueue] = (),
+                 dead_letters: DeadLetters, stop: threading.Event | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.input = input
         self.outputs = list(outputs)
         self.dead_letters = dead_letters
         self.stop = stop or threading.Event()
-        self.workers: list[Worker] = []
-        self._on_exit = on_exit
+        self.instances: list[Instance] = []
+        self.is_source = spec.input_queue is None
+        self.not_started = 0  # input values dead-lettered because no instance took them
+        self.runner: Any = None  # core.runners: where the instances run
+        self.mode = "threads"
         self._lock = threading.Lock()
-        self._values = iter(spec.input_values or ())
         self._resources: dict[str, Any] = {}
-        # Items dead-lettered on the group's behalf outside its threads (a closed input queue).
+        # Items dead-lettered on the group's behalf outside its instances (a closed input queue).
         self._extra = Counts()
 
-    def next_value(self) -> tuple[bool, Any]:
-        """(True, value) for the next input value not yet taken by any instance, else (False, None)."""
-        with self._lock:
-            value = next(self._values, _NO_VALUE)
-        return (False, None) if value is _NO_VALUE else (True, value)
-
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
-        """The one object under `key` for the whole group, made by `factory` on first use."""
+        """The one object under `key` for the whole group (in this process), made by `factory` on first use."""
         with self._lock:
             if key not in self._resources:
                 self._resources[key] = factory()
             return self._resources[key]
 
-    def dead_letter(self, item: Any, error: str, *, attempts: int = 1, counts: Counts | None = None) -> None:
-        """Write `item` to the dead-letter file and count it (on `counts`, or the group's own)."""
-        self.dead_letters.write(group=self.name, item=item, error=error, attempts=attempts)
-        if counts is not None:
-            counts.dead_lettered += 1
-            return
-        with self._lock:
-            self._extra.dead_lettered += 1
-
     def reject(self, item: Any) -> None:
         """An item for this group that its closed input queue refused: received and dead-lettered."""
-        with self._lock:
-            self._extra.received += 1
-        self.dead_letter(item, "not processed: the queue was closed (pipeline stopping or group ended)")
+        if self.is_source:
+            why, kind = "not started: the run ended before an instance took this input value", "not-started"
+        else:
+            why, kind = "not processed: the queue was closed (pipeline stopping or group ended)", "stopping"
+        self.abandon([item], why, kind=kind, received=True)
+
+    def abandon(self, items: Iterable[Any], why: str, *, kind: str = "abandoned", received: bool = False) -> int:
+        """Dead-letter items on the group's behalf, outside its instances: queued for it (`received`: count
+        them in), or held by an instance that cannot settle them (a forced exit). Return how many."""
+        count = 0
+        for item in items:
+            written = self.dead_letters.write(group=self.name, item=item, error=why, kind=kind)
+            with self._lock:
+                self._extra.received += received
+                if written:
+                    self._extra.dead_lettered += 1
+                else:
+                    self._extra.unrecorded += 1
+                if kind == "not-started":
+                    self.not_started += 1
+            count += 1
+        return count
 
     def counts(self) -> Counts:
         """The group's totals over its instances."""
         total = Counts()
         with self._lock:
             total += self._extra
-        for worker in self.workers:
-            total += worker.counts
+        for instance in self.instances:
+            total += instance.counts
         return total
 
     def finished(self) -> bool:
         """True when every instance has left its loop."""
-        return all(worker.finished for worker in self.workers)
+        return all(instance.finished for instance in self.instances)
 
     def crashed(self) -> int:
         """How many instances ended with an exception outside process()."""
-        return sum(1 for worker in self.workers if worker.crash is not None)
+        return sum(1 for instance in self.instances if instance.crash is not None)
 
-    def worker_exited(self, worker: Worker) -> None:
-        """Called by each instance as its thread ends."""
-        if self._on_exit is not None:
-            self._on_exit(worker)
+    def in_hand(self) -> list[Delivery]:
+        """Every delivery an instance holds now."""
+        return [delivery for instance in self.instances for delivery in instance.in_hand()]
 
     def close(self) -> None:
         """Release shared resources (sessions, engines) once every instance has ended."""
@@ -100,3 +102,48 @@ class WorkerGroup:
                 closer()
             except Exception:  # noqa: BLE001 - one resource failing to close must not hide the others
                 logger.exception("%s: closing %s failed", self.name, key)
+
+    async def aclose(self) -> None:
+        """Close the resources that need the event loop they were made on (those with aclose())."""
+        with self._lock:
+            closing = {key: r for key, r in self._resources.items() if hasattr(r, "aclose")}
+            for key in closing:
+                del self._resources[key]
+        for key, resource in closing.items():
+            try:
+                await resource.aclose()
+            except Exception:  # noqa: BLE001
+                logger.exception("%s: closing %s failed", self.name, key)
+
+
+class LocalExits:
+    """How items of a group running in this process leave it: outputs into the output queues, records
+    into the dead-letter file; the delivery is then settled with its input queue."""
+
+    def __init__(self, group: WorkerGroup) -> None:
+        self.group = group
+        self.outputs = group.outputs
+        self.input = group.input
+
+    def emit(self, delivery: Delivery, outputs: list[Any]) -> None:
+        for output in outputs:
+            for queue in self.outputs:
+                queue.put(output)
+        self.input.ack(delivery)
+
+    async def aemit(self, delivery: Delivery, outputs: list[Any]) -> None:
+        for output in outputs:
+            for queue in self.outputs:
+                if queue.put_nowait(output) is None:  # full: wait for room off the event loop
+                    await asyncio.get_running_loop().run_in_executor(None, queue.put, output)
+        self.input.ack(delivery)
+
+    def stored(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self.input.ack(delivery)
+
+    def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
+        written = self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
+                                                attempts=attempts, kind=kind)
+        self.input.ack(delivery)
+        return written

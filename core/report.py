@@ -8,8 +8,8 @@ from core.bottleneck import QueueLoad, StageLoad, hints
 from core.ledger import Counts
 
 if TYPE_CHECKING:
-    from core.channel import Channel
     from core.config import PipelineSpec
+    from core.queues import LocalQueue
     from core.group import WorkerGroup
     from core.ledger import DeadLetters
 
@@ -17,6 +17,12 @@ EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the same pipeline holds the lock; try again later
+#: How a run can end. finished: it ran to its end (exit 0, or 1 if items failed); interrupted: stopped by a
+#: signal and drained (128 + signal); failed: it could not start, or ran and nothing reached a sink (1);
+#: forced: a second signal or the shutdown watchdog exited at once, the items in hand dead-lettered first
+#: (128 + signal); config-error: the pipeline file or a setting is wrong, nothing ran (2); locked: another
+#: run of the same file holds the lock, nothing ran (75).
+FINISH_REASONS = ("finished", "interrupted", "failed", "forced", "config-error", "locked")
 
 
 @dataclass
@@ -36,6 +42,8 @@ class GroupReport:
     in_flight: int
     busy_pct: float = 0.0  # share of the run its instances spent working (waits for a full output excluded)
     items_per_s: float = 0.0
+    stores: bool = False  # a batching sink: `stored` counts rows written (a plain sink only processes)
+    mode: str = "threads"  # how its instances ran: threads or async
 
 
 @dataclass
@@ -58,25 +66,31 @@ class RunReport:
     """The end of a run, as printed in the summary and written by --stats-json."""
 
     pipeline: str
-    finish_reason: str  # finished | interrupted | failed | config-error
+    finish_reason: str  # one of FINISH_REASONS
     duration_s: float
     groups: list[GroupReport] = field(default_factory=list)
     queues: list[QueueReport] = field(default_factory=list)
     dead_letter_path: str | None = None
     dead_letters: int = 0
-    error: str | None = None
+    dead_letter_write_errors: int = 0  # records the file refused: those items are lost, and the run fails
+    error: str | None = None  # the first thing that went wrong, in one line
     signal: int | None = None
+    #: Input values of the sources that no instance started (a run that never ran, or ended early);
+    #: None when the pipeline file could not be read far enough to know them.
+    not_started: int | None = 0
     hints: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """0 all items handled; 1 some failed, a worker crashed or the run could not start; 2 bad config;
-        128 + signal number when stopped by a signal."""
+        """0 all items handled; 1 some failed or were lost, a worker crashed or the run could not start;
+        2 bad config; 75 another run holds the lock; 128 + signal number when stopped by a signal."""
         if self.finish_reason == "config-error":
             return EXIT_CONFIG
+        if self.finish_reason == "locked":
+            return EXIT_LOCKED
         if self.signal is not None:
             return 128 + self.signal
-        if self.finish_reason != "finished" or self.dead_letters or self.lost:
+        if self.finish_reason != "finished" or self.dead_letters or self.lost or self.dead_letter_write_errors:
             return EXIT_ITEMS_FAILED
         if any(group.crashed for group in self.groups):
             return EXIT_ITEMS_FAILED
@@ -97,15 +111,19 @@ class RunReport:
         return data
 
     def summary(self) -> str:
-        """One line for the end of the log."""
+        """One line for the end of the log (and stdout): how it ended and why, per group, the dead letters."""
+        why = f" ({self.error})" if self.error else ""
+        if not self.groups:  # it never ran
+            waiting = "" if not self.not_started else f"; {self.not_started} input value(s) not started"
+            return f"{self.pipeline}: {self.finish_reason}{why}; nothing was run{waiting}; exit {self.exit_code}"
         stages = ", ".join(_stage(group) for group in self.groups)
         letters = (f"{self.dead_letters} dead letters in {self.dead_letter_path}" if self.dead_letters
                    else "no dead letters")
+        if self.dead_letter_write_errors:
+            letters += f"; {self.dead_letter_write_errors} DEAD LETTERS COULD NOT BE WRITTEN (see the log)"
         lost = f"; {self.lost} ITEMS UNACCOUNTED FOR" if self.lost else ""
-        error = f" ({self.error})" if self.error else ""
-        return (f"{self.pipeline}: {self.finish_reason}{error} in {self.duration_s:.1f}s; {stages}; "
+        return (f"{self.pipeline}: {self.finish_reason}{why} in {self.duration_s:.1f}s; {stages}; "
                 f"{letters}{lost}; exit {self.exit_code}")
-
 
     def table(self) -> str:
         """The end-of-run report: a row per worker group and per queue, then the hints."""
@@ -121,7 +139,13 @@ class RunReport:
 
 
 def _stage(group: GroupReport) -> str:
-    done = f"{group.received} in, {f'stored {group.stored}' if group.sink else f'{group.emitted} out'}"
+    if group.stores:
+        out = f"stored {group.stored}"
+    elif group.sink:
+        out = f"{group.processed} done"
+    else:
+        out = f"{group.emitted} out"
+    done = f"{group.received} in, {out}"
     failed = f", {group.dead_lettered} dead-lettered" if group.dead_lettered else ""
     crashed = f", {group.crashed} crashed" if group.crashed else ""
     return f"{group.name} {done}{failed}{crashed}"
@@ -138,38 +162,47 @@ class Snapshot(NamedTuple):
     settled: int
 
 
-def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], channels: Iterable[Channel],
+def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iterable[LocalQueue],
                  loads: dict[str, QueueLoad], *, reason: str, error: str | None, duration_s: float,
-                 dead_letters: DeadLetters, signal: int | None) -> RunReport:
-    """The RunReport of a finished run, with the bottleneck hints."""
-    group_reports, stages = [], []
+                 dead_letters: DeadLetters, signal: int | None, not_started: int = 0) -> RunReport:
+    """The RunReport of a run, with the bottleneck hints. A run that went to its end but got nothing to
+    a sink while items failed or a group crashed is `failed`, with the first error as the reason."""
+    group_reports, stages, crashes = [], [], []
     for group in groups:
-        counts, instances = group.counts(), len(group.workers)
-        busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 else 0.0
+        counts, instances = group.counts(), len(group.instances)
+        busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 and instances else 0.0
         rate = counts.processed / duration_s if duration_s > 0 else 0.0
+        crashes += [f"{i.name} crashed: {type(i.crash).__name__}: {i.crash}" for i in group.instances if i.crash]
         group_reports.append(GroupReport(
             name=group.name, instances=instances, sink=not group.outputs, crashed=group.crashed(),
             received=counts.received, processed=counts.processed, emitted=counts.emitted, stored=counts.stored,
             failed=counts.failed, dead_lettered=counts.dead_lettered, in_flight=counts.in_flight,
-            busy_pct=round(100 * busy, 1), items_per_s=round(rate, 2)))
+            busy_pct=round(100 * busy, 1), items_per_s=round(rate, 2),
+            stores=any(i.batching for i in group.instances), mode=group.mode))
         stages.append(StageLoad(
             name=group.name, instances=instances, busy=busy, items_per_s=rate,
             input_queue=group.spec.input_queue, input_load=loads.get(group.spec.input_queue),
             requests_per_second=float(group.spec.params.get("requests_per_second") or 0)))
     queue_reports = []
-    for channel in channels:
-        load = loads[channel.name]
+    for queue in queues:
+        load = loads[queue.name]
         queue_reports.append(QueueReport(
-            name=channel.name, maxsize=channel.maxsize, put=channel.put_count, taken=channel.get_count,
-            left=channel.qsize(), high_water=channel.high_water,
+            name=queue.name, maxsize=queue.maxsize, put=queue.put_count, taken=queue.get_count,
+            left=queue.qsize(), high_water=queue.high_water,
             full_pct=round(100 * load.fraction(load.full), 1), nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
             mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0))
-    return RunReport(
+    flowed = any(g.received for g in group_reports if g.sink)
+    if reason == "finished" and not flowed and (dead_letters.first_error or crashes):
+        reason, error = "failed", error or dead_letters.first_error or crashes[0]
+    report = RunReport(
         pipeline=spec.name, finish_reason=reason, duration_s=round(duration_s, 3), groups=group_reports,
         queues=queue_reports, dead_letter_path=str(dead_letters.path), dead_letters=dead_letters.count,
-        error=error, signal=signal, hints=hints(stages) if reason == "finished" and _flowed(group_reports) else [])
+        dead_letter_write_errors=dead_letters.write_errors, error=_one_line(error), signal=signal,
+        not_started=not_started, hints=hints(stages) if reason == "finished" and flowed else [])
+    if report.dead_letter_write_errors and not report.error:
+        report.error = f"the dead-letter file could not be written: {dead_letters.first_write_error}"
+    return report
 
 
-def _flowed(groups: list[GroupReport]) -> bool:
-    """Whether any item reached a sink; without that, load figures say nothing about capacity."""
-    return any(g.received for g in groups if g.sink)
+def _one_line(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.split())

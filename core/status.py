@@ -27,6 +27,8 @@ class Progress:
     def update(self, snap: Snapshot) -> tuple[dict[str, float], float | None]:
         """(items/s by group, seconds left or None) after adding this snapshot."""
         done = {name: counts.processed + counts.dead_lettered for name, _, _, counts in snap.groups}
+        if not self._history:  # the run started from nothing: the first line already has a rate
+            self._history.append((0.0, {name: 0 for name in done}, 0))
         self._history.append((snap.elapsed_s, done, snap.settled))
         while len(self._history) > 2 and snap.elapsed_s - self._history[0][0] > RATE_WINDOW_S:
             self._history.popleft()

@@ -1,6 +1,7 @@
 """The shipped workers, made to crash on purpose, for the fault tests (`location: crashing_workers`,
-with tests/ on PYTHONPATH). Each crashes in setup(), outside the per-item error handling, which is
-where a real worker crashes when a resource it needs cannot be set up."""
+with tests/ on PYTHONPATH): in setup() (a resource that cannot be set up), in the middle of an item or of
+a batch write (an instance ended by SystemExit, outside the per-item error handling), or sending on a
+record the database refuses."""
 from __future__ import annotations
 
 from core.database import database_url
@@ -22,3 +23,48 @@ class PostgresCrashingInSetup(PostgresMasterScheduler):
 
 class YahooCrashingInSetup(CrashesInSetup, YahooFinancePriceScheduler):
     """The real Yahoo stage; instance `crash_index` crashes in setup(), or every instance when it is -1."""
+
+
+class YahooExitsOnSymbol(YahooFinancePriceScheduler):
+    """The real Yahoo stage, whose instance ends (SystemExit, as a careless sys.exit() would) in the middle
+    of the item `exit_on`."""
+
+    def __init__(self, *, exit_on: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.exit_on = exit_on
+
+    def process(self, symbol: str):
+        if symbol == self.exit_on:
+            raise SystemExit(f"{self.name} exits in the middle of {symbol}")
+        return super().process(symbol)
+
+
+class YahooWrongType(YahooFinancePriceScheduler):
+    """The real Yahoo stage, but the record of `bad` carries a price the database refuses (a text)."""
+
+    def __init__(self, *, bad: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bad = bad
+
+    def process(self, symbol: str):
+        record = super().process(symbol)
+        if symbol == self.bad:
+            record["price"] = "not a number"
+        return record
+
+
+class PostgresExitsWriting(PostgresMasterScheduler):
+    """The real sink, whose instance ends (SystemExit) while it writes batch number `exit_on_batch`, or, with
+    `exit_on_partial`, the first batch smaller than batch_size (the flush at the end)."""
+
+    def __init__(self, *, exit_on_batch: int = 0, exit_on_partial: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.exit_on_batch = exit_on_batch
+        self.exit_on_partial = exit_on_partial
+        self.writes = 0
+
+    def write_batch(self, items) -> None:
+        self.writes += 1
+        if self.writes == self.exit_on_batch or (self.exit_on_partial and len(items) < self.batch_size):
+            raise SystemExit(f"{self.name} exits writing a batch of {len(items)}")
+        super().write_batch(items)

@@ -61,7 +61,7 @@ class Case:
     exit_code: int
     max_s: float
     timing: str = "start to exit"
-    stats: bool = True  # the run must write --stats-json (not when it exits at once or cannot read its file)
+    stats: bool = True  # the run must write --stats-json and its accounting must add up
 
 
 @dataclass
@@ -98,13 +98,15 @@ class Outcome:
 
 @dataclass
 class Ledger:
-    """Input items against what was stored and dead-lettered, as multisets."""
+    """Input items against what was stored, dead-lettered, and (for a run that never ran) reported as
+    never started, as multisets."""
 
     items: int
     stored: int
     dead_lettered: int
     lost: list[Any] = field(default_factory=list)
     duplicated: list[Any] = field(default_factory=list)
+    not_started: int = 0
 
 
 def symbol_of(letter: dict) -> Any:
@@ -114,12 +116,18 @@ def symbol_of(letter: dict) -> Any:
 
 
 def count(out: Outcome, expected: list[Any]) -> Ledger:
-    """Compare the input items with the table and the dead letters."""
+    """Compare the input items with the table and the dead letters. A run that never ran (config error,
+    lock held) stores and dead-letters nothing: its stats must report every input value as not started."""
     stored = Counter(out.stored)
     dead = Counter(symbol_of(letter) for letter in out.letters)
     seen, wanted = stored + dead, Counter(expected)
+    lost = sorted((wanted - seen).elements())
+    stats = out.stats
+    not_started = 0
+    if stats and not stats["groups"] and lost and stats["not_started"] == len(lost):
+        not_started, lost = len(lost), []
     return Ledger(items=len(expected), stored=sum(stored.values()), dead_lettered=sum(dead.values()),
-                  lost=sorted((wanted - seen).elements()), duplicated=sorted((seen - wanted).elements()))
+                  lost=lost, duplicated=sorted((seen - wanted).elements()), not_started=not_started)
 
 
 def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list[Any], *,
@@ -128,7 +136,7 @@ def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list
     book = count(out, expected)
     seconds = out.seconds if seconds is None else seconds
     record(section=case.section, case=case.case, cause=case.cause, expected=case.expected, items=book.items,
-           stored=book.stored, dead_lettered=book.dead_lettered, lost=len(book.lost),
+           stored=book.stored, dead_lettered=book.dead_lettered, not_started=book.not_started, lost=len(book.lost),
            duplicated=len(book.duplicated), seconds=seconds, timing=case.timing, max_s=case.max_s,
            exit_code=out.returncode, expected_exit=case.exit_code)
 
@@ -143,6 +151,7 @@ def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list
         stats = out.stats
         assert stats is not None, f"no stats written\n{tail(out.log)}"
         assert stats["lost"] == 0 and stats["exit_code"] == out.returncode
+        assert out.stdout.strip().splitlines()[-1].endswith(f"exit {out.returncode}"), "no summary on stdout"
         for name, group in stats["groups"].items():
             assert group["received"] == group["processed"] + group["dead_lettered"], (name, group)
             assert group["in_flight"] == 0, (name, group)

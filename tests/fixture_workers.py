@@ -56,6 +56,7 @@ def forget(key: str) -> None:
         _items.pop(key, None)
         _batches.pop(key, None)
         _gates.pop(key, None)
+        _gates.pop(f"{key}-writing", None)
 
 
 def _record(registry: dict[str, list[Any]], key: str, value: Any) -> None:
@@ -71,10 +72,10 @@ class Source(Worker):
         super().__init__(**kwargs)
         self.gate = gate
 
-    def process(self, item: Any) -> Iterable[Any]:
+    def process(self, item: Any) -> Any:
         if self.gate:
             gate(self.gate).wait(GATE_TIMEOUT_S)
-        return [item]
+        return item
 
 
 class Multiply(Worker):
@@ -84,17 +85,17 @@ class Multiply(Worker):
         super().__init__(**kwargs)
         self.factor = factor
 
-    def process(self, item: int) -> Iterable[int]:
-        return [item * self.factor]
+    def process(self, item: int) -> int:
+        return item * self.factor
 
 
 class FailOdd(Worker):
     """Passes even numbers on and fails every odd one with an ItemError."""
 
-    def process(self, item: int) -> Iterable[int]:
+    def process(self, item: int) -> int:
         if item % 2:
             raise ItemError(f"odd number {item}")
-        return [item]
+        return item
 
 
 class Slow(Worker):
@@ -104,9 +105,9 @@ class Slow(Worker):
         super().__init__(**kwargs)
         self.delay_s = delay_s
 
-    def process(self, item: Any) -> Iterable[Any]:
+    def process(self, item: Any) -> Any:
         time.sleep(self.delay_s)
-        return [item]
+        return item
 
 
 class Collect(Worker):
@@ -147,8 +148,8 @@ class CrashesInSetup:
 class CrashInSetup(CrashesInSetup, Worker):
     """Crashes before its first item: every instance, or only the one numbered `crash_index`."""
 
-    def process(self, item: Any) -> Iterable[Any]:
-        return [item]
+    def process(self, item: Any) -> Any:
+        return item
 
 
 class RefuseOpen(Worker):
@@ -157,9 +158,93 @@ class RefuseOpen(Worker):
     def open_group(self) -> None:
         raise ConnectionError("database unreachable")
 
-    def process(self, item: Any) -> Iterable[Any]:
-        return [item]
+    def process(self, item: Any) -> Any:
+        return item
 
 
 class NotAWorker:
     """A class that is not a Worker, for the config check that refuses it."""
+
+
+class Square(Worker):
+    """Returns item * item: one output, the way a user first writes it."""
+
+    def process(self, item: int) -> int:
+        return item * item
+
+
+class Explode(Worker):
+    """Yields `item` copies of the item: a generator gives many outputs (0 gives none)."""
+
+    def process(self, item: int):
+        for _ in range(item):
+            yield item
+
+
+class FailAfterYield(Worker):
+    """Yields one output, then fails: the item fails whole and nothing it yielded goes on."""
+
+    def process(self, item: int):
+        yield item
+        raise ItemError(f"failed after yielding for {item}")
+
+
+class ExitMidItem(Worker):
+    """Passes items on, but ends its instance (SystemExit, as a careless sys.exit() would) on item `at`."""
+
+    def __init__(self, *, at: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.at = at
+
+    def process(self, item: int) -> int:
+        if item == self.at:
+            raise SystemExit(f"{self.name} exits in the middle of item {item}")
+        return item
+
+
+class BatchExits(BatchCollect):
+    """A batching sink whose write of batch number `exit_on_batch` (1-based) ends its instance with SystemExit."""
+
+    def __init__(self, *, exit_on_batch: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.exit_on_batch = exit_on_batch
+        self.writes = 0
+
+    def write_batch(self, items: list[Any]) -> None:
+        self.writes += 1
+        if self.writes == self.exit_on_batch:
+            raise SystemExit(f"{self.name} exits writing a batch of {len(items)}")
+        super().write_batch(items)
+
+
+class BrokenJudge(BatchCollect):
+    """A batching sink whose writes fail and whose is_transient() itself raises: an error escaping a flush."""
+
+    def write_batch(self, items: list[Any]) -> None:
+        raise ValueError("refused")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        raise RuntimeError("is_transient is broken")
+
+
+class RefuseOne(BatchCollect):
+    """A batching sink that refuses (for its data, not transiently) any batch holding item `bad`."""
+
+    def __init__(self, *, bad: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad = bad
+
+    def write_batch(self, items: list[Any]) -> None:
+        if self.bad in items:
+            raise ValueError(f"row {self.bad} violates a constraint")
+        super().write_batch(items)
+
+
+class GatedBatch(BatchCollect):
+    """A batching sink whose writes wait for the gate named `key` (a database stall); it opens the gate
+    `<key>-writing` when a write starts waiting."""
+
+    def write_batch(self, items: list[Any]) -> None:
+        gate(f"{self.key}-writing").set()
+        gate(self.key).wait(GATE_TIMEOUT_S)
+        super().write_batch(items)

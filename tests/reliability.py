@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-SECTIONS = ("HTTP", "Database", "Crash", "Signals", "Cron", "Secrets", "Configuration")
+SECTIONS = ("HTTP", "Database", "Crash", "Signals", "Dead letters", "Cron", "Secrets", "Configuration")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class FaultResult:
     stored: int
     dead_lettered: int
     lost: int
+    not_started: int
     duplicated: int
     seconds: float
     timing: str  # what `seconds` measures, e.g. "start to exit", "SIGTERM to exit"
@@ -52,14 +53,18 @@ def render(results: list[FaultResult], *, command: str, session_s: float, machin
         "scripted to misbehave (`tests/sites.py`), the local PostgreSQL, or a throwaway PostgreSQL cluster that",
         "the test starts with initdb/pg_ctl and then restarts or stops (`tests/pg_cluster.py`).",
         "",
-        "Every row is measured, not claimed: *stored* is counted in the database table, *dead-lettered* in the",
-        "dead-letter file; *lost* is the number of input items found neither stored nor dead-lettered, and",
-        "*duplicated* the number found twice (stored twice, or both stored and dead-lettered). *Seconds* is",
-        "wall-clock time measured by the test, with the bound the test enforces. Every PostgreSQL URL carried",
-        "a random canary password, and each test asserts it appears nowhere in stdout, the log, the stats",
-        "JSON or the dead-letter file. *Test* is the outcome of the test that made the row; besides the row's",
-        "numbers, each test asserts the per-group accounting in the stats (`received = processed +",
-        "dead_lettered`, `lost = 0`) and the case's own expectations (see `tests/test_faults.py`). A row whose",
+        "Every row is measured, not claimed: *In* is the run's real input (the symbols the source emitted, or",
+        "its one page when the run never got to the symbols); *stored* is counted in the database table,",
+        "*dead-lettered* in the dead-letter file; *not run* counts input values a run that never started",
+        "(configuration error, lock held) reported in its stats as not started; *lost* is the number of input",
+        "items found in none of these, and *duplicated* the number found twice (stored twice, or both stored and",
+        "dead-lettered). *Seconds* is wall-clock time measured by the test, with the bound the test enforces.",
+        "Every PostgreSQL URL carried a random canary password, and each test asserts it appears nowhere in",
+        "stdout, the log, the stats JSON or the dead-letter file. *Test* is the outcome of the test that made the",
+        "row; besides the row's numbers, every test checks the stats that run wrote (each run writes them, however",
+        "it ends): the exit code, the summary line, `lost = 0`, and per group `received = processed +",
+        "dead_lettered`, nothing in flight, nothing left in a queue; and the case's own expectations (see",
+        "`tests/test_faults.py` and `tests/test_faults_lifecycle.py`). A row whose",
         "test is *xfailed* is a known product bug: the expected behaviour is what the test demands, the",
         "measured columns are what the product does today (see the end of the page).",
         "",
@@ -86,15 +91,15 @@ def render(results: list[FaultResult], *, command: str, session_s: float, machin
         if not rows:
             continue
         lines += ["", f"## {section}", "",
-                  "| Case | How it is caused | Expected behaviour | In | Stored | Dead-lettered | Lost | Duplicated "
-                  "| Seconds (bound) | Exit (expected) | Test |",
-                  "|---|---|---|--:|--:|--:|--:|--:|---|---|---|"]
+                  "| Case | How it is caused | Expected behaviour | In | Stored | Dead-lettered | Not run | Lost "
+                  "| Duplicated | Seconds (bound) | Exit (expected) | Test |",
+                  "|---|---|---|--:|--:|--:|--:|--:|--:|---|---|---|"]
         for r in rows:
             exit_text = "killed at the bound" if r.exit_code is None else str(r.exit_code)
             seconds = f"{r.seconds:.2f}" if r.seconds < 1 else f"{r.seconds:.1f}"
             lines.append(
                 f"| {_cell(r.case)}<br>`{_cell(_test_name(r.nodeid))}` | {_cell(r.cause)} | {_cell(r.expected)} "
-                f"| {r.items} | {r.stored} | {r.dead_lettered} | {r.lost} | {r.duplicated} "
+                f"| {r.items} | {r.stored} | {r.dead_lettered} | {r.not_started} | {r.lost} | {r.duplicated} "
                 f"| {seconds} {_cell(r.timing)} (< {r.max_s:g}) | {exit_text} ({r.expected_exit}) | {r.outcome} |")
     if bugs:
         lines += ["", "## Known bugs", "",

@@ -1,4 +1,4 @@
-"""core.channel.Channel and DONE: order, blocking, waking on close, and never losing an item."""
+"""core.queues.LocalQueue and DONE: order, blocking, waking on close, freezing, and never losing an item."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from core.channel import DONE, Channel, Empty
+from core.queues import DONE, Delivery, Empty, LocalQueue
 
 JOIN_TIMEOUT_S = 5.0
 #: How long a thread that should be blocked is given to (wrongly) get through.
@@ -45,6 +45,15 @@ class Call(threading.Thread):
         return self.result
 
 
+def take(queue: LocalQueue, timeout_s: float | None = None) -> Any:
+    """The next item (unwrapped from its Delivery), or DONE."""
+    got = queue.get(timeout_s)
+    if got is DONE:
+        return DONE
+    assert isinstance(got, Delivery)
+    return got.item
+
+
 @pytest.fixture
 def rejected() -> list[Any]:
     """Items handed to on_reject, in order."""
@@ -52,28 +61,28 @@ def rejected() -> list[Any]:
 
 
 @pytest.fixture
-def channel(rejected) -> Channel:
+def channel(rejected) -> LocalQueue:
     """A channel of 2 whose refused items go to `rejected`."""
-    made = Channel("Numbers", maxsize=2)
+    made = LocalQueue("Numbers", maxsize=2)
     made.on_reject = rejected.append
     return made
 
 
 def test_fifo_order():
-    channel = Channel("Numbers", maxsize=10)
+    channel = LocalQueue("Numbers", maxsize=10)
 
     for n in range(10):
         assert channel.put(n) is True
 
-    assert [channel.get() for _ in range(10)] == list(range(10))
+    assert [take(channel) for _ in range(10)] == list(range(10))
     assert channel.qsize() == 0
 
 
 def test_fifo_order_across_threads():
-    channel = Channel("Numbers", maxsize=3)
+    channel = LocalQueue("Numbers", maxsize=3)
     putter = Call(lambda: [channel.put(n) for n in range(100)])
 
-    got = [channel.get(JOIN_TIMEOUT_S) for _ in range(100)]
+    got = [take(channel, JOIN_TIMEOUT_S) for _ in range(100)]
 
     assert got == list(range(100))
     assert putter.outcome() == [True] * 100
@@ -82,7 +91,7 @@ def test_fifo_order_across_threads():
 
 def test_maxsize_must_be_at_least_1():
     with pytest.raises(ValueError, match="maxsize must be at least 1"):
-        Channel("Numbers", maxsize=0)
+        LocalQueue("Numbers", maxsize=0)
 
 
 def test_put_blocks_while_full_and_a_get_releases_it(channel):
@@ -93,13 +102,13 @@ def test_put_blocks_while_full_and_a_get_releases_it(channel):
     putter.assert_blocked()
     assert channel.qsize() == 2
 
-    assert channel.get() == 1
+    assert take(channel) == 1
     assert putter.outcome() is True
-    assert [channel.get(), channel.get()] == [2, 3]
+    assert [take(channel), take(channel)] == [2, 3]
 
 
 def test_get_blocks_while_empty_and_a_put_releases_it(channel):
-    getter = Call(channel.get)
+    getter = Call(lambda: take(channel))
 
     getter.assert_blocked()
     channel.put("item")
@@ -109,13 +118,13 @@ def test_get_blocks_while_empty_and_a_put_releases_it(channel):
 
 def test_get_with_timeout_raises_empty(channel):
     with pytest.raises(Empty):
-        channel.get(0.05)
+        take(channel, 0.05)
     with pytest.raises(Empty):
-        channel.get(0)
+        take(channel, 0)
 
 
 def test_get_with_timeout_returns_an_item_put_while_waiting(channel):
-    getter = Call(lambda: channel.get(JOIN_TIMEOUT_S))
+    getter = Call(lambda: take(channel, JOIN_TIMEOUT_S))
     getter.assert_blocked()
 
     channel.put(7)
@@ -137,7 +146,7 @@ def test_close_wakes_a_blocked_put_and_rejects_its_item(channel, rejected):
 
 
 def test_close_wakes_every_blocked_get_with_done(channel):
-    getters = [Call(channel.get) for _ in range(3)]
+    getters = [Call(lambda: take(channel)) for _ in range(3)]
     for getter in getters:
         getter.assert_blocked()
 
@@ -163,13 +172,13 @@ def test_closed_channel_refuses_puts_and_hands_out_done(channel, rejected):
 
     assert channel.put("late") is False
     assert rejected == ["late"]
-    assert channel.get() is DONE
-    assert channel.get(0) is DONE  # closed: DONE, not Empty
+    assert take(channel) is DONE
+    assert take(channel, 0) is DONE  # closed: DONE, not Empty
     assert channel.put_count == 0
 
 
 def test_close_without_on_reject_refuses_to_lose_items_silently():
-    channel = Channel("Numbers", maxsize=2)
+    channel = LocalQueue("Numbers", maxsize=2)
     channel.put("a")
 
     with pytest.raises(RuntimeError, match="would be lost"):
@@ -184,11 +193,11 @@ def test_put_done_never_blocks_even_when_full(channel):
 
     assert ender.outcome() is None
     assert channel.qsize() == 2  # DONE markers are not counted as waiting items
-    assert [channel.get() for _ in range(5)] == [1, 2, DONE, DONE, DONE]
+    assert [take(channel) for _ in range(5)] == [1, 2, DONE, DONE, DONE]
 
 
 def test_put_done_wakes_every_blocked_get(channel):
-    getters = [Call(channel.get) for _ in range(3)]
+    getters = [Call(lambda: take(channel)) for _ in range(3)]
     for getter in getters:
         getter.assert_blocked()
 
@@ -201,17 +210,17 @@ def test_done_comes_after_the_items_queued_before_it(channel):
     channel.put("a")
     channel.put_done(1)
 
-    assert channel.get() == "a"
-    assert channel.get() is DONE
+    assert take(channel) == "a"
+    assert take(channel) is DONE
 
 
 def test_counters(channel):
     channel.put(1)
     channel.put(2)
-    channel.get()
+    take(channel)
     channel.put_done(1)
-    channel.get()
-    channel.get()  # DONE
+    take(channel)
+    take(channel)  # DONE
 
     assert (channel.put_count, channel.get_count, channel.high_water) == (2, 2, 2)
 
@@ -223,3 +232,36 @@ def test_done_is_one_object_that_survives_pickling_and_copying():
     assert copy.copy(DONE) is DONE
     assert copy.deepcopy([DONE])[0] is DONE
     assert repr(DONE) == "DONE"
+
+
+def test_put_nowait_never_waits(channel):
+    assert channel.put_nowait(1) is True
+    assert channel.put_nowait(2) is True
+    assert channel.put_nowait(3) is None  # full: nothing done
+    assert channel.pending() == [1, 2]
+
+
+def test_preload_goes_beyond_maxsize_and_counts(channel):
+    assert channel.preload(range(5)) == 5
+    assert channel.qsize() == 5 and channel.put_count == 5 and channel.high_water == 5
+    assert [take(channel) for _ in range(5)] == [0, 1, 2, 3, 4]
+
+
+def test_freeze_takes_out_what_is_queued_and_lets_nothing_through(channel, rejected):
+    channel.put(1)
+    channel.put(2)
+    putter = Call(lambda: channel.put(3))
+    putter.assert_blocked()
+
+    assert channel.freeze() == [1, 2]
+
+    # Frozen: a put waits even though there is room now, and a get finds nothing, for good.
+    putter.assert_blocked()
+    assert channel.qsize() == 0 and channel.get_count == 2
+    with pytest.raises(Empty):
+        take(channel, 0.05)
+    with pytest.raises(Empty):
+        channel.get_nowait()
+    assert rejected == []
+    channel.close()  # only to end the test's thread: the blocked put is refused
+    assert putter.outcome() is False and rejected == [3]

@@ -98,10 +98,15 @@ def main(args: list[str], tmp_path: Path, **env: str) -> MainRun:
     return run_main(args, env=fixture_env(tmp_path, **env), timeout_s=TIMEOUT_S)
 
 
-def assert_refused(result: MainRun, expected: list[str]) -> None:
-    """Exit 2, nothing on stdout, exactly `expected` on stderr followed by one error log line."""
+def assert_refused(result: MainRun, expected: list[str], *, run: bool = False) -> None:
+    """Exit 2, exactly `expected` on stderr followed by one error log line; on stdout nothing for --check,
+    the one-line summary of a run that never ran for a run."""
     assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
+    if run:
+        assert re.fullmatch(r"\S+: config-error \(.+\); nothing was run(; \d+ input value\(s\) not started)?; exit 2\n",
+                            result.stdout), result.stdout
+    else:
+        assert result.stdout == ""
     *problems, last = result.stderr.splitlines()
     assert problems == expected
     assert LOG_LINE.match(last) and last.endswith(
@@ -156,12 +161,14 @@ BROKEN = {
         [("instance: 2", "workers[1].instance: unknown key; did you mean 'instances'?")]),
     "unknown queue": (
         VALID.replace("input_queue: Numbers", "input_queue: Numbrs"), [],
-        [("input_queue: Numbrs", "workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?"),
-         ("name: Numbers", "queues.Numbers: no worker reads this queue")]),
+        [("name: Numbers", "queues.Numbers: no worker reads this queue"),
+         ("input_queue: Numbrs", "workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?")]),
     "unimportable module": (
         VALID.replace("location: fixture_workers\n    class: Collect", "location: fixture_workerz\n    class: Collect"),
         [], [("fixture_workerz", "workers.Sink.location: cannot import module 'fixture_workerz': "
-                                 "No module named 'fixture_workerz'")]),
+                                 "No module named 'fixture_workerz'; looked on PYTHONPATH, in the installed packages "
+                                 "and in <tmp_path> (the pipeline file's folder), <ROOT> (the working directory, "
+                                 "the project folder)")]),
     "unknown param": (
         VALID.replace("      key: cli-test\n", "      key: cli-test\n      colour: red\n"), [],
         [("colour: red", "workers.Sink.params.colour: Collect takes no parameter 'colour' (it takes: key)")]),
@@ -175,11 +182,11 @@ BROKEN = {
     "several at once": (
         VALID.replace("maxsize: 10", "max_size: 10").replace("key: cli-test", f"key: ${{{UNSET}}}"),
         ["workers.Snk.instances=2", "workers.Source.instances=0"],
-        [("key: $", f"workers[1].params.key: environment variable {UNSET} is not set "
-                    f"(write ${{{UNSET}:-default}} for a default)"),
-         "--set workers.Snk.instances=2: workers.Snk: no such entry in workers; did you mean 'Sink'?",
+        ["--set workers.Snk.instances=2: workers.Snk: no such entry in workers; did you mean 'Sink'?",
+         "--set workers.Source.instances=0: workers[0].instances: must be at least 1, got 0",
          ("max_size", "queues[0].max_size: unknown key; did you mean 'maxsize'?"),
-         "--set workers.Source.instances=0: workers[0].instances: must be at least 1, got 0"]),
+         ("key: $", f"workers[1].params.key: environment variable {UNSET} is not set "
+                    f"(write ${{{UNSET}:-default}} for a default)")]),
 }
 
 
@@ -192,11 +199,12 @@ def test_broken_file_is_refused_with_every_problem_and_its_line(tmp_path, case, 
     path = write(tmp_path, text)
     expected = [problem if isinstance(problem, str) else f"{path}:{line(text, problem[0])}: {problem[1]}"
                 for problem in problems]
+    expected = [problem.replace("<tmp_path>", str(tmp_path)).replace("<ROOT>", str(ROOT)) for problem in expected]
     args = ["--pipeline", str(path), *[f"--set={s}" for s in sets]] + (["--check"] if check else [])
 
     result = main(args, tmp_path)
 
-    assert_refused(result, expected)
+    assert_refused(result, expected, run=not check)
     assert not (tmp_path / "data").exists()
 
 
@@ -258,8 +266,8 @@ def test_graph_of_a_broken_file_exits_2(tmp_path):
     result = main(["--graph", "--pipeline", str(path)], tmp_path)
 
     assert_refused(result, [
-        f"{path}:{line(text, 'Numbrs')}: workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?",
-        f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue"])
+        f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
+        f"{path}:{line(text, 'Numbrs')}: workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?"])
 
 
 # --- --set ---------------------------------------------------------------------------------------------------
@@ -371,7 +379,8 @@ def test_unset_variable_stops_a_run_naming_its_line(tmp_path):
     result = main(["--pipeline", str(path)], tmp_path, SOURCE_INSTANCES="2")
 
     assert_refused(result, [f"{path}:{line(ENV_PIPELINE, '- ${BASE_URL}/a')}: workers[0].input_values[0]: "
-                            "environment variable BASE_URL is not set (write ${BASE_URL:-default} for a default)"])
+                            "environment variable BASE_URL is not set (write ${BASE_URL:-default} for a default)"],
+                   run=True)
     assert not (tmp_path / "data").exists()
 
 
@@ -528,7 +537,7 @@ def test_log_file_names_the_thread_that_wrote_each_line(tmp_path):
 
     assert result.returncode == 1, result.stderr  # AAPL was dead-lettered
     log = log_path.read_text()
-    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] workers\.base: YahooFinanceWorker-[0-3] failed on "
+    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.loop: YahooFinanceWorker-[0-3] failed on "
                      r"'AAPL': ", log, re.MULTILINE), log
     assert re.search(r"^\S+ \S+ INFO    WikiWorker-0 workers\.wiki_worker: WikiWorker-0: 503 symbols from ", log,
                      re.MULTILINE), log
@@ -548,10 +557,13 @@ def test_log_level_warning_hides_info(tmp_path):
     result = main(["--pipeline", str(path), "--log-level", "WARNING", "--quiet"], tmp_path)
 
     assert result.returncode == 1, result.stderr  # 1 and 3 failed
-    assert [text.split(" ", 2)[2] for text in result.stderr.splitlines()] == [
-        "WARNING Sink-0 workers.base: Sink-0 failed on 1: odd number 1",
-        "WARNING Sink-0 workers.base: Sink-0 failed on 3: odd number 3",
+    *warnings, summary = [text.split(" ", 2)[2] for text in result.stderr.splitlines()]
+    assert warnings == [
+        "WARNING Sink-0 core.loop: Sink-0 failed on 1: odd number 1",
+        "WARNING Sink-0 core.loop: Sink-0 failed on 3: odd number 3",
     ]
+    # A run that did not exit 0 logs its summary as an error, so a WARNING log still says how it ended.
+    assert summary == f"ERROR   MainThread main: {result.stdout.strip()}"
 
 
 def test_log_level_debug_shows_the_runner_at_work(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import fixture_workers
-from core.channel import DONE
+from core.queues import DONE
 from yaml_reader import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 20.0
@@ -45,8 +45,8 @@ def finish(executor: YamlPipelineExecutor):
     """Join the executor with a timeout; every worker thread must have ended too. Returns the report."""
     executor.join(JOIN_TIMEOUT_S)
     assert not executor.is_alive(), "the run did not end"
-    running = [w.name for g in executor.groups.values() for w in g.workers if w.is_alive()]
-    assert not running, f"worker threads still running: {running}"
+    running = [g.name for g in executor.groups.values() if g.runner.alive()]
+    assert not running, f"worker groups still running: {running}"
     assert executor.report is not None
     return executor.report
 
@@ -158,10 +158,10 @@ def test_done_reaches_every_instance_of_every_group(tmp_path, key):
 
     assert sorted(fixture_workers.collected(key)) == [2 * n for n in range(200)]
     for name, instances in (("Double", 4), ("Sink", 3)):
-        workers = executor.groups[name].workers
-        assert len(workers) == instances
-        assert all(w.finished and w.crash is None and not w.is_alive() for w in workers)
-        assert sum(w.counts.received for w in workers) == 200
+        group = executor.groups[name]
+        assert len(group.instances) == instances
+        assert all(i.finished and i.crash is None for i in group.instances) and not group.runner.alive()
+        assert sum(i.counts.received for i in group.instances) == 200
     assert groups(report)["Double"].instances == 4
     assert groups(report)["Double"].emitted == 200
     assert groups(report)["Sink"].processed == 200
@@ -178,10 +178,10 @@ def test_consumer_gets_every_item_of_two_producers_and_ends_only_after_both(tmp_
     ))
     try:
         assert len(fixture_workers.wait_collected(key, 30)) == 30
-        fast = executor.groups["Fast"].workers[0]
+        fast = executor.groups["Fast"].runner.threads[0]
         fast.join(JOIN_TIMEOUT_S)
         assert not fast.is_alive()
-        sinks = executor.groups["Sink"].workers
+        sinks = executor.groups["Sink"].runner.threads
         sinks[0].join(0.2)
         # One producer has ended and its items are all in; the other has not: no sink may end yet.
         assert all(sink.is_alive() for sink in sinks)
@@ -230,11 +230,11 @@ def test_producers_that_end_at_different_times(tmp_path, key):
     try:
         fixture_workers.wait_collected(key, 70)
         for name in ("Quick", "Feed", "Slow"):
-            for worker in executor.groups[name].workers:
-                worker.join(JOIN_TIMEOUT_S)
-                assert not worker.is_alive()
-        executor.groups["Sink"].workers[0].join(0.2)
-        assert executor.groups["Sink"].workers[0].is_alive()
+            for thread in executor.groups[name].runner.threads:
+                thread.join(JOIN_TIMEOUT_S)
+                assert not thread.is_alive()
+        executor.groups["Sink"].runner.threads[0].join(0.2)
+        assert executor.groups["Sink"].runner.threads[0].is_alive()
     finally:
         fixture_workers.gate(key).set()
     report = finish(executor)
@@ -282,7 +282,7 @@ def test_group_crashing_in_setup_ends_the_run_and_loses_nothing(tmp_path, key):
 
     by_name = groups(report)
     assert by_name["Broken"].crashed == 2
-    assert all(isinstance(w.crash, RuntimeError) for w in executor.groups["Broken"].workers)
+    assert all(isinstance(i.crash, RuntimeError) for i in executor.groups["Broken"].instances)
     assert by_name["Source"].emitted == 20
     assert (by_name["Broken"].received, by_name["Broken"].dead_lettered, by_name["Broken"].processed) == (20, 20, 0)
     # Downstream of the crashed group got DONE and ended normally, with nothing.
@@ -308,7 +308,7 @@ def test_one_crashed_instance_leaves_the_others_to_do_the_work(tmp_path, key):
     assert sorted(fixture_workers.collected(key)) == list(range(40))
     partly = groups(report)["Partly"]
     assert (partly.crashed, partly.received, partly.processed, partly.dead_lettered) == (1, 40, 40, 0)
-    assert executor.groups["Partly"].workers[0].counts.received == 0
+    assert executor.groups["Partly"].instances[0].counts.received == 0
     assert report.dead_letters == 0
     assert report.exit_code == 1  # a crash is never a clean run
     assert_accounted(report)
@@ -355,7 +355,7 @@ def test_group_refusing_to_open_fails_the_run_before_any_thread(tmp_path, key):
     assert report.finish_reason == "failed"
     assert report.error == "Sink cannot start: ConnectionError: database unreachable"
     assert report.exit_code == 1
-    assert all(w.ident is None for g in executor.groups.values() for w in g.workers)
+    assert all(t.ident is None for g in executor.groups.values() for t in g.runner.threads)
     assert report.lost == 0
 
 
@@ -380,16 +380,21 @@ def test_request_stop_ends_a_busy_run_quickly_with_nothing_lost(tmp_path, key, s
     assert report.exit_code == exit_code
     assert_accounted(report)
     by_name = groups(report)
-    taken = by_name["Source"].received
+    taken = by_name["Source"].processed
     assert 3 <= taken < 1000, "the source should have stopped taking input values"
     assert by_name["Source"].emitted == by_name["Slow"].received
     assert by_name["Slow"].emitted == by_name["Sink"].received
-    # Each item the source took was either stored by the sink or dead-lettered exactly once.
+    # Every input value was stored by the sink or dead-lettered exactly once; those no instance took
+    # are marked as never started, so the dead-letter file can be replayed.
     stored = fixture_workers.collected(key)
-    records = dead_letters(tmp_path) if report.dead_letters else []
+    records = dead_letters(tmp_path)
     assert len(records) == report.dead_letters
-    assert {r["group"] for r in records} <= {"Slow", "Sink"}
-    assert sorted(stored + [r["item"] for r in records]) == list(range(taken))
+    assert {r["group"] for r in records} <= {"Source", "Slow", "Sink"}
+    assert sorted(stored + [r["item"] for r in records]) == list(range(1000))
+    not_started = [r["item"] for r in records if r["kind"] == "not-started"]
+    assert {r["group"] for r in records if r["kind"] == "not-started"} == {"Source"}
+    assert sorted(not_started) == list(range(1000 - len(not_started), 1000)) and len(not_started) == 1000 - taken
+    assert report.not_started == len(not_started)
 
 
 def test_request_stop_flushes_a_batching_sink_and_loses_nothing(tmp_path, key):
@@ -410,7 +415,7 @@ def test_request_stop_flushes_a_batching_sink_and_loses_nothing(tmp_path, key):
     stored = [item for batch in fixture_workers.batches(key) for item in batch]
     assert by_name["Store"].stored == len(stored)
     records = dead_letters(tmp_path) if report.dead_letters else []
-    assert sorted(stored + [r["item"] for r in records]) == list(range(by_name["Source"].received))
+    assert sorted(stored + [r["item"] for r in records]) == list(range(1000))
 
 
 def test_batch_worker_flushes_on_batch_size_and_at_done(tmp_path, key):
@@ -438,8 +443,8 @@ def test_batch_worker_flushes_when_idle(tmp_path, key):
     try:
         assert sorted(fixture_workers.wait_collected(key, 3)) == [0, 1, 2]
         # Flushed while a producer is still held: neither the size nor DONE did it, being idle did.
-        assert executor.groups["Held"].workers[0].is_alive()
-        assert executor.groups["Store"].workers[0].is_alive()
+        assert executor.groups["Held"].runner.alive()
+        assert executor.groups["Store"].runner.alive()
     finally:
         fixture_workers.gate(key).set()
     report = finish(executor)

@@ -118,23 +118,29 @@ def test_429_without_retry_after_is_retried_after_a_backoff(sites, tmp_path, db,
     assert all(out.row(symbol)["currency"] == "USD" for symbol in targets)  # from the chart, no fallback
 
 
-def test_retry_after_beyond_the_cap_stops_the_group_sending(sites, tmp_path, db, reliability):
+def test_retry_after_beyond_the_cap_stops_sending_to_that_endpoint(sites, tmp_path, db, reliability):
+    # Issue 9: breakers are per endpoint, so the pause holds the chart API only; the quote page answers.
     case = Case("HTTP", "Retry-After far beyond the cap",
                 "chart answers `429` with `Retry-After: 3600` (cap `retry_after_max_s: 2`) for the 101st symbol",
-                "not slept on: the group sends nothing more (circuit open for 3600 s); that item and every "
-                "later one dead-lettered at once without a request; exit 1, fast", exit_code=1, max_s=20)
+                "not slept on: the group sends nothing more to the chart API (its circuit open for 3600 s); that "
+                "symbol and every later one priced from the quote page at once; all stored, exit 0, fast",
+                exit_code=0, max_s=20)
     target = pick(100)[0]
     sites.script(chart_path(target), Fault(429, b"{}", headers={"Retry-After": "3600"}))
 
     out = run(sites, tmp_path, db)
 
-    book = finish(reliability, case, out, SYMBOLS)
-    assert len(sites.times(chart_path(target))) == 1  # not retried, not tried on the quote page
-    sent = [symbol_of(letter) for letter in out.letters if letter["attempts"] > 0]
-    assert sent == [target], f"dead letters that cost a request: {sent}"
-    # Every request made was a stored price or the one 429: the ~400 items after it cost none.
-    assert len(sites.requests_since(0, (CHART, QUOTE))) == book.stored + 1
-    assert all("Retry-After" in letter["error"] for letter in out.letters)
+    finish(reliability, case, out, SYMBOLS)
+    assert sorted(out.stored) == sorted(SYMBOLS)
+    (paused,) = sites.times(chart_path(target))  # not retried
+    assert out.row(target)["currency"] is None and sites.hits[quote_path(target)] == 1
+    # Only requests already on their way while the 429 was answered may still reach the chart API.
+    assert len(sites.requests_since(paused, (CHART,))) <= 2 * YAHOO_INSTANCES
+    assert not sites.requests_since(paused + 0.5, (CHART,))
+    from_quote = [symbol for symbol in SYMBOLS if out.row(symbol)["currency"] is None]
+    assert len(from_quote) >= len(SYMBOLS) - 100 - YAHOO_INSTANCES
+    assert all(sites.hits[quote_path(symbol)] == 1 for symbol in from_quote)
+    assert "Retry-After" in out.log
 
 
 def test_bursts_of_500_and_503_are_retried(sites, tmp_path, db, reliability):
@@ -174,10 +180,11 @@ def test_503_forever_dead_letters_those_items_after_bounded_retries(sites, tmp_p
 
 
 def test_chart_connection_refused_falls_back_to_the_quote_page(sites, tmp_path, db, reliability):
+    # Issue 9: the chart API has a breaker of its own, which quote-page successes no longer reset.
     case = Case("HTTP", "connection refused (chart API)",
                 "`chart_url` points at a closed port; the quote page works (`backoff_s: 0.01`)",
-                "each chart request retried, then the price taken from the quote page; all stored "
-                "(currency unknown), breaker never trips; exit 0", exit_code=0, max_s=40)
+                "the first chart requests are retried, then the chart's breaker opens and every symbol goes "
+                "straight to the quote page; all stored (currency unknown); exit 0", exit_code=0, max_s=40)
     closed = f"http://127.0.0.1:{free_port()}/v8/finance/chart/{{symbol}}"
 
     out = run(sites, tmp_path, db, yahoo={"chart_url": closed, "backoff_s": 0.01})
@@ -187,6 +194,7 @@ def test_chart_connection_refused_falls_back_to_the_quote_page(sites, tmp_path, 
     for row in out.rows:
         assert row["price"] == pytest.approx(price_for(yahoo_symbol(row["symbol"]))) and row["currency"] is None
     assert {sites.hits[quote_path(symbol)] for symbol in SYMBOLS} == {1}
+    assert "chart: sending nothing for 60s" in out.log and "requests in a row failed" in out.log
 
 
 @pytest.mark.parametrize("down", ["refused", "503"])
@@ -195,8 +203,9 @@ def test_server_down_opens_the_breaker(sites, tmp_path, db, reliability, down):
     case = Case("HTTP", "connection refused (chart and quote page)" if refused else "503 to every request",
                 "`chart_url` and `quote_url` point at a closed port" if refused else
                 "chart and quote page answer `503` to every request",
-                "after `breaker_failures: 5` failed requests in a row the group stops sending for the cooldown; "
-                "all 503 dead-lettered, at most 8 of them after a request; exit 1, fast", exit_code=1, max_s=20)
+                "after `breaker_failures: 5` failed requests in a row to an endpoint the group stops sending to it "
+                "for the cooldown (chart and quote page each); all 503 dead-lettered, at most 8 of them after a "
+                "request; exit 1, fast", exit_code=1, max_s=20)
     budget = YAHOO["breaker_failures"] + YAHOO_INSTANCES - 1  # those in flight when it trips may still fail
     if refused:
         closed = f"http://127.0.0.1:{free_port()}"
@@ -212,9 +221,10 @@ def test_server_down_opens_the_breaker(sites, tmp_path, db, reliability, down):
     assert book.dead_lettered == len(SYMBOLS) and not out.rows
     tried = [symbol_of(letter) for letter in out.letters if letter["attempts"] > 0]
     assert 1 <= len(tried) <= budget, tried
-    if not refused:  # each failed request is retries + 1 HTTP requests
-        assert len(sites.requests_since(0, (CHART, QUOTE))) <= budget * (YAHOO["retries"] + 1)
-    assert "requests in a row failed" in out.log
+    if not refused:  # each failed request is retries + 1 HTTP requests, to each endpoint
+        for endpoint in (CHART, QUOTE):
+            assert len(sites.requests_since(0, (endpoint,))) <= budget * (YAHOO["retries"] + 1)
+    assert "chart: sending nothing" in out.log and "quote: sending nothing" in out.log
 
 
 def worst_case_s(settings: dict) -> float:
@@ -244,6 +254,41 @@ def test_server_that_never_answers_costs_one_retry_budget(sites, tmp_path, db, r
         held_s = fallback - charts[0]
         assert 3 * YAHOO["read_timeout_s"] - 0.1 <= held_s <= worst_case_s(YAHOO), f"{symbol} held {held_s:.2f}s"
         assert out.row(symbol)["currency"] is None  # the quote page's price
+
+
+# What a user runs with: the shipped HTTP defaults (README), except the rate, as in every case here.
+SHIPPED_HTTP = {"requests_per_second": 0, "connect_timeout_s": 5, "read_timeout_s": 20, "retries": 3,
+                "backoff_s": 0.5, "retry_after_max_s": 30, "breaker_failures": 5, "breaker_cooldown_s": 30,
+                "item_deadline_s": 60}
+
+
+@pytest.mark.parametrize("stage", ["YahooFinancePriceScheduler", "YahooFinancePriceAsyncScheduler"],
+                         ids=["threads", "asyncio"])
+def test_chart_api_hanging_on_every_request_costs_one_read_timeout(sites, tmp_path, db, reliability, stage):
+    instances = 16
+    case = Case("HTTP", "chart API hangs on every request" + (" (asyncio stage)" if "Async" in stage else ""),
+                f"every chart request is accepted and never answered, the quote page answers; `{stage}` ×{instances} "
+                "with the shipped HTTP defaults (`read_timeout_s: 20`, `retries: 3`, `breaker_failures: 5`, "
+                "`breaker_cooldown_s: 30`, `item_deadline_s: 60`), not the 1 s timeouts of the other cases, since "
+                "a long read timeout is what made this fault cost hours; `requests_per_second: 0` as everywhere here "
+                "(at the shipped 5 per second, 503 quote pages alone take 100 s)",
+                f"the first {instances} chart requests time out once (20 s); their failures open the chart's breaker "
+                "(quote-page successes no longer reset it), so those symbols and all later ones go straight to the "
+                f"quote page: at most {instances} chart requests; all 503 stored with the right price; exit 0 "
+                "(before: 4 tries x 20 s per symbol, about 45 min)", exit_code=0, max_s=60)
+    sites.always(CHART, Fault(action="hang"))
+
+    out = run(sites, tmp_path, db, yahoo=SHIPPED_HTTP,
+              classes={"YahooFinanceWorker": ("workers.yahoo_finance_worker", stage)},
+              args=("--set", f"workers.YahooFinanceWorker.instances={instances}"))
+
+    finish(reliability, case, out, SYMBOLS)
+    assert sorted(out.stored) == sorted(SYMBOLS)
+    for row in out.rows:
+        assert row["price"] == pytest.approx(price_for(yahoo_symbol(row["symbol"]))) and row["currency"] is None
+    assert SHIPPED_HTTP["breaker_failures"] <= len(sites.requests_since(0, (CHART,))) <= instances
+    assert {sites.hits[quote_path(symbol)] for symbol in SYMBOLS} == {1}
+    assert "chart: sending nothing for 30s: 5 requests in a row failed (last: " in out.log
 
 
 def test_trickling_answer_is_abandoned_within_the_retry_budget(sites, tmp_path, db, reliability):
@@ -358,6 +403,9 @@ def test_source_page_down_fails_the_run_without_symbols(sites, tmp_path, db, rel
     assert sites.hits[WIKI_PATH] == 4
     assert not sites.requests_since(0, (CHART, QUOTE))
     assert out.stats["groups"]["YahooFinanceWorker"]["received"] == 0
+    # Nothing reached the sink: the run failed, and the summary says why in one line.
+    assert out.stats["finish_reason"] == "failed" and "WikiWorker: " in out.stats["error"]
+    assert "HTTP 503" in out.stats["error"] and out.stdout.startswith(f"{Path(out.stats['pipeline']).stem}: failed (")
 
 
 # --- database faults ------------------------------------------------------------------------------
@@ -474,14 +522,15 @@ def test_postgres_unreachable_at_start_fails_before_fetching(sites, tmp_path, re
     case = Case("Database", "PostgreSQL unreachable at start",
                 "`DATABASE_URL` names a closed port",
                 "fails before any fetch (zero HTTP requests) with a message naming the group and the masked "
-                "URL; exit 1 in seconds", exit_code=1, max_s=10)
+                "URL; the Wikipedia URL is dead-lettered as not started; exit 1 in seconds", exit_code=1, max_s=10)
     url = f"postgresql://postgres:{CANARY}@127.0.0.1:{free_port()}/prices"
 
     out = run(sites, tmp_path, url, read_back=False)
 
-    finish(reliability, case, out, [])
+    finish(reliability, case, out, [sites.wiki_url])
     assert not sites.requests
-    assert out.stats["finish_reason"] == "failed"
+    assert [(letter["group"], letter["kind"]) for letter in out.letters] == [("WikiWorker", "not-started")]
+    assert out.stats["finish_reason"] == "failed" and "PostgresWorker cannot start" in out.stats["error"]
     assert "PostgresWorker cannot start" in out.log and "Connection refused" in out.log
     assert "postgres:***@127.0.0.1" in out.log
 
@@ -490,14 +539,15 @@ def test_postgres_that_never_answers_at_start_times_out(sites, tmp_path, reliabi
     case = Case("Database", "PostgreSQL accepts but never answers at start",
                 "`DATABASE_URL` names a port that accepts TCP connections and never speaks "
                 "(PostgresWorker `connect_timeout_s: 1`)",
-                "the connect timeout ends the wait; fails before any fetch; exit 1 in seconds", exit_code=1, max_s=15)
+                "the connect timeout ends the wait; fails before any fetch, the Wikipedia URL dead-lettered as "
+                "not started; exit 1 in seconds", exit_code=1, max_s=15)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or answers
         url = f"postgresql://postgres:{CANARY}@127.0.0.1:{silent.getsockname()[1]}/prices"
         out = run(sites, tmp_path, url, sink={"connect_timeout_s": 1}, read_back=False)
 
-    finish(reliability, case, out, [])
+    finish(reliability, case, out, [sites.wiki_url])
     assert not sites.requests
     assert "PostgresWorker cannot start" in out.log and "timeout" in out.log.lower()
 
@@ -585,9 +635,9 @@ def test_second_signal_exits_at_once(tmp_path, db, reliability):
     case = Case("Signals", "second signal",
                 "a chart request hangs (`read_timeout_s: 30`); SIGTERM (`--shutdown-timeout 20`); once every "
                 "other symbol is stored or dead-lettered, SIGTERM again",
-                "exits at once with 143 (no stats: it does not wait); the item in hand is written to the dead "
-                "letters as abandoned, so nothing is unaccounted",
-                exit_code=143, max_s=2, timing="2nd SIGTERM to exit", stats=False)
+                "exits at once with 143; the item in hand is written to the dead letters as abandoned, so "
+                "nothing is unaccounted; the summary and stats say `forced`",
+                exit_code=143, max_s=2, timing="2nd SIGTERM to exit")
     target = pick(20)[0]
     with FakeSites(latency_s=0.05) as sites:
         sites.always(chart_path(target), Fault(action="hang"))
@@ -600,8 +650,8 @@ def test_second_signal_exits_at_once(tmp_path, db, reliability):
     out = main.outcome(db)
 
     finish(reliability, case, out, SYMBOLS, seconds=main.ended - again)
-    assert not out.stats_text
-    assert any(letter["item"] == target and "abandoned" in letter["error"] for letter in out.letters)
+    assert out.stats["finish_reason"] == "forced" and "a second signal" in out.stats["error"]
+    assert any(letter["item"] == target and letter["kind"] == "abandoned" for letter in out.letters)
 
 
 def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
@@ -609,8 +659,8 @@ def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
     case = Case("Signals", "stop that cannot finish (watchdog)",
                 "a chart request hangs (`read_timeout_s: 30`); SIGTERM with `--shutdown-timeout 3`",
                 "exits by itself just after the timeout with 143, the thread stacks in the log; the item in hand "
-                "is written to the dead letters as abandoned", exit_code=143, max_s=shutdown_timeout_s + 3, timing="SIGTERM to exit",
-                stats=False)
+                "is written to the dead letters as abandoned; the stats say `forced`", exit_code=143,
+                max_s=shutdown_timeout_s + 3, timing="SIGTERM to exit")
     target = pick(20)[0]
     with FakeSites(latency_s=0.05) as sites:
         sites.always(chart_path(target), Fault(action="hang"))
@@ -622,7 +672,8 @@ def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
 
     stop_s = main.ended - signalled
     finish(reliability, case, out, SYMBOLS, seconds=stop_s)
-    assert any(letter["item"] == target and "abandoned" in letter["error"] for letter in out.letters)
+    assert any(letter["item"] == target and letter["kind"] == "abandoned" for letter in out.letters)
+    assert out.stats["finish_reason"] == "forced" and "--shutdown-timeout" in out.stats["error"]
     assert stop_s >= shutdown_timeout_s
     assert "Thread stacks:" in out.log
     stacks = out.log.split("Thread stacks:", 1)[1]
@@ -635,8 +686,9 @@ def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
 def test_second_run_of_the_same_pipeline_exits_75_at_once(tmp_path, db, reliability):
     case = Case("Cron", "overlapping run (lock)",
                 "a second `main.py` on the same pipeline file starts while the first is running",
-                "the second exits 75 at once without a request; the first goes on, all stored, exit 0",
-                exit_code=75, max_s=5, timing="2nd run, start to exit", stats=False)
+                "the second exits 75 at once without a request, its stats saying `locked` and its one input "
+                "value not started; the first goes on, all stored, exit 0",
+                exit_code=75, max_s=5, timing="2nd run, start to exit")
     shared = {"DATA_DIR": str(tmp_path / "data")}  # the lock lives under DATA_DIR/locks
     with FakeSites(latency_s=0.03) as sites:
         pipeline = fault_pipeline(sites, tmp_path / "first")
@@ -651,7 +703,8 @@ def test_second_run_of_the_same_pipeline_exits_75_at_once(tmp_path, db, reliabil
     finish(reliability, case, out_second, SYMBOLS)  # the ledger: the first run's rows, nothing from the second
     assert first_alive, "the first run had ended: the runs did not overlap"
     assert sites.hits[WIKI_PATH] == 1
-    assert "another run of" in out_second.log and not out_second.stats_text
+    assert "another run of" in out_second.log
+    assert out_second.stats["finish_reason"] == "locked" and out_second.stats["not_started"] == 1
     assert out_first.returncode == 0 and out_first.stats["groups"]["PostgresWorker"]["stored"] == len(SYMBOLS)
 
 
@@ -725,18 +778,20 @@ def test_bad_configuration_exits_2_before_any_request(sites, tmp_path, reliabili
                 "pipeline file: " + "; ".join(f"`{old.strip()}` → `{new.strip()}`" for old, new in edits.items())
                 if in_file else "environment: " + ", ".join(f"`{key}`" for key in env),
                 "refused before any thread starts or any request, the message naming "
-                + ("file:line and key" if in_file else "the variable") + "; exit 2",
-                exit_code=2, max_s=10, stats=not in_file)
+                + ("file:line and key" if in_file else "the variable") + "; the stats say `config-error`, the "
+                "one input value not started; exit 2", exit_code=2, max_s=10)
     pipeline = local_pipeline(sites, tmp_path, **edits)
     database = None if env else f"postgresql://postgres:{CANARY}@127.0.0.1:{free_port()}/prices"
     with MainRun(tmp_path, pipeline, database_url=database, env=env) as main:
         main.wait(30)
     out = main.outcome(None)
 
-    finish(reliability, case, out, [])
+    # A file that is not YAML cannot say what its input is: that row has no input to account for.
+    readable = problem != "YAML syntax"
+    finish(reliability, case, out, [sites.wiki_url] if readable else [])
     assert not sites.requests
     assert message in out.log + out.stdout
+    assert out.stats["finish_reason"] == "config-error"
+    assert out.stats["not_started"] == (1 if readable else None) or out.letters
     if in_file:
         assert re.search(rf"{re.escape(str(pipeline))}:\d+: ", out.log), "no file:line in the message"
-    else:
-        assert out.stats["finish_reason"] == "config-error"

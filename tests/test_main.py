@@ -156,3 +156,55 @@ def test_price_fetched_during_the_stop_is_stored(tmp_path, pg_url):
     assert run.stats["groups"]["YahooFinanceWorker"]["processed"] == 6  # the price in hand was fetched ...
     assert in_hand in run.stored, [letter for letter in run.letters if symbol_of(letter) == in_hand]  # ... and kept
     assert run.stats["groups"]["PostgresWorker"]["dead_lettered"] == 0
+
+
+# --- log level -------------------------------------------------------------------------------------
+
+def write_env_file(tmp_path: Path, **values: str) -> Path:
+    path = tmp_path / "env.local"
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+@pytest.mark.parametrize("level", ["debug", "DEBUG", "Debug"])
+def test_log_level_from_the_env_file_in_any_case(tmp_path, level):
+    env_file = write_env_file(tmp_path, LOG_LEVEL=level)
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text("queues:\n  - name: Q\nworkers:\n"
+                        "  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2], "
+                        "output_queues: [Q]}\n"
+                        "  - {name: Sink, location: fixture_workers, class: Collect, input_queue: Q, params: {key: k}}\n")
+
+    result = run_main(["--pipeline", str(pipeline), "--quiet"], timeout_s=30,
+                      env={"ENV_FILE": str(env_file), "PYTHONPATH": str(ROOT / "tests"), "DATA_DIR": str(tmp_path)})
+
+    assert result.returncode == 0, result.stderr
+    # The level from the file took effect (it used to be read before the file was loaded).
+    assert " DEBUG " in result.stderr and "every producer ended" in result.stderr
+
+
+def test_log_level_flag_in_lower_case_is_accepted(tmp_path):
+    pipeline = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
+
+    result = run_main(["--pipeline", str(pipeline), "--check", "--log-level", "warning"], timeout_s=30)
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("where", ["env file", "flag"])
+def test_unknown_log_level_is_a_config_error_with_stats(tmp_path, where):
+    stats = tmp_path / "stats.json"
+    args = ["--pipeline", str(ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"), "--stats-json", str(stats)]
+    env = {"DATA_DIR": str(tmp_path)}
+    if where == "flag":
+        args += ["--log-level", "loud"]
+    else:
+        env["ENV_FILE"] = str(write_env_file(tmp_path, LOG_LEVEL="loud"))
+
+    result = run_main(args, env=env, timeout_s=30)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "loud" in result.stdout + result.stderr
+    written = json.loads(stats.read_text())
+    assert written["finish_reason"] == "config-error" and written["exit_code"] == 2 and "loud" in written["error"]

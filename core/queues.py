@@ -1,0 +1,196 @@
+"""Queues between worker groups: the interface every transport offers, the in-process one, and DONE.
+
+A queue is a small interface (put, get with a timeout, put_done, close, qsize, pending) with one class
+per transport; nothing above it knows which. `get` hands out a Delivery: the item plus what its transport
+needs to settle it later (nothing here; a stream entry's id for Redis).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Iterable
+
+
+class _Done:
+    """Type of DONE; compare with `is DONE`."""
+
+    def __repr__(self) -> str:
+        return "DONE"
+
+    def __reduce__(self) -> str:
+        # Unpickles as the module's DONE, so `is DONE` holds across processes too.
+        return "DONE"
+
+
+#: End of stream, the one sentinel. Once every instance of every group writing to a queue has ended,
+#: the executor puts one DONE per reader instance into it; a reader instance stops at the first DONE it
+#: takes. A closed queue hands out DONE to every caller once it is empty.
+DONE = _Done()
+
+
+class Empty(Exception):
+    """Raised by get() when the timeout passed with nothing to take."""
+
+
+class Delivery:
+    """One item handed to a reader, and what its transport needs to settle it (`token`)."""
+
+    __slots__ = ("item", "token")
+
+    def __init__(self, item: Any, token: Any = None) -> None:
+        self.item = item
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.item!r})"
+
+
+class LocalQueue:
+    """The in-process transport: a named bounded FIFO whose blocked put/get wake at once on close.
+
+    queue.Queue cannot be woken from outside (Queue.shutdown is Python 3.13+), so a stopping pipeline
+    would have to poll; this one uses two conditions on one lock and close() notifies both.
+    """
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.name = name
+        self.maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._closed = False
+        self._frozen = False
+        self._dones = 0  # DONE markers in _items, so qsize() need not scan
+        #: Receives each item refused because the queue is closed (its reader group dead-letters it).
+        self.on_reject: Callable[[Any], None] = _drop_nothing
+        self.put_count = 0
+        self.get_count = 0
+        self.high_water = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called: puts are refused, gets drain to DONE."""
+        return self._closed
+
+    def qsize(self) -> int:
+        """Items waiting now, DONE markers excluded."""
+        with self._lock:
+            return len(self._items) - self._dones
+
+    def pending(self) -> list[Any]:
+        """A copy of the items waiting now, DONE markers excluded; nothing is taken or woken."""
+        with self._lock:
+            return [item for item in self._items if item is not DONE]
+
+    def put(self, item: Any) -> bool:
+        """Block while full; False (and the item handed to on_reject) if the queue is closed."""
+        with self._not_full:
+            while (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                self._not_full.wait()
+            if not self._closed:
+                self._append(item)
+                return True
+        self.on_reject(item)
+        return False
+
+    def put_nowait(self, item: Any) -> bool | None:
+        """Like put() but never waits: None when the queue is full (nothing done)."""
+        with self._lock:
+            if not self._closed:
+                if len(self._items) >= self.maxsize or self._frozen:
+                    return None
+                self._append(item)
+                return True
+        self.on_reject(item)
+        return False
+
+    def preload(self, items: Iterable[Any]) -> int:
+        """Append items beyond maxsize (a source's input values, a replay); return how many."""
+        with self._lock:
+            before = self.put_count
+            for item in items:
+                self._append(item)
+            return self.put_count - before
+
+    def put_done(self, count: int) -> None:
+        """Append `count` DONE markers; they never wait for room, so ending never blocks."""
+        with self._lock:
+            self._items.extend([DONE] * count)
+            self._dones += count
+            self._not_empty.notify_all()
+
+    def get(self, timeout_s: float | None = None) -> Delivery | Any:
+        """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._not_empty:
+            while not self._items or self._frozen:
+                if self._closed and not self._frozen:
+                    return DONE
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Empty
+                self._not_empty.wait(remaining)
+            return self._take()
+
+    def get_nowait(self) -> Delivery | Any:
+        """get() without waiting."""
+        with self._lock:
+            if self._items and not self._frozen:
+                return self._take()
+            if self._closed and not self._frozen:
+                return DONE
+        raise Empty
+
+    def ack(self, delivery: Delivery) -> None:
+        """The delivery is settled; an in-process queue has nothing to do."""
+
+    def close(self) -> int:
+        """Refuse further puts, wake every waiter, hand queued items to on_reject; return their count.
+        A frozen queue thaws: its waiters see it closed."""
+        with self._lock:
+            self._closed = True
+            self._frozen = False
+            left = [item for item in self._items if item is not DONE]
+            self._items.clear()
+            self._dones = 0
+            # Recorded before any reader can see the queue closed and end: its group's count is whole.
+            for item in left:
+                self.on_reject(item)
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        return len(left)
+
+    def freeze(self) -> list[Any]:
+        """For a forced exit: from now on nothing goes in or out (callers wait for good); take out and
+        return what is queued, for the caller to record."""
+        with self._lock:
+            self._frozen = True
+            left = [item for item in self._items if item is not DONE]
+            self._items.clear()
+            self._dones = 0
+            self.get_count += len(left)
+            return left
+
+    def _append(self, item: Any) -> None:
+        self._items.append(item)
+        self.put_count += 1
+        if len(self._items) - self._dones > self.high_water:
+            self.high_water = len(self._items) - self._dones
+        self._not_empty.notify()
+
+    def _take(self) -> Delivery | Any:
+        item = self._items.popleft()
+        self._not_full.notify()
+        if item is DONE:
+            self._dones -= 1
+            return DONE
+        self.get_count += 1
+        return Delivery(item)
+
+
+def _drop_nothing(item: Any) -> None:
+    raise RuntimeError(f"queue closed with no on_reject handler; item {item!r} would be lost")

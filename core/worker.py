@@ -1,0 +1,110 @@
+"""The worker API: what a worker class says about one item. Where it runs (a thread, an asyncio task,
+a child process) and everything around the item (queues, DONE, counting, dead letters) is core.loop's.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Iterable
+
+from core.errors import ItemError
+
+if TYPE_CHECKING:
+    from core.group import WorkerGroup
+
+__all__ = ["BatchWorker", "ItemError", "Worker", "is_async"]
+
+
+class Worker:
+    """One instance of a worker group. Subclasses implement process(item); their own keyword arguments
+    are the group's `params`, and they pass the rest (`group`, `index`) on to this class.
+
+    process() returns ONE output, or None for none; a generator function (`yield`) gives many.
+    Declare it `async def` and the group runs as asyncio tasks, `instances` of them on one event loop.
+    Optional hooks: setup() / teardown() around the instance's items (async def too for an async
+    worker), on_idle() after idle_timeout_s without an item, open_group() once per group before the
+    run starts (raise to refuse the run), check_params() for `--check`.
+    """
+
+    #: Seconds without an item before on_idle() runs.
+    idle_timeout_s: float = 1.0
+
+    def __init__(self, *, group: WorkerGroup, index: int = 0) -> None:
+        self.group = group
+        self.index = index
+        self.name = f"{group.name}-{index}"
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """(param, message) for each problem with `params` that is known before the run."""
+        return []
+
+    def open_group(self) -> None:
+        """Runs once per group (on instance 0) before anything starts; raise to refuse the run."""
+
+    def setup(self) -> None:
+        """Runs where the instance runs, before its first item."""
+
+    def process(self, item: Any) -> Any:
+        """Handle one item: return one output (None for none), or yield several."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(item)")
+
+    def on_idle(self) -> None:
+        """Runs when no item arrived for idle_timeout_s."""
+
+    def teardown(self) -> None:
+        """Runs after the instance's last item, even after a crash."""
+
+
+class BatchWorker(Worker):
+    """A sink that writes items in batches: when batch_size is reached, after flush_interval_s, at the end.
+
+    Subclasses implement write_batch(items), all or nothing, and is_transient(exc). The loop holds the
+    items until their batch is written: a batch that fails transiently (connection lost) is retried whole
+    with backoff; one that fails for its data is split in halves until the bad items are alone, so they
+    are dead-lettered and the rest stored; whatever happens, no held item goes unrecorded.
+    """
+
+    def __init__(self, *, batch_size: int = 500, flush_interval_s: float = 1.0, write_retries: int = 5,
+                 retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 8.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if batch_size < 1 or flush_interval_s <= 0 or write_retries < 0:
+            raise ValueError("batch_size must be >= 1, flush_interval_s > 0 and write_retries >= 0")
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.idle_timeout_s = flush_interval_s
+        self.write_retries = write_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
+
+    def write_batch(self, items: list[Any]) -> None:
+        """Store `items` all or nothing; raise to have them retried, split or dead-lettered."""
+        raise NotImplementedError(f"{type(self).__name__} must implement write_batch(items)")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True when writing the same batch again may succeed (a lost connection, a restarting server)."""
+        return False
+
+
+def is_async(cls: type) -> bool:
+    """True when the class's process() is `async def` (a coroutine or an async generator)."""
+    process = getattr(cls, "process", None)
+    return inspect.iscoroutinefunction(process) or inspect.isasyncgenfunction(process)
+
+
+def outputs_of(result: Any) -> list[Any]:
+    """What one process() call produced: one value, none (None), or everything a generator yields."""
+    if result is None:
+        return []
+    if inspect.isgenerator(result):
+        return list(result)
+    return [result]
+
+
+async def async_outputs_of(result: Any) -> list[Any]:
+    """outputs_of() for an async process(): await a coroutine, or drain an async generator."""
+    if inspect.isasyncgen(result):
+        return [output async for output in result]
+    if inspect.isawaitable(result):
+        result = await result
+    return outputs_of(result)
+

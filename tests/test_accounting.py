@@ -1,0 +1,277 @@
+"""Every item accounted for, wherever a run ends: the worker API's outputs, crashes mid-item and mid-flush,
+errors escaping a flush, a dead-letter file that cannot be written, a forced exit, stopping, replaying.
+
+Each test runs a real executor with real threads on the tiny workers of fixture_workers and checks
+every input item against what the sink received and the dead-letter file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fixture_workers
+from core.replay import read_replay
+from core.report import Snapshot
+from core.ledger import Counts
+from core.status import Progress
+from test_executor import (JOIN_TIMEOUT_S, assert_accounted, dead_letters, finish, groups, key, pipeline,  # noqa: F401
+                           run, source, stage, start)
+from yaml_reader import YamlPipelineExecutor
+
+
+def items_of(records: list[dict]) -> list:
+    return [record["item"] for record in records]
+
+
+# --- what process() returns ------------------------------------------------------------------------
+
+def test_a_returned_value_is_one_output(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Squares": 5},
+        source("Source", range(10), "Numbers"),
+        stage("Square", "Square", "Numbers", ["Squares"]),
+        stage("Sink", "Collect", "Squares", key=key),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == [n * n for n in range(10)]
+    assert report.exit_code == 0 and report.dead_letters == 0
+    assert_accounted(report)
+
+
+def test_a_generator_gives_many_outputs_and_a_failing_one_gives_none(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Many": 20, "Few": 5},
+        source("Source", [0, 1, 2, 3], "Numbers"),
+        stage("Explode", "Explode", "Numbers", ["Many"]),
+        stage("Fail", "FailAfterYield", "Many", ["Few"]),
+        stage("Sink", "Collect", "Few", key=key),
+    ))
+
+    by_name = groups(report)
+    assert (by_name["Explode"].received, by_name["Explode"].emitted) == (4, 0 + 1 + 2 + 3)
+    assert fixture_workers.collected(key) == []  # what the failing generator yielded went nowhere
+    assert sorted(items_of(dead_letters(tmp_path))) == [1, 2, 2, 3, 3, 3]
+    assert by_name["Fail"].emitted == 0
+    assert_accounted(report)
+
+
+def test_a_plain_sink_is_summarised_as_done_not_stored_0(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5}, source("Source", range(20), "Numbers"), stage("Sink", "Collect", "Numbers", key=key)))
+
+    assert "Sink 20 in, 20 done" in report.summary()
+    assert "stored" not in report.summary()
+
+
+# --- crashes ----------------------------------------------------------------------------------------
+
+def test_an_instance_ending_mid_item_dead_letters_that_item(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 30, "Passed": 30},
+        source("Source", range(20), "Numbers"),
+        stage("Stage", "ExitMidItem", "Numbers", ["Passed"], at=7),
+        stage("Sink", "Collect", "Passed", key=key),
+    ))
+
+    records = dead_letters(tmp_path)
+    crashed = [r for r in records if r["kind"] == "crashed"]
+    assert items_of(crashed) == [7] and "SystemExit" in crashed[0]["error"]
+    # Its only instance is gone: what was queued for it is dead-lettered, nothing is lost.
+    assert sorted(fixture_workers.collected(key) + items_of(records)) == list(range(20))
+    assert groups(report)["Stage"].crashed == 1
+    assert report.exit_code == 1
+    assert_accounted(report)
+
+
+def test_a_sink_ending_while_it_writes_a_full_batch_loses_nothing(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 3},
+        source("Source", range(10), "Numbers"),
+        stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0, exit_on_batch=1),
+    ))
+
+    records = dead_letters(tmp_path)
+    assert sorted(items_of(r for r in records if r["kind"] == "crashed")) == [0, 1, 2, 3]
+    assert fixture_workers.batches(key) == []
+    assert sorted(items_of(records)) == list(range(10))
+    assert groups(report)["Store"].crashed == 1 and report.exit_code == 1
+    assert_accounted(report)
+
+
+def test_a_sink_ending_while_it_flushes_a_partial_batch_at_the_end_loses_nothing(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 20},
+        source("Source", range(10), "Numbers"),
+        stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0, exit_on_batch=3),
+    ))
+
+    assert fixture_workers.batches(key) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [(r["item"], r["kind"]) for r in dead_letters(tmp_path)] == [(8, "crashed"), (9, "crashed")]
+    assert groups(report)["Store"].stored == 8
+    assert_accounted(report)
+
+
+def test_an_error_escaping_a_flush_dead_letters_the_batch(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 20},
+        source("Source", range(10), "Numbers"),
+        stage("Store", "BrokenJudge", "Numbers", key=key, batch_size=4, flush_interval_s=600.0),
+    ))
+
+    records = dead_letters(tmp_path)
+    assert sorted(items_of(records)) == list(range(10))
+    assert all("is_transient is broken" in r["error"] for r in records)
+    assert groups(report)["Store"].crashed == 0  # the instance went on with the next batches
+    assert_accounted(report)
+
+
+def test_one_bad_row_is_split_out_and_the_rest_stored(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 20},
+        source("Source", range(16), "Numbers"),
+        stage("Store", "RefuseOne", "Numbers", key=key, batch_size=8, flush_interval_s=600.0, bad=5),
+    ))
+
+    stored = sorted(item for batch in fixture_workers.batches(key) for item in batch)
+    assert stored == [n for n in range(16) if n != 5]
+    assert [(r["item"], r["kind"]) for r in dead_letters(tmp_path)] == [(5, "failed")]
+    assert "violates a constraint" in dead_letters(tmp_path)[0]["error"]
+    assert groups(report)["Store"].stored == 15
+    assert_accounted(report)
+
+
+# --- the dead-letter file itself -----------------------------------------------------------------------
+
+def test_a_dead_letter_that_cannot_be_written_is_never_counted_as_dead_lettered(tmp_path, key):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the dead letters' folder should be")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
+                             stage("EvenOnly", "FailOdd", "Numbers", ["Even"]), stage("Sink", "Collect", "Even", key=key)))
+    executor = YamlPipelineExecutor(path, dead_letter_path=blocker / "dl.jsonl")
+    executor.start()
+    report = finish(executor)
+
+    even_only = groups(report)["EvenOnly"]
+    assert (even_only.failed, even_only.dead_lettered, even_only.in_flight) == (5, 0, 5)
+    assert report.dead_letters == 0 and report.dead_letter_write_errors == 5
+    assert report.lost == 5 and report.exit_code == 1
+    assert "DEAD LETTERS COULD NOT BE WRITTEN" in report.summary() and "5 ITEMS UNACCOUNTED FOR" in report.summary()
+    assert "dead-letter file could not be written" in report.error
+
+
+# --- stopping and forced exits -------------------------------------------------------------------------
+
+def test_a_forced_exit_records_the_batch_being_written(tmp_path, key):
+    executor = start(tmp_path, pipeline(
+        {"Numbers": 3},
+        source("Source", range(12), "Numbers"),
+        stage("Store", "GatedBatch", "Numbers", key=key, batch_size=5, flush_interval_s=600.0),
+    ))
+    try:
+        assert fixture_workers.gate(f"{key}-writing").wait(JOIN_TIMEOUT_S), "the sink never started a write"
+
+        abandoned = executor.abandon()
+        report = executor.forced_report("a second signal", 15)
+    finally:
+        fixture_workers.gate(key).set()
+        for group in executor.groups.values():  # only to end the test's threads
+            group.input.close()
+        executor.join(JOIN_TIMEOUT_S)
+
+    records = dead_letters(tmp_path)[:abandoned]
+    # The five in the write, and every other item (queued, or not yet taken by the source), are on file.
+    assert sorted(items_of(records)) == list(range(12))
+    assert {r["item"] for r in records if r["group"] == "Store" and r["kind"] == "abandoned"} >= {0, 1, 2, 3, 4}
+    assert report.finish_reason == "forced" and report.exit_code == 143 and report.lost == 0
+    assert report.dead_letters == 12
+
+
+def test_stopping_marks_the_input_values_no_instance_took_as_not_started(tmp_path, key):
+    executor = start(tmp_path, pipeline(
+        {"Numbers": 2},
+        source("Source", range(100), "Numbers"),
+        stage("Slow", "Slow", "Numbers", delay_s=0.02),
+    ))
+    executor.request_stop(15)
+    report = finish(executor)
+
+    records = dead_letters(tmp_path)
+    not_started = [r for r in records if r["kind"] == "not-started"]
+    assert not_started and all(r["group"] == "Source" for r in not_started)
+    assert "not started" in not_started[0]["error"]
+    assert groups(report)["Slow"].processed + len(records) == 100
+    assert report.not_started == len(not_started)
+    assert_accounted(report)
+
+
+# --- replay ------------------------------------------------------------------------------------------
+
+def test_replay_sends_each_item_back_to_the_group_that_dead_lettered_it(tmp_path, key):
+    first = tmp_path / "first"
+    first.mkdir()
+    executor, report = run(first, pipeline(
+        {"Numbers": 5, "Even": 5},
+        source("Source", range(10), "Numbers"),
+        stage("Stage", "FailOdd", "Numbers", ["Even"]),
+        stage("Sink", "Collect", "Even", key=key),
+    ))
+    assert report.dead_letters == 5
+    replay = read_replay(first / "dl.jsonl")
+    assert replay == {"Stage": [1, 3, 5, 7, 9]}
+    fixture_workers.forget(key)
+
+    # The stage is fixed (it now passes every number on): the replay runs only the dead-lettered items.
+    second = tmp_path / "second"
+    second.mkdir()
+    path = second / "pipeline.yaml"
+    path.write_text(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
+                             stage("Stage", "Multiply", "Numbers", ["Even"], factor=1),
+                             stage("Sink", "Collect", "Even", key=key)))
+    executor = YamlPipelineExecutor(path, dead_letter_path=second / "dl.jsonl", replay=replay)
+    executor.start()
+    report = finish(executor)
+
+    assert sorted(fixture_workers.collected(key)) == [1, 3, 5, 7, 9]
+    assert groups(report)["Source"].received == 0
+    assert report.exit_code == 0 and not (second / "dl.jsonl").exists()
+    assert_accounted(report)
+
+
+def test_replay_keeps_the_types_of_what_failed(tmp_path):
+    from datetime import datetime, timezone
+    from core.ledger import DeadLetters
+
+    letters = DeadLetters(tmp_path / "dl.jsonl", "pipeline")
+    record = {"symbol": "BRK.B", "price": 412.5, "extracted_time": datetime(2026, 11, 26, 16, 0, tzinfo=timezone.utc),
+              "pair": (1, 2)}
+    assert letters.write(group="Store", item=record, error="boom")
+    letters.close()
+
+    assert read_replay(tmp_path / "dl.jsonl") == {"Store": [record]}
+
+
+def test_a_malformed_dead_letter_line_is_reported_with_its_line_number(tmp_path):
+    import pytest
+    from core.config import ConfigError
+
+    path = tmp_path / "dl.jsonl"
+    path.write_text(json.dumps({"group": "Stage", "item": 1}) + "\n{not json\n" + json.dumps({"item": 2}) + "\n")
+
+    with pytest.raises(ConfigError) as caught:
+        read_replay(path)
+
+    assert [(p.line, p.key) for p in caught.value.problems] == [(2, "--replay"), (3, "--replay")]
+    assert "malformed dead letter" in str(caught.value)
+
+
+# --- the live status -----------------------------------------------------------------------------------
+
+def test_the_first_status_line_already_has_a_rate_and_an_eta():
+    progress = Progress()
+    counts = Counts(received=50, processed=50)
+
+    rates, eta = progress.update(Snapshot(10.0, [("Stage", 1, 1, counts)], [], total=100, settled=50))
+
+    assert rates == {"Stage": 5.0}
+    assert eta == 10.0
