@@ -13,14 +13,13 @@ from core.bottleneck import QueueLoad
 from core.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
 from core.database import data_dir
 from core.errors import StartupError
-from core.group import LocalExits, WorkerGroup
+from core.group import WorkerGroup
 from core.ledger import DeadLetters
 from core.loop import Instance
 from core.queues import LocalQueue
 from core.replay import check_replay
 from core.report import RunReport, Snapshot, build_report
-from core.runners import AsyncRunner, ThreadRunner
-from core.worker import is_async
+from core.runners import make_runner
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +70,7 @@ class YamlPipelineExecutor(threading.Thread):
                        f" by signal {signal_number}" if signal_number else "")
         self.stop_event.set()
         for group in self.groups.values():
+            group.runner.stop(close_input=bool(group.outputs))
             if group.outputs:  # not a sink: its input is closed
                 group.input.close()
                 if group.spec.input_queue:
@@ -122,7 +122,6 @@ class YamlPipelineExecutor(threading.Thread):
             values = list(spec.input_values or ()) if replay is None else list(replay.get(spec.name, ()))
             inbox = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
             inbox.preload(values)
-            inbox.put_done(spec.instances)
         else:
             inbox = self.queues[spec.input_queue]
             if replay and replay.get(spec.name):
@@ -132,27 +131,21 @@ class YamlPipelineExecutor(threading.Thread):
         inbox.on_reject = group.reject
         cls = self.spec.classes[spec.name]
         try:
-            workers = [cls(group=group, index=i, **spec.params) for i in range(spec.instances)]
+            group.runner = make_runner(group, cls, on_exit=self._instance_exited, pipeline_path=self.spec.path)
         except (TypeError, ValueError) as exc:
             line = spec.key_lines.get("params", spec.line)
             raise ConfigError([Problem(self.spec.path, line, f"workers.{spec.name}.params",
                                        f"{cls.__name__} refused its params: {exc}")]) from None
-        exits = LocalExits(group)
-        group.instances = [Instance(worker, exits=exits, stop=self.stop_event, on_exit=self._instance_exited)
-                           for worker in workers]
-        if is_async(cls):
-            group.runner = AsyncRunner(group.instances, inbox, close_resources=group.aclose,
-                                       reject=lambda delivery, why: group.abandon([delivery.item], why,
-                                                                                  kind="crashed", received=True))
-        else:
-            group.runner = ThreadRunner(group.instances, inbox)
+        group.instances = group.runner.instances
         group.mode = group.runner.mode
+        if group.is_source:  # nothing writes to a source's values: they end at once
+            inbox.put_done(group.runner.readers)
         return group
 
     def _open_groups(self) -> None:
         for group in self.groups.values():
             try:
-                group.instances[0].worker.open_group()
+                group.runner.open_group()
             except SettingsError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reported as why the run could not start
@@ -195,9 +188,9 @@ class YamlPipelineExecutor(threading.Thread):
                 continue
             reader = self.groups[self.spec.consumer(name).name]
             if all(self.groups[w.name].finished() for w in self.spec.producers(name)):
-                queue.put_done(len(reader.instances))
+                queue.put_done(reader.runner.readers)
                 self._ended.add(name)
-                logger.debug("%s: every producer ended; sent %d DONE", name, len(reader.instances))
+                logger.debug("%s: every producer ended; sent %d DONE", name, reader.runner.readers)
 
     def _finish(self) -> None:
         for group in self.groups.values():  # anything still queued is dead-lettered, never dropped
@@ -217,7 +210,7 @@ class YamlPipelineExecutor(threading.Thread):
     def snapshot(self) -> Snapshot:
         """The run as it is now, for the live status (safe to call from another thread)."""
         elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
-        groups = [(g.name, g.runner.alive(), len(g.instances), g.counts()) for g in self.groups.values()]
+        groups = [(g.name, g.runner.alive(), g.runner.size, g.counts()) for g in self.groups.values()]
         queues = [(q.name, q.qsize(), q.maxsize) for q in self.queues.values()]
         sources = [g for g in self.groups.values() if g.is_source]
         sinks = [g for g in self.groups.values() if not g.outputs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from core.ledger import Counts, DeadLetters
@@ -83,8 +84,8 @@ class WorkerGroup:
         return all(instance.finished for instance in self.instances)
 
     def crashed(self) -> int:
-        """How many instances ended with an exception outside process()."""
-        return sum(1 for instance in self.instances if instance.crash is not None)
+        """How many instances (or worker processes) ended with an exception outside process(), or died."""
+        return sum(getattr(instance, "crashes", instance.crash is not None) for instance in self.instances)
 
     def in_hand(self) -> list[Delivery]:
         """Every delivery an instance holds now."""
@@ -125,18 +126,29 @@ class LocalExits:
         self.outputs = group.outputs
         self.input = group.input
 
-    def emit(self, delivery: Delivery, outputs: list[Any]) -> None:
+    def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        blocked_s = 0.0
         for output in outputs:
             for queue in self.outputs:
-                queue.put(output)
-        self.input.ack(delivery)
+                if queue.put_nowait(output) is None:  # full: wait for room, and say how long
+                    started = time.perf_counter()
+                    queue.put(output)
+                    blocked_s += time.perf_counter() - started
+        if final:
+            self.input.ack(delivery)
+        return blocked_s
 
-    async def aemit(self, delivery: Delivery, outputs: list[Any]) -> None:
+    async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        blocked_s = 0.0
         for output in outputs:
             for queue in self.outputs:
                 if queue.put_nowait(output) is None:  # full: wait for room off the event loop
+                    started = time.perf_counter()
                     await asyncio.get_running_loop().run_in_executor(None, queue.put, output)
-        self.input.ack(delivery)
+                    blocked_s += time.perf_counter() - started
+        if final:
+            self.input.ack(delivery)
+        return blocked_s
 
     def stored(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:

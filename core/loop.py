@@ -17,9 +17,13 @@ from typing import Any, Awaitable, Callable, Protocol
 from core.errors import ItemError
 from core.ledger import Counts
 from core.queues import DONE, Delivery, Empty
-from core.worker import BatchWorker, Worker, async_outputs_of, outputs_of
+from core.worker import BatchWorker, Worker
 
 logger = logging.getLogger(__name__)
+
+#: A generator's outputs go on in chunks of this many as it yields them, so one item that yields a
+#: million records never holds them all (a stalled sink keeps memory flat).
+CHUNK = 64
 
 
 class Inbox(Protocol):
@@ -31,10 +35,11 @@ class Inbox(Protocol):
 class Exits(Protocol):
     """Where an instance's items go, and how they are settled with their transport."""
 
-    def emit(self, delivery: Delivery, outputs: list[Any]) -> None:
-        """Send every output to every output queue, then settle the delivery; raise only before sending."""
+    def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        """Send every output to every output queue; with `final`, the delivery is then settled. Raise only
+        before anything was sent. Return the seconds spent waiting for room downstream."""
 
-    async def aemit(self, delivery: Delivery, outputs: list[Any]) -> None:
+    async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         """emit() without blocking an event loop."""
 
     def stored(self, deliveries: list[Delivery]) -> None:
@@ -62,8 +67,8 @@ class Instance:
         self._clock = clock
         #: Called once per settled item (an async runner frees a slot for the next one).
         self.on_release: Callable[[], None] | None = None
-        self._lock = threading.Lock()
-        self._held: dict[int, Delivery] = {}
+        self._current: Delivery | None = None  # the item being processed
+        self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
         self._batch: list[Delivery] = []
         self._batch_due = 0.0
         self._failing = False  # the last batch spent its retries: try the next ones once each
@@ -76,10 +81,11 @@ class Instance:
             self.worker.setup()
             while (delivery := self._take(inbox)) is not DONE:
                 started = time.perf_counter()
-                self._hold(delivery)
+                self.counts.received += 1
                 if self.batching:
                     self._add_to_batch(delivery)
                 else:
+                    self._current = delivery
                     self._handle(delivery)
                 self.counts.busy_s += time.perf_counter() - started
             self._flush()
@@ -105,16 +111,26 @@ class Instance:
                 if delivery is DONE:
                     break
                 started = time.perf_counter()
-                self._hold(delivery)
+                self.counts.received += 1
+                self._current = delivery
+                sent = [0]
                 try:
-                    outputs = await async_outputs_of(self.worker.process(delivery.item))
-                    emitting = time.perf_counter()
-                    await self.exits.aemit(delivery, outputs)
-                    self.counts.blocked_s += time.perf_counter() - emitting
+                    result = self.worker.process(delivery.item)
+                    if inspect.isasyncgen(result):
+                        chunk = []
+                        async for output in result:
+                            chunk.append(output)
+                            if len(chunk) >= CHUNK:
+                                await self._asend(delivery, chunk, sent)
+                                chunk = []
+                        outputs = chunk
+                    else:
+                        outputs = _outputs(await result if inspect.isawaitable(result) else result)
+                    await self._asend(delivery, outputs, sent, final=True)
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-                    self._fail(delivery, exc)
+                    self._fail(delivery, exc, sent=sent[0])
                 else:
-                    self._emitted(delivery, outputs)
+                    self._emitted(delivery)
                 self.counts.busy_s += time.perf_counter() - started
         except BaseException as exc:
             self._crashed(exc)
@@ -130,9 +146,16 @@ class Instance:
     # --- what the drivers share ------------------------------------------------------------------
 
     def in_hand(self) -> list[Delivery]:
-        """Deliveries taken and not yet settled (the batch included), for a forced exit to record."""
-        with self._lock:
-            return list(self._held.values())
+        """Deliveries taken and not yet settled (the batch included), for a forced exit to record.
+        Read from another thread: each read below is one step under the GIL, so it sees a whole state."""
+        current = self._current
+        while True:
+            try:
+                held = list(self._held.values())
+                break
+            except RuntimeError:  # changed while read: read again
+                continue
+        return ([current] if current is not None else []) + [d for d in held if d is not current]
 
     def _take(self, inbox: Inbox) -> Delivery | Any:
         while True:
@@ -150,29 +173,52 @@ class Instance:
                 self.counts.busy_s += time.perf_counter() - started
 
     def _handle(self, delivery: Delivery) -> None:
+        sent = [0]
         try:
-            outputs = outputs_of(self.worker.process(delivery.item))
-            emitting = time.perf_counter()
-            self.exits.emit(delivery, outputs)
-            self.counts.blocked_s += time.perf_counter() - emitting
+            result = self.worker.process(delivery.item)
+            if inspect.isgenerator(result):
+                chunk = []
+                for output in result:
+                    chunk.append(output)
+                    if len(chunk) >= CHUNK:
+                        self._send(delivery, chunk, sent)
+                        chunk = []
+                outputs = chunk
+            else:
+                outputs = _outputs(result)
+            self._send(delivery, outputs, sent, final=True)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-            self._fail(delivery, exc)
+            self._fail(delivery, exc, sent=sent[0])
         else:
-            self._emitted(delivery, outputs)
+            self._emitted(delivery)
 
-    def _emitted(self, delivery: Delivery, outputs: list[Any]) -> None:
-        self.counts.emitted += len(outputs)
+    def _send(self, delivery: Delivery, outputs: list[Any], sent: list[int], *, final: bool = False) -> None:
+        if outputs or final:
+            self.counts.blocked_s += self.exits.emit(delivery, outputs, final=final)
+            self.counts.emitted += len(outputs)
+            sent[0] += len(outputs)
+
+    async def _asend(self, delivery: Delivery, outputs: list[Any], sent: list[int], *, final: bool = False) -> None:
+        if outputs or final:
+            self.counts.blocked_s += await self.exits.aemit(delivery, outputs, final=final)
+            self.counts.emitted += len(outputs)
+            sent[0] += len(outputs)
+
+    def _emitted(self, delivery: Delivery) -> None:
         self.counts.processed += 1
         self._release(delivery)
 
-    def _fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True) -> None:
+    def _fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:
         if log and isinstance(exc, ItemError):
             logger.warning("%s failed on %r: %s", self.name, delivery.item, exc)
         elif log:
             logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc,
                            exc_info=exc)
         self.counts.failed += 1
-        self._dead_letter(delivery, f"{type(exc).__name__}: {exc}", attempts=getattr(exc, "attempts", 1))
+        error = f"{type(exc).__name__}: {exc}"
+        if sent:
+            error += f" (after {sent} of its outputs had gone on)"
+        self._dead_letter(delivery, error, attempts=getattr(exc, "attempts", 1))
 
     def _dead_letter(self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed") -> None:
         if self.exits.dead_letter(delivery, error, attempts=attempts, kind=kind):
@@ -181,15 +227,12 @@ class Instance:
             self.counts.unrecorded += 1
         self._release(delivery)
 
-    def _hold(self, delivery: Delivery) -> None:
-        self.counts.received += 1
-        with self._lock:
-            self._held[id(delivery)] = delivery
-
     def _release(self, delivery: Delivery) -> None:
-        with self._lock:
-            held = self._held.pop(id(delivery), None)
-        if held is not None and self.on_release is not None:
+        if delivery is self._current:
+            self._current = None
+        elif self._held.pop(id(delivery), None) is None:
+            return  # settled already
+        if self.on_release is not None:
             self.on_release()
 
     def _crashed(self, exc: BaseException) -> None:
@@ -218,6 +261,7 @@ class Instance:
     # --- batching sinks ----------------------------------------------------------------------------
 
     def _add_to_batch(self, delivery: Delivery) -> None:
+        self._held[id(delivery)] = delivery
         if not self._batch:
             self._batch_due = self._clock() + self.worker.flush_interval_s
         self._batch.append(delivery)
@@ -278,6 +322,11 @@ class Instance:
                 self._failing = False
                 return None
         raise AssertionError("unreachable")
+
+
+def _outputs(result: Any) -> list[Any]:
+    """A returned value is one output; None is none."""
+    return [] if result is None else [result]
 
 
 async def _maybe_await(result: Any) -> Any:

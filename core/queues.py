@@ -97,6 +97,22 @@ class LocalQueue:
         self.on_reject(item)
         return False
 
+    def put_many(self, items: list[Any]) -> None:
+        """put() each item in order, taking the lock once per run of room rather than once per item."""
+        start = 0
+        while start < len(items):
+            with self._not_full:
+                while (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                    self._not_full.wait()
+                if self._closed:
+                    break
+                room = self.maxsize - len(self._items)
+                for item in items[start:start + room]:
+                    self._append(item)
+                start += room
+        for item in items[start:]:
+            self.on_reject(item)
+
     def put_nowait(self, item: Any) -> bool | None:
         """Like put() but never waits: None when the queue is full (nothing done)."""
         with self._lock:
@@ -109,8 +125,13 @@ class LocalQueue:
         return False
 
     def preload(self, items: Iterable[Any]) -> int:
-        """Append items beyond maxsize (a source's input values, a replay); return how many."""
+        """Append items beyond maxsize (a source's input values, a replay, items given back); return how
+        many went in (a closed queue hands them to on_reject instead)."""
         with self._lock:
+            if self._closed:
+                for item in items:
+                    self.on_reject(item)
+                return 0
             before = self.put_count
             for item in items:
                 self._append(item)
@@ -125,8 +146,10 @@ class LocalQueue:
 
     def get(self, timeout_s: float | None = None) -> Delivery | Any:
         """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._not_empty:
+            if self._items and not self._frozen:
+                return self._take()
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while not self._items or self._frozen:
                 if self._closed and not self._frozen:
                     return DONE
@@ -135,6 +158,31 @@ class LocalQueue:
                     raise Empty
                 self._not_empty.wait(remaining)
             return self._take()
+
+    def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
+        """Wait like get() for the first, then take up to `max_items` without waiting: (items, True if a DONE
+        came after them). Raise Empty after timeout_s of nothing. For a feeder that moves items on in bulk."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._not_empty:
+            while not self._items or self._frozen:
+                if self._closed and not self._frozen:
+                    return [], True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Empty
+                self._not_empty.wait(remaining)
+            items, queued = [], self._items
+            while queued and len(items) < max_items:
+                item = queued.popleft()
+                if item is DONE:
+                    self._dones -= 1
+                    self.get_count += len(items)
+                    self._not_full.notify_all()
+                    return items, True
+                items.append(item)
+            self.get_count += len(items)
+            self._not_full.notify_all()
+            return items, False
 
     def get_nowait(self) -> Delivery | Any:
         """get() without waiting."""
@@ -180,16 +228,23 @@ class LocalQueue:
         self.put_count += 1
         if len(self._items) - self._dones > self.high_water:
             self.high_water = len(self._items) - self._dones
-        self._not_empty.notify()
+        notify(self._not_empty)
 
     def _take(self) -> Delivery | Any:
         item = self._items.popleft()
-        self._not_full.notify()
+        notify(self._not_full)
         if item is DONE:
             self._dones -= 1
             return DONE
         self.get_count += 1
         return Delivery(item)
+
+
+def notify(condition: threading.Condition) -> None:
+    """notify() only when someone waits: with a plain Lock, Condition.notify() checks ownership by taking
+    and releasing the lock again, which costs more than the rest of a put on the hot path."""
+    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+        condition.notify()
 
 
 def _drop_nothing(item: Any) -> None:

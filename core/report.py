@@ -169,7 +169,7 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iter
     a sink while items failed or a group crashed is `failed`, with the first error as the reason."""
     group_reports, stages, crashes = [], [], []
     for group in groups:
-        counts, instances = group.counts(), len(group.instances)
+        counts, instances = group.counts(), group.runner.size
         busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 and instances else 0.0
         rate = counts.processed / duration_s if duration_s > 0 else 0.0
         crashes += [f"{i.name} crashed: {type(i.crash).__name__}: {i.crash}" for i in group.instances if i.crash]

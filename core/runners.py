@@ -25,6 +25,7 @@ class ThreadRunner:
     def __init__(self, instances: list[Instance], inbox: LocalQueue) -> None:
         self.instances = instances
         self.inbox = inbox
+        self.size = self.readers = len(instances)  # instances; DONEs its input needs
         self.threads = [threading.Thread(target=instance.run, args=(inbox,), name=instance.name, daemon=True)
                         for instance in instances]
 
@@ -37,13 +38,20 @@ class ThreadRunner:
         """How many instances are running."""
         return sum(1 for thread in self.threads if thread.is_alive())
 
-    def join(self, timeout_s: float) -> bool:
-        """Wait for every instance, `timeout_s` in all; True when none is left running."""
+    def join(self, timeout_s: float | None) -> bool:
+        """Wait for every instance, `timeout_s` in all (None: as long as it takes); True when none is left running."""
         return _join_all(self.threads, timeout_s)
 
     def in_hand(self) -> list[Delivery]:
         """Nothing beyond what the instances hold."""
         return []
+
+    def stop(self, close_input: bool) -> None:
+        """The instances see the group's stop event (and their input queue closed) themselves."""
+
+    def open_group(self) -> None:
+        """Instance 0 opens the group."""
+        self.instances[0].worker.open_group()
 
 
 class AsyncRunner:
@@ -59,6 +67,7 @@ class AsyncRunner:
                  close_resources: Callable[[], Any], reject: Callable[[Delivery, str], None]) -> None:
         self.instances = instances
         self.inbox = inbox
+        self.size = self.readers = len(instances)  # the feeder takes one DONE per task
         self._close_resources = close_resources
         self._reject = reject
         name = instances[0].name.rsplit("-", 1)[0] if instances else "async"
@@ -85,14 +94,21 @@ class AsyncRunner:
         """How many instances are running."""
         return sum(1 for instance in self.instances if not instance.finished) if self.thread.is_alive() else 0
 
-    def join(self, timeout_s: float) -> bool:
-        """Wait for the loop and the feeder, `timeout_s` in all; True when both have ended."""
+    def join(self, timeout_s: float | None) -> bool:
+        """Wait for the loop and the feeder, `timeout_s` in all (None: as long as it takes); True when both ended."""
         return _join_all([self.thread, self.feeder], timeout_s)
 
     def in_hand(self) -> list[Delivery]:
         """Items taken from the queue that no task has taken yet."""
         with self._lock:
             return list(self._in_transit.values())
+
+    def stop(self, close_input: bool) -> None:
+        """The tasks see the group's stop event (and their input queue closed) themselves."""
+
+    def open_group(self) -> None:
+        """Instance 0 opens the group."""
+        self.instances[0].worker.open_group()
 
     # --- the event loop's thread ---------------------------------------------------------------------
 
@@ -168,14 +184,33 @@ class AsyncRunner:
             self._reject(delivery, "crashed: every instance of the group had ended")
 
 
+def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeline_path: str) -> Any:
+    """Where a group's instances run: worker processes (`processes: P`), asyncio tasks (an `async def
+    process`), or threads. Raises what the class raises when it refuses its params."""
+    if group.spec.processes:
+        from core.processes import ProcessRunner
+        return ProcessRunner(group, cls, pipeline_path=pipeline_path, on_exit=on_exit)
+    from core.group import LocalExits
+    from core.worker import is_async
+
+    exits = LocalExits(group)
+    instances = [Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop,
+                          on_exit=on_exit) for index in range(group.spec.instances)]
+    if is_async(cls):
+        return AsyncRunner(instances, group.input, close_resources=group.aclose,
+                           reject=lambda delivery, why: group.abandon([delivery.item], why, kind="crashed",
+                                                                      received=True))
+    return ThreadRunner(instances, group.input)
+
+
 def _time_out(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_exception(Empty())
 
 
-def _join_all(threads: list[threading.Thread], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
+def _join_all(threads: list[threading.Thread], timeout_s: float | None) -> bool:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     for thread in threads:
         if thread.ident is not None:  # never started (the run could not start): nothing to wait for
-            thread.join(max(deadline - time.monotonic(), 0))
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
     return not any(thread.is_alive() for thread in threads)

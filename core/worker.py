@@ -90,21 +90,3 @@ def is_async(cls: type) -> bool:
     process = getattr(cls, "process", None)
     return inspect.iscoroutinefunction(process) or inspect.isasyncgenfunction(process)
 
-
-def outputs_of(result: Any) -> list[Any]:
-    """What one process() call produced: one value, none (None), or everything a generator yields."""
-    if result is None:
-        return []
-    if inspect.isgenerator(result):
-        return list(result)
-    return [result]
-
-
-async def async_outputs_of(result: Any) -> list[Any]:
-    """outputs_of() for an async process(): await a coroutine, or drain an async generator."""
-    if inspect.isasyncgen(result):
-        return [output async for output in result]
-    if inspect.isawaitable(result):
-        result = await result
-    return outputs_of(result)
-

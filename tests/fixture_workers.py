@@ -1,11 +1,14 @@
 """Tiny worker classes for the pipeline files that tests write (`location: fixture_workers`).
 
 What a sink receives goes to a module-level registry under the sink's `key` param, so a test
-can wait for and check exactly what arrived. A source can be held back by a named gate that
+can wait for and check exactly what arrived; a key that is an absolute path records to files instead, for
+sinks that run in worker processes. A source can be held back by a named gate that
 the test opens, so producers end in an order the test chooses instead of one it hopes for.
 """
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections import defaultdict
@@ -24,12 +27,16 @@ _gates: dict[str, threading.Event] = defaultdict(threading.Event)
 
 def collected(key: str) -> list[Any]:
     """Items the Collect sink under `key` has received so far, in arrival order."""
+    if _on_file(key):
+        return _read(f"{key}.items")
     with _changed:
         return list(_items[key])
 
 
 def batches(key: str) -> list[list[Any]]:
     """Batches the BatchCollect sink under `key` has written so far."""
+    if _on_file(key):
+        return _read(f"{key}.batches")
     with _changed:
         return [list(batch) for batch in _batches[key]]
 
@@ -37,8 +44,15 @@ def batches(key: str) -> list[list[Any]]:
 def wait_collected(key: str, count: int, timeout_s: float = 10.0) -> list[Any]:
     """Wait until at least `count` items arrived under `key` (as items or in batches); return them."""
     def arrived() -> list[Any]:
+        if _on_file(key):
+            return collected(key) + [item for batch in batches(key) for item in batch]
         return _items[key] + [item for batch in _batches[key] for item in batch]
 
+    if _on_file(key):  # written by another process: no condition to wait on, so look every 10 ms
+        deadline = time.monotonic() + timeout_s
+        while len(got := arrived()) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return got
     with _changed:
         _changed.wait_for(lambda: len(arrived()) >= count, timeout_s)
         return list(arrived())
@@ -52,6 +66,12 @@ def gate(name: str) -> threading.Event:
 
 def forget(key: str) -> None:
     """Drop everything recorded under `key` (items, batches and the gate of that name)."""
+    if _on_file(key):
+        for suffix in (".items", ".batches"):
+            try:
+                os.remove(f"{key}{suffix}")
+            except FileNotFoundError:
+                pass
     with _changed:
         _items.pop(key, None)
         _batches.pop(key, None)
@@ -60,9 +80,27 @@ def forget(key: str) -> None:
 
 
 def _record(registry: dict[str, list[Any]], key: str, value: Any) -> None:
+    if _on_file(key):  # a sink in a worker process: the test reads the file
+        suffix = ".items" if registry is _items else ".batches"
+        with open(f"{key}{suffix}", "a", encoding="utf-8") as file:
+            file.write(json.dumps(value) + "\n")  # one write per line, appended: processes do not interleave
+        return
     with _changed:
         registry[key].append(value)
         _changed.notify_all()
+
+
+def _on_file(key: str) -> bool:
+    """A key that is an absolute path records to files beside it (for sinks in worker processes)."""
+    return key.startswith("/")
+
+
+def _read(path: str) -> list[Any]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return [json.loads(line) for line in file if line.endswith("\n")]
+    except FileNotFoundError:
+        return []
 
 
 class Source(Worker):
@@ -248,3 +286,27 @@ class GatedBatch(BatchCollect):
         gate(f"{self.key}-writing").set()
         gate(self.key).wait(GATE_TIMEOUT_S)
         super().write_batch(items)
+
+
+class Unpicklable(Worker):
+    """Passes items on, but item `bad` becomes something pickle refuses (a lock)."""
+
+    def __init__(self, *, bad: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad = bad
+
+    def process(self, item: int) -> Any:
+        return threading.Lock() if item == self.bad else item
+
+
+class AsyncDouble(Worker):
+    """An asyncio worker: doubles each number after `delay_s` of asyncio.sleep."""
+
+    def __init__(self, *, delay_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+
+    async def process(self, item: int) -> int:
+        import asyncio
+        await asyncio.sleep(self.delay_s)
+        return 2 * item

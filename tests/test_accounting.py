@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import fixture_workers
 from core.replay import read_replay
 from core.report import Snapshot
 from core.ledger import Counts
 from core.status import Progress
-from test_executor import (JOIN_TIMEOUT_S, assert_accounted, dead_letters, finish, groups, key, pipeline,  # noqa: F401
-                           run, source, stage, start)
+from test_executor import (JOIN_TIMEOUT_S, _mode, assert_accounted, dead_letters, finish, groups, in_mode,  # noqa: F401
+                           key, mode, per_group, pipeline, run, source, stage, start)
 from yaml_reader import YamlPipelineExecutor
 
 
@@ -91,24 +93,36 @@ def test_a_sink_ending_while_it_writes_a_full_batch_loses_nothing(tmp_path, key)
     ))
 
     records = dead_letters(tmp_path)
-    assert sorted(items_of(r for r in records if r["kind"] == "crashed")) == [0, 1, 2, 3]
-    assert fixture_workers.batches(key) == []
-    assert sorted(items_of(records)) == list(range(10))
-    assert groups(report)["Store"].crashed == 1 and report.exit_code == 1
+    crashed = sorted(items_of(r for r in records if r["kind"] == "crashed"))
+    stored = [item for batch in fixture_workers.batches(key) for item in batch]
+    assert sorted(stored + items_of(records)) == list(range(10))
+    assert report.exit_code == 1
     assert_accounted(report)
+    if _mode[0] == "threads":  # one instance: its first batch crashed, and nothing was left to store the rest
+        assert crashed == [0, 1, 2, 3] and stored == []
+        assert groups(report)["Store"].crashed == 1
+    else:  # each process's instance ended in its first write holding a whole batch; what they were sent and
+        # had not taken yet is dead-lettered as crashed too, once no process of the group is left
+        assert len(crashed) >= 4 and groups(report)["Store"].crashed >= 1
 
 
 def test_a_sink_ending_while_it_flushes_a_partial_batch_at_the_end_loses_nothing(tmp_path, key):
     executor, report = run(tmp_path, pipeline(
         {"Numbers": 20},
         source("Source", range(10), "Numbers"),
-        stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0, exit_on_batch=3),
+        # Threads: one instance writes 4, 4, then the last 2. Processes: each of the 2 writes 4, then its last 1.
+        stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0,
+              exit_on_batch=3 if _mode[0] == "threads" else 2),
     ))
 
-    assert fixture_workers.batches(key) == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert [(r["item"], r["kind"]) for r in dead_letters(tmp_path)] == [(8, "crashed"), (9, "crashed")]
-    assert groups(report)["Store"].stored == 8
+    stored = [item for batch in fixture_workers.batches(key) for item in batch]
+    records = dead_letters(tmp_path)
+    assert sorted(stored + items_of(records)) == list(range(10))
+    assert {r["kind"] for r in records} == {"crashed"}
     assert_accounted(report)
+    if _mode[0] == "threads":  # one instance: two full batches, then the last 2 items in the crashed write
+        assert fixture_workers.batches(key) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        assert items_of(records) == [8, 9] and groups(report)["Store"].stored == 8
 
 
 def test_an_error_escaping_a_flush_dead_letters_the_batch(tmp_path, key):
@@ -146,8 +160,9 @@ def test_a_dead_letter_that_cannot_be_written_is_never_counted_as_dead_lettered(
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the dead letters' folder should be")
     path = tmp_path / "pipeline.yaml"
-    path.write_text(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
-                             stage("EvenOnly", "FailOdd", "Numbers", ["Even"]), stage("Sink", "Collect", "Even", key=key)))
+    path.write_text(in_mode(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
+                                     stage("EvenOnly", "FailOdd", "Numbers", ["Even"]),
+                                     stage("Sink", "Collect", "Even", key=key))))
     executor = YamlPipelineExecutor(path, dead_letter_path=blocker / "dl.jsonl")
     executor.start()
     report = finish(executor)
@@ -162,6 +177,7 @@ def test_a_dead_letter_that_cannot_be_written_is_never_counted_as_dead_lettered(
 
 # --- stopping and forced exits -------------------------------------------------------------------------
 
+@pytest.mark.parametrize("mode", ["threads"])  # the sink's gate lives in this process (processes: the DB stall case)
 def test_a_forced_exit_records_the_batch_being_written(tmp_path, key):
     executor = start(tmp_path, pipeline(
         {"Numbers": 3},
@@ -218,16 +234,16 @@ def test_replay_sends_each_item_back_to_the_group_that_dead_lettered_it(tmp_path
     ))
     assert report.dead_letters == 5
     replay = read_replay(first / "dl.jsonl")
-    assert replay == {"Stage": [1, 3, 5, 7, 9]}
+    assert {group: sorted(items) for group, items in replay.items()} == {"Stage": [1, 3, 5, 7, 9]}
     fixture_workers.forget(key)
 
     # The stage is fixed (it now passes every number on): the replay runs only the dead-lettered items.
     second = tmp_path / "second"
     second.mkdir()
     path = second / "pipeline.yaml"
-    path.write_text(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
-                             stage("Stage", "Multiply", "Numbers", ["Even"], factor=1),
-                             stage("Sink", "Collect", "Even", key=key)))
+    path.write_text(in_mode(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
+                                     stage("Stage", "Multiply", "Numbers", ["Even"], factor=1),
+                                     stage("Sink", "Collect", "Even", key=key))))
     executor = YamlPipelineExecutor(path, dead_letter_path=second / "dl.jsonl", replay=replay)
     executor.start()
     report = finish(executor)

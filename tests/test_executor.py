@@ -6,6 +6,8 @@ join timeout, so a test passes only if ends travel by events, never because the 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import re
 import textwrap
 import threading
 import time
@@ -13,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from multiprocessing import forkserver
 
 import fixture_workers
 from core.queues import DONE
@@ -22,19 +25,43 @@ JOIN_TIMEOUT_S = 20.0
 MONITOR_INTERVAL_S = 600.0
 
 
+#: Where the groups that read a queue run: the guarantees below are tested once and run over each.
+MODES = ("threads", "processes")
+_mode = ["threads"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    """The mode of this run: threads, or every group that reads a queue in 2 worker processes."""
+    _mode[0] = request.param
+    yield request.param
+    _mode[0] = "threads"
+    if request.param == "processes":
+        assert not multiprocessing.active_children(), "worker processes left running"
+        forkserver._forkserver._stop()  # noqa: SLF001 - the fork server must not outlive the test either
+
+
 @pytest.fixture
-def key():
-    """A name of its own for this test's sinks and gates, forgotten afterwards."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
+def key(mode, tmp_path):
+    """A name of its own for this test's sinks and gates, forgotten afterwards; in processes mode a path,
+    so that sinks in worker processes record to files the test reads."""
+    name = f"test-{uuid.uuid4().hex[:8]}" if mode == "threads" else str(tmp_path / "sink")
     yield name
     fixture_workers.gate(name).set()  # a failed test must not leave a source waiting for its gate
     fixture_workers.forget(name)
 
 
+def in_mode(text: str) -> str:
+    """The pipeline text for the current mode: in processes mode each group reading a queue gets 2 processes."""
+    if _mode[0] == "processes":
+        text = re.sub(r"^(\s*)input_queue: (.*)$", r"\1input_queue: \2\n\1processes: 2", text, flags=re.MULTILINE)
+    return text
+
+
 def start(tmp_path: Path, text: str) -> YamlPipelineExecutor:
-    """Write the pipeline file, build the executor and start it."""
+    """Write the pipeline file (in the current mode), build the executor and start it."""
     path = tmp_path / "pipeline.yaml"
-    path.write_text(textwrap.dedent(text))
+    path.write_text(in_mode(textwrap.dedent(text)))
     executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl",
                                     monitor_interval_s=MONITOR_INTERVAL_S)
     executor.start()
@@ -51,10 +78,22 @@ def finish(executor: YamlPipelineExecutor):
     return executor.report
 
 
+def per_group(count: int) -> int:
+    """How many of something a group has in the current mode (each reading group runs in 2 processes)."""
+    return count * (2 if _mode[0] == "processes" else 1)
+
+
 def run(tmp_path: Path, text: str):
     """Run a pipeline to its end and return (executor, report)."""
     executor = start(tmp_path, text)
     return executor, finish(executor)
+
+
+def started(group) -> bool:
+    """Whether anything of the group was started: a thread, or a worker process."""
+    threads = getattr(group.runner, "threads", [])
+    units = getattr(group.runner, "units", [])
+    return any(t.ident is not None for t in threads) or any(u.process is not None for u in units)
 
 
 def groups(report) -> dict:
@@ -159,16 +198,17 @@ def test_done_reaches_every_instance_of_every_group(tmp_path, key):
     assert sorted(fixture_workers.collected(key)) == [2 * n for n in range(200)]
     for name, instances in (("Double", 4), ("Sink", 3)):
         group = executor.groups[name]
-        assert len(group.instances) == instances
+        assert group.runner.size == per_group(instances)
         assert all(i.finished and i.crash is None for i in group.instances) and not group.runner.alive()
         assert sum(i.counts.received for i in group.instances) == 200
-    assert groups(report)["Double"].instances == 4
+    assert groups(report)["Double"].instances == per_group(4)
     assert groups(report)["Double"].emitted == 200
     assert groups(report)["Sink"].processed == 200
     assert report.exit_code == 0
     assert_accounted(report)
 
 
+@pytest.mark.parametrize("mode", ["threads"])  # it watches the sink's threads
 def test_consumer_gets_every_item_of_two_producers_and_ends_only_after_both(tmp_path, key):
     executor = start(tmp_path, pipeline(
         {"Numbers": 4},
@@ -216,6 +256,7 @@ def test_fan_out_sends_every_item_to_every_output_queue(tmp_path, key):
     assert_accounted(report)
 
 
+@pytest.mark.parametrize("mode", ["threads"])  # it watches the stages' threads
 def test_producers_that_end_at_different_times(tmp_path, key):
     # Into Merged: a source that ends at once, three slow instances that end one by one as the
     # shared input runs out, and a source held until the others have ended.
@@ -281,8 +322,8 @@ def test_group_crashing_in_setup_ends_the_run_and_loses_nothing(tmp_path, key):
     ))
 
     by_name = groups(report)
-    assert by_name["Broken"].crashed == 2
-    assert all(isinstance(i.crash, RuntimeError) for i in executor.groups["Broken"].instances)
+    assert by_name["Broken"].crashed == per_group(2)
+    assert all(i.crash is not None for i in executor.groups["Broken"].instances)
     assert by_name["Source"].emitted == 20
     assert (by_name["Broken"].received, by_name["Broken"].dead_lettered, by_name["Broken"].processed) == (20, 20, 0)
     # Downstream of the crashed group got DONE and ended normally, with nothing.
@@ -294,7 +335,8 @@ def test_group_crashing_in_setup_ends_the_run_and_loses_nothing(tmp_path, key):
     records = dead_letters(tmp_path)
     assert sorted(r["item"] for r in records) == list(range(20))
     assert {r["group"] for r in records} == {"Broken"}
-    assert all("queue was closed" in r["error"] for r in records)
+    # Queued for a group that had ended, or sent to a worker process none of whose instances was left.
+    assert all("queue was closed" in r["error"] or "was left to take it" in r["error"] for r in records)
 
 
 def test_one_crashed_instance_leaves_the_others_to_do_the_work(tmp_path, key):
@@ -308,7 +350,8 @@ def test_one_crashed_instance_leaves_the_others_to_do_the_work(tmp_path, key):
     assert sorted(fixture_workers.collected(key)) == list(range(40))
     partly = groups(report)["Partly"]
     assert (partly.crashed, partly.received, partly.processed, partly.dead_lettered) == (1, 40, 40, 0)
-    assert executor.groups["Partly"].instances[0].counts.received == 0
+    if _mode[0] == "threads":
+        assert executor.groups["Partly"].instances[0].counts.received == 0
     assert report.dead_letters == 0
     assert report.exit_code == 1  # a crash is never a clean run
     assert_accounted(report)
@@ -321,7 +364,7 @@ def test_crashed_group_with_no_items_still_fails_the_run(tmp_path, key):
         stage("Broken", "CrashInSetup", "Numbers"),
     ))
 
-    assert groups(report)["Broken"].crashed == 1
+    assert groups(report)["Broken"].crashed == per_group(1)
     assert report.dead_letters == 0
     assert report.exit_code == 1
     assert_accounted(report)
@@ -338,7 +381,8 @@ def test_crashed_branch_of_a_fan_out_does_not_hold_back_the_other(tmp_path, key)
 
     assert sorted(fixture_workers.collected(key)) == list(range(30))
     by_name = groups(report)
-    assert (by_name["Broken"].crashed, by_name["Broken"].received, by_name["Broken"].dead_lettered) == (1, 30, 30)
+    assert (by_name["Broken"].crashed, by_name["Broken"].received, by_name["Broken"].dead_lettered) == \
+        (per_group(1), 30, 30)
     assert by_name["Sink"].processed == 30
     assert sorted(r["item"] for r in dead_letters(tmp_path)) == list(range(30))
     assert report.exit_code == 1
@@ -355,7 +399,7 @@ def test_group_refusing_to_open_fails_the_run_before_any_thread(tmp_path, key):
     assert report.finish_reason == "failed"
     assert report.error == "Sink cannot start: ConnectionError: database unreachable"
     assert report.exit_code == 1
-    assert all(t.ident is None for g in executor.groups.values() for t in g.runner.threads)
+    assert not any(started(group) for group in executor.groups.values())
     assert report.lost == 0
 
 
@@ -426,7 +470,12 @@ def test_batch_worker_flushes_on_batch_size_and_at_done(tmp_path, key):
     ))
 
     # A flush interval of ten minutes: only the size and the end of the stream can flush.
-    assert fixture_workers.batches(key) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    written = fixture_workers.batches(key)
+    if _mode[0] == "threads":
+        assert written == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    else:  # the items are shared by 2 processes: full batches of 4, but for one last batch in each
+        assert sorted(item for batch in written for item in batch) == list(range(10))
+        assert all(len(batch) <= 4 for batch in written) and sum(len(batch) < 4 for batch in written) <= 2
     store = groups(report)["Store"]
     assert (store.received, store.processed, store.stored) == (10, 10, 10)
     assert report.exit_code == 0

@@ -1,0 +1,396 @@
+"""The parent side of `processes: P`: a group's instances in P worker processes (core/child.py), fed
+through one pipe each.
+
+No queue is shared between processes, so no process death can wedge one: a multiprocessing.Queue's lock
+is a semaphore with no owner, and a reader killed inside get() leaves it taken for good. Here each worker
+process has its own duplex pipe, and in the parent a feeder thread moves items from the group's input
+queue into it (in batches, at most `window` unsettled at a time) while a reader thread takes back what
+the process reports: which item an instance took, its outputs (put downstream from here), batches
+stored, dead letters (written from here, so every process's land in the one file), crashes, log records.
+
+The parent keeps each process's books (a Unit), so nothing depends on a child living to report: when one
+dies, the items its instances had taken are dead-lettered as crashed, the ones it had not taken yet go
+to a replacement process, started at once (up to MAX_RESTARTS per process).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+from core.child import ChildSpec, child_main
+from core.ledger import Counts
+from core.queues import Delivery, Empty, notify
+from core.worker import BatchWorker, is_async
+
+logger = logging.getLogger(__name__)
+
+START_METHOD = "forkserver"  # never fork a process that has threads
+MAX_RESTARTS = 3  # per worker process: a replacement that keeps dying is not replaced forever
+BATCH_MAX = 1024  # items per message to a worker process
+WINDOW_MAX = 4096  # items sent and not yet settled, per worker process
+JOIN_TIMEOUT_S = 5.0
+
+
+class ChildCrash(Exception):
+    """What ended a worker process, or an instance in it, as the parent learned it."""
+
+
+class ProcessRunner:
+    """A group's instances in `processes` worker processes, `instances` in each (threads or asyncio tasks)."""
+
+    def __init__(self, group: Any, cls: type, *, pipeline_path: str,
+                 on_exit: Callable[[Any], None] = lambda unit: None) -> None:
+        self.group = group
+        self.cls = cls
+        spec = group.spec
+        self.inner = "async" if is_async(cls) else "threads"
+        self.mode = f"processes ({spec.processes} x {spec.instances} {self.inner})"
+        self.size = spec.processes * spec.instances
+        self.pipeline_path = pipeline_path
+        self.on_exit = on_exit
+        self.first = cls(group=group, index=0, **spec.params)  # its params refused here, before anything starts
+        self.batch_size = getattr(self.first, "batch_size", 1)
+        self.stopping = False
+        self.stop_message = ("stop", False)
+        self.context = multiprocessing.get_context(START_METHOD)
+        self.units = [Unit(self, number) for number in range(spec.processes)]
+        self.instances = self.units
+        self.readers = len(self.units)  # each process takes one DONE from the group's input
+
+    def open_group(self) -> None:
+        """Let instance 0, built here, open the group."""
+        self.first.open_group()
+
+    def start(self) -> None:
+        """Start every worker process (workers are built in them from the spec, never forked)."""
+        modules = ["core.child", "core.loop", "core.runners", self.group.spec.location]
+        self.context.set_forkserver_preload(modules)  # imported once in the fork server, not per process
+        for unit in self.units:
+            unit.start()
+
+    def alive(self) -> int:
+        """Instances in worker processes that are running."""
+        return sum(self.group.spec.instances for unit in self.units if unit.process is not None and not unit.finished)
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait for every worker process and its threads, `timeout_s` in all; kill what is left after it."""
+        deadline = time.monotonic() + timeout_s
+        for unit in self.units:
+            unit.join(deadline)
+        return all(unit.finished or unit.process is None for unit in self.units)
+
+    def in_hand(self) -> list[Delivery]:
+        """What the units hold is theirs (group.instances lists them)."""
+        return []
+
+    def stop(self, close_input: bool) -> None:
+        """Tell every worker process the run is stopping: its batch retries stop waiting, and with
+        `close_input` (not a sink) the items it was sent and no instance took are dead-lettered."""
+        self.stopping = True
+        self.stop_message = ("stop", close_input)
+        for unit in self.units:
+            unit.send_message(self.stop_message)
+
+
+class Unit:
+    """One worker process of a group and its books, kept here: sent, taken, settled."""
+
+    batching = False
+
+    def __init__(self, runner: ProcessRunner, number: int) -> None:
+        self.runner = runner
+        self.number = number
+        self.name = f"{runner.group.name}-p{number}"
+        self.batching = issubclass(runner.cls, BatchWorker)
+        self.counts = Counts()
+        self.crash: BaseException | None = None
+        self.crashes = 0
+        self.finished = False
+        self.restarts = 0
+        self.process: Any = None
+        self.conn: Any = None
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._send_lock = threading.Lock()  # one sender at a time, and no send while a process is replaced
+        self._outstanding: dict[int, Any] = {}  # seq -> item: sent, not settled
+        self._taken: set[int] = set()  # of those, the ones an instance took
+        self._next_seq = 0
+        # Items in flight at most: from 2 per instance (a slow stage's items stay spread over its processes)
+        # doubling whenever the process runs out of work while more waits (a fast stage gets big batches);
+        # a batching sink's instances must be able to fill their batches.
+        instances = runner.group.spec.instances
+        self.window = instances * (runner.batch_size + 1 if self.batching else 2)
+        self._done_sent = False
+        self._bye = False
+        self._busy_before = (0.0, 0.0)  # busy and blocked seconds of processes this unit had before
+        self.feeder = threading.Thread(target=self._feed, name=f"{self.name}-feeder", daemon=True)
+        self.reader = threading.Thread(target=self._read, name=f"{self.name}-reader", daemon=True)
+
+    # --- the process ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._send_lock:
+            self._spawn()
+        self.reader.start()
+        self.feeder.start()
+
+    def _spawn(self) -> None:
+        spec = ChildSpec(worker=self.runner.group.spec, pipeline_path=self.runner.pipeline_path, unit=self.number,
+                         log_level=logging.getLogger().getEffectiveLevel(), mode=self.runner.inner)
+        parent_end, child_end = self.runner.context.Pipe(duplex=True)
+        self.process = self.runner.context.Process(target=child_main, args=(spec, child_end), name=self.name,
+                                                   daemon=True)
+        self.process.start()
+        child_end.close()
+        self.conn = parent_end
+        logger.info("%s: worker process started (pid %s)", self.name, self.process.pid)
+        self._bye = False
+        if self.runner.stopping:
+            self._send(pickle.dumps(self.runner.stop_message))
+
+    def join(self, deadline: float) -> None:
+        for thread in (self.feeder, self.reader):
+            if thread.ident is not None:
+                thread.join(max(deadline - time.monotonic(), 0))
+        process = self.process
+        if process is not None and process.is_alive():
+            process.join(max(deadline - time.monotonic(), 0))
+            if process.is_alive():
+                logger.error("%s (pid %s) did not end in time; killing it", self.name, process.pid)
+                process.kill()
+                process.join(JOIN_TIMEOUT_S)
+
+    def in_hand(self) -> list[Delivery]:
+        """Items sent to the process and not settled (for a forced exit to record)."""
+        with self._lock:
+            return [Delivery(item, seq) for seq, item in self._outstanding.items()]
+
+    def send_message(self, message: tuple) -> None:
+        with self._send_lock:
+            self._send(pickle.dumps(message))
+
+    def _send(self, data: bytes) -> None:
+        if self.conn is None:
+            return  # not started yet: _spawn sends what it must (the stop)
+        try:
+            self.conn.send_bytes(data)
+        except OSError:
+            pass  # the process died: the reader sees it, and what was sent goes to its replacement
+
+    # --- feeding ---------------------------------------------------------------------------------------
+
+    def _feed(self) -> None:
+        inbox = self.runner.group.input
+        while True:
+            with self._lock:
+                while len(self._outstanding) >= self.window and not self.finished:
+                    self._room.wait()
+                room = self.window - len(self._outstanding)
+            if self.finished:
+                return
+            try:
+                items, done = inbox.get_items(min(room, BATCH_MAX), timeout_s=0.5)
+            except Empty:
+                continue
+            with self._send_lock:  # the unit cannot end while this holds
+                if self.finished:  # ended meanwhile: what it took goes back for the group's other processes
+                    inbox.preload(items)
+                    if done:
+                        inbox.put_done(1)
+                    return
+                if items:
+                    self._send_items(items)
+                if done:
+                    self._done_sent = True
+                    self._send(pickle.dumps(("done",)))
+                    return
+
+    def _send_items(self, items: list[Any]) -> None:
+        """Under the send lock: number the items, keep them as outstanding, send them."""
+        with self._lock:
+            first = self._next_seq
+            self._next_seq += len(items)
+            self.counts.received += len(items)
+        pairs = zip(range(first, first + len(items)), items)
+        try:
+            data = pickle.dumps(("items", first, items), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - find the items that cannot be pickled: each is that item's error
+            pairs = [pair for pair in pairs if self._picklable(*pair)]
+            data = pickle.dumps(("pairs", pairs), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._outstanding.update(pairs)
+        self._send(data)
+
+    def _picklable(self, seq: int, item: Any) -> bool:
+        try:
+            pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("%s: %r cannot be sent to a worker process: %s: %s", self.name, item, type(exc).__name__, exc)
+            with self._lock:
+                self._outstanding[seq] = item
+            self._settle_dead(seq, f"cannot be sent to a worker process (pickle: {type(exc).__name__}: {exc})",
+                              attempts=1, kind="failed")
+            return False
+        return True
+
+    # --- reading -----------------------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                if self._process_ended():
+                    continue  # a replacement is running: read its pipe
+                return
+            self._handle_batch(pickle.loads(data))
+
+    def _handle_batch(self, messages: list[tuple]) -> None:
+        """Outputs first, downstream in one go per queue, then the books of every item settled in the batch."""
+        outputs = [output for message in messages if message[0] in ("emit", "part") for output in message[2]]
+        for queue in self.runner.group.outputs:
+            queue.put_many(outputs)
+        settled = [message[1] for message in messages if message[0] == "emit"]
+        with self._lock:
+            self.counts.emitted += len(outputs)
+            self.counts.processed += len(settled)
+            for seq in settled:
+                self._settled(seq)
+        for message in messages:
+            if message[0] not in ("emit", "part"):
+                self._handle(message)
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "taken":  # the items an instance holds now (any taken and settled since need no word)
+            with self._lock:
+                self._taken.update(seq for seq in message[1] if seq in self._outstanding)
+        elif kind == "stored":
+            with self._lock:
+                self.counts.stored += len(message[1])
+                self.counts.processed += len(message[1])
+                for seq in message[1]:
+                    self._settled(seq)
+        elif kind == "dead":
+            _, seq, error, attempts, dead_kind = message
+            self._settle_dead(seq, error, attempts=attempts, kind=dead_kind)
+        elif kind == "crash":
+            _, name, text = message
+            logger.error("%s ended with a crash: %s", name, text)
+            self.crashes += 1
+            self.crash = self.crash or ChildCrash(f"{name}: {text}")
+        elif kind == "log":
+            self._log(*message[1:])
+        elif kind == "busy":
+            self.counts.busy_s = self._busy_before[0] + message[1]
+            self.counts.blocked_s = self._busy_before[1] + message[2]
+        elif kind == "bye":
+            self._bye = True
+
+    def _settled(self, seq: int) -> None:
+        """Under the lock: the item is done with; its room goes to the next."""
+        self._outstanding.pop(seq, None)
+        self._taken.discard(seq)
+        if len(self._outstanding) < self.runner.group.spec.instances and self.window < WINDOW_MAX \
+                and self.runner.group.input.qsize():
+            self.window *= 2  # the process was about to idle while work waits: send it more at a time
+        notify(self._room)
+
+    def _settle_dead(self, seq: int, error: str, *, attempts: int, kind: str) -> None:
+        with self._lock:
+            item = self._outstanding.get(seq)
+        written = self.runner.group.dead_letters.write(group=self.runner.group.name, item=item, error=error,
+                                                       attempts=attempts, kind=kind)
+        with self._lock:
+            self.counts.failed += kind == "failed"
+            if written:
+                self.counts.dead_lettered += 1
+            else:
+                self.counts.unrecorded += 1
+            self._settled(seq)
+
+    def _log(self, level: int, name: str, thread: str, text: str, exc_text: str | None) -> None:
+        record = logging.LogRecord(name, level, __file__, 0, text, None, None)
+        record.threadName, record.processName = thread, self.name
+        record.exc_text = exc_text
+        logging.getLogger(name).handle(record)
+
+    # --- when the process ends ------------------------------------------------------------------------
+
+    def _process_ended(self) -> bool:
+        """The pipe closed. After "bye" the process is done; otherwise it died: dead-letter what its
+        instances had taken and start a replacement for the rest. True when a replacement runs."""
+        process = self.process
+        process.join(JOIN_TIMEOUT_S)
+        with self._send_lock:
+            if self._bye:
+                self._give_back()
+                self._end("no instance of the worker process was left to take it (they had crashed)")
+                return False
+            why = _died(process.exitcode)
+            with self._lock:
+                taken = [(seq, self._outstanding[seq]) for seq in sorted(self._taken) if seq in self._outstanding]
+                self._busy_before = (self.counts.busy_s, self.counts.blocked_s)
+            logger.error("%s (pid %s) died (%s) holding %d item(s); they are dead-lettered", self.name, process.pid,
+                         why, len(taken))
+            for seq, _ in taken:
+                self._settle_dead(seq, f"crashed: worker process {self.name} died ({why}) with this item in hand",
+                                  attempts=1, kind="crashed")
+            self.crashes += 1
+            self.crash = self.crash or ChildCrash(f"worker process {self.name} died ({why})")
+            if self.restarts >= MAX_RESTARTS or self.runner.stopping:
+                self._end(f"worker process {self.name} died ({why}) and was not replaced "
+                          f"({self.restarts} of {MAX_RESTARTS} restarts used)")
+                return False
+            self.restarts += 1
+            self._spawn()
+            with self._lock:
+                waiting = sorted(self._outstanding.items())
+            logger.warning("%s: replaced by pid %s (restart %d of %d); %d item(s) sent to it again", self.name,
+                           self.process.pid, self.restarts, MAX_RESTARTS, len(waiting))
+            if waiting:
+                self._send(pickle.dumps(("pairs", waiting), protocol=pickle.HIGHEST_PROTOCOL))
+            if self._done_sent:
+                self._send(pickle.dumps(("done",)))
+            return True
+
+    def _give_back(self) -> None:
+        """The process ended with items no instance had taken (its instances crashed): they go back to the
+        group's input for its other processes, if any is still running."""
+        if not any(unit is not self and not unit.finished for unit in self.runner.units):
+            return
+        with self._lock:
+            left = [self._outstanding.pop(seq) for seq in sorted(self._outstanding) if seq not in self._taken]
+            self.counts.received -= len(left)
+        if left:
+            logger.warning("%s: %d item(s) its instances never took go back to the group's other processes",
+                           self.name, len(left))
+            self.runner.group.input.preload(left)
+
+    def _end(self, why_left: str) -> None:
+        """Under the send lock: the unit is over; what it still holds is dead-lettered."""
+        with self._lock:
+            left = sorted(self._outstanding)
+        for seq in left:
+            self._settle_dead(seq, f"crashed: {why_left}", attempts=0, kind="crashed")
+        with self._lock:
+            self.finished = True
+            self._room.notify_all()
+        self.conn.close()
+        self.runner.on_exit(self)
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running after its pipe closed"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
