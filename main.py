@@ -15,7 +15,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from core.config import ConfigError, SettingsError
-from core.database import PROJECT_DIR, data_dir
+from core.paths import PROJECT_DIR, data_dir
 from core.logs import parse_log_level, setup_logging
 from core.redact import redact
 from core.report import RunReport
@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         first = str(exc.problems[0]) + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
         return finish(args, not_run(path.stem, "config-error", first, _input_values_in(path)))
     if args.check:
-        print(f"{executor.spec.path}: OK, {len(executor.spec.queues)} queues, {len(executor.spec.workers)} worker groups")
+        from core.runners import describe_mode
+        spec = executor.spec
+        print(f"{spec.path}: OK, {len(spec.queues)} queues, {len(spec.workers)} worker groups")
+        for worker in spec.workers:
+            print(f"  {worker.name}: {describe_mode(worker, spec.classes[worker.name])}")
         return 0
     if args.graph:
         from core.graph import mermaid

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.bottleneck import QueueLoad
 from core.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
-from core.database import data_dir
+from core.paths import data_dir
 from core.errors import StartupError
 from core.group import WorkerGroup
 from core.ledger import DeadLetters

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from core.paths import PROJECT_DIR, data_dir  # noqa: F401 - where older code and tests import them from
 from core.problems import SettingsError
 from core.redact import register_secret
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 SQLITE_FILE = "prices.sqlite3"
 POSTGRES_VARS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PORT")
 # The pip package that provides a driver's module, where the names differ.
@@ -25,11 +25,6 @@ EASY_DRIVERS = {"mysql": ("pymysql", "pymysql"), "mariadb": ("pymysql", "pymysql
 
 class DatabaseConfigError(SettingsError):
     """The database settings in the environment cannot be used (the message holds no password)."""
-
-
-def data_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """Where local files go: DATA_DIR, else data/ beside main.py (so cron's working directory does not matter)."""
-    return Path(env.get("DATA_DIR") or PROJECT_DIR / "data")
 
 
 def database_url(env: Mapping[str, str] = os.environ) -> URL:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from core.config import PipelineSpec
+from core.runners import describe_mode
 
 
 def mermaid(spec: PipelineSpec) -> str:
@@ -15,7 +16,9 @@ def mermaid(spec: PipelineSpec) -> str:
             source = _id("in", f"{worker.name}_{index}")
             nodes.append(f'{source}[/"{_label(str(value))}"/]')
             edges.append(f"{source} --> {node}")
-        nodes.append(f'{node}["{_label(worker.name)} ×{worker.instances}<br/>{_label(worker.class_name)}"]')
+        cls = spec.classes.get(worker.name)
+        mode = describe_mode(worker, cls) if cls is not None else f"x{worker.instances}"
+        nodes.append(f'{node}["{_label(worker.name)} ({mode})<br/>{_label(worker.class_name)}"]')
         if worker.input_queue:
             edges.append(f"{_id('q', worker.input_queue)} --> {node}")
         edges += [f"{node} --> {_id('q', queue)}" for queue in worker.output_queues]

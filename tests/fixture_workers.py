@@ -310,3 +310,58 @@ class AsyncDouble(Worker):
         import asyncio
         await asyncio.sleep(self.delay_s)
         return 2 * item
+
+
+class AsyncFailOdd(Worker):
+    """An asyncio worker that passes even numbers on and fails odd ones."""
+
+    async def process(self, item: int) -> int:
+        if item % 2:
+            raise ItemError(f"odd number {item}")
+        return item
+
+
+class AsyncCrashInSetup(Worker):
+    """An asyncio worker whose setup raises in every task."""
+
+    async def setup(self) -> None:
+        raise RuntimeError(f"{self.name}: cannot set up")
+
+    async def process(self, item: int) -> int:
+        return item
+
+
+class AsyncYield(Worker):
+    """An asyncio worker that yields `item` copies of each item (an async generator)."""
+
+    async def process(self, item: int):
+        for _ in range(item):
+            yield item
+
+
+_in_flight: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key: [now, peak]
+
+
+def peak_in_flight(key: str) -> int:
+    """The most items AsyncGauge under `key` held at once."""
+    return _in_flight[key][1]
+
+
+class AsyncGauge(Worker):
+    """An asyncio worker that holds each item `delay_s` and records how many it held at once under `key`."""
+
+    def __init__(self, *, key: str, delay_s: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+        self.delay_s = delay_s
+
+    async def process(self, item: int) -> int:
+        import asyncio
+        gauge = _in_flight[self.key]
+        gauge[0] += 1
+        gauge[1] = max(gauge[1], gauge[0])
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            gauge[0] -= 1
+        return item

@@ -72,9 +72,9 @@ workers:
 SHIPPED_GRAPH = """\
 flowchart LR
     in_WikiWorker_0[/"https://en.wikipedia.org/wiki/List_of_S%26P_500_companies"/]
-    w_WikiWorker["WikiWorker ×1<br/>WikiWorkerMasterScheduler"]
-    w_YahooFinanceWorker["YahooFinanceWorker ×4<br/>YahooFinancePriceScheduler"]
-    w_PostgresWorker["PostgresWorker ×1<br/>PostgresMasterScheduler"]
+    w_WikiWorker["WikiWorker (1 thread)<br/>WikiWorkerMasterScheduler"]
+    w_YahooFinanceWorker["YahooFinanceWorker (4 threads)<br/>YahooFinancePriceScheduler"]
+    w_PostgresWorker["PostgresWorker (1 thread)<br/>PostgresMasterScheduler"]
     q_SymbolQueue[("SymbolQueue ≤1000")]
     q_PostgresUploading[("PostgresUploading ≤1000")]
     in_WikiWorker_0 --> w_WikiWorker
@@ -139,7 +139,8 @@ def test_check_of_the_shipped_pipeline_prints_ok_and_runs_nothing(tmp_path):
                       timeout_s=TIMEOUT_S)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{SHIPPED_PIPELINE}: OK, 2 queues, 3 worker groups\n"
+    assert result.stdout == (f"{SHIPPED_PIPELINE}: OK, 2 queues, 3 worker groups\n  WikiWorker: 1 thread\n"
+                             "  YahooFinanceWorker: 4 threads\n  PostgresWorker: 1 thread\n")
     assert result.stderr == ""
     assert not (tmp_path / "data").exists()  # no lock, no database file, no dead letters
 
@@ -150,7 +151,7 @@ def test_check_with_a_valid_set_is_ok(tmp_path):
     result = main(["--check", "--pipeline", str(path), "--set", "workers.Sink.instances=3"], tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{path}: OK, 1 queues, 2 worker groups\n"
+    assert result.stdout == f"{path}: OK, 1 queues, 2 worker groups\n  Source: 1 thread\n  Sink: 3 threads\n"
 
 
 # Each case: the file's text, --set arguments, and the problems expected in order: (needle, "key: message")
@@ -234,8 +235,22 @@ def test_graph_shows_set_overrides(tmp_path):
                       timeout_s=TIMEOUT_S)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (SHIPPED_GRAPH.replace("YahooFinanceWorker ×4", "YahooFinanceWorker ×16")
+    assert result.stdout == (SHIPPED_GRAPH.replace("YahooFinanceWorker (4 threads)", "YahooFinanceWorker (16 threads)")
                              .replace("SymbolQueue ≤1000", "SymbolQueue ≤50"))
+
+
+def test_check_and_graph_say_where_each_group_runs(tmp_path):
+    modes = ["--set", "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler",
+             "--set", "workers.YahooFinanceWorker.instances=128", "--set", "workers.PostgresWorker.processes=2"]
+
+    check = run_main(["--check", "--pipeline", str(SHIPPED_PIPELINE), *modes], timeout_s=TIMEOUT_S)
+    graph = run_main(["--graph", "--pipeline", str(SHIPPED_PIPELINE), *modes], timeout_s=TIMEOUT_S)
+
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines()[1:] == ["  WikiWorker: 1 thread", "  YahooFinanceWorker: 128 asyncio tasks",
+                                             "  PostgresWorker: 2 processes x 1 thread"]
+    assert '["YahooFinanceWorker (128 asyncio tasks)<br/>YahooFinancePriceAsyncScheduler"]' in graph.stdout
+    assert '["PostgresWorker (2 processes x 1 thread)<br/>PostgresMasterScheduler"]' in graph.stdout
 
 
 def test_graph_of_several_input_values_and_quotes(tmp_path):
@@ -249,8 +264,8 @@ def test_graph_of_several_input_values_and_quotes(tmp_path):
         flowchart LR
             in_Source_0[/"say #quot;hi#quot;"/]
             in_Source_1[/"two"/]
-            w_Source["Source ×2<br/>Source"]
-            w_Sink["Sink ×1<br/>Collect"]
+            w_Source["Source (2 threads)<br/>Source"]
+            w_Sink["Sink (1 thread)<br/>Collect"]
             q_Numbers[("Numbers ≤10")]
             in_Source_0 --> w_Source
             in_Source_1 --> w_Source
@@ -368,8 +383,8 @@ def test_variables_fill_the_pipeline_in_a_real_run(tmp_path):
         '    in_Source_1[/"http://127.0.0.1:9/x/b"/]',
         '    in_Source_2[/"${LITERAL}"/]',
     ]
-    assert '    w_Source["Source ×3<br/>Source"]' in graph.stdout
-    assert '    w_Sink["Sink ×2<br/>Collect"]' in graph.stdout
+    assert '    w_Source["Source (3 threads)<br/>Source"]' in graph.stdout
+    assert '    w_Sink["Sink (2 threads)<br/>Collect"]' in graph.stdout
     assert '    q_Numbers[("Numbers ≤7")]' in graph.stdout
 
 
