@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a value, e.g. workers.YahooFinanceWorker.instances=16 (repeatable)")
     parser.add_argument("--replay", metavar="FILE.jsonl",
                         help="run the items of a dead-letter file again, each into the group that dead-lettered it")
+    parser.add_argument("--run-id", metavar="ID",
+                        help="with Redis queues: the processes started with the same id form one run (or $RUN_ID)")
+    parser.add_argument("--only", metavar="GROUP[,GROUP...]",
+                        help="with Redis queues: run only these worker groups in this process")
+    parser.add_argument("--report", action="store_true",
+                        help="with Redis queues: print the whole run's report here (the sink's process does anyway)")
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="after SIGINT/SIGTERM, exit at the latest this long after (default 10)")
@@ -77,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     from yaml_reader import YamlPipelineExecutor  # imported once the command line is sound: it pulls in a lot
     try:
         replay = _read_replay(args.replay)
-        executor = YamlPipelineExecutor(path, sets=args.sets, replay=replay)
+        only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+        executor = YamlPipelineExecutor(path, sets=args.sets, replay=replay, run_id=args.run_id, only=only,
+                                        report=args.report)
     except ConfigError as exc:
         for problem in exc.problems:
             print(redact(str(problem)), file=sys.stderr)
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         first = str(exc.problems[0]) + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
         return finish(args, not_run(path.stem, "config-error", first, _input_values_in(path)))
     if args.check:
-        from core.runners import describe_mode
+        from core.modes import describe_mode
         spec = executor.spec
         print(f"{spec.path}: OK, {len(spec.queues)} queues, {len(spec.workers)} worker groups")
         for worker in spec.workers:
@@ -101,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_locked(executor, args: argparse.Namespace, console) -> int:
     """Run unless another run of the same file holds the lock; report; return the exit code."""
     lock = RunLock(data_dir() / "locks", executor.spec.path)
-    if not lock.acquire():
+    # Processes given the same run id join one run on purpose (that is how a run spans machines): no lock.
+    joining = executor.distributed is not None and (args.run_id or os.environ.get("RUN_ID"))
+    if not joining and not lock.acquire():
         why = f"another run of {executor.spec.path} is in progress (pid {lock.holder()}, lock {lock.path})"
         logger.error("%s; not starting a second one", why)
         values = sum(len(worker.input_values or ()) for worker in executor.spec.workers)

@@ -19,7 +19,7 @@ from core.loop import Instance
 from core.queues import LocalQueue
 from core.replay import check_replay
 from core.report import RunReport, Snapshot, build_report
-from core.runners import make_runner
+from core.modes import make_runner
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +34,22 @@ class YamlPipelineExecutor(threading.Thread):
 
     `replay` ({group: [items]}) runs those items instead of the sources' input values: each goes into
     the input of its group (a source's values back to that source), and the pipeline runs on from there.
+    With queues of `backend: redis` the run can span processes and machines: `run_id` names the run they
+    share (RUN_ID, or a new one) and `only` the groups this process runs (core/distributed.py).
     """
 
     def __init__(self, pipeline_location: str | Path, *, sets: list[str] = (),
                  dead_letter_path: str | Path | None = None, monitor_interval_s: float = 1.0,
-                 sample_interval_s: float = 0.2, replay: dict[str, list[Any]] | None = None) -> None:
+                 sample_interval_s: float = 0.2, replay: dict[str, list[Any]] | None = None,
+                 run_id: str | None = None, only: list[str] | None = None, report: bool = False) -> None:
         super().__init__(name="YamlPipelineExecutor", daemon=True)
         self.spec: PipelineSpec = load_pipeline(pipeline_location, sets=sets)
         if replay is not None:
             check_replay(replay, self.spec)
+        self.distributed = None
+        if any(q.backend == "redis" for q in self.spec.queues.values()) or run_id or only:
+            from core.distributed import Distributed
+            self.distributed = Distributed(self.spec, run_id=run_id, only=only)
         self.monitor_interval_s = monitor_interval_s
         self.sample_interval_s = sample_interval_s
         self.started_at: float | None = None
@@ -53,9 +60,14 @@ class YamlPipelineExecutor(threading.Thread):
         self.report: RunReport | None = None
         self._changed = threading.Event()
         self._ended: set[str] = set()  # queues that got their DONEs or were closed
-        self.queues = {q.name: LocalQueue(q.name, q.maxsize) for q in self.spec.queues.values()}
+        self._preloads: list[tuple[Any, list[Any]]] = []  # replayed items, put in once the run is open
+        self.run_report: dict | None = None
+        self.queues = {q.name: self._make_queue(q) for q in self.spec.queues.values()}
         self.loads = {name: QueueLoad() for name in self.queues}
-        self.groups = {w.name: self._make_group(w, replay) for w in self.spec.workers}
+        runs_here = self.distributed.groups if self.distributed else [w.name for w in self.spec.workers]
+        self.groups = {w.name: self._make_group(w, replay) for w in self.spec.workers if w.name in runs_here}
+        # The process that runs a sink (or was asked) prints the whole run's report.
+        self.reports_run = self.distributed is not None and (report or any(not g.outputs for g in self.groups.values()))
 
     # --- control, from another thread --------------------------------------------------------------
 
@@ -70,8 +82,9 @@ class YamlPipelineExecutor(threading.Thread):
                        f" by signal {signal_number}" if signal_number else "")
         self.stop_event.set()
         for group in self.groups.values():
-            group.runner.stop(close_input=bool(group.outputs))
-            if group.outputs:  # not a sink: its input is closed
+            shared = getattr(group.input, "keeps_unsettled", False)  # a Redis queue: others read it on
+            group.runner.stop(close_input=bool(group.outputs) or shared)
+            if group.outputs or shared:  # not a sink (or this process leaves a shared queue): input closed
                 group.input.close()
                 if group.spec.input_queue:
                     self._ended.add(group.spec.input_queue)
@@ -84,6 +97,10 @@ class YamlPipelineExecutor(threading.Thread):
         abandoned = 0
         for group in self.groups.values():
             queued = frozen.pop(id(group.input), [])
+            held = [*group.runner.in_hand(), *group.in_hand()]
+            if getattr(group.input, "keeps_unsettled", False):  # pending in Redis: claimed by a live process
+                group.returned(len(group.in_hand()))
+                continue
             abandoned += group.abandon(queued, why, kind="not-started" if group.is_source else "abandoned",
                                        received=True)
             abandoned += group.abandon([d.item for d in group.runner.in_hand()], why, received=True)
@@ -103,7 +120,13 @@ class YamlPipelineExecutor(threading.Thread):
         reason, error = "finished", None
         try:
             self._open_groups()
+            for queue, items in self._preloads:
+                queue.preload(items)
             for group in self.groups.values():
+                if getattr(group.input, "is_redis", False):
+                    batch = max(getattr(i.worker, "batch_size", 1) if hasattr(i, "worker") else 1
+                                for i in group.instances)  # a batching sink must be able to fill its batches
+                    group.input.start_reading(group.runner.readers, prefetch=max(group.runner.size * (batch + 1), 16))
                 group.runner.start()
             self._monitor()
             if self.stop_event.is_set():
@@ -112,20 +135,35 @@ class YamlPipelineExecutor(threading.Thread):
             reason, error = "config-error", str(exc)
         except StartupError as exc:
             reason, error = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. Redis lost: the run ends, saying why
+            logger.exception("the run failed")
+            reason, error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
+            if self.distributed is not None and self.distributed.run.lost is not None:
+                reason, error = "failed", str(self.distributed.run.lost)
             self._finish()
             self.report = self._report(reason, error, time.monotonic() - started,
                                        self.stop_signal if reason == "interrupted" else None)
 
+    def _make_queue(self, spec) -> Any:
+        if spec.backend == "redis":
+            reader = self.spec.consumer(spec.name).name
+            return self.distributed.queue(spec.name, spec.maxsize, reader, visibility_timeout_s=spec.visibility_timeout_s,
+                                          max_deliveries=spec.max_deliveries)
+        return LocalQueue(spec.name, spec.maxsize)
+
     def _make_group(self, spec, replay: dict[str, list[Any]] | None) -> WorkerGroup:
         if spec.input_queue is None:  # a source reads its input values like any queue
             values = list(spec.input_values or ()) if replay is None else list(replay.get(spec.name, ()))
-            inbox = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
-            inbox.preload(values)
+            if self.distributed is not None:  # written once for the whole run, however many run the source
+                inbox = self.distributed.values(spec, values)
+            else:
+                inbox = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
+                inbox.preload(values)
         else:
             inbox = self.queues[spec.input_queue]
             if replay and replay.get(spec.name):
-                inbox.preload(replay[spec.name])
+                self._preloads.append((inbox, replay[spec.name]))
         group = WorkerGroup(spec, input=inbox, outputs=[self.queues[name] for name in spec.output_queues],
                             dead_letters=self.dead_letters, stop=self.stop_event)
         inbox.on_reject = group.reject
@@ -138,11 +176,15 @@ class YamlPipelineExecutor(threading.Thread):
                                        f"{cls.__name__} refused its params: {exc}")]) from None
         group.instances = group.runner.instances
         group.mode = group.runner.mode
-        if group.is_source:  # nothing writes to a source's values: they end at once
+        if group.is_source and not getattr(inbox, "is_redis", False):  # nothing writes to them: ended
             inbox.put_done(group.runner.readers)
         return group
 
     def _open_groups(self) -> None:
+        if self.distributed is not None:
+            self.distributed.run.on_lost = lambda error: self.request_stop()
+            self.distributed.open([g.name for g in self.groups.values()
+                                   if not getattr(g.input, "is_redis", False)])
         for group in self.groups.values():
             try:
                 group.runner.open_group()
@@ -172,6 +214,8 @@ class YamlPipelineExecutor(threading.Thread):
                 self._changed.clear()
                 last_check = now
                 self._propagate_ends()
+                if self.distributed is not None:
+                    self._publish(finished=False)
                 if all(group.finished() for group in self.groups.values()):
                     return
 
@@ -183,9 +227,13 @@ class YamlPipelineExecutor(threading.Thread):
                 if refused:
                     logger.warning("%s: every instance has ended; %d queued item(s) dead-lettered",
                                    group.name, refused)
+        if self.distributed is not None:
+            for group in self.groups.values():
+                if group.finished():
+                    self.distributed.group_finished(group.name)
         for name, queue in self.queues.items():
-            if name in self._ended or queue.closed:
-                continue
+            if name in self._ended or queue.closed or getattr(queue, "is_redis", False):
+                continue  # a Redis queue ends by its own proof (core/redis_ends.py)
             reader = self.groups[self.spec.consumer(name).name]
             if all(self.groups[w.name].finished() for w in self.spec.producers(name)):
                 queue.put_done(reader.runner.readers)
@@ -199,13 +247,32 @@ class YamlPipelineExecutor(threading.Thread):
             if not group.runner.join(JOIN_TIMEOUT_S):
                 logger.error("%s did not end within %.0fs", group.name, JOIN_TIMEOUT_S)
             group.close()
+        if self.distributed is not None:
+            for group in self.groups.values():
+                if group.finished():
+                    self.distributed.group_finished(group.name)
+            try:
+                self._publish(finished=True)
+                if self.reports_run and self.distributed.run.lost is None:
+                    self.run_report = self.distributed.run_report()
+                    if not self.stop_event.is_set() and not self.run_report["unfinished"]:
+                        logger.info("run %s has ended: its %d keys expire in a day",
+                                    self.distributed.run_id, self.distributed.run.expire_all())
+            except Exception as exc:  # noqa: BLE001 - Redis lost: the local report still tells
+                logger.warning("could not publish this process's counts to the run, or read the run's: %s", exc)
+            self.distributed.close()
         self.dead_letters.close()
 
     def _report(self, reason: str, error: str | None, duration_s: float, signal_number: int | None) -> RunReport:
         not_started = sum(group.not_started for group in self.groups.values())
-        return build_report(
+        report = build_report(
             self.spec, self.groups.values(), self.queues.values(), self.loads, reason=reason, error=error,
             duration_s=duration_s, dead_letters=self.dead_letters, signal=signal_number, not_started=not_started)
+        report.run = self.run_report
+        return report
+
+    def _publish(self, finished: bool) -> None:
+        self.distributed.publish({name: group.counts() for name, group in self.groups.items()}, finished)
 
     def snapshot(self) -> Snapshot:
         """The run as it is now, for the live status (safe to call from another thread)."""

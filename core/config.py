@@ -10,6 +10,7 @@ import yaml
 
 from core.imports import check_imports
 from core.overrides import apply_sets, expand_env
+from core.paths import missing_pipeline_hint
 from core.problems import Checker, ConfigError, Problem, SettingsError, did_you_mean
 from core.specs import DEFAULT_MAXSIZE, QUEUE_BACKENDS, PipelineSpec, QueueSpec, WorkerSpec
 from core.wiring import check_wiring
@@ -18,7 +19,8 @@ from core.yaml_lines import LineDict, LineList, LoadLimitError, load_with_lines
 __all__ = ["ConfigError", "PipelineSpec", "Problem", "QueueSpec", "SettingsError", "WorkerSpec", "load_pipeline"]
 
 TOP_KEYS = ("queues", "workers")
-QUEUE_KEYS = {"name": str, "description": str, "maxsize": int, "backend": str}
+QUEUE_KEYS = {"name": str, "description": str, "maxsize": int, "backend": str, "visibility_timeout_s": float,
+              "max_deliveries": int}
 WORKER_KEYS = {
     "name": str, "description": str, "note": str, "location": str, "class": str, "instances": int,
     "processes": int, "input_queue": str, "output_queues": list, "input_values": list, "params": dict,
@@ -70,7 +72,8 @@ def _read(path: str, checker: Checker) -> LineDict | None:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        checker.add(0, "file", f"cannot read pipeline file: {exc.strerror or exc}")
+        hint = missing_pipeline_hint(path) if isinstance(exc, FileNotFoundError) else ""
+        checker.add(0, "file", f"cannot read pipeline file: {exc.strerror or exc}{hint}")
         return None
     except UnicodeDecodeError as exc:
         line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
@@ -149,8 +152,14 @@ def _queue(item: LineDict, where: str, checker: Checker) -> QueueSpec | None:
     if isinstance(backend, str) and backend not in QUEUE_BACKENDS:
         checker.add(item.line_of("backend"), f"{where}.backend", f"must be {' or '.join(map(repr, QUEUE_BACKENDS))}"
                     f", got {backend!r}{did_you_mean(backend, QUEUE_BACKENDS)}")
+    visibility = item.get("visibility_timeout_s", 30.0)
+    if isinstance(visibility, (int, float)) and not isinstance(visibility, bool) and visibility <= 0:
+        checker.add(item.line_of("visibility_timeout_s"), f"{where}.visibility_timeout_s",
+                    f"must be more than 0, got {visibility}")
     return QueueSpec(name=str(item["name"]), maxsize=_at_least(item, "maxsize", 1, DEFAULT_MAXSIZE, where, checker),
                      backend=backend if backend in QUEUE_BACKENDS else "local",
+                     visibility_timeout_s=float(visibility) if isinstance(visibility, (int, float)) else 30.0,
+                     max_deliveries=_at_least(item, "max_deliveries", 1, 5, where, checker),
                      description=str(item.get("description") or ""), line=item.line)
 
 

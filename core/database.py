@@ -1,6 +1,7 @@
 """Which database the pipeline writes to, and the one engine per worker group that talks to it."""
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import Mapping
@@ -28,7 +29,8 @@ class DatabaseConfigError(SettingsError):
 
 
 def database_url(env: Mapping[str, str] = os.environ) -> URL:
-    """DATABASE_URL if set, else the POSTGRES_* variables, else a SQLite file under the data folder."""
+    """DATABASE_URL if set, else the POSTGRES_* variables (an empty POSTGRES_USER is the login user, as for
+    psql), else a SQLite file under the data folder."""
     raw = env.get("DATABASE_URL", "").strip()
     if raw:
         url, source = _parse_database_url(raw), "DATABASE_URL"
@@ -37,7 +39,7 @@ def database_url(env: Mapping[str, str] = os.environ) -> URL:
         if port is not None and not port.isdigit():
             raise DatabaseConfigError(f"POSTGRES_PORT must be a number, got {port!r}")
         url = URL.create(
-            "postgresql+psycopg2", username=env.get("POSTGRES_USER") or "postgres",
+            "postgresql+psycopg2", username=env.get("POSTGRES_USER") or login_user(env),
             password=env.get("POSTGRES_PASSWORD") or None, host=env.get("POSTGRES_HOST") or "localhost",
             port=int(port) if port else None, database=env.get("POSTGRES_DB") or "postgres",
         )
@@ -46,6 +48,30 @@ def database_url(env: Mapping[str, str] = os.environ) -> URL:
         url, source = URL.create("sqlite", database=str(data_dir(env) / SQLITE_FILE)), "the SQLite default"
     register_secret(url.password if isinstance(url.password, str) else None)
     return _with_installed_driver(url, source)
+
+
+def login_user(env: Mapping[str, str] = os.environ) -> str:
+    """The role psql connects as without -U: PGUSER, else the login user (the course leaves POSTGRES_USER empty)."""
+    return env.get("PGUSER") or getpass.getuser()
+
+
+def settings_hint(env: Mapping[str, str] = os.environ) -> str:
+    """Which variables to set when the database refused the settings it was given."""
+    if env.get("DATABASE_URL", "").strip():
+        return "check DATABASE_URL (postgresql://USER:PASSWORD@HOST:PORT/DBNAME)"
+    if not any(env.get(name) for name in POSTGRES_VARS):
+        return "set DATABASE_URL, or the POSTGRES_* variables"
+    empty = [name for name in ("POSTGRES_USER", "POSTGRES_PASSWORD") if not env.get(name)]
+    said = []
+    if "POSTGRES_USER" in empty:
+        said.append(f"POSTGRES_USER is empty, so it connected as {login_user(env)!r}, the login user, as psql does")
+    if "POSTGRES_PASSWORD" in empty:
+        said.append("POSTGRES_PASSWORD is empty, so no password was sent (only ~/.pgpass or a trust rule lets that in)")
+    to_set = empty or ["POSTGRES_USER", "POSTGRES_PASSWORD"]
+    where = (f"{env.get('POSTGRES_HOST') or 'localhost'}:{env.get('POSTGRES_PORT') or 5432}, "
+             f"database {env.get('POSTGRES_DB') or 'postgres'}")
+    return "; ".join(said + [f"set {' and '.join(to_set)} (in .env.local or the environment) to a role of the server "
+                             f"at {where} (POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB), or set DATABASE_URL instead"])
 
 
 def _parse_database_url(raw: str) -> URL:

@@ -12,3 +12,8 @@ class ItemError(Exception):
 
 class StartupError(Exception):
     """A worker group cannot start (raised from open_group); the run ends before any thread starts."""
+
+
+class Returned(Exception):
+    """Not settled here, and not a failure: the item went back to its queue or to another owner (a Redis
+    entry claimed by a live consumer meanwhile). The loop counts it as returned, never dead-letters it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from core.config import PipelineSpec
-from core.runners import describe_mode
+from core.modes import describe_mode
 
 
 def mermaid(spec: PipelineSpec) -> str:

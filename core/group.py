@@ -70,6 +70,19 @@ class WorkerGroup:
             count += 1
         return count
 
+    def unsettled(self, emitted: int) -> None:
+        """An item counted as processed could not be settled after all (its Redis entry was claimed by
+        another consumer, which settles it): the books say returned, its outputs unsent."""
+        with self._lock:
+            self._extra.processed -= 1
+            self._extra.returned += 1
+            self._extra.emitted -= emitted
+
+    def returned(self, count: int) -> None:
+        """`count` items held by instances went back to their queue unsettled (a forced exit, Redis)."""
+        with self._lock:
+            self._extra.returned += count
+
     def counts(self) -> Counts:
         """The group's totals over its instances."""
         total = Counts()
@@ -128,24 +141,22 @@ class LocalExits:
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         blocked_s = 0.0
-        for output in outputs:
-            for queue in self.outputs:
-                if queue.put_nowait(output) is None:  # full: wait for room, and say how long
-                    started = time.perf_counter()
-                    queue.put(output)
-                    blocked_s += time.perf_counter() - started
+        for queue in self.outputs if outputs else ():
+            if len(outputs) == 1 and queue.put_nowait(outputs[0]) is not None:
+                continue  # the usual case, one output and room for it (or refused and recorded)
+            blocked_s += queue.put_many(outputs)
         if final:
             self.input.ack(delivery)
         return blocked_s
 
     async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         blocked_s = 0.0
-        for output in outputs:
-            for queue in self.outputs:
-                if queue.put_nowait(output) is None:  # full: wait for room off the event loop
-                    started = time.perf_counter()
-                    await asyncio.get_running_loop().run_in_executor(None, queue.put, output)
-                    blocked_s += time.perf_counter() - started
+        for queue in self.outputs if outputs else ():
+            if len(outputs) == 1 and isinstance(queue, LocalQueue) and queue.put_nowait(outputs[0]) is not None:
+                continue  # one output, and room for it (or refused): no need to leave the event loop
+            started = time.perf_counter()  # wait for room (or for Redis) off the event loop
+            await asyncio.get_running_loop().run_in_executor(None, queue.put_many, outputs)
+            blocked_s += time.perf_counter() - started
         if final:
             self.input.ack(delivery)
         return blocked_s

@@ -7,9 +7,11 @@ import inspect
 import os
 import pkgutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+from core.course import RUNNER_KWARGS, is_course_class
 from core.problems import Checker, did_you_mean
 from core.specs import WorkerSpec
 
@@ -60,9 +62,17 @@ def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path:
         cls = getattr(module, worker.class_name, None)
         class_line = worker.key_lines.get("class", worker.line)
         if cls is None:
-            names = [n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, Worker)]
+            names = [n for n, v in vars(module).items()
+                     if inspect.isclass(v) and (issubclass(v, Worker) or is_course_class(v))]
             checker.add(class_line, f"{where}.class", f"module {worker.location!r} has no class "
                         f"{worker.class_name!r}{did_you_mean(worker.class_name, names)}")
+        elif is_course_class(cls):  # a threading.Thread written the course's way: core.course runs it
+            classes[worker.name] = cls
+            for key, message in course_problems(cls, worker):
+                if key == "processes":
+                    checker.add(worker.key_lines.get(key, worker.line), f"{where}.{key}", message)
+                else:
+                    checker.add(_param_line(worker, key), f"{where}.params.{key}", message)
         elif not (inspect.isclass(cls) and issubclass(cls, Worker)):
             checker.add(class_line, f"{where}.class", f"{worker.class_name} is not a subclass of workers.base.Worker")
         else:
@@ -89,6 +99,38 @@ def param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append((key, f"{cls.__name__} needs parameter {key!r}"))
             elif key in params and not _same_kind(param.default, params[key]):
                 problems.append((key, f"must be {type(param.default).__name__}, got {params[key]!r}"))
+    return problems
+
+
+def course_problems(cls: type, worker: WorkerSpec) -> list[tuple[str, str]]:
+    """(key, message) for what a course-style class cannot be given: `processes`, a param the runner passes
+    itself, a param its __init__ does not take (when it takes no **kwargs), lacks, or takes as another type."""
+    problems = []
+    if worker.processes:
+        problems.append(("processes", f"{cls.__name__} is a course-style threading.Thread: it runs as threads in "
+                                      "this process; remove processes, or move it to the Worker API"))
+    accepted, open_ended = {}, False
+    for klass in cls.__mro__:
+        if klass is threading.Thread or klass is object:
+            break
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        for param in list(inspect.signature(init).parameters.values())[1:]:
+            if param.kind is param.VAR_KEYWORD:
+                open_ended = True  # it may pop any name from **kwargs: unknown names cannot be refused
+            elif param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                accepted.setdefault(param.name, param)
+    for key in worker.params:
+        if key in RUNNER_KWARGS:
+            problems.append((key, f"{key} is what the runner passes to a course-style worker; it cannot be a param"))
+        elif key not in accepted and not open_ended:
+            problems.append((key, f"{cls.__name__} takes no parameter {key!r}{did_you_mean(key, accepted)}"))
+        elif key in accepted and not _same_kind(accepted[key].default, worker.params[key]):
+            problems.append((key, f"must be {type(accepted[key].default).__name__}, got {worker.params[key]!r}"))
+    for key, param in accepted.items():
+        if param.default is _NO_DEFAULT and key not in RUNNER_KWARGS and key not in worker.params:
+            problems.append((key, f"{cls.__name__} needs parameter {key!r}"))
     return problems
 
 

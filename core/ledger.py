@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 class Counts:
     """Per-instance counters; only the owning thread writes them, so they need no lock.
 
-    Every received item ends as processed (done, or for a sink, stored) or dead-lettered:
-    received == processed + dead_lettered once a group has ended.
+    Every received item ends as processed (done, or for a sink, stored), dead-lettered, or returned to its
+    queue unsettled: received == processed + dead_lettered + returned once a group has ended.
     """
 
     received: int = 0
@@ -30,6 +30,7 @@ class Counts:
     failed: int = 0
     dead_lettered: int = 0
     unrecorded: int = 0  # failed items the dead-letter file could not take: counted as lost, never as dead-lettered
+    returned: int = 0  # taken, then given back to their queue (or to another owner) unsettled
     busy_s: float = 0.0  # time spent handling items (flushes included)
     blocked_s: float = 0.0  # of which, waiting for room in a full output queue
 
@@ -41,7 +42,7 @@ class Counts:
     @property
     def in_flight(self) -> int:
         """Received but neither processed nor dead-lettered yet (0 at the end, or items were lost)."""
-        return self.received - self.processed - self.dead_lettered
+        return self.received - self.processed - self.dead_lettered - self.returned
 
 
 class DeadLetters:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Protocol
 
-from core.errors import ItemError
+from core.errors import ItemError, Returned
 from core.ledger import Counts
 from core.queues import DONE, Delivery, Empty
 from core.worker import BatchWorker, Worker
@@ -127,6 +127,8 @@ class Instance:
                     else:
                         outputs = _outputs(await result if inspect.isawaitable(result) else result)
                     await self._asend(delivery, outputs, sent, final=True)
+                except Returned:
+                    self._returned(delivery)
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
                     self._fail(delivery, exc, sent=sent[0])
                 else:
@@ -187,6 +189,8 @@ class Instance:
             else:
                 outputs = _outputs(result)
             self._send(delivery, outputs, sent, final=True)
+        except Returned:
+            self._returned(delivery)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
             self._fail(delivery, exc, sent=sent[0])
         else:
@@ -206,6 +210,10 @@ class Instance:
 
     def _emitted(self, delivery: Delivery) -> None:
         self.counts.processed += 1
+        self._release(delivery)
+
+    def _returned(self, delivery: Delivery) -> None:
+        self.counts.returned += 1
         self._release(delivery)
 
     def _fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:

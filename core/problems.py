@@ -83,8 +83,10 @@ def _is_type(value: Any, expected: type) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is list and isinstance(value, str):
         return True  # a single queue name is read as a one-item list
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, expected)
 
 
 def _type_name(expected: type) -> str:
-    return {int: "an integer", str: "a string", list: "a list", dict: "a mapping"}[expected]
+    return {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}[expected]

@@ -97,13 +97,17 @@ class LocalQueue:
         self.on_reject(item)
         return False
 
-    def put_many(self, items: list[Any]) -> None:
-        """put() each item in order, taking the lock once per run of room rather than once per item."""
-        start = 0
+    def put_many(self, items: list[Any]) -> float:
+        """put() each item in order, taking the lock once per run of room rather than once per item; return
+        the seconds spent waiting for room."""
+        start, waited = 0, 0.0
         while start < len(items):
             with self._not_full:
-                while (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
-                    self._not_full.wait()
+                if (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                    began = time.perf_counter()
+                    while (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                        self._not_full.wait()
+                    waited += time.perf_counter() - began
                 if self._closed:
                     break
                 room = self.maxsize - len(self._items)
@@ -112,6 +116,7 @@ class LocalQueue:
                 start += room
         for item in items[start:]:
             self.on_reject(item)
+        return waited
 
     def put_nowait(self, item: Any) -> bool | None:
         """Like put() but never waits: None when the queue is full (nothing done)."""

@@ -79,6 +79,8 @@ class RunReport:
     #: None when the pipeline file could not be read far enough to know them.
     not_started: int | None = 0
     hints: list[str] = field(default_factory=list)
+    #: With Redis queues, from the process that reports the run: every process's counts, and each queue's ledger.
+    run: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -123,7 +125,7 @@ class RunReport:
             letters += f"; {self.dead_letter_write_errors} DEAD LETTERS COULD NOT BE WRITTEN (see the log)"
         lost = f"; {self.lost} ITEMS UNACCOUNTED FOR" if self.lost else ""
         return (f"{self.pipeline}: {self.finish_reason}{why} in {self.duration_s:.1f}s; {stages}; "
-                f"{letters}{lost}; exit {self.exit_code}")
+                f"{letters}{lost}{_run_summary(self.run)}; exit {self.exit_code}")
 
     def table(self) -> str:
         """The end-of-run report: a row per worker group and per queue, then the hints."""
@@ -136,6 +138,18 @@ class RunReport:
                  f"{q.nonempty_pct:>11.0f}" for q in self.queues]
         rows += [f"hint: {hint}" for hint in self.hints]
         return "\n".join(rows)
+
+
+def _run_summary(run: dict | None) -> str:
+    """'; run R over 3 processes: G 503 in, ...; queues: Q 503 added, 0 left' for the reporting process."""
+    if not run:
+        return ""
+    groups = ", ".join(f"{name} {int(c['received'] - c['returned'])} in, {int(c['emitted'])} out"
+                       + (f", {int(c['dead_lettered'])} dead-lettered" if c["dead_lettered"] else "")
+                       for name, c in run["groups"].items())
+    queues = ", ".join(f"{name} {q['added']} added, {q.get('left', 0)} left" for name, q in run["ledger"].items())
+    late = f" ({len(run['unfinished'])} process(es) had not finished)" if run["unfinished"] else ""
+    return f"; run {run['run_id']} over {len(run['processes'])} process(es){late}: {groups}; queues: {queues}"
 
 
 def _stage(group: GroupReport) -> str:

@@ -184,35 +184,6 @@ class AsyncRunner:
             self._reject(delivery, "crashed: every instance of the group had ended")
 
 
-def describe_mode(spec: Any, cls: type) -> str:
-    """Where a group's instances will run, for --check and --graph: '4 threads', '128 asyncio tasks',
-    '2 processes x 16 asyncio tasks'."""
-    from core.worker import is_async
-
-    per = f"{spec.instances} asyncio task{'s' * (spec.instances != 1)}" if is_async(cls) else \
-        f"{spec.instances} thread{'s' * (spec.instances != 1)}"
-    return f"{spec.processes} process{'es' * (spec.processes != 1)} x {per}" if spec.processes else per
-
-
-def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeline_path: str) -> Any:
-    """Where a group's instances run: worker processes (`processes: P`), asyncio tasks (an `async def
-    process`), or threads. Raises what the class raises when it refuses its params."""
-    if group.spec.processes:
-        from core.processes import ProcessRunner
-        return ProcessRunner(group, cls, pipeline_path=pipeline_path, on_exit=on_exit)
-    from core.group import LocalExits
-    from core.worker import is_async
-
-    exits = LocalExits(group)
-    instances = [Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop,
-                          on_exit=on_exit) for index in range(group.spec.instances)]
-    if is_async(cls):
-        return AsyncRunner(instances, group.input, close_resources=group.aclose,
-                           reject=lambda delivery, why: group.abandon([delivery.item], why, kind="crashed",
-                                                                      received=True))
-    return ThreadRunner(instances, group.input)
-
-
 def _time_out(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_exception(Empty())

@@ -17,6 +17,10 @@ class QueueSpec:
     maxsize: int = DEFAULT_MAXSIZE
     #: Where the queue lives: "local" (in this process) or "redis".
     backend: str = "local"
+    #: Redis: an entry held longer than this by a consumer that does not renew it is claimed by another.
+    visibility_timeout_s: float = 30.0
+    #: Redis: deliveries (crashes included) after which an entry is dead-lettered as poison.
+    max_deliveries: int = 5
     description: str = ""
     line: int = 0
 

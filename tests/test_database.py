@@ -54,3 +54,21 @@ def test_missing_driver_stops_a_run_with_exit_2_before_any_worker_starts(tmp_pat
     assert "pip install pymysql and write mysql+pymysql://" in result.stderr
     assert "ModuleNotFoundError" not in result.stderr and "Traceback" not in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_the_courses_empty_user_that_is_no_role_says_which_variables_to_set(tmp_path, pg_admin):
+    env_file = tmp_path / ".env.local"
+    env_file.write_text("export POSTGRES_USER=''\nexport POSTGRES_PASSWORD=''\nexport POSTGRES_HOST=localhost\n"
+                        "export POSTGRES_DB=postgres\n")
+
+    result = run_main(["--quiet", "--pipeline", str(SHIPPED_PIPELINE)], timeout_s=60,
+                      env={"ENV_FILE": str(env_file), "LOGNAME": "no_such_login_role", "DATA_DIR": str(tmp_path)})
+
+    assert result.returncode == 1, result.stderr
+    summary = result.stdout
+    assert 'FATAL: role "no_such_login_role" does not exist' in summary
+    assert ("POSTGRES_USER is empty, so it connected as 'no_such_login_role', the login user, as psql does; "
+            "POSTGRES_PASSWORD is empty, so no password was sent (only ~/.pgpass or a trust rule lets that in); "
+            "set POSTGRES_USER and POSTGRES_PASSWORD (in .env.local or the environment) to a role of the server at "
+            "localhost:5432, database postgres (POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB), or set DATABASE_URL "
+            "instead") in summary

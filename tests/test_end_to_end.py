@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import local_pipeline, run_main
+from conftest import ROOT, local_pipeline, run_main
 from sites import SP500_PAGE, WIKI_PATH, FakeSites, price_for
 from workers.postgres_worker import prices_table
 from workers.wiki_worker import parse_constituents
@@ -276,3 +276,26 @@ def test_no_pipeline_anywhere_is_a_config_error(tmp_path):
 
     assert result.returncode == 2
     assert "PIPELINE_LOCATION" in result.stderr
+
+
+@pytest.mark.parametrize("pipeline_file, yahoo_mode", [
+    ("wiki_yahoo_scraper_pipeline.yaml", "async"),  # the one-line switch to asyncio
+    ("modes_example.yaml", "processes (2 x 32 async)"),  # threads, asyncio inside 2 worker processes
+])
+def test_every_mode_stores_every_symbol(sites, tmp_path, pg_url, symbols, pipeline_file, yahoo_mode):
+    text = (ROOT / "pipelines" / pipeline_file).read_text()
+    pipeline = local_pipeline(sites, tmp_path, text)
+    stats_path = tmp_path / "stats.json"
+    sets = ["--set", "workers.YahooFinanceWorker.params.requests_per_second=0"]
+    if pipeline_file.startswith("wiki_yahoo"):
+        sets += ["--set", "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler"]
+    started = utc_now_naive()
+    result = run_main(["--pipeline", str(pipeline), "--stats-json", str(stats_path), "--quiet", *sets],
+                      env={"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": pg_url})
+    ended = utc_now_naive()
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_served_prices(read_rows(pg_url), symbols, started, ended)
+    stats = json.loads(stats_path.read_text())
+    assert stats["groups"]["YahooFinanceWorker"]["mode"] == yahoo_mode
+    assert stats["lost"] == 0 and stats["dead_letters"] == 0

@@ -25,8 +25,9 @@ JOIN_TIMEOUT_S = 20.0
 MONITOR_INTERVAL_S = 600.0
 
 
-#: Where the groups that read a queue run: the guarantees below are tested once and run over each.
-MODES = ("threads", "processes")
+#: Where the groups that read a queue run, and through what: the guarantees below are tested once and run
+#: over each (threads and local queues; worker processes; every queue in Redis).
+MODES = ("threads", "processes", "redis")
 _mode = ["threads"]
 
 
@@ -52,9 +53,14 @@ def key(mode, tmp_path):
 
 
 def in_mode(text: str) -> str:
-    """The pipeline text for the current mode: in processes mode each group reading a queue gets 2 processes."""
+    """The pipeline text for the current mode: in processes mode each group reading a queue gets 2 processes;
+    in redis mode every queue is a Redis stream (on 127.0.0.1:6379, in a run of its own)."""
     if _mode[0] == "processes":
         text = re.sub(r"^(\s*)input_queue: (.*)$", r"\1input_queue: \2\n\1processes: 2", text, flags=re.MULTILINE)
+    if _mode[0] == "redis":
+        queues, workers = text.split("workers:", 1)
+        queues = re.sub(r"^(\s*)- name: (.*)$", r"\1- name: \2\n\1  backend: redis", queues, flags=re.MULTILINE)
+        text = queues + "workers:" + workers
     return text
 
 
@@ -180,7 +186,9 @@ def test_clean_run_exits_0_without_a_dead_letter_file(tmp_path, key):
     assert all(g.crashed == 0 and g.failed == 0 for g in report.groups)
     for queue in report.queues:
         assert (queue.put, queue.taken, queue.left) == (20, 20, 0)
-        assert 1 <= queue.high_water <= queue.maxsize
+        # A local queue never holds more than maxsize; a Redis one is bounded in Redis, and its high water
+        # is what this process fetched ahead for its instances.
+        assert 1 <= queue.high_water <= (queue.maxsize if _mode[0] != "redis" else 16)
     data = report.to_dict()
     assert data["exit_code"] == 0 and data["lost"] == 0
     assert data["groups"]["Sink"]["received"] == 20

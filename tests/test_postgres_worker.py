@@ -2,14 +2,17 @@
 environment picks (core.database)."""
 from __future__ import annotations
 
+import getpass
+import logging
 import traceback
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
-from core.database import PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine
+from core.database import PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine, settings_hint
 from core.redact import redact
+from core.errors import StartupError
 from workers.postgres_worker import PostgresWorker
 
 PASSWORD = "hunter2-s3cret"
@@ -159,6 +162,83 @@ def test_course_era_table_gets_the_missing_columns_and_keeps_its_row(engine):
     assert new["id"] > old["id"]
 
 
+def make_course_table(engine, *symbols_at: tuple[str, datetime]) -> None:
+    """The course's hand-made table, holding these (symbol, extracted_time) rows."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(COURSE_TABLE[engine.dialect.name]))
+        for symbol, at in symbols_at:
+            conn.execute(sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES (:s, 1.5, :t)"),
+                         {"s": symbol, "t": at})
+
+
+def course_columns(engine) -> set[str]:
+    return {column["name"] for column in sa.inspect(engine).get_columns("prices")}
+
+
+def test_changes_to_a_hand_made_table_are_logged_with_the_sql_that_undoes_them(engine, caplog):
+    make_course_table(engine, ("AAPL", T0))
+    caplog.set_level(logging.WARNING, logger="workers.postgres_worker")
+
+    PostgresWorker(engine).create_table()
+
+    logged = [record.getMessage() for record in caplog.records]
+    assert logged == [
+        "table prices: added column(s) currency TEXT, market_time TIMESTAMP WITHOUT TIME ZONE, which this runner "
+        "stores; its rows are kept. To undo: ALTER TABLE prices DROP COLUMN currency; "
+        "ALTER TABLE prices DROP COLUMN market_time;" if engine.dialect.name == "postgresql" else
+        "table prices: added column(s) currency TEXT, market_time DATETIME, which this runner stores; its rows are "
+        "kept. To undo: ALTER TABLE prices DROP COLUMN currency; ALTER TABLE prices DROP COLUMN market_time;",
+        "table prices: added the unique index prices_symbol_extracted_time_key on (symbol, extracted_time), so a "
+        "retried batch stores nothing twice. To undo: DROP INDEX prices_symbol_extracted_time_key;"]
+    undo = " ".join(message.split("To undo: ")[1] for message in logged)
+    with engine.begin() as conn:
+        for statement in filter(None, (s.strip() for s in undo.split(";"))):
+            conn.execute(sa.text(statement))
+    assert course_columns(engine) == {"id", "symbol", "price", "extracted_time"}
+    assert not [index for index in sa.inspect(engine).get_indexes("prices") if index["unique"]]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT symbol, price FROM prices")).all() == [("AAPL", 1.5)]
+
+
+def test_hand_made_table_with_duplicates_refuses_the_run_unchanged_and_says_how_to_find_them(engine):
+    make_course_table(engine, ("AAPL", T0), ("AAPL", T0), ("MSFT", T0), ("MSFT", None), ("MSFT", None))
+
+    with pytest.raises(StartupError) as caught:
+        PostgresWorker(engine).create_table()
+
+    message = str(caught.value)
+    assert message.startswith("table prices holds 1 (symbol, extracted_time) pair(s) more than once, so the unique "
+                              "index prices_symbol_extracted_time_key")
+    assert "The run refuses to start: nothing was fetched and the table is unchanged." in message
+    find = message.split("Find them with: ")[1].split(";")[0]
+    with engine.connect() as conn:
+        assert [tuple(row)[0] for row in conn.execute(sa.text(find))] == ["AAPL"]
+    assert course_columns(engine) == {"id", "symbol", "price", "extracted_time"}
+    fix = "DELETE" + message.split("DELETE")[1].split("; or give")[0]
+    with engine.begin() as conn:
+        conn.execute(sa.text(fix))
+    PostgresWorker(engine).create_table()  # fixed as the message says, the table can be used
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM prices")).scalar() == 4
+
+
+def test_a_hand_made_unique_key_on_the_same_columns_is_used_as_it_is(engine, caplog):
+    make_course_table(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE UNIQUE INDEX my_key ON prices (extracted_time, symbol)"))
+        for column, kind in (("currency", "text"), ("market_time", "timestamp")):
+            conn.execute(sa.text(f"ALTER TABLE prices ADD COLUMN {column} {kind}"))
+    caplog.set_level(logging.WARNING, logger="workers.postgres_worker")
+    writer = PostgresWorker(engine)
+
+    writer.create_table()
+    writer.insert([record("AAPL", 220.69, T0)] * 2)
+
+    assert caplog.records == []
+    assert [index["name"] for index in sa.inspect(engine).get_indexes("prices")] == ["my_key"]
+    assert len(rows(engine)) == 1
+
+
 def test_close_disposes_the_engine(engine):
     writer = PostgresWorker(engine)
     writer.create_table()
@@ -202,11 +282,42 @@ def test_course_variables_make_a_postgresql_url():
         "course", PASSWORD, "pg.local", 5433, "stocks")
 
 
-def test_one_course_variable_is_enough_and_the_rest_default():
+def test_one_course_variable_is_enough_and_the_rest_default(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "course-login")  # getpass.getuser() reads it first, as a login shell sets it
     url = database_url({"POSTGRES_HOST": "pg.local", "POSTGRES_PASSWORD": ""})
 
     assert (url.username, url.password, url.host, url.port, url.database) == (
-        "postgres", None, "pg.local", None, "postgres")
+        "course-login", None, "pg.local", None, "postgres")
+
+
+def test_the_courses_empty_user_and_password_are_the_login_user_without_a_password(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "course-login")
+    env = {"POSTGRES_USER": "", "POSTGRES_PASSWORD": "", "POSTGRES_HOST": "localhost", "POSTGRES_DB": "postgres"}
+
+    url = database_url(env)
+
+    assert (url.username, url.password, url.host, url.database) == ("course-login", None, "localhost", "postgres")
+    assert getpass.getuser() == "course-login"
+
+
+def test_pguser_wins_over_the_login_user_as_for_psql(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "course-login")
+
+    url = database_url({"POSTGRES_USER": "", "POSTGRES_HOST": "localhost", "PGUSER": "analyst"})
+
+    assert url.username == "analyst"
+
+
+def test_settings_hint_names_the_empty_course_variables(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "course-login")
+
+    hint = settings_hint({"POSTGRES_USER": "", "POSTGRES_PASSWORD": "", "POSTGRES_HOST": "localhost",
+                          "POSTGRES_DB": "stocks"})
+
+    assert "POSTGRES_USER is empty, so it connected as 'course-login', the login user" in hint
+    assert "set POSTGRES_USER and POSTGRES_PASSWORD (in .env.local or the environment) to a role of the server at " \
+           "localhost:5432, database stocks" in hint
+    assert settings_hint({"DATABASE_URL": "postgresql://a@b/c"}).startswith("check DATABASE_URL")
 
 
 def test_no_database_settings_mean_sqlite_under_data_dir(tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from core.database import database_url, describe, make_engine
+from core.database import database_url, describe, make_engine, settings_hint
 from core.errors import StartupError
 from workers.base import BatchWorker
 
@@ -43,19 +43,51 @@ class PostgresWorker:
         self.table = prices_table(table)
 
     def create_table(self) -> None:
-        """Create the table if missing; add this project's columns to a course-era table that lacks them."""
-        self.table.metadata.create_all(self.engine)
-        have = {column["name"] for column in sa.inspect(self.engine).get_columns(self.table.name)}
+        """Create the table if missing. A table made by hand (the course's id, symbol, price, extracted_time)
+        keeps every row: the columns it lacks and the unique key are added, each change logged with the SQL
+        that undoes it; duplicates that stop the key refuse the run (StartupError) before anything is changed."""
+        inspector = sa.inspect(self.engine)
+        name = self.table.name
+        if not inspector.has_table(name):
+            self.table.metadata.create_all(self.engine)
+            logger.info("created table %s", name)
+            return
+        have = {column["name"] for column in inspector.get_columns(name)}
         missing = [column for column in self.table.columns if column.name not in have]
+        index = next(iter(self.table.indexes))
+        add_key = not _has_unique_key(inspector, name)
+        if add_key:
+            self._refuse_duplicates(index.name)
         quote = self.engine.dialect.identifier_preparer.quote
+        added = [f"{quote(column.name)} {column.type.compile(dialect=self.engine.dialect)}" for column in missing]
         with self.engine.begin() as conn:
-            for column in missing:
-                kind = column.type.compile(dialect=self.engine.dialect)
-                conn.execute(sa.text(f"ALTER TABLE {quote(self.table.name)} ADD COLUMN {quote(column.name)} {kind}"))
-            if missing:
-                logger.info("added columns %s to table %s", [c.name for c in missing], self.table.name)
-            for index in self.table.indexes:  # create_all skips these when the table already existed
-                index.create(conn, checkfirst=True)
+            for column in added:
+                conn.execute(sa.text(f"ALTER TABLE {quote(name)} ADD COLUMN {column}"))
+            if add_key:
+                index.create(conn)
+        if added:
+            logger.warning("table %s: added column(s) %s, which this runner stores; its rows are kept. To undo: %s",
+                           name, ", ".join(added), " ".join(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(c.name)};"
+                                                            for c in missing))
+        if add_key:
+            logger.warning("table %s: added the unique index %s on (%s), so a retried batch stores nothing twice. "
+                           "To undo: DROP INDEX %s;", name, index.name, ", ".join(UNIQUE_KEY), quote(index.name))
+
+    def _refuse_duplicates(self, index: str) -> None:
+        """StartupError when rows the unique key would refuse are already there, saying how to find and fix them."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        table, key = quote(self.table.name), ", ".join(UNIQUE_KEY)
+        both = " AND ".join(f"{column} IS NOT NULL" for column in UNIQUE_KEY)  # NULLs never clash in a unique key
+        find = f"SELECT {key}, count(*) FROM {table} WHERE {both} GROUP BY {key} HAVING count(*) > 1"
+        with self.engine.connect() as conn:
+            pairs = conn.execute(sa.text(f"SELECT count(*) FROM ({find}) AS duplicated")).scalar_one()
+        if pairs:
+            raise StartupError(
+                f"table {self.table.name} holds {pairs} ({key}) pair(s) more than once, so the unique index {index} "
+                f"that keeps a retried batch from storing rows twice cannot be added. The run refuses to start: "
+                f"nothing was fetched and the table is unchanged. Find them with: {find}; keep one row of each, "
+                f"e.g. DELETE FROM {table} WHERE {both} AND id NOT IN (SELECT min(id) FROM {table} WHERE {both} "
+                f"GROUP BY {key}); or give the sink another table (params: table)")
 
     def insert(self, records: list[dict[str, Any]]) -> int:
         """Insert in one transaction; rows already present (same symbol and time) are skipped. Returns rows sent."""
@@ -119,7 +151,9 @@ class PostgresMasterScheduler(BatchWorker):
         try:
             writer.create_table()
         except sa.exc.DBAPIError as exc:
-            raise StartupError(f"cannot use the database {where}: {exc.orig}") from None
+            hint = f"; {settings_hint()}" if isinstance(exc, sa.exc.OperationalError) and \
+                writer.engine.dialect.name == "postgresql" else ""
+            raise StartupError(f"cannot use the database {where}: {exc.orig}{hint}") from None
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         self._writer().insert(items)
@@ -140,6 +174,15 @@ class PostgresMasterScheduler(BatchWorker):
                                  statement_timeout_s=self.statement_timeout_s)
             return PostgresWorker(engine, self.table)
         return self.group.resource("writer", make)
+
+
+def _has_unique_key(inspector: sa.Inspector, table: str) -> bool:
+    """Whether a unique index, constraint or primary key covers exactly (symbol, extracted_time)."""
+    wanted = set(UNIQUE_KEY)
+    keys = [index["column_names"] for index in inspector.get_indexes(table) if index.get("unique")]
+    keys += [constraint["column_names"] for constraint in inspector.get_unique_constraints(table)]
+    keys.append(inspector.get_pk_constraint(table).get("constrained_columns") or [])
+    return any(set(columns) == wanted for columns in keys)
 
 
 def _utc_naive(value: Any) -> Any:

@@ -1,0 +1,45 @@
+"""Where a group's instances run, chosen from its spec and class: threads, asyncio tasks, worker processes,
+or a course-style thread class's own loop; and how its items leave (core.group or core.redis_queue)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from core.loop import Instance
+from core.runners import AsyncRunner, ThreadRunner
+from core.worker import is_async
+
+
+def describe_mode(spec: Any, cls: type) -> str:
+    """Where a group's instances will run, for --check and --graph: '4 threads', '128 asyncio tasks',
+    '2 processes x 16 asyncio tasks'."""
+    per = f"{spec.instances} asyncio task{'s' * (spec.instances != 1)}" if is_async(cls) else \
+        f"{spec.instances} thread{'s' * (spec.instances != 1)}"
+    return f"{spec.processes} process{'es' * (spec.processes != 1)} x {per}" if spec.processes else per
+
+
+def exits_for(group: Any) -> Any:
+    """How a group's items leave: settled with a Redis input (core/redis_queue.py), or put on locally."""
+    if getattr(group.input, "is_redis", False):
+        from core.redis_queue import RedisExits
+        return RedisExits(group)
+    from core.group import LocalExits
+    return LocalExits(group)
+
+
+def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeline_path: str) -> Any:
+    """Where a group's instances run: worker processes (`processes: P`), asyncio tasks (an `async def
+    process`), or threads. Raises what the class raises when it refuses its params."""
+    from core.course import CourseRunner, is_course_class
+    if is_course_class(cls):  # a course-style threading.Thread subclass: its own loop, in threads
+        return CourseRunner(group, cls, on_exit=on_exit)
+    if group.spec.processes:
+        from core.processes import ProcessRunner
+        return ProcessRunner(group, cls, pipeline_path=pipeline_path, on_exit=on_exit)
+    exits = exits_for(group)
+    instances = [Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop,
+                          on_exit=on_exit) for index in range(group.spec.instances)]
+    if is_async(cls):
+        return AsyncRunner(instances, group.input, close_resources=group.aclose,
+                           reject=lambda delivery, why: group.abandon([delivery.item], why, kind="crashed",
+                                                                      received=True))
+    return ThreadRunner(instances, group.input)

@@ -1,0 +1,561 @@
+"""The Redis transport: a queue is a Redis stream with one consumer group (its reader group), read by every
+process that runs that group, on any machine.
+
+An item taken is acknowledged only once it is settled, by the scripts of core/redis_scripts.py, which check
+that this consumer still owns the entry. A fetcher thread per queue and process reads entries in batches
+(never more than the process has instances free for), renews the lease of the ones in hand, claims the ones
+a dead consumer held longer than visibility_timeout_s, dead-letters as poison an entry delivered
+max_deliveries times, and hands out DONE once the queue has ended: every producer group has ended, every
+entry was delivered and none is pending (core/redis_ends.py).
+
+Items are JSON (core.codec), never pickles: whoever can write to Redis cannot run code here.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from core import codec
+from core.errors import ItemError, Returned
+from core.queues import DONE, Delivery, Empty, LocalQueue
+from core.redact import redact
+from core.redis_run import RedisLost, RedisRun
+from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, RENEW, SETTLE
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 500  # how long one read waits for entries (the fetcher looks at the end, claims and leases between)
+CLAIM_EVERY_S = 1.0
+END_CHECK_EVERY_S = 0.25
+ROOM_WAIT_S = (0.005, 0.2)  # a producer waiting for room polls from 5 ms, backing off to 200 ms
+REJECT_TIMEOUT_S = 30.0  # a solo run's closed queue is read to its end within this
+NUDGE_EVERY_S = 1.0
+_NUDGE = object()  # in the fetched buffer: "nothing new will come", for an instance holding a batch
+
+
+class RedisQueue:
+    """A named bounded queue in Redis: the queue interface of core.queues.LocalQueue over a stream."""
+
+    is_redis = True
+
+    def __init__(self, name: str, maxsize: int, run: RedisRun, *, reader: str, solo: bool = False,
+                 visibility_timeout_s: float = 30.0, max_deliveries: int = 5) -> None:
+        self.name = name
+        #: The run is this process's alone (no --run-id was given, so no other can join): when this process
+        #: stops reading, what is left is dead-lettered as in a local queue. Otherwise others may read on:
+        #: what is left stays in Redis, and what this process holds at a forced exit stays pending there.
+        self.solo = solo
+        self.keeps_unsettled = not solo
+        self.maxsize = maxsize
+        self.run = run
+        self.key = run.key("q", name)
+        self.group = reader
+        self.visibility_timeout_s = visibility_timeout_s
+        self.max_deliveries = max_deliveries
+        self.redis = run.redis
+        self.scripts = {name: self.redis.register_script(text) for name, text in
+                        (("settle", SETTLE), ("dead", DEAD), ("hand_back", HAND_BACK), ("renew", RENEW),
+                         ("claim", CLAIM), ("fill", FILL_ONCE))}
+        self.on_reject: Callable[[Any], None] = lambda item: None
+        self.ended: Callable[[], bool] = lambda: False  # set by the executor (core/redis_ends.py)
+        self.no_more_new: Callable[[], bool] = lambda: False  # closed, and every entry delivered
+        self.put_count = self.get_count = 0
+        self._closed = False
+        self._buffer = LocalQueue(f"{name}.fetched", 1)  # entries fetched for this process's instances
+        self._buffer.on_reject = lambda delivery: None
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._free = 0  # items this process may still take before one is settled
+        self._in_hand: dict[str, Delivery] = {}  # entry id -> delivery: fetched here, not settled
+        self._readers = 0
+        self._fetcher: threading.Thread | None = None
+        self._rejecting = False
+        self.settler: Settler | None = None
+        self.on_fetched: Callable[[int], None] = lambda count: None
+
+    # --- setting up ---------------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Make the stream and its consumer group if this is the run's first process to need them."""
+        import redis
+        try:
+            self.run.call(lambda: self.redis.xgroup_create(self.key, self.group, id="0", mkstream=True))
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def fill_once(self, items: list[Any]) -> int:
+        """A source's input values, written once for the whole run (other processes find them there)."""
+        self.create()
+        payloads = [codec.dumps(item) for item in items]
+        written = self.run.call(lambda: self.scripts["fill"](keys=[self.key, self.run.key("closed", self.name)],
+                                                               args=payloads))
+        return int(written)
+
+    def start_reading(self, readers: int, prefetch: int) -> None:
+        """Read for `readers` local instances, holding at most `prefetch` entries unsettled at a time (a solo
+        run's queue closed before this reads it to its end, dead-lettering what it finds)."""
+        self.create()
+        self._readers = readers
+        self._free = prefetch
+        self.settler = self.settler or Settler(self)
+        self._fetcher = threading.Thread(target=self._fetch, name=f"{self.name}-fetcher", daemon=True)
+        self._fetcher.start()
+
+    # --- the queue interface (producer side) --------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def high_water(self) -> int:
+        """The most entries this process held fetched and not yet taken."""
+        return self._buffer.high_water
+
+    def qsize(self) -> int:
+        """Entries this process fetched that no instance took yet (the stream itself is the run's, see
+        Distributed.ledger): the local view, cheap enough to sample for the live status."""
+        return self._buffer.qsize()
+
+    def pending(self) -> list[Any]:
+        """What this process fetched and no instance took."""
+        return [delivery.item for delivery in self._buffer.pending()]
+
+    def put(self, item: Any) -> bool:
+        self.put_many([item])
+        return True
+
+    def put_nowait(self, item: Any) -> bool:
+        self.put_many([item])
+        return True
+
+    def put_many(self, items: list[Any], *, wait: bool = True) -> float:
+        """Add items (waiting while the stream holds maxsize entries); return the seconds spent waiting.
+        An item that cannot be written as JSON raises ItemError before anything is added."""
+        payloads = [encode(item) for item in items]
+        waited = self._wait_for_room() if wait else 0.0
+        def add() -> None:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    pipe.xadd(self.key, {"d": payload, "n": 0})
+                pipe.execute()
+        self.run.call(add)
+        self.put_count += len(payloads)
+        return waited
+
+    def preload(self, items: list[Any]) -> int:
+        """Items replayed into this queue (beyond maxsize, as for a local queue)."""
+        self.put_many(list(items), wait=False)
+        return len(items)
+
+    def _wait_for_room(self) -> float:
+        """Wait while the stream holds maxsize entries (waiting or in hand anywhere); the seconds waited."""
+        waited, pause_s = 0.0, ROOM_WAIT_S[0]
+        while self.run.call(lambda: self.redis.xlen(self.key)) >= self.maxsize:
+            started = time.perf_counter()
+            time.sleep(pause_s)  # Redis cannot wake us when a reader elsewhere makes room: look again
+            waited += time.perf_counter() - started
+            pause_s = min(pause_s * 2, ROOM_WAIT_S[1])
+        return waited
+
+    def put_done(self, count: int) -> None:
+        """Producers in this process ended: their end marks are written by the executor (RedisRun.end_group)."""
+
+    # --- the queue interface (consumer side) --------------------------------------------------------
+
+    def get(self, timeout_s: float | None = None) -> Delivery | Any:
+        delivery = self._buffer.get(timeout_s)
+        if delivery is not DONE:
+            delivery = delivery.item  # the buffer wraps what it holds
+            if delivery is _NUDGE:
+                raise Empty  # nothing new will come: an instance holding a batch flushes it now
+            self.get_count += 1
+        return delivery
+
+    def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
+        """For a process group's feeder: Deliveries (their items and entry ids travel together)."""
+        deliveries, done = self._buffer.get_items(max_items, timeout_s)
+        self.get_count += len(deliveries)
+        return deliveries, done
+
+    def ack(self, delivery: Delivery) -> None:
+        """Settled here with its outputs sent elsewhere (a local queue): acknowledged, at least once."""
+        self.settler.settle(delivery, None)
+
+    def close(self) -> int:
+        """Stop reading. In a run shared with other processes, what was fetched and not taken goes back to
+        the stream (a graceful hand-back, not counted toward the poison limit) for them. In a solo run, the
+        fetcher goes on to the end of the queue, dead-letters whatever it finds (on_reject), and ends."""
+        if self._closed:
+            return 0
+        self._closed = True
+        if self.solo:
+            self._rejecting = True
+            if self._fetcher is not None:
+                for delivery in self._buffer.freeze():
+                    self._reject(delivery)
+            self._buffer.close()
+            with self._lock:
+                self._room.notify()
+            return 0
+        left = self._buffer.freeze()
+        ids = [delivery.token[0] for delivery in left]
+        if ids:
+            try:
+                self.run.call(lambda: self.scripts["hand_back"](keys=[self.key], args=[self.group, self.run.process_id,
+                                                                                      *ids]))
+            except RedisLost:
+                pass  # they stay pending: another process claims them after the visibility timeout
+            with self._lock:
+                for entry_id in ids:
+                    self._in_hand.pop(entry_id, None)
+        self._buffer.close()
+        self.returned = len(ids)
+        return 0
+
+    def finish_reading(self) -> None:
+        """After every instance has ended: close, and in a solo run read what is left (even if the run never
+        started reading) to dead-letter it; join() then waits for that."""
+        self.close()
+        if self._rejecting and self._fetcher is None:
+            self.start_reading(self._readers or 1, 64)
+
+    def shutdown(self) -> None:
+        """Wait for the fetcher (in a solo run, until it has read the queue to its end), stop the settler."""
+        self.finish_reading()
+        if self._fetcher is not None:
+            self._fetcher.join(REJECT_TIMEOUT_S if self._rejecting else BLOCK_MS / 1000 * 4)
+        if self.settler is not None:
+            self.settler.close()
+
+    def freeze(self) -> list[Any]:
+        """For a forced exit: nothing more goes in or out; what is fetched stays pending in Redis."""
+        self._closed = True
+        self._buffer.freeze()
+        return []
+
+    # --- fetching --------------------------------------------------------------------------------------
+
+    def settled(self, entry_id: str) -> None:
+        """An entry is settled (or given up): room for one more."""
+        with self._lock:
+            if self._in_hand.pop(entry_id, None) is not None:
+                self._free += 1
+                self._room.notify()
+
+    def in_hand_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._in_hand)
+
+    def _fetch(self) -> None:
+        last_claim = last_renew = last_end = last_nudge = 0.0
+        consumer = self.run.process_id
+        try:
+            while not self._closed or self._rejecting:
+                with self._lock:
+                    if not self._free:
+                        self._room.wait(BLOCK_MS / 1000)
+                    free = self._free
+                now = time.monotonic()
+                if free and now - last_claim >= CLAIM_EVERY_S:
+                    last_claim = now
+                    self._take(self._claim(free), claimed=True)
+                    continue
+                if now - last_renew >= self.visibility_timeout_s / 3:
+                    last_renew = now
+                    self._renew()
+                if free:
+                    reply = self.run.call(lambda: self.redis.xreadgroup(self.group, consumer, {self.key: ">"},
+                                                                         count=free, block=BLOCK_MS))
+                    entries = reply[0][1] if reply else []
+                    if entries:
+                        self._take([(entry_id, fields, 1) for entry_id, fields in entries], claimed=False)
+                        continue
+                if now - last_end >= END_CHECK_EVERY_S:
+                    last_end = now
+                    with self._lock:
+                        holding = bool(self._in_hand)
+                    if not holding and self.ended():
+                        if not self._rejecting:
+                            self._buffer.put_done(self._readers)
+                        return
+                    if holding and not self._buffer.qsize() and now - last_nudge >= NUDGE_EVERY_S \
+                            and self.no_more_new():
+                        # Nothing new will come, yet entries are held here (a batching sink's batch, which it
+                        # would only write at DONE): wake each instance as if it had waited its idle time.
+                        last_nudge = now
+                        self._buffer.preload([_NUDGE] * self._readers)
+        except RedisLost:
+            self._buffer.put_done(self._readers)  # the run is ending (RedisRun.on_lost stops it)
+
+    def _claim(self, count: int) -> list[tuple]:
+        idle_ms = int(self.visibility_timeout_s * 1000)
+        return self.run.call(lambda: self.scripts["claim"](keys=[self.key],
+                                                             args=[self.group, self.run.process_id, idle_ms, count]))
+
+    def _take(self, entries: list[tuple], *, claimed: bool) -> None:
+        """Entries now ours: decoded into deliveries for the instances, or dead-lettered (undecodable, poison)."""
+        deliveries = []
+        for entry_id, fields, delivered in entries:
+            entry_id = _text(entry_id)
+            fields = _fields(fields)
+            prior = int(fields.get("n", 0) or 0)
+            delivery = Delivery(None, (entry_id, prior + int(delivered)))
+            with self._lock:
+                self._in_hand[entry_id] = delivery
+                self._free -= 1
+            try:
+                delivery.item = codec.loads(fields["d"])
+            except (KeyError, ValueError, TypeError) as exc:
+                delivery.item = fields.get("d")
+                self.settler.dead(delivery, f"cannot be decoded ({type(exc).__name__}: {exc}); not run", kind="failed")
+                continue
+            if prior + int(delivered) > self.max_deliveries:
+                self.settler.dead(delivery, f"poison: delivered {prior + int(delivered) - 1} times (crashes "
+                                            f"included) without being settled; max_deliveries is "
+                                            f"{self.max_deliveries}", kind="poison")
+                continue
+            if claimed:
+                logger.warning("%s: claimed %s from a consumer that held it past visibility_timeout_s=%g "
+                               "(delivery %d)", self.name, entry_id, self.visibility_timeout_s, prior + int(delivered))
+            deliveries.append(delivery)
+        if deliveries and self._rejecting:
+            for delivery in deliveries:
+                self._reject(delivery)
+        elif deliveries:
+            self._buffer.preload(deliveries)
+            self.on_fetched(len(deliveries))
+
+    def _reject(self, delivery: Delivery) -> None:
+        """A solo run's queue after its readers stopped: dead-letter the entry, as a closed local queue does."""
+        if self.settler.dead(delivery, "not processed: the queue was closed (pipeline stopping or group ended)",
+                             kind="stopping"):
+            self.on_reject(delivery.item)
+
+    def _renew(self) -> None:
+        ids = self.in_hand_ids()
+        if ids:
+            self.run.call(lambda: self.scripts["renew"](keys=[self.key], args=[self.group, self.run.process_id,
+                                                                               *ids]))
+
+
+class Settler:
+    """Settles a queue's entries in batches: instances hand it what they are done with and wait; one thread
+    sends everything that piled up meanwhile as one script call per kind."""
+
+    def __init__(self, queue: RedisQueue) -> None:
+        self.queue = queue
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._waiting: list[tuple] = []  # (kind, delivery, payload, outputs keys, done event, result)
+        self._closed = False
+        self.thread = threading.Thread(target=self._loop, name=f"{queue.name}-settler", daemon=True)
+        self.thread.start()
+        self.dead_letters: Any = None  # the local file, set by the executor
+
+    def settle(self, delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...] = (),
+               on_result: Callable[[Any], None] | None = None) -> bool | None:
+        """Acknowledge, with `outputs` added to `output_keys` in the same step when given. With `on_result`,
+        return at once and call it later with True, False (another consumer owns the entry now: nothing
+        was written) or the exception; without it, wait and return True or False."""
+        request = self._settle_request(delivery, outputs, output_keys)
+        if on_result is None:
+            return self._wait(request)
+        self._submit(request, on_result)
+        return None
+
+    async def asettle(self, delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...] = ()) -> bool:
+        """settle() for an asyncio task: it waits without holding a thread."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        def deliver(result: Any) -> None:
+            loop.call_soon_threadsafe(_set, future, result)
+        self._submit(self._settle_request(delivery, outputs, output_keys), deliver)
+        result = await future
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def dead(self, delivery: Delivery, error: str, *, kind: str, attempts: int = 1) -> bool:
+        """Dead-letter into the run's dead-letter stream with the acknowledgement; False if not ours."""
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "group": self.queue.group,
+                  "queue": self.queue.name, "kind": kind, "item": codec.encode(delivery.item, strict=False),
+                  "error": redact(error), "attempts": attempts, "process": self.queue.run.process_id}
+        return self._wait(("dead", delivery, redact(json.dumps(record)), ()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._ready.notify()
+        self.thread.join(5)
+
+    @staticmethod
+    def _settle_request(delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...]) -> tuple:
+        payloads = [encode(output) for output in outputs or ()]  # an unencodable output fails the item here
+        return ("settle", delivery, payloads, output_keys)
+
+    def _wait(self, request: tuple) -> bool:
+        done = threading.Event()
+        result: list[Any] = []
+        def deliver(outcome: Any) -> None:
+            result.append(outcome)
+            done.set()
+        self._submit(request, deliver)
+        done.wait()
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    def _submit(self, request: tuple, deliver: Callable[[Any], None]) -> None:
+        with self._lock:
+            self._waiting.append((*request, deliver))
+            self._ready.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._closed:
+                    self._ready.wait()
+                batch, self._waiting = self._waiting, []
+                if not batch and self._closed:
+                    return
+            try:
+                results = self._send(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiter (RedisLost, mostly)
+                results = [exc] * len(batch)
+            for (_kind, delivery, *_rest, deliver), ok in zip(batch, results):
+                if ok is True or ok is False:
+                    self.queue.settled(delivery.token[0])
+                deliver(ok)
+
+    def _send(self, batch: list[tuple]) -> list[bool]:
+        queue, run = self.queue, self.queue.run
+        consumer = run.process_id
+        results: dict[int, bool] = {}
+        by_outputs: dict[tuple, list[int]] = {}
+        for index, (kind, _delivery, _payload, keys, *_) in enumerate(batch):
+            by_outputs.setdefault((kind, keys), []).append(index)
+        for (kind, keys), indexes in by_outputs.items():
+            args = [queue.group, consumer]
+            if kind == "settle":
+                for index in indexes:
+                    payloads = batch[index][2]
+                    args += [batch[index][1].token[0], len(payloads), *payloads]
+                answer = run.call(lambda: queue.scripts["settle"](keys=[queue.key, *keys], args=args))
+            else:
+                for index in indexes:
+                    args += [batch[index][1].token[0], batch[index][2]]
+                answer = run.call(lambda: queue.scripts["dead"](keys=[queue.key, run.key("dead")], args=args))
+            for index, ok in zip(indexes, answer):
+                results[index] = bool(ok)
+        return [results[index] for index in range(len(batch))]
+
+
+class RedisExits:
+    """Where items of a group reading a Redis queue go. Outputs to Redis queues of the run and the
+    acknowledgement are one atomic step that a stale owner cannot take (exactly once between Redis queues);
+    outputs to local queues are put first, then the entry acknowledged (at least once)."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+        self.input: RedisQueue = group.input
+        self.redis_keys = tuple(queue.key for queue in group.outputs if isinstance(queue, RedisQueue))
+        self.local = [queue for queue in group.outputs if not isinstance(queue, RedisQueue)]
+        self._parts: dict[int, list[Any]] = {}  # a generator's outputs, held until its item is settled
+
+    def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        if not final:  # one atomic step per item: a generator's outputs wait for its last one
+            self._parts.setdefault(id(delivery), []).extend(outputs)
+            return 0.0
+        outputs = self._parts.pop(id(delivery), []) + list(outputs)
+        waited = sum(queue.put_many(outputs) or 0.0 for queue in self.local)
+        self._settle(delivery, outputs)
+        return waited
+
+    async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        if not final:
+            self._parts.setdefault(id(delivery), []).extend(outputs)
+            return 0.0
+        outputs = self._parts.pop(id(delivery), []) + list(outputs)
+        waited = 0.0
+        if self.local:
+            import asyncio
+            loop = asyncio.get_running_loop()
+            for queue in self.local:
+                waited += await loop.run_in_executor(None, queue.put_many, outputs) or 0.0
+        self._settle(delivery, outputs)
+        return waited
+
+    def stored(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self.input.settler.settle(delivery, None, on_result=lambda ok, d=delivery: self._stored(ok, d))
+
+    def _settle(self, delivery: Delivery, outputs: list[Any]) -> None:
+        """Hand the settlement to the settler and go on: the entry stays pending in Redis (and counted in
+        hand by the fetcher) until it is done, and an answer that it was another's corrects the books."""
+        self.input.settler.settle(delivery, outputs if self.redis_keys else None, self.redis_keys,
+                                  on_result=lambda ok: self._settled(ok, delivery, len(outputs)))
+        if self.redis_keys:
+            for queue in self.group.outputs:
+                if isinstance(queue, RedisQueue):
+                    queue.put_count += len(outputs)
+
+    def _settled(self, ok: Any, delivery: Delivery, emitted: int) -> None:
+        if ok is True:
+            return
+        if ok is False:
+            logger.warning("%s: %s was claimed by another consumer before it was settled here: its outputs "
+                           "were not written; that consumer settles it", self.group.name, delivery.token[0])
+        else:
+            logger.error("%s: settling %s failed (%s); it stays pending in Redis", self.group.name,
+                         delivery.token[0], ok)
+        self.group.unsettled(emitted)
+
+    def _stored(self, ok: Any, delivery: Delivery) -> None:
+        if ok is not True:
+            logger.warning("%s: %s was stored here but not acknowledged (%s); if another consumer stores it "
+                           "again, the sink's unique key makes that a no-op", self.group.name, delivery.token[0],
+                           "claimed by another consumer" if ok is False else ok)
+
+    def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
+        self._parts.pop(id(delivery), None)
+        try:
+            ours = self.input.settler.dead(delivery, error, kind=kind, attempts=attempts)
+        except RedisLost:
+            kind, error = "unsettled", (f"{error}; and Redis could not be reached to settle it: it stays pending "
+                                        "there and another process may take it")
+        else:
+            if not ours:
+                raise Returned(f"{delivery.token[0]} is owned by another consumer now")
+        return self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
+                                             attempts=attempts, kind=kind)
+
+
+def _set(future: Any, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def encode(item: Any) -> str:
+    """An item as JSON for Redis; ItemError when it holds something JSON cannot carry."""
+    try:
+        return codec.dumps(item)
+    except codec.NotEncodable as exc:
+        raise ItemError(f"cannot be written to a Redis queue: {exc}") from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(fields: Any) -> dict[str, Any]:
+    if isinstance(fields, dict):
+        return {_text(k): _text(v) for k, v in fields.items()}
+    flat = list(fields)
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
