@@ -161,6 +161,17 @@ class LocalExits:
             self.input.ack(delivery)
         return blocked_s
 
+    def emit_many(self, emits: list[tuple[Delivery, list[Any], bool]]) -> list[BaseException | None]:
+        """emit() for a batch of (delivery, outputs, final), each queue filled in one go; the error of each
+        (None: sent). What worker processes report arrives this way."""
+        outputs = [output for _, items, _ in emits for output in items]
+        for queue in self.outputs if outputs else ():
+            queue.put_many(outputs)
+        for delivery, _, final in emits:
+            if final:
+                self.input.ack(delivery)
+        return [None] * len(emits)
+
     def stored(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self.input.ack(delivery)

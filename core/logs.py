@@ -4,9 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-
-from rich.console import Console
-from rich.logging import RichHandler
+from typing import Any
 
 from core.problems import SettingsError
 from core.redact import RedactingFormatter
@@ -28,10 +26,11 @@ def parse_log_level(text: str) -> str:
     return name
 
 
-def setup_logging(level: str, *, log_file: str | None = None, console: Console | None = None) -> None:
+def setup_logging(level: str, *, log_file: str | None = None, console: Any = None) -> None:
     """Log at `level` to stderr (through `console` when given, so log lines print above the live table)
     and to `log_file`; uncaught errors in any thread go through the same masking formatter."""
-    if console is not None:
+    if console is not None:  # a rich Console: the live status is on
+        from rich.logging import RichHandler
         handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
                                                rich_tracebacks=False)
         handler.setFormatter(RedactingFormatter(RICH_FORMAT))

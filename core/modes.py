@@ -34,7 +34,7 @@ def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeli
         return CourseRunner(group, cls, on_exit=on_exit)
     if group.spec.processes:
         from core.processes import ProcessRunner
-        return ProcessRunner(group, cls, pipeline_path=pipeline_path, on_exit=on_exit)
+        return ProcessRunner(group, cls, exits=exits_for(group), pipeline_path=pipeline_path, on_exit=on_exit)
     exits = exits_for(group)
     instances = [Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop,
                           on_exit=on_exit) for index in range(group.spec.instances)]

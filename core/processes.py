@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from core.child import ChildSpec, child_main
 from core.ledger import Counts
+from core.errors import Returned
 from core.queues import Delivery, Empty, notify
 from core.worker import BatchWorker, is_async
 
@@ -43,10 +44,11 @@ class ChildCrash(Exception):
 class ProcessRunner:
     """A group's instances in `processes` worker processes, `instances` in each (threads or asyncio tasks)."""
 
-    def __init__(self, group: Any, cls: type, *, pipeline_path: str,
+    def __init__(self, group: Any, cls: type, *, exits: Any, pipeline_path: str,
                  on_exit: Callable[[Any], None] = lambda unit: None) -> None:
         self.group = group
         self.cls = cls
+        self.exits = exits  # how the items the processes report on leave: core.group / core.redis_queue
         spec = group.spec
         self.inner = "async" if is_async(cls) else "threads"
         self.mode = f"processes ({spec.processes} x {spec.instances} {self.inner})"
@@ -117,7 +119,7 @@ class Unit:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._send_lock = threading.Lock()  # one sender at a time, and no send while a process is replaced
-        self._outstanding: dict[int, Any] = {}  # seq -> item: sent, not settled
+        self._outstanding: dict[int, Delivery] = {}  # seq -> delivery: sent, not settled
         self._taken: set[int] = set()  # of those, the ones an instance took
         self._next_seq = 0
         # Items in flight at most: from 2 per instance (a slow stage's items stay spread over its processes)
@@ -168,7 +170,7 @@ class Unit:
     def in_hand(self) -> list[Delivery]:
         """Items sent to the process and not settled (for a forced exit to record)."""
         with self._lock:
-            return [Delivery(item, seq) for seq, item in self._outstanding.items()]
+            return list(self._outstanding.values())
 
     def send_message(self, message: tuple) -> None:
         with self._send_lock:
@@ -197,33 +199,34 @@ class Unit:
                 items, done = inbox.get_items(min(room, BATCH_MAX), timeout_s=0.5)
             except Empty:
                 continue
+            deliveries = [item if isinstance(item, Delivery) else Delivery(item) for item in items]
             with self._send_lock:  # the unit cannot end while this holds
                 if self.finished:  # ended meanwhile: what it took goes back for the group's other processes
-                    inbox.preload(items)
+                    inbox.give_back(deliveries)
                     if done:
                         inbox.put_done(1)
                     return
-                if items:
-                    self._send_items(items)
+                if deliveries:
+                    self._send_items(deliveries)
                 if done:
                     self._done_sent = True
                     self._send(pickle.dumps(("done",)))
                     return
 
-    def _send_items(self, items: list[Any]) -> None:
+    def _send_items(self, deliveries: list[Delivery]) -> None:
         """Under the send lock: number the items, keep them as outstanding, send them."""
         with self._lock:
             first = self._next_seq
-            self._next_seq += len(items)
-            self.counts.received += len(items)
-        pairs = zip(range(first, first + len(items)), items)
+            self._next_seq += len(deliveries)
+            self.counts.received += len(deliveries)
+            self._outstanding.update(zip(range(first, first + len(deliveries)), deliveries))
+        items = [delivery.item for delivery in deliveries]
         try:
             data = pickle.dumps(("items", first, items), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - find the items that cannot be pickled: each is that item's error
-            pairs = [pair for pair in pairs if self._picklable(*pair)]
+            pairs = [(seq, item) for seq, item in zip(range(first, first + len(items)), items)
+                     if self._picklable(seq, item)]
             data = pickle.dumps(("pairs", pairs), protocol=pickle.HIGHEST_PROTOCOL)
-        with self._lock:
-            self._outstanding.update(pairs)
         self._send(data)
 
     def _picklable(self, seq: int, item: Any) -> bool:
@@ -231,8 +234,6 @@ class Unit:
             pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001
             logger.warning("%s: %r cannot be sent to a worker process: %s: %s", self.name, item, type(exc).__name__, exc)
-            with self._lock:
-                self._outstanding[seq] = item
             self._settle_dead(seq, f"cannot be sent to a worker process (pickle: {type(exc).__name__}: {exc})",
                               attempts=1, kind="failed")
             return False
@@ -251,19 +252,30 @@ class Unit:
             self._handle_batch(pickle.loads(data))
 
     def _handle_batch(self, messages: list[tuple]) -> None:
-        """Outputs first, downstream in one go per queue, then the books of every item settled in the batch."""
-        outputs = [output for message in messages if message[0] in ("emit", "part") for output in message[2]]
-        for queue in self.runner.group.outputs:
-            queue.put_many(outputs)
-        settled = [message[1] for message in messages if message[0] == "emit"]
+        """Outputs go on through the group's exits (in one go per queue where they allow), then the books of
+        every item settled in the batch."""
+        emits = [(self._delivery(message[1]), message[2], message[0] == "emit") for message in messages
+                 if message[0] in ("emit", "part")]
+        failed = self.runner.exits.emit_many(emits)
         with self._lock:
-            self.counts.emitted += len(outputs)
-            self.counts.processed += len(settled)
-            for seq in settled:
-                self._settled(seq)
+            for (delivery, outputs, final), error in zip(emits, failed):
+                if error is None:
+                    self.counts.emitted += len(outputs)
+                    if final:
+                        self.counts.processed += 1
+                        self._settled(delivery.token_seq)
+        for (delivery, _outputs, _final), error in zip(emits, failed):
+            if error is not None:  # e.g. an output Redis cannot take as JSON: that item's error
+                self._settle_dead(delivery.token_seq, f"{type(error).__name__}: {error}", attempts=1, kind="failed")
         for message in messages:
             if message[0] not in ("emit", "part"):
                 self._handle(message)
+
+    def _delivery(self, seq: int) -> Delivery:
+        with self._lock:
+            delivery = self._outstanding[seq]
+        delivery.token_seq = seq
+        return delivery
 
     def _handle(self, message: tuple) -> None:
         kind = message[0]
@@ -271,6 +283,7 @@ class Unit:
             with self._lock:
                 self._taken.update(seq for seq in message[1] if seq in self._outstanding)
         elif kind == "stored":
+            self.runner.exits.stored([self._delivery(seq) for seq in message[1]])
             with self._lock:
                 self.counts.stored += len(message[1])
                 self.counts.processed += len(message[1])
@@ -302,10 +315,13 @@ class Unit:
         notify(self._room)
 
     def _settle_dead(self, seq: int, error: str, *, attempts: int, kind: str) -> None:
-        with self._lock:
-            item = self._outstanding.get(seq)
-        written = self.runner.group.dead_letters.write(group=self.runner.group.name, item=item, error=error,
-                                                       attempts=attempts, kind=kind)
+        try:
+            written = self.runner.exits.dead_letter(self._delivery(seq), error, attempts=attempts, kind=kind)
+        except Returned:  # a Redis entry another consumer owns now: it settles it
+            with self._lock:
+                self.counts.returned += 1
+                self._settled(seq)
+            return
         with self._lock:
             self.counts.failed += kind == "failed"
             if written:
@@ -334,7 +350,7 @@ class Unit:
                 return False
             why = _died(process.exitcode)
             with self._lock:
-                taken = [(seq, self._outstanding[seq]) for seq in sorted(self._taken) if seq in self._outstanding]
+                taken = [(seq, self._outstanding[seq].item) for seq in sorted(self._taken) if seq in self._outstanding]
                 self._busy_before = (self.counts.busy_s, self.counts.blocked_s)
             logger.error("%s (pid %s) died (%s) holding %d item(s); they are dead-lettered", self.name, process.pid,
                          why, len(taken))
@@ -354,7 +370,8 @@ class Unit:
             logger.warning("%s: replaced by pid %s (restart %d of %d); %d item(s) sent to it again", self.name,
                            self.process.pid, self.restarts, MAX_RESTARTS, len(waiting))
             if waiting:
-                self._send(pickle.dumps(("pairs", waiting), protocol=pickle.HIGHEST_PROTOCOL))
+                self._send(pickle.dumps(("pairs", [(seq, delivery.item) for seq, delivery in waiting]),
+                                        protocol=pickle.HIGHEST_PROTOCOL))
             if self._done_sent:
                 self._send(pickle.dumps(("done",)))
             return True
@@ -370,7 +387,7 @@ class Unit:
         if left:
             logger.warning("%s: %d item(s) its instances never took go back to the group's other processes",
                            self.name, len(left))
-            self.runner.group.input.preload(left)
+            self.runner.group.input.give_back(left)
 
     def _end(self, why_left: str) -> None:
         """Under the send lock: the unit is over; what it still holds is dead-lettered."""

@@ -34,13 +34,15 @@ class Empty(Exception):
 
 
 class Delivery:
-    """One item handed to a reader, and what its transport needs to settle it (`token`)."""
+    """One item handed to a reader, and what its transport needs to settle it (`token`); `token_seq` is its
+    number on the way to and from a worker process."""
 
-    __slots__ = ("item", "token")
+    __slots__ = ("item", "token", "token_seq")
 
     def __init__(self, item: Any, token: Any = None) -> None:
         self.item = item
         self.token = token
+        self.token_seq = None
 
     def __repr__(self) -> str:
         return f"Delivery({self.item!r})"
@@ -141,6 +143,10 @@ class LocalQueue:
             for item in items:
                 self._append(item)
             return self.put_count - before
+
+    def give_back(self, deliveries: list[Delivery]) -> None:
+        """Items taken and not started go back (a worker process ended before it took them)."""
+        self.preload([delivery.item for delivery in deliveries])
 
     def put_done(self, count: int) -> None:
         """Append `count` DONE markers; they never wait for room, so ending never blocks."""

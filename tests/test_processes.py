@@ -267,3 +267,19 @@ def test_asyncio_inside_worker_processes(tmp_path, processes):
     assert code == 0, run.log()[-3000:]
     assert sorted(fixture_workers.collected(key)) == [2 * n for n in range(50)]
     assert run.stats["groups"]["Stage"]["mode"] == f"processes ({processes} x 8 async)"
+
+
+def test_worker_processes_reading_a_redis_queue(tmp_path):
+    key = str(tmp_path / "sink")
+    text = pipeline(key, "FailOdd", items=60).replace(
+        "  - name: Numbers\n    maxsize: 10\n", "  - name: Numbers\n    maxsize: 10\n    backend: redis\n").replace(
+        "  - name: Done\n", "  - name: Done\n    backend: redis\n")
+    with Run(tmp_path, text) as run:
+        code = run.wait()
+    no_process_left(run)
+
+    letters = accounted(run, key, 60)
+    assert code == 1
+    assert sorted(letter["item"] for letter in letters) == list(range(1, 60, 2))
+    assert sorted(fixture_workers.collected(key)) == list(range(0, 60, 2))
+    assert run.stats["groups"]["Stage"]["mode"] == "processes (2 x 2 threads)"

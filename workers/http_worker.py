@@ -6,11 +6,12 @@ import numbers
 import os
 from typing import TYPE_CHECKING, Any
 
-from core.http import HttpClient, HttpSettings
+from core.http_policy import HttpSettings
 from workers.base import Worker
 
 if TYPE_CHECKING:
     from core.aiohttp_client import AsyncHttpClient
+    from core.http import HttpClient
 
 # Params that must be > 0, and params that must be >= 0 (the import check has made sure they are numbers).
 _POSITIVE = ("connect_timeout_s", "read_timeout_s", "item_deadline_s")
@@ -57,6 +58,7 @@ class HttpWorker(Worker):
     @property
     def http(self) -> HttpClient:
         """The group's blocking client, made on first use."""
+        from core.http import HttpClient  # here, not at the top: --check need not load requests
         return self.group.resource("http", lambda: HttpClient(self.http_settings, stop=self.group.stop))
 
 
@@ -70,6 +72,6 @@ class AsyncHttpWorker(HttpWorker):
     @property
     def aio_http(self) -> AsyncHttpClient:
         """The group's AsyncHttpClient; its session is made in the running loop on its first request."""
-        from core.aiohttp_client import AsyncHttpClient  # noqa: F811 - only coroutine workers need aiohttp
+        from core.aiohttp_client import AsyncHttpClient  # only coroutine workers need aiohttp
 
         return self.group.resource("aiohttp", lambda: AsyncHttpClient(self.http_settings, stop=self.group.stop))

@@ -5,14 +5,14 @@ import csv
 import io
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
-from core.database import database_url, describe, make_engine, settings_hint
 from core.errors import StartupError
 from workers.base import BatchWorker
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ UNIQUE_KEY = ("symbol", "extracted_time")
 
 def prices_table(name: str = "prices", metadata: sa.MetaData | None = None) -> sa.Table:
     """The course's columns (id, symbol, price, extracted_time) plus currency and market_time; times in UTC."""
+    import sqlalchemy as sa  # here, not at the top: --check need not load SQLAlchemy
     return sa.Table(
         name, metadata or sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -46,6 +47,7 @@ class PostgresWorker:
         """Create the table if missing. A table made by hand (the course's id, symbol, price, extracted_time)
         keeps every row: the columns it lacks and the unique key are added, each change logged with the SQL
         that undoes it; duplicates that stop the key refuse the run (StartupError) before anything is changed."""
+        import sqlalchemy as sa
         inspector = sa.inspect(self.engine)
         name = self.table.name
         if not inspector.has_table(name):
@@ -75,6 +77,7 @@ class PostgresWorker:
 
     def _refuse_duplicates(self, index: str) -> None:
         """StartupError when rows the unique key would refuse are already there, saying how to find and fix them."""
+        import sqlalchemy as sa
         quote = self.engine.dialect.identifier_preparer.quote
         table, key = quote(self.table.name), ", ".join(UNIQUE_KEY)
         both = " AND ".join(f"{column} IS NOT NULL" for column in UNIQUE_KEY)  # NULLs never clash in a unique key
@@ -123,6 +126,7 @@ class PostgresWorker:
         self.engine.dispose()
 
     def _insert_statement(self) -> sa.Insert:
+        import sqlalchemy as sa
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -145,6 +149,8 @@ class PostgresMasterScheduler(BatchWorker):
 
     def open_group(self) -> None:
         """Connect and create the table before anything is fetched, so a wrong database fails in seconds."""
+        import sqlalchemy as sa
+        from core.database import describe, settings_hint
         writer = self._writer()
         where = describe(writer.engine.url)
         logger.info("%s: storing into %s, table %s", self.group.name, where, self.table)
@@ -160,6 +166,7 @@ class PostgresMasterScheduler(BatchWorker):
 
     def is_transient(self, exc: BaseException) -> bool:
         """Lost or refused connections, a restarting server and timeouts are worth a retry; bad data is not."""
+        import sqlalchemy as sa
         if isinstance(exc, sa.exc.DBAPIError):
             if exc.connection_invalidated:
                 return True
@@ -169,6 +176,7 @@ class PostgresMasterScheduler(BatchWorker):
 
     def _writer(self) -> PostgresWorker:
         def make() -> PostgresWorker:
+            from core.database import database_url, make_engine
             engine = make_engine(database_url(), pool_size=self.group.spec.instances,
                                  connect_timeout_s=self.connect_timeout_s,
                                  statement_timeout_s=self.statement_timeout_s)

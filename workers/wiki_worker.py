@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import lxml.html
-import requests
-
-from core.http import HttpClient
 from workers.base import ItemError
 from workers.http_worker import HttpWorker
+
+if TYPE_CHECKING:
+    import lxml.html
+    import requests
+
+    from core.http import HttpClient
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ def parse_constituents(html: str | bytes, parser: lxml.html.HTMLParser | None = 
     """
     if not html.strip():
         raise ItemError("the page is empty")
+    import lxml.html  # here, not at the top: --check need not load lxml
     tables = lxml.html.fromstring(html, parser=parser).xpath(f'//table[@id="{TABLE_ID}"]')
     if not tables:
         raise ItemError(f"no table with id {TABLE_ID!r} on the page")
@@ -54,6 +57,7 @@ class WikiWorker:
 def _parser_for(response: requests.Response) -> lxml.html.HTMLParser | None:
     """Trust a charset the server declares; without one lxml reads the page's own <meta charset>."""
     if "charset=" in response.headers.get("Content-Type", "").lower():
+        import lxml.html
         return lxml.html.HTMLParser(encoding=response.encoding)
     return None
 

@@ -13,14 +13,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Generator
 from urllib.parse import quote
 
-from bs4 import BeautifulSoup
-
-from core.http import HttpClient, Page, Stopped, page_of
+from core.http_policy import Page, Stopped
 from workers.base import ItemError
 from workers.http_worker import AsyncHttpWorker, HttpWorker
 
 if TYPE_CHECKING:
     from core.aiohttp_client import AsyncHttpClient
+    from core.http import HttpClient
 
 CHART_URL = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
 QUOTE_URL = "https://finance.yahoo.com/quote/{symbol}"
@@ -104,6 +103,7 @@ def valid_price(value: Any) -> float:
 def parse_quote_page(html: str | bytes, symbol: str) -> float:
     """The price on a finance.yahoo.com quote page, in any of its markups since 2022; ItemError when the
     price element says it is another symbol's (fin-streamer carries data-symbol; the plain span does not)."""
+    from bs4 import BeautifulSoup  # here, not at the top: only the fallback needs it
     soup = BeautifulSoup(html, "lxml")
     element = (
         soup.select_one('[data-testid="qsp-price"], [data-test="qsp-price"]')
@@ -141,6 +141,7 @@ class YahooFinancePriceWorker:
 
     def get_price(self, symbol: str) -> dict[str, Any]:
         """One record: symbol (as Wikipedia writes it), price, currency, market_time, extracted_time (UTC)."""
+        from core.http import page_of
         steps = self.steps(symbol, self.http.policy.deadline())
         try:
             fetch = next(steps)
