@@ -14,7 +14,7 @@ from typing import Any
 from core.config import ConfigError, PipelineSpec, Problem
 from core.redis_ends import RedisEnds
 from core.redis_queue import RedisQueue
-from core.redis_run import DEFAULT_URL, RedisRun
+from core.redis_run import DEFAULT_URL, RETRY_BUDGET_S, RedisLost, RedisRun
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +61,12 @@ class Distributed:
             raise ConfigError([Problem(spec.path, 0, "--only", "runs part of a run that others join: give the "
                                        "run an id they share, --run-id ID (or RUN_ID)")])
         self.groups = check_only(spec, only)
-        self.run = RedisRun(self.url, spec.name, self.run_id)
+        self.run = RedisRun(self.url, spec.name, self.run_id, retry_budget_s=retry_budget_s(spec))
         self.queues: dict[str, RedisQueue] = {}
         self.inputs = {worker.name: worker.input_queue or f"{worker.name}.values" for worker in spec.workers}
         self.ends = RedisEnds(self.run, spec, self.inputs, self.queues)
         self._values: dict[str, list[Any]] = {}
+        self._written: set[str] = set()  # sources whose input values are in the run (written here or before)
         self._ended_here: set[str] = set()
 
     def queue(self, name: str, maxsize: int, reader: str, **settings: Any) -> RedisQueue:
@@ -80,7 +81,11 @@ class Distributed:
         """A source's input values as a Redis queue, written once for the run (so a source run by several
         processes, or started again, never emits a value twice)."""
         self._values[worker.name] = values
-        return self.queue(f"{worker.name}.values", max(len(values), 1), worker.name)
+        # A value is held as long as the items it makes: its lease times out like those of the queues it feeds.
+        timeouts = [self.spec.queues[name].visibility_timeout_s for name in worker.output_queues
+                    if self.spec.queues[name].backend == "redis"]
+        return self.queue(f"{worker.name}.values", max(len(values), 1), worker.name,
+                          visibility_timeout_s=min(timeouts, default=30.0))
 
     def open(self, local_input_groups: list[str]) -> None:
         """Join the run (StartupError if Redis cannot hold it), write the sources' values if first, create
@@ -88,6 +93,7 @@ class Distributed:
         self.run.open()
         for name, values in self._values.items():
             written = self.queues[f"{name}.values"].fill_once(values)
+            self._written.add(name)
             logger.info("%s: %s", name, f"{written} input value(s) written to the run" if written else
                         "input values already in the run (written by the process that started it)")
         for queue in self.queues.values():
@@ -99,12 +105,18 @@ class Distributed:
         """Every instance of `group` in this process has ended."""
         if group not in self._ended_here:
             self._ended_here.add(group)
-            self.run.end_group(group)
+            try:
+                self.run.end_group(group)
+            except RedisLost:
+                pass  # the run is lost here (logged, and the run stopping): there is no one to tell
 
     def publish(self, groups: dict[str, Any], finished: bool) -> None:
         """This process's counts, for the run's report."""
-        self.run.report({"process": self.run.process_id, "finished": finished, "time": time.time(),
-                         "groups": {name: asdict(counts) for name, counts in groups.items()}})
+        try:
+            self.run.report({"process": self.run.process_id, "finished": finished, "time": time.time(),
+                             "groups": {name: asdict(counts) for name, counts in groups.items()}})
+        except RedisLost:
+            pass  # the run is lost here (logged, and the run stopping): its own report still tells
 
     def ledger(self) -> dict[str, dict[str, int]]:
         """Per Redis queue of the pipeline: entries added, still waiting, in hand; and the dead-letter stream."""
@@ -141,11 +153,31 @@ class Distributed:
                 "ledger": self.ledger(), "unfinished": unfinished}
 
     def close(self) -> None:
+        if self.solo:  # values that never reached Redis (it could not be reached) are this run's alone
+            for name, values in self._values.items():
+                if name not in self._written:
+                    for value in values:
+                        self.queues[f"{name}.values"].on_reject(value)
         for queue in self.queues.values():  # all at once: in a solo run one's end may wait on another's
             queue.finish_reading()
         for queue in self.queues.values():
             queue.shutdown()
         self.run.close()
+
+
+def retry_budget_s(spec: PipelineSpec) -> float:
+    """How long Redis may be unreachable before the run ends: REDIS_RETRY_BUDGET_S seconds (default 20)."""
+    text = os.environ.get("REDIS_RETRY_BUDGET_S")
+    if not text:
+        return RETRY_BUDGET_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ConfigError([Problem(spec.path, 0, "REDIS_RETRY_BUDGET_S",
+                                   f"must be a number of seconds above 0, got {text!r}")])
+    return value
 
 
 def _text(value: Any) -> str:

@@ -61,6 +61,9 @@ class RedisQueue:
                         (("settle", SETTLE), ("dead", DEAD), ("hand_back", HAND_BACK), ("renew", RENEW),
                          ("claim", CLAIM), ("fill", FILL_ONCE))}
         self.on_reject: Callable[[Any], None] = lambda item: None
+        #: Records an entry the fetcher dead-lettered (undecodable, poison) in the reading group's own books
+        #: and dead-letter file, as its Redis dead letter is: (item, error, kind). Set by RedisExits.
+        self.on_dead: Callable[[Any, str, str], None] = lambda item, error, kind: None
         self.ended: Callable[[], bool] = lambda: False  # set by the executor (core/redis_ends.py)
         self.no_more_new: Callable[[], bool] = lambda: False  # closed, and every entry delivered
         self.put_count = self.get_count = 0
@@ -183,6 +186,11 @@ class RedisQueue:
         self.get_count += len(deliveries)
         return deliveries, done
 
+    def give_back(self, deliveries: list[Delivery]) -> None:
+        """Entries taken for a worker process that ended before starting them: back to the fetched buffer
+        for the group's other processes (still pending here, so no one else takes them meanwhile)."""
+        self._buffer.preload(deliveries)
+
     def ack(self, delivery: Delivery) -> None:
         """Settled here with its outputs sent elsewhere (a local queue): acknowledged, at least once."""
         self.settler.settle(delivery, None)
@@ -223,7 +231,10 @@ class RedisQueue:
         started reading) to dead-letter it; join() then waits for that."""
         self.close()
         if self._rejecting and self._fetcher is None:
-            self.start_reading(self._readers or 1, 64)
+            try:
+                self.start_reading(self._readers or 1, 64)
+            except RedisLost:
+                pass  # logged when it was lost: what the queue holds stays in Redis
 
     def shutdown(self) -> None:
         """Wait for the fetcher (in a solo run, until it has read the queue to its end), stop the settler."""
@@ -263,16 +274,17 @@ class RedisQueue:
                     free = self._free
                 now = time.monotonic()
                 if free and now - last_claim >= CLAIM_EVERY_S:
-                    last_claim = now
-                    self._take(self._claim(free), claimed=True)
+                    claimed = self._claim(free)
+                    # A full claim means more may be waiting: they are the oldest entries (their owner
+                    # died), so they go before new ones, at the next free slot rather than a second later.
+                    last_claim = 0.0 if len(claimed) >= free else now
+                    self._take(claimed, claimed=True)
                     continue
                 if now - last_renew >= self.visibility_timeout_s / 3:
                     last_renew = now
                     self._renew()
                 if free:
-                    reply = self.run.call(lambda: self.redis.xreadgroup(self.group, consumer, {self.key: ">"},
-                                                                         count=free, block=BLOCK_MS))
-                    entries = reply[0][1] if reply else []
+                    entries = self.run.call(self._reader(consumer, free))
                     if entries:
                         self._take([(entry_id, fields, 1) for entry_id, fields in entries], claimed=False)
                         continue
@@ -292,6 +304,31 @@ class RedisQueue:
                         self._buffer.preload([_NUDGE] * self._readers)
         except RedisLost:
             self._buffer.put_done(self._readers)  # the run is ending (RedisRun.on_lost stops it)
+        except Exception as exc:  # noqa: BLE001 - a refused command (out of memory, say): the run cannot go on
+            logger.exception("%s: reading the queue failed", self.name)
+            self.run.lose(self.run.vanished() or RedisLost(f"Redis at {self.run.describe()} refused the run's "
+                                                           f"commands: {type(exc).__name__}: {exc}"))
+            self._buffer.put_done(self._readers)
+
+    def _reader(self, consumer: str, count: int) -> Callable[[], list[tuple]]:
+        """One read of new entries, for run.call. A try that is retried may have been delivered entries whose
+        reply the lost connection took (a server restarting, say): they are pending here, unseen, so the
+        retry first takes those back (this consumer's own pending entries not in hand), instead of leaving
+        them to be claimed only once they idle past visibility_timeout_s."""
+        tries = [0]
+
+        def read() -> list[tuple]:
+            tries[0] += 1
+            if tries[0] > 1:
+                held = set(self.in_hand_ids())  # before the read: an entry settled meanwhile is not pending
+                reply = self.redis.xreadgroup(self.group, consumer, {self.key: "0"})
+                unseen = [(entry_id, fields) for entry_id, fields in (reply[0][1] if reply else [])
+                          if fields and _text(entry_id) not in held]
+                if unseen:
+                    return unseen
+            reply = self.redis.xreadgroup(self.group, consumer, {self.key: ">"}, count=count, block=BLOCK_MS)
+            return reply[0][1] if reply else []
+        return read
 
     def _claim(self, count: int) -> list[tuple]:
         idle_ms = int(self.visibility_timeout_s * 1000)
@@ -304,7 +341,10 @@ class RedisQueue:
         for entry_id, fields, delivered in entries:
             entry_id = _text(entry_id)
             fields = _fields(fields)
-            prior = int(fields.get("n", 0) or 0)
+            try:
+                prior = int(fields.get("n", 0) or 0)
+            except ValueError:
+                prior = 0  # not written by a runner (its data is checked below like any other)
             delivery = Delivery(None, (entry_id, prior + int(delivered)))
             with self._lock:
                 self._in_hand[entry_id] = delivery
@@ -313,12 +353,15 @@ class RedisQueue:
                 delivery.item = codec.loads(fields["d"])
             except (KeyError, ValueError, TypeError) as exc:
                 delivery.item = fields.get("d")
-                self.settler.dead(delivery, f"cannot be decoded ({type(exc).__name__}: {exc}); not run", kind="failed")
+                error = f"cannot be decoded ({type(exc).__name__}: {exc}); not run"
+                if self.settler.dead(delivery, error, kind="failed"):
+                    self.on_dead(delivery.item, error, "failed")
                 continue
             if prior + int(delivered) > self.max_deliveries:
-                self.settler.dead(delivery, f"poison: delivered {prior + int(delivered) - 1} times (crashes "
-                                            f"included) without being settled; max_deliveries is "
-                                            f"{self.max_deliveries}", kind="poison")
+                error = (f"poison: delivered {prior + int(delivered) - 1} times (crashes included) without being "
+                         f"settled; max_deliveries is {self.max_deliveries}")
+                if self.settler.dead(delivery, error, kind="poison"):
+                    self.on_dead(delivery.item, error, "poison")
                 continue
             if claimed:
                 logger.warning("%s: claimed %s from a consumer that held it past visibility_timeout_s=%g "
@@ -333,8 +376,12 @@ class RedisQueue:
 
     def _reject(self, delivery: Delivery) -> None:
         """A solo run's queue after its readers stopped: dead-letter the entry, as a closed local queue does."""
-        if self.settler.dead(delivery, "not processed: the queue was closed (pipeline stopping or group ended)",
-                             kind="stopping"):
+        try:
+            ours = self.settler.dead(delivery, "not processed: the queue was closed (pipeline stopping or group "
+                                     "ended)", kind="stopping")
+        except RedisLost:
+            ours = True  # recorded here only: it stays pending in Redis, in a run no other process joins
+        if ours:
             self.on_reject(delivery.item)
 
     def _renew(self) -> None:
@@ -413,6 +460,10 @@ class Settler:
         return result[0]
 
     def _submit(self, request: tuple, deliver: Callable[[Any], None]) -> None:
+        lost = self.queue.run.lost
+        if lost is not None:  # nothing can be settled now; and the asker may be this settler's own thread
+            deliver(lost)  # (stopping the run when it found Redis lost), which must not wait for itself
+            return
         with self._lock:
             self._waiting.append((*request, deliver))
             self._ready.notify()
@@ -468,6 +519,7 @@ class RedisExits:
         self.redis_keys = tuple(queue.key for queue in group.outputs if isinstance(queue, RedisQueue))
         self.local = [queue for queue in group.outputs if not isinstance(queue, RedisQueue)]
         self._parts: dict[int, list[Any]] = {}  # a generator's outputs, held until its item is settled
+        self.input.on_dead = lambda item, error, kind: group.abandon([item], error, kind=kind, received=True)
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         if not final:  # one atomic step per item: a generator's outputs wait for its last one
@@ -492,6 +544,18 @@ class RedisExits:
         self._settle(delivery, outputs)
         return waited
 
+    def emit_many(self, emits: list[tuple[Delivery, list[Any], bool]]) -> list[BaseException | None]:
+        """emit() each (delivery, outputs, final) a worker process reported; the error of each (None: sent)."""
+        errors: list[BaseException | None] = []
+        for delivery, outputs, final in emits:
+            try:
+                self.emit(delivery, outputs, final=final)
+            except Exception as exc:  # noqa: BLE001 - that item's error (an output JSON cannot carry)
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
+
     def stored(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self.input.settler.settle(delivery, None, on_result=lambda ok, d=delivery: self._stored(ok, d))
@@ -515,6 +579,13 @@ class RedisExits:
         else:
             logger.error("%s: settling %s failed (%s); it stays pending in Redis", self.group.name,
                          delivery.token[0], ok)
+            if self.redis_keys:
+                # Its outputs were to be written with the acknowledgement, so none were: recorded here as
+                # unsettled, as an item in hand when Redis is lost must be.
+                self.group.unsettled_dead_letter(delivery.item, emitted, (
+                    f"unsettled: processed, but settling it in Redis failed ({ok}), so its outputs were not sent; "
+                    "it stays pending there, and another process may take it"))
+                return
         self.group.unsettled(emitted)
 
     def _stored(self, ok: Any, delivery: Delivery) -> None:
@@ -551,7 +622,9 @@ def encode(item: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # An entry someone else wrote may hold any bytes (a pickle, say): kept as escaped text, never fatal, so
+    # that it can be dead-lettered as undecodable instead of stopping the fetcher.
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 def _fields(fields: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from core.errors import StartupError
 
@@ -26,7 +26,7 @@ RETRY_BUDGET_S = 20.0  # Redis unreachable longer than this ends the run (items 
 
 
 class RedisLost(Exception):
-    """Redis could not be reached within the retry budget, or lost the run's state."""
+    """Redis could not be reached within the retry budget, lost the run's state, or was refused at start."""
 
 
 class RedisRun:
@@ -63,13 +63,13 @@ class RedisRun:
             policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy", "")
             appendonly = self.redis.config_get("appendonly").get("appendonly", "")
         except self.errors as exc:
-            raise StartupError(f"Redis at {self.describe()} cannot be reached: {exc}") from None
+            self._refuse(f"Redis at {self.describe()} cannot be reached: {exc}")
         except Exception as exc:  # noqa: BLE001 - e.g. CONFIG disabled: say so, do not guess
-            raise StartupError(f"Redis at {self.describe()}: cannot read its settings ({exc})") from None
+            self._refuse(f"Redis at {self.describe()}: cannot read its settings ({exc})")
         if policy != "noeviction":
-            raise StartupError(f"Redis at {self.describe()} has maxmemory-policy {policy}: it may evict the run's "
-                               "queues under memory pressure; set it to noeviction (CONFIG SET maxmemory-policy "
-                               "noeviction)")
+            self._refuse(f"Redis at {self.describe()} has maxmemory-policy {policy}: it may evict the run's "
+                         "queues under memory pressure; set it to noeviction (CONFIG SET maxmemory-policy "
+                         "noeviction)")
         if appendonly != "yes":
             logger.warning("Redis at %s keeps nothing on disk (appendonly no): if it restarts, the run's queues "
                            "are gone and the run stops; turn on AOF (CONFIG SET appendonly yes) to survive restarts",
@@ -80,6 +80,12 @@ class RedisRun:
                     self.describe(), self.process_id)
         self._beat_once()
         self._heartbeat.start()
+
+    def _refuse(self, why: str) -> NoReturn:
+        """Not joining the run: StartupError. Lost from the start too, so that nothing after (reports, closing
+        the queues) writes to a server the run refused or waits out the retry budget on one never there."""
+        self.lost = RedisLost(why)
+        raise StartupError(why) from None
 
     def close(self) -> None:
         """Stop the heartbeat (this process is done) and say so."""
@@ -121,15 +127,28 @@ class RedisRun:
             pipe.exists(self.key("run"))
             _, present = pipe.execute()
         if not present:
-            raise RedisLost(f"Redis at {self.describe()} no longer has run {self.run_id} (restarted without "
-                            "persistence?): its queues are gone, so the run cannot go on")
+            raise self._vanished_error()
+
+    def vanished(self) -> RedisLost | None:
+        """The error to stop with if the run's keys are gone from Redis (a restart without persistence)."""
+        try:
+            return None if self.redis.exists(self.key("run")) else self._vanished_error()
+        except self.errors:
+            return None
+
+    def _vanished_error(self) -> RedisLost:
+        return RedisLost(f"Redis at {self.describe()} no longer has run {self.run_id} (restarted without "
+                         "persistence?): its queues are gone, so the run cannot go on")
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 self.call(self._beat_once)
             except RedisLost as exc:
-                self._lose(exc)
+                self.lose(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a refused command (out of memory, say): the run cannot go on
+                self.lose(RedisLost(f"Redis at {self.describe()} refused the heartbeat: {type(exc).__name__}: {exc}"))
                 return
 
     # --- members and end marks of groups whose input is local ----------------------------------------
@@ -181,14 +200,15 @@ class RedisRun:
                 return operation()
             except self.errors as exc:
                 if time.monotonic() + wait_s > deadline:
-                    self._lose(RedisLost(f"Redis at {self.describe()} unreachable for {self.retry_budget_s:g}s "
+                    self.lose(RedisLost(f"Redis at {self.describe()} unreachable for {self.retry_budget_s:g}s "
                                          f"(the retry budget): {exc}"))
                     raise self.lost from None
                 logger.warning("Redis at %s: %s; retrying in %.2fs", self.describe(), exc, wait_s)
                 self._stop.wait(wait_s)
                 wait_s = min(wait_s * 2, 2.0)
 
-    def _lose(self, error: RedisLost) -> None:
+    def lose(self, error: RedisLost) -> None:
+        """The run cannot go on with Redis: say so once, and stop it (on_lost)."""
         if self.lost is None:
             self.lost = error
             logger.error("%s", error)

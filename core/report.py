@@ -96,6 +96,8 @@ class RunReport:
             return EXIT_ITEMS_FAILED
         if any(group.crashed for group in self.groups):
             return EXIT_ITEMS_FAILED
+        if self.run and self.run["ledger"].get("dead letters in Redis", {}).get("added"):
+            return EXIT_ITEMS_FAILED  # the process reporting a run says how the whole run went
         return EXIT_OK
 
     @property
