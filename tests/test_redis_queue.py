@@ -1,0 +1,192 @@
+"""The Redis transport's settling rules, on the shared Redis server (127.0.0.1:6379), each test in a run of
+its own: a stale owner cannot settle twice (where plain XACK would let it), a poison item is dead-lettered
+with its acknowledgement, a graceful hand-back does not count toward that limit, a live owner's lease is
+renewed on a long item, and nothing in Redis is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any, Iterator
+
+import pytest
+import redis
+
+from core.errors import ItemError
+from core.queues import DONE, Empty
+from core.redis_queue import RedisQueue
+from core.redis_run import RedisRun
+
+URL = "redis://127.0.0.1:6379/0"
+WAIT_S = 10.0
+
+
+class Consumer:
+    """One process's view of a queue (its own consumer name), reading into its fetched buffer."""
+
+    def __init__(self, run_id: str, name: str, *, visibility_timeout_s: float, max_deliveries: int = 5,
+                 prefetch: int = 4) -> None:
+        self.run = RedisRun(URL, "transport-test", run_id)
+        self.run.process_id = name
+        self.queue = RedisQueue("Items", 100, self.run, reader="Readers", visibility_timeout_s=visibility_timeout_s,
+                                max_deliveries=max_deliveries)
+        self.output = RedisQueue("Out", 100, self.run, reader="Next")
+        self.dead: list[tuple[Any, str, str]] = []
+        self.queue.on_dead = lambda item, error, kind: self.dead.append((item, error, kind))
+        self.queue.start_reading(readers=1, prefetch=prefetch)
+
+    def take(self, timeout_s: float = WAIT_S) -> Any:
+        return self.queue.get(timeout_s)
+
+    def close(self) -> None:
+        self.queue.shutdown()
+        self.run.redis.close()
+
+
+@pytest.fixture
+def run_id() -> Iterator[str]:
+    """A run of the test's own; its keys are deleted afterwards."""
+    name = f"transport-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(URL)
+    keys = list(client.scan_iter(match=f"yp:transport-test:{name}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def consumers(run_id) -> Iterator[list[Consumer]]:
+    made: list[Consumer] = []
+    yield made
+    for consumer in made:
+        consumer.close()
+
+
+def producer(run_id: str) -> RedisQueue:
+    run = RedisRun(URL, "transport-test", run_id)
+    queue = RedisQueue("Items", 100, run, reader="Readers")
+    queue.create()
+    return queue
+
+
+def outputs(run_id: str) -> list[Any]:
+    client = redis.Redis.from_url(URL)
+    try:
+        return [json.loads(fields[b"d"]) for _, fields in client.xrange(f"yp:transport-test:{run_id}:q:Out")]
+    finally:
+        client.close()
+
+
+def test_a_consumer_whose_item_was_claimed_cannot_settle_it(run_id, consumers):
+    source = producer(run_id)
+    source.put_many(["item"])
+    stale = Consumer(run_id, "machine-b", visibility_timeout_s=0.3)
+    consumers.append(stale)
+    taken = stale.take()
+    assert taken.item == "item"
+    stale.queue.freeze()  # B stalls: it neither settles nor renews its lease
+    live = Consumer(run_id, "machine-c", visibility_timeout_s=0.3)
+    consumers.append(live)
+
+    claimed = live.take()  # C claims it once B's lease is older than the visibility timeout
+
+    assert claimed.item == "item" and claimed.token[0] == taken.token[0]
+    client = redis.Redis.from_url(URL)
+    try:
+        # Plain XACK does not look at the owner: B would get 1 back, and with MULTI/EXEC both would emit.
+        assert client.xpending_range(stale.queue.key, "Readers", "-", "+", 10)[0]["consumer"] == b"machine-c"
+    finally:
+        client.close()
+    assert stale.queue.settler.settle(taken, ["from B"], (live.output.key,)) is False
+    assert live.queue.settler.settle(claimed, ["from C"], (live.output.key,)) is True
+    assert outputs(run_id) == ["from C"]  # emitted once, by the owner
+
+
+def test_an_item_delivered_max_deliveries_times_is_poison(run_id, consumers):
+    source = producer(run_id)
+    source.put_many(["poison"])
+    for attempt in range(3):  # three consumers each take it and die with it (their leases lapse)
+        dying = Consumer(run_id, f"dies-{attempt}", visibility_timeout_s=0.2, max_deliveries=3)
+        consumers.append(dying)
+        assert dying.take().item == "poison"
+        dying.queue.freeze()
+    last = Consumer(run_id, "last", visibility_timeout_s=0.2, max_deliveries=3)
+    consumers.append(last)
+
+    with pytest.raises(Empty):
+        last.take(timeout_s=2.0)  # never handed to an instance: dead-lettered as poison on its 4th delivery
+
+    assert [(item, kind) for item, _, kind in last.dead] == [("poison", "poison")]
+    assert "delivered 3 times" in last.dead[0][1]
+    client = redis.Redis.from_url(URL)
+    try:
+        (record,) = [json.loads(fields[b"r"]) for _, fields in
+                     client.xrange(f"yp:transport-test:{run_id}:dead")]
+        assert record["kind"] == "poison" and record["item"] == "poison"
+        assert client.xpending(last.queue.key, "Readers")["pending"] == 0  # acknowledged with it
+    finally:
+        client.close()
+
+
+def test_a_graceful_hand_back_does_not_count_toward_the_poison_limit(run_id, consumers):
+    source = producer(run_id)
+    source.put_many(["kept"])
+    for turn in range(4):  # more hand-backs than max_deliveries allows deliveries
+        polite = Consumer(run_id, f"polite-{turn}", visibility_timeout_s=30, max_deliveries=2, prefetch=1)
+        deadline = time.monotonic() + WAIT_S
+        while not polite.queue.qsize() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the fetcher has it in this process's buffer, not yet taken
+        assert polite.queue.qsize() == 1
+        polite.queue.close()  # stops reading: the untaken entry goes back to the stream
+        polite.close()
+    final = Consumer(run_id, "final", visibility_timeout_s=30, max_deliveries=2)
+    consumers.append(final)
+
+    assert final.take().item == "kept"
+    assert final.dead == []
+
+
+def test_a_live_owner_keeps_its_lease_on_a_long_item(run_id, consumers):
+    source = producer(run_id)
+    source.put_many(["long"])
+    owner = Consumer(run_id, "owner", visibility_timeout_s=0.6)
+    consumers.append(owner)
+    held = owner.take()
+    other = Consumer(run_id, "other", visibility_timeout_s=0.6)
+    consumers.append(other)
+
+    with pytest.raises(Empty):
+        other.take(timeout_s=2.0)  # three visibility timeouts: the owner's fetcher renewed the lease meanwhile
+
+    assert owner.queue.settler.settle(held, ["done"], (owner.output.key,)) is True
+    assert outputs(run_id) == ["done"]
+
+
+def test_an_item_json_cannot_carry_is_that_items_error(run_id):
+    queue = producer(run_id)
+
+    with pytest.raises(ItemError, match="cannot be written to a Redis queue"):
+        queue.put_many(["fine", threading.Lock()])
+
+    assert queue.redis.xlen(queue.key) == 0  # nothing of the call was added
+
+
+def test_done_comes_only_once_the_queue_has_ended(run_id, consumers):
+    queue = producer(run_id)
+    queue.put_many([1, 2])
+    reader = Consumer(run_id, "reader", visibility_timeout_s=30)
+    consumers.append(reader)
+    ended = threading.Event()
+    reader.queue.ended = lambda: ended.is_set() and reader.queue.run.redis.xlen(reader.queue.key) == 0
+    first, second = reader.take(), reader.take()
+    with pytest.raises(Empty):
+        reader.take(timeout_s=0.6)  # delivered, but its producers have not ended: no DONE on idleness
+
+    for delivery in (first, second):
+        assert reader.queue.settler.settle(delivery, None) is True
+    ended.set()
+
+    assert reader.take() is DONE
