@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from core import codec
 from core.errors import ItemError, Returned
-from core.queues import DONE, Delivery, Empty, LocalQueue
+from core.queues import DONE, Delivery, Empty, LocalQueue, notify
 from core.redact import redact
 from core.redis_run import RedisLost, RedisRun
 from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, RENEW, SETTLE
@@ -34,6 +34,8 @@ END_CHECK_EVERY_S = 0.25
 ROOM_WAIT_S = (0.005, 0.2)  # a producer waiting for room polls from 5 ms, backing off to 200 ms
 REJECT_TIMEOUT_S = 30.0  # a solo run's closed queue is read to its end within this
 NUDGE_EVERY_S = 1.0
+PREFETCH_MAX = 2048
+FAST_HOLD_S = 0.005  # items held less than this on average make a stage fast enough to read further ahead
 _NUDGE = object()  # in the fetched buffer: "nothing new will come", for an instance holding a batch
 
 
@@ -73,6 +75,11 @@ class RedisQueue:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._free = 0  # items this process may still take before one is settled
+        self._prefetch = 0  # items it may hold unsettled at most: grows for a fast stage (_grow)
+        self._fetched_at: dict[str, float] = {}
+        self._room_seen = 0  # entries that may still be added before the stream's length is asked again
+        self._hold_s = 1.0  # how long an item is held, on average (until known, taken for a slow stage)
+        self._starved = False  # an instance found nothing fetched since the last read
         self._in_hand: dict[str, Delivery] = {}  # entry id -> delivery: fetched here, not settled
         self._readers = 0
         self._fetcher: threading.Thread | None = None
@@ -104,7 +111,7 @@ class RedisQueue:
         run's queue closed before this reads it to its end, dead-lettering what it finds)."""
         self.create()
         self._readers = readers
-        self._free = prefetch
+        self._free = self._prefetch = prefetch
         self.settler = self.settler or Settler(self)
         self._fetcher = threading.Thread(target=self._fetch, name=f"{self.name}-fetcher", daemon=True)
         self._fetcher.start()
@@ -141,7 +148,7 @@ class RedisQueue:
         """Add items (waiting while the stream holds maxsize entries); return the seconds spent waiting.
         An item that cannot be written as JSON raises ItemError before anything is added."""
         payloads = [encode(item) for item in items]
-        waited = self._wait_for_room() if wait else 0.0
+        waited = self.wait_for_room(len(payloads)) if wait else 0.0
         def add() -> None:
             with self.redis.pipeline(transaction=False) as pipe:
                 for payload in payloads:
@@ -156,14 +163,22 @@ class RedisQueue:
         self.put_many(list(items), wait=False)
         return len(items)
 
-    def _wait_for_room(self) -> float:
-        """Wait while the stream holds maxsize entries (waiting or in hand anywhere); the seconds waited."""
+    def wait_for_room(self, count: int) -> float:
+        """Before adding `count` entries: wait while the stream holds maxsize entries (waiting or in hand
+        anywhere), so a stalled reader holds its producers back as a full local queue does. The length is
+        asked only once the room last seen is used up. Return the seconds waited."""
+        with self._lock:
+            self._room_seen -= count
+            if self._room_seen >= 0:
+                return 0.0
         waited, pause_s = 0.0, ROOM_WAIT_S[0]
-        while self.run.call(lambda: self.redis.xlen(self.key)) >= self.maxsize:
+        while (length := self.run.call(lambda: self.redis.xlen(self.key))) >= self.maxsize:
             started = time.perf_counter()
             time.sleep(pause_s)  # Redis cannot wake us when a reader elsewhere makes room: look again
             waited += time.perf_counter() - started
             pause_s = min(pause_s * 2, ROOM_WAIT_S[1])
+        with self._lock:
+            self._room_seen = self.maxsize - length - count
         return waited
 
     def put_done(self, count: int) -> None:
@@ -172,6 +187,8 @@ class RedisQueue:
     # --- the queue interface (consumer side) --------------------------------------------------------
 
     def get(self, timeout_s: float | None = None) -> Delivery | Any:
+        if not self._buffer.qsize():
+            self._starved = True
         delivery = self._buffer.get(timeout_s)
         if delivery is not DONE:
             delivery = delivery.item  # the buffer wraps what it holds
@@ -255,9 +272,22 @@ class RedisQueue:
     def settled(self, entry_id: str) -> None:
         """An entry is settled (or given up): room for one more."""
         with self._lock:
-            if self._in_hand.pop(entry_id, None) is not None:
+            delivery = self._in_hand.pop(entry_id, None)
+            if delivery is not None:
                 self._free += 1
-                self._room.notify()
+                held_s = time.monotonic() - self._fetched_at.pop(entry_id, time.monotonic())
+                self._hold_s += (held_s - self._hold_s) / 16  # a moving average of how long items are held
+                notify(self._room)
+
+    def _grow(self) -> None:
+        """A read filled every free slot while instances waited, and items are done with in milliseconds:
+        a fast stage, held back by round trips. Read ahead twice as far (up to PREFETCH_MAX). A slow stage
+        keeps a small read-ahead, so its items stay spread over the processes that read the queue."""
+        with self._lock:
+            if self._starved and self._hold_s < FAST_HOLD_S and self._prefetch < PREFETCH_MAX:
+                self._free += self._prefetch
+                self._prefetch *= 2
+            self._starved = False
 
     def in_hand_ids(self) -> list[str]:
         with self._lock:
@@ -287,6 +317,8 @@ class RedisQueue:
                     entries = self.run.call(self._reader(consumer, free))
                     if entries:
                         self._take([(entry_id, fields, 1) for entry_id, fields in entries], claimed=False)
+                        if len(entries) == free:
+                            self._grow()
                         continue
                 if now - last_end >= END_CHECK_EVERY_S:
                     last_end = now
@@ -348,6 +380,7 @@ class RedisQueue:
             delivery = Delivery(None, (entry_id, prior + int(delivered)))
             with self._lock:
                 self._in_hand[entry_id] = delivery
+                self._fetched_at[entry_id] = time.monotonic()
                 self._free -= 1
             try:
                 delivery.item = codec.loads(fields["d"])
@@ -516,7 +549,8 @@ class RedisExits:
     def __init__(self, group: Any) -> None:
         self.group = group
         self.input: RedisQueue = group.input
-        self.redis_keys = tuple(queue.key for queue in group.outputs if isinstance(queue, RedisQueue))
+        self.redis_outputs = [queue for queue in group.outputs if isinstance(queue, RedisQueue)]
+        self.redis_keys = tuple(queue.key for queue in self.redis_outputs)
         self.local = [queue for queue in group.outputs if not isinstance(queue, RedisQueue)]
         self._parts: dict[int, list[Any]] = {}  # a generator's outputs, held until its item is settled
         self.input.on_dead = lambda item, error, kind: group.abandon([item], error, kind=kind, received=True)
@@ -527,6 +561,7 @@ class RedisExits:
             return 0.0
         outputs = self._parts.pop(id(delivery), []) + list(outputs)
         waited = sum(queue.put_many(outputs) or 0.0 for queue in self.local)
+        waited += sum(queue.wait_for_room(len(outputs)) for queue in self.redis_outputs) if outputs else 0.0
         self._settle(delivery, outputs)
         return waited
 
@@ -541,6 +576,9 @@ class RedisExits:
             loop = asyncio.get_running_loop()
             for queue in self.local:
                 waited += await loop.run_in_executor(None, queue.put_many, outputs) or 0.0
+        for queue in self.redis_outputs if outputs else ():
+            import asyncio
+            waited += await asyncio.get_running_loop().run_in_executor(None, queue.wait_for_room, len(outputs))
         self._settle(delivery, outputs)
         return waited
 

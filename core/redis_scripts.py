@@ -9,26 +9,32 @@ from __future__ import annotations
 
 # KEYS: input stream, then the output streams. ARGV: group, consumer, then per item: id, output count,
 # the outputs (JSON). Each output goes to every output stream. Returns one 1 (settled) or 0 (not ours) per item.
+# Ownership is read once for the batch (this consumer's pending entries: at most what it reads ahead).
 SETTLE = """
 local group, consumer = ARGV[1], ARGV[2]
-local results, i = {}, 3
+local mine = {}
+for _, entry in ipairs(redis.call('XPENDING', KEYS[1], group, '-', '+', 1000000, consumer)) do
+  mine[entry[1]] = true
+end
+local results, settled, i = {}, {}, 3
 while i <= #ARGV do
   local id, count = ARGV[i], tonumber(ARGV[i + 1])
-  local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
-  local mine = #p == 1 and p[1][2] == consumer
-  if mine then
+  if mine[id] then
     for k = 2, #KEYS do
       for j = 1, count do
         redis.call('XADD', KEYS[k], '*', 'd', ARGV[i + 1 + j], 'n', '0')
       end
     end
-    redis.call('XACK', KEYS[1], group, id)
-    redis.call('XDEL', KEYS[1], id)
+    table.insert(settled, id)
     table.insert(results, 1)
   else
     table.insert(results, 0)
   end
   i = i + 2 + count
+end
+if #settled > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(settled))
+  redis.call('XDEL', KEYS[1], unpack(settled))
 end
 return results
 """
