@@ -280,10 +280,11 @@ def test_producer_killed_holding_the_page_is_taken_over(tmp_path, db, redis_serv
     case = Case(SECTION, "the producer machine killed holding its input",
                 "W1 runs WikiWorker alone; the Wikipedia answer takes 3 s and W1 gets SIGKILL while waiting "
                 "for it (the page taken, not settled); W2 runs WikiWorker with the same run id",
-                "W2 claims the page once it idles past the visibility timeout (30 s, the default), fetches it "
-                "again and writes its 503 symbols with the acknowledgement in one step: every symbol stored "
-                "once; A, B and W2 exit 0", exit_code=0, max_s=75)
-    with FakeSites(latency_s=0.01) as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
+                "W2 claims the page once it idles past the visibility timeout (that of the queue the source "
+                "feeds: SymbolQueue's, 3 s here), fetches it again and writes its 503 symbols with the "
+                "acknowledgement in one step: every symbol stored once; A, B and W2 exit 0", exit_code=0, max_s=45)
+    with FakeSites(latency_s=0.01) as sites, Run(tmp_path, sites, db, redis_server.url(),
+                                                 queue_sets=("queues.SymbolQueue.visibility_timeout_s=3",)) as run:
         sites.script(WIKI_PATH, Fault(200, sites.page, delay_s=3))
         w1 = run.start("W1", "WikiWorker")
         wait_until(lambda: sites.hits[WIKI_PATH] >= 1, 20, "the page requested", w1)
