@@ -97,7 +97,6 @@ class YamlPipelineExecutor(threading.Thread):
         abandoned = 0
         for group in self.groups.values():
             queued = frozen.pop(id(group.input), [])
-            held = [*group.runner.in_hand(), *group.in_hand()]
             if getattr(group.input, "keeps_unsettled", False):  # pending in Redis: claimed by a live process
                 group.returned(len(group.in_hand()))
                 continue

@@ -21,7 +21,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.errors import ItemError
 from core.queues import DONE, Delivery, LocalQueue, notify
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ def describe_mode(spec: Any, cls: type) -> str:
 def exits_for(group: Any) -> Any:
     """How a group's items leave: settled with a Redis input (core/redis_queue.py), or put on locally."""
     if getattr(group.input, "is_redis", False):
-        from core.redis_queue import RedisExits
+        from core.redis_settle import RedisExits
         return RedisExits(group)
     from core.group import LocalExits
     return LocalExits(group)

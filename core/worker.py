@@ -4,7 +4,7 @@ a child process) and everything around the item (queues, DONE, counting, dead le
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ItemError
 
