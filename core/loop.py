@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from core.errors import ItemError, Returned
 from core.ledger import Counts
 from core.queues import DONE, Delivery, Empty
+from core.batching import Batch
 from core.worker import BatchWorker, Worker
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class Instance:
         self.on_release: Callable[[], None] | None = None
         self._current: Delivery | None = None  # the item being processed
         self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
-        self._batch: list[Delivery] = []
-        self._batch_due = 0.0
-        self._failing = False  # the last batch spent its retries: try the next ones once each
+        self._batch = Batch(self, clock) if self.batching else None
 
     # --- the drivers ------------------------------------------------------------------------------
 
@@ -82,13 +81,15 @@ class Instance:
             while (delivery := self._take(inbox)) is not DONE:
                 started = time.perf_counter()
                 self.counts.received += 1
-                if self.batching:
-                    self._add_to_batch(delivery)
+                if self._batch is not None:
+                    self._held[id(delivery)] = delivery
+                    self._batch.add(delivery)
                 else:
                     self._current = delivery
                     self._handle(delivery)
                 self.counts.busy_s += time.perf_counter() - started
-            self._flush()
+            if self._batch is not None:
+                self._batch.flush()
         except BaseException as exc:  # recorded and logged: the thread ends here either way
             self._crashed(exc)
         finally:
@@ -163,13 +164,13 @@ class Instance:
         while True:
             wait_s = self.worker.idle_timeout_s
             if self._batch:
-                wait_s = max(min(wait_s, self._batch_due - self._clock()), 0.0)
+                wait_s = min(wait_s, self._batch.due_in_s())
             try:
                 return inbox.get(wait_s)
             except Empty:
                 started = time.perf_counter()
                 if self._batch:
-                    self._flush()
+                    self._batch.flush()
                 else:
                     self.worker.on_idle()
                 self.counts.busy_s += time.perf_counter() - started
@@ -211,6 +212,13 @@ class Instance:
     def _emitted(self, delivery: Delivery) -> None:
         self.counts.processed += 1
         self._release(delivery)
+
+    def _stored(self, deliveries: list[Delivery]) -> None:
+        self.exits.stored(deliveries)
+        self.counts.stored += len(deliveries)
+        self.counts.processed += len(deliveries)
+        for delivery in deliveries:
+            self._release(delivery)
 
     def _returned(self, delivery: Delivery) -> None:
         self.counts.returned += 1
@@ -262,74 +270,10 @@ class Instance:
             logger.error("%s ended holding %d item(s); dead-lettering them", self.name, len(left))
             for delivery in left:
                 self._dead_letter(delivery, f"crashed: {why}", kind="crashed")
-        self._batch = []
+        if self._batch is not None:
+            self._batch.clear()
         self.finished = True
         self._on_exit(self)
-
-    # --- batching sinks ----------------------------------------------------------------------------
-
-    def _add_to_batch(self, delivery: Delivery) -> None:
-        self._held[id(delivery)] = delivery
-        if not self._batch:
-            self._batch_due = self._clock() + self.worker.flush_interval_s
-        self._batch.append(delivery)
-        if len(self._batch) >= self.worker.batch_size or self._clock() >= self._batch_due:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Write the held batch; whatever cannot be written is dead-lettered, even if the writing itself
-        raises where it should not (in is_transient, say)."""
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
-        try:
-            self._write(batch)
-        except Exception as exc:  # noqa: BLE001 - the batch is recorded, then the loop goes on
-            logger.exception("%s: writing a batch failed unexpectedly", self.name)
-            held = {id(d) for d in self.in_hand()}
-            for delivery in batch:
-                if id(delivery) in held:
-                    self._fail(delivery, exc, log=False)
-
-    def _write(self, batch: list[Delivery]) -> None:
-        error = self._write_with_retries(batch)
-        if error is None:
-            self.exits.stored(batch)
-            self.counts.stored += len(batch)
-            self.counts.processed += len(batch)
-            for delivery in batch:
-                self._release(delivery)
-        elif not self.worker.is_transient(error) and len(batch) > 1:
-            half = len(batch) // 2
-            self._write(batch[:half])
-            self._write(batch[half:])
-        else:
-            logger.error("%s: %d item(s) could not be written, dead-lettering them: %s: %s",
-                         self.name, len(batch), type(error).__name__, error)
-            for delivery in batch:
-                self._fail(delivery, error, log=False)
-
-    def _write_with_retries(self, batch: list[Delivery]) -> BaseException | None:
-        worker: BatchWorker = self.worker
-        attempts = 1 if self._failing else worker.write_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                worker.write_batch([delivery.item for delivery in batch])
-            except Exception as exc:  # noqa: BLE001 - retried, split or dead-lettered by the caller
-                exc.attempts = attempt
-                if not worker.is_transient(exc):
-                    return exc
-                if attempt == attempts:
-                    self._failing = True
-                    return exc
-                wait_s = min(worker.retry_backoff_s * 2 ** (attempt - 1), worker.retry_backoff_max_s)
-                logger.warning("%s: writing %d item(s) failed (%s); retry %d/%d in %.1fs", self.name,
-                               len(batch), type(exc).__name__, attempt, attempts - 1, wait_s)
-                self.stop.wait(wait_s)  # a stopping pipeline spends the retries without waiting
-            else:
-                self._failing = False
-                return None
-        raise AssertionError("unreachable")
 
 
 def _outputs(result: Any) -> list[Any]:
