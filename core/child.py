@@ -140,6 +140,19 @@ class ChildInbox:
         self.outbox.taken[seq] = True
         return delivery
 
+    def get_or_wait(self, loop: Any) -> Delivery | Any:
+        """get() for an asyncio task (see LocalQueue.get_or_wait)."""
+        delivery = self.queue.get_or_wait(loop)
+        if delivery is DONE or not isinstance(delivery, Delivery):
+            return delivery
+        seq, delivery.item = delivery.item
+        delivery.token = seq
+        self.outbox.taken[seq] = True
+        return delivery
+
+    def forget_waiter(self, future: Any) -> None:
+        self.queue.forget_waiter(future)
+
     def ack(self, delivery: Delivery) -> None:
         """Settling is reported by the exits."""
 
@@ -242,8 +255,7 @@ def _build(spec: ChildSpec, outbox: Outbox):
     group.instances = instances
     outbox.busy = lambda: (sum(i.counts.busy_s for i in instances), sum(i.counts.blocked_s for i in instances))
     if spec.mode == "async":
-        runner = AsyncRunner(instances, inbox, close_resources=group.aclose,
-                             reject=lambda delivery, why: exits.dead_letter(delivery, why, attempts=0, kind="crashed"))
+        runner = AsyncRunner(instances, inbox, close_resources=group.aclose)
     else:
         runner = ThreadRunner(instances, inbox)
     return runner, group, queue

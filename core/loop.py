@@ -66,8 +66,6 @@ class Instance:
         self.batching = isinstance(worker, BatchWorker)
         self._on_exit = on_exit
         self._clock = clock
-        #: Called once per settled item (an async runner frees a slot for the next one).
-        self.on_release: Callable[[], None] | None = None
         self._current: Delivery | None = None  # the item being processed
         self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
         self._batch = Batch(self, clock) if self.batching else None
@@ -246,10 +244,8 @@ class Instance:
     def _release(self, delivery: Delivery) -> None:
         if delivery is self._current:
             self._current = None
-        elif self._held.pop(id(delivery), None) is None:
-            return  # settled already
-        if self.on_release is not None:
-            self.on_release()
+        else:
+            self._held.pop(id(delivery), None)
 
     def _crashed(self, exc: BaseException) -> None:
         self.crash = exc

@@ -39,7 +39,5 @@ def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeli
     instances = [Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop,
                           on_exit=on_exit) for index in range(group.spec.instances)]
     if is_async(cls):
-        return AsyncRunner(instances, group.input, close_resources=group.aclose,
-                           reject=lambda delivery, why: group.abandon([delivery.item], why, kind="crashed",
-                                                                      received=True))
+        return AsyncRunner(instances, group.input, close_resources=group.aclose)
     return ThreadRunner(instances, group.input)

@@ -66,6 +66,7 @@ class LocalQueue:
         self._not_full = threading.Condition(self._lock)
         self._closed = False
         self._frozen = False
+        self._async_waiters: deque[tuple[Any, Any]] = deque()  # (event loop, future) of tasks waiting for items
         self._dones = 0  # DONE markers in _items, so qsize() need not scan
         #: Receives each item refused because the queue is closed (its reader group dead-letters it).
         self.on_reject: Callable[[Any], None] = _drop_nothing
@@ -154,6 +155,7 @@ class LocalQueue:
             self._items.extend([DONE] * count)
             self._dones += count
             self._not_empty.notify_all()
+            self._wake_async(None)
 
     def get(self, timeout_s: float | None = None) -> Delivery | Any:
         """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing."""
@@ -195,6 +197,27 @@ class LocalQueue:
             self._not_full.notify_all()
             return items, False
 
+    def get_or_wait(self, loop: Any) -> Delivery | Any:
+        """For an asyncio task, in its loop: the next delivery (or DONE) at once, or a future that the next
+        put, put_done or close resolves (then ask again); forget_waiter() it if you stop waiting."""
+        with self._lock:
+            if self._items and not self._frozen:
+                return self._take()
+            if self._closed and not self._frozen:
+                return DONE
+            future = loop.create_future()
+            self._async_waiters.append((loop, future))
+            return future
+
+    def forget_waiter(self, future: Any) -> None:
+        """A task stopped waiting (its idle timeout). If a put had already woken it, the wake-up goes on to
+        the next task waiting, so no item waits for a task that is asleep."""
+        with self._lock:
+            waiting = len(self._async_waiters)
+            self._async_waiters = deque(waiter for waiter in self._async_waiters if waiter[1] is not future)
+            if len(self._async_waiters) == waiting and self._items:
+                self._wake_async(1)
+
     def get_nowait(self) -> Delivery | Any:
         """get() without waiting."""
         with self._lock:
@@ -221,6 +244,7 @@ class LocalQueue:
                 self.on_reject(item)
             self._not_empty.notify_all()
             self._not_full.notify_all()
+            self._wake_async(None)
         return len(left)
 
     def freeze(self) -> list[Any]:
@@ -240,6 +264,19 @@ class LocalQueue:
         if len(self._items) - self._dones > self.high_water:
             self.high_water = len(self._items) - self._dones
         notify(self._not_empty)
+        if self._async_waiters:
+            self._wake_async(1)
+
+    def _wake_async(self, count: int | None) -> None:
+        """Under the lock: wake `count` waiting tasks (None: all), each in its own event loop."""
+        while self._async_waiters and (count is None or count > 0):
+            loop, future = self._async_waiters.popleft()
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # its loop has closed: nobody waits there any more
+                continue
+            if count is not None:
+                count -= 1
 
     def _take(self) -> Delivery | Any:
         item = self._items.popleft()
@@ -249,6 +286,11 @@ class LocalQueue:
             return DONE
         self.get_count += 1
         return Delivery(item)
+
+
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def notify(condition: threading.Condition) -> None:

@@ -194,6 +194,22 @@ class RedisQueue:
             self.get_count += 1
         return delivery
 
+    def get_or_wait(self, loop: Any) -> Delivery | Any:
+        """get() for an asyncio task (see LocalQueue.get_or_wait)."""
+        if not self._buffer.qsize():
+            self._starved = True
+        delivery = self._buffer.get_or_wait(loop)
+        if delivery is DONE or not isinstance(delivery, Delivery):
+            return delivery  # DONE, or a future to wait on
+        delivery = delivery.item
+        if delivery is _NUDGE:
+            raise Empty
+        self.get_count += 1
+        return delivery
+
+    def forget_waiter(self, future: Any) -> None:
+        self._buffer.forget_waiter(future)
+
     def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
         """For a process group's feeder: Deliveries (their items and entry ids travel together)."""
         deliveries, done = self._buffer.get_items(max_items, timeout_s)
