@@ -392,9 +392,12 @@ class Unit:
     def _end(self, why_left: str) -> None:
         """Under the send lock: the unit is over; what it still holds is dead-lettered."""
         with self._lock:
-            left = sorted(self._outstanding)
-        for seq in left:
-            self._settle_dead(seq, f"crashed: {why_left}", attempts=0, kind="crashed")
+            left = [(seq, seq in self._taken) for seq in sorted(self._outstanding)]
+        for seq, taken in left:  # as in one process: held by a crashed instance, or merely queued for it
+            if taken:
+                self._settle_dead(seq, f"crashed: {why_left}", attempts=1, kind="crashed")
+            else:
+                self._settle_dead(seq, f"not processed: {why_left}", attempts=0, kind="stopping")
         with self._lock:
             self.finished = True
             self._room.notify_all()

@@ -119,6 +119,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="write the fault table (markdown) from the results the fault tests measured")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The reliability table is gathered in one process: a run that writes it does not spread over workers."""
+    if config.getoption("--reliability-report") and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RESULTS] = []
     config.stash[_OUTCOMES] = {}
