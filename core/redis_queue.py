@@ -25,9 +25,9 @@ from core.redis_settle import Settler, encode
 
 logger = logging.getLogger(__name__)
 
-BLOCK_MS = 500  # how long one read waits for entries (the fetcher looks at the end, claims and leases between)
+BLOCK_MS = 100  # how long one read waits for entries (the fetcher looks at the end, claims and leases between)
 CLAIM_EVERY_S = 1.0
-END_CHECK_EVERY_S = 0.25
+END_CHECK_EVERY_S = 0.1
 ROOM_WAIT_S = (0.005, 0.2)  # a producer waiting for room polls from 5 ms, backing off to 200 ms
 REJECT_TIMEOUT_S = 30.0  # a solo run's closed queue is read to its end within this
 NUDGE_EVERY_S = 1.0
@@ -282,15 +282,16 @@ class RedisQueue:
 
     # --- fetching --------------------------------------------------------------------------------------
 
-    def settled(self, entry_id: str) -> None:
-        """An entry is settled (or given up): room for one more."""
+    def settled(self, entry_ids: list[str]) -> None:
+        """Entries are settled (or given up): room for as many more."""
+        now = time.monotonic()
         with self._lock:
-            delivery = self._in_hand.pop(entry_id, None)
-            if delivery is not None:
-                self._free += 1
-                held_s = time.monotonic() - self._fetched_at.pop(entry_id, time.monotonic())
-                self._hold_s += (held_s - self._hold_s) / 16  # a moving average of how long items are held
-                notify(self._room)
+            for entry_id in entry_ids:
+                if self._in_hand.pop(entry_id, None) is not None:
+                    self._free += 1
+                    held_s = now - self._fetched_at.pop(entry_id, now)
+                    self._hold_s += (held_s - self._hold_s) / 16  # a moving average of how long items are held
+            notify(self._room)
 
     def _grow(self) -> None:
         """A read filled every free slot while instances waited, and items are done with in milliseconds:
@@ -382,19 +383,24 @@ class RedisQueue:
 
     def _take(self, entries: list[tuple], *, claimed: bool) -> None:
         """Entries now ours: decoded into deliveries for the instances, or dead-lettered (undecodable, poison)."""
-        deliveries = []
+        taken = []
         for entry_id, fields, delivered in entries:
-            entry_id = _text(entry_id)
             fields = _fields(fields)
             try:
                 prior = int(fields.get("n", 0) or 0)
             except ValueError:
                 prior = 0  # not written by a runner (its data is checked below like any other)
-            delivery = Delivery(None, (entry_id, prior + int(delivered)))
-            with self._lock:
-                self._in_hand[entry_id] = delivery
-                self._fetched_at[entry_id] = time.monotonic()
-                self._free -= 1
+            count = prior + int(delivered)  # deliveries so far, this one included
+            taken.append((Delivery(None, (_text(entry_id), count)), fields, count))
+        now = time.monotonic()
+        with self._lock:
+            for delivery, _fields_, _delivered in taken:
+                self._in_hand[delivery.token[0]] = delivery
+                self._fetched_at[delivery.token[0]] = now
+            self._free -= len(taken)
+        deliveries = []
+        for delivery, fields, delivered in taken:
+            entry_id = delivery.token[0]
             try:
                 delivery.item = codec.loads(fields["d"])
             except (KeyError, ValueError, TypeError) as exc:
@@ -403,15 +409,15 @@ class RedisQueue:
                 if self.settler.dead(delivery, error, kind="failed"):
                     self.on_dead(delivery.item, error, "failed")
                 continue
-            if prior + int(delivered) > self.max_deliveries:
-                error = (f"poison: delivered {prior + int(delivered) - 1} times (crashes included) without being "
+            if delivered > self.max_deliveries:
+                error = (f"poison: delivered {delivered - 1} times (crashes included) without being "
                          f"settled; max_deliveries is {self.max_deliveries}")
                 if self.settler.dead(delivery, error, kind="poison"):
                     self.on_dead(delivery.item, error, "poison")
                 continue
             if claimed:
                 logger.warning("%s: claimed %s from a consumer that held it past visibility_timeout_s=%g "
-                               "(delivery %d)", self.name, entry_id, self.visibility_timeout_s, prior + int(delivered))
+                               "(delivery %d)", self.name, entry_id, self.visibility_timeout_s, delivered)
             deliveries.append(delivery)
         if deliveries and self._rejecting:
             for delivery in deliveries:

@@ -110,9 +110,9 @@ class Settler:
                 results = self._send(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter (RedisLost, mostly)
                 results = [exc] * len(batch)
-            for (_kind, delivery, *_rest, deliver), ok in zip(batch, results):
-                if ok is True or ok is False:
-                    self.queue.settled(delivery.token[0])
+            self.queue.settled([request[1].token[0] for request, ok in zip(batch, results)
+                                if ok is True or ok is False])
+            for (*_request, deliver), ok in zip(batch, results):
                 deliver(ok)
 
     def _send(self, batch: list[tuple]) -> list[bool]:
