@@ -25,9 +25,12 @@ from core.redis_settle import Settler, encode
 
 logger = logging.getLogger(__name__)
 
-BLOCK_MS = 100  # how long one read waits for entries (the fetcher looks at the end, claims and leases between)
+# How long one read waits for entries; the fetcher looks at the end, claims and leases between reads. A read
+# returns as soon as an entry comes, so the wait only delays seeing the end (and nudging a held batch): 20 ms
+# while this process holds entries or they just came (the end follows them closely), doubling while it holds
+# none and none come, to 500 ms for an idle queue.
+BLOCK_MS = (20, 500)
 CLAIM_EVERY_S = 1.0
-END_CHECK_EVERY_S = 0.1
 ROOM_WAIT_S = (0.005, 0.2)  # a producer waiting for room polls from 5 ms, backing off to 200 ms
 REJECT_TIMEOUT_S = 30.0  # a solo run's closed queue is read to its end within this
 NUDGE_EVERY_S = 1.0
@@ -80,6 +83,7 @@ class RedisQueue:
         self._in_hand: dict[str, Delivery] = {}  # entry id -> delivery: fetched here, not settled
         self._readers = 0
         self._fetcher: threading.Thread | None = None
+        self._read_client: Any = None  # the fetcher's own connection (RedisRun.reader)
         self._rejecting = False
         self.settler: Settler | None = None
         self.on_fetched: Callable[[int], None] = lambda count: None
@@ -270,7 +274,7 @@ class RedisQueue:
         """Wait for the fetcher (in a solo run, until it has read the queue to its end), stop the settler."""
         self.finish_reading()
         if self._fetcher is not None:
-            self._fetcher.join(REJECT_TIMEOUT_S if self._rejecting else BLOCK_MS / 1000 * 4)
+            self._fetcher.join(REJECT_TIMEOUT_S if self._rejecting else BLOCK_MS[1] / 1000 * 4)
         if self.settler is not None:
             self.settler.close()
 
@@ -308,13 +312,16 @@ class RedisQueue:
             return list(self._in_hand)
 
     def _fetch(self) -> None:
-        last_claim = last_renew = last_end = last_nudge = 0.0
+        last_claim = last_renew = last_nudge = 0.0
+        block_ms = BLOCK_MS[0]
         consumer = self.run.process_id
         try:
+            self._read_client = self.run.reader()
+            self.run.register_reader(self.name, self._read_client)
             while not self._closed or self._rejecting:
                 with self._lock:
                     if not self._free:
-                        self._room.wait(BLOCK_MS / 1000)
+                        self._room.wait(BLOCK_MS[1] / 1000)
                     free = self._free
                 now = time.monotonic()
                 if free and now - last_claim >= CLAIM_EVERY_S:
@@ -328,26 +335,29 @@ class RedisQueue:
                     last_renew = now
                     self._renew()
                 if free:
-                    entries = self.run.call(self._reader(consumer, free))
+                    entries = self.run.call(self._reader(consumer, free, block_ms))
                     if entries:
+                        block_ms = BLOCK_MS[0]
                         self._take([(entry_id, fields, 1) for entry_id, fields in entries], claimed=False)
                         if len(entries) == free:
                             self._grow()
                         continue
-                if now - last_end >= END_CHECK_EVERY_S:
-                    last_end = now
                     with self._lock:
-                        holding = bool(self._in_hand)
-                    if not holding and self.ended():
-                        if not self._rejecting:
-                            self._buffer.put_done(self._readers)
-                        return
-                    if holding and not self._buffer.qsize() and now - last_nudge >= NUDGE_EVERY_S \
-                            and self.no_more_new():
-                        # Nothing new will come, yet entries are held here (a batching sink's batch, which it
-                        # would only write at DONE): wake each instance as if it had waited its idle time.
-                        last_nudge = now
-                        self._buffer.preload([_NUDGE] * self._readers)
+                        block_ms = BLOCK_MS[0] if self._in_hand else min(block_ms * 2, BLOCK_MS[1])
+                # A read found nothing (it waited block_ms, or was woken: an end came somewhere): the end?
+                with self._lock:
+                    holding = bool(self._in_hand)
+                if not holding and self.ended():
+                    if not self._rejecting:
+                        self._buffer.put_done(self._readers)
+                    self.run.wake_readers()  # the groups reading from this queue end: their readers may too
+                    return
+                if holding and not self._buffer.qsize() and now - last_nudge >= NUDGE_EVERY_S \
+                        and self.no_more_new():
+                    # Nothing new will come, yet entries are held here (a batching sink's batch, which it
+                    # would only write at DONE): wake each instance as if it had waited its idle time.
+                    last_nudge = now
+                    self._buffer.preload([_NUDGE] * self._readers)
         except RedisLost:
             self._buffer.put_done(self._readers)  # the run is ending (RedisRun.on_lost stops it)
         except Exception as exc:  # noqa: BLE001 - a refused command (out of memory, say): the run cannot go on
@@ -355,8 +365,11 @@ class RedisQueue:
             self.run.lose(self.run.vanished() or RedisLost(f"Redis at {self.run.describe()} refused the run's "
                                                            f"commands: {type(exc).__name__}: {exc}"))
             self._buffer.put_done(self._readers)
+        finally:
+            if self._read_client is not None:
+                self._read_client.close()
 
-    def _reader(self, consumer: str, count: int) -> Callable[[], list[tuple]]:
+    def _reader(self, consumer: str, count: int, block_ms: int) -> Callable[[], list[tuple]]:
         """One read of new entries, for run.call. A try that is retried may have been delivered entries whose
         reply the lost connection took (a server restarting, say): they are pending here, unseen, so the
         retry first takes those back (this consumer's own pending entries not in hand), instead of leaving
@@ -366,13 +379,14 @@ class RedisQueue:
         def read() -> list[tuple]:
             tries[0] += 1
             if tries[0] > 1:
+                self.run.register_reader(self.name, self._read_client)  # a new connection: a new client id
                 held = set(self.in_hand_ids())  # before the read: an entry settled meanwhile is not pending
-                reply = self.redis.xreadgroup(self.group, consumer, {self.key: "0"})
+                reply = self._read_client.xreadgroup(self.group, consumer, {self.key: "0"})
                 unseen = [(entry_id, fields) for entry_id, fields in (reply[0][1] if reply else [])
                           if fields and _text(entry_id) not in held]
                 if unseen:
                     return unseen
-            reply = self.redis.xreadgroup(self.group, consumer, {self.key: ">"}, count=count, block=BLOCK_MS)
+            reply = self._read_client.xreadgroup(self.group, consumer, {self.key: ">"}, count=count, block=block_ms)
             return reply[0][1] if reply else []
         return read
 

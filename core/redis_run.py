@@ -151,6 +151,30 @@ class RedisRun:
                 self.lose(RedisLost(f"Redis at {self.describe()} refused the heartbeat: {type(exc).__name__}: {exc}"))
                 return
 
+    # --- waking the fetchers of the run ---------------------------------------------------------------
+
+    def reader(self) -> Any:
+        """A connection of its own for a queue's fetcher, so that its blocking reads can be cut short."""
+        import redis
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=3,
+                                    single_connection_client=True)
+
+    def register_reader(self, name: str, client: Any) -> None:
+        """List `client` (a fetcher's connection, after each connect) as one to wake when an end comes."""
+        self.call(lambda: self.redis.hset(self.key("readers"), f"{self.process_id}:{name}", client.client_id()))
+
+    def wake_readers(self) -> None:
+        """Something ended (a queue, a group): cut every fetcher's blocking read short, in every process of
+        the run, so that each looks at its queue's end now rather than when its read times out. Client ids
+        are never reused by a running server; an id that is gone is ignored by it."""
+        def wake() -> None:
+            ids = self.redis.hvals(self.key("readers"))
+            with self.redis.pipeline(transaction=False) as pipe:
+                for client_id in ids:
+                    pipe.client_unblock(int(client_id))
+                pipe.execute()
+        self.call(wake)
+
     # --- members and end marks of groups whose input is local ----------------------------------------
 
     def join_group(self, group: str) -> None:
@@ -160,6 +184,7 @@ class RedisRun:
     def end_group(self, group: str) -> None:
         """This process has ended `group`."""
         self.call(lambda: self.redis.hset(self.key("members", group), self.process_id, "ended"))
+        self.wake_readers()
 
     def group_ended(self, group: str) -> bool:
         """Every process that runs `group` has ended it or died (and at least one ran it)."""
