@@ -622,7 +622,8 @@ def test_a_read_whose_reply_was_lost_is_taken_back_on_retry(redis_server):
         queue = RedisQueue("Q", 10, run, reader="G", visibility_timeout_s=30)
         queue.create()
         queue.put_many(["a", "b", "c"])
-        real_read, lost = run.redis.xreadgroup, []
+        queue._read_client = reader = run.reader()  # noqa: SLF001 - the fetcher's own connection
+        real_read, lost = reader.xreadgroup, []
 
         def read_losing_the_first_reply(*args: Any, **kwargs: Any) -> Any:
             reply = real_read(*args, **kwargs)
@@ -631,9 +632,10 @@ def test_a_read_whose_reply_was_lost_is_taken_back_on_retry(redis_server):
                 raise redis_py.ConnectionError("Connection reset by peer")
             return reply
 
-        run.redis.xreadgroup = read_losing_the_first_reply
-        entries = run.call(queue._reader(run.process_id, 10))  # noqa: SLF001 - the fetcher's one read
+        reader.xreadgroup = read_losing_the_first_reply
+        entries = run.call(queue._reader(run.process_id, 10, 100))  # noqa: SLF001 - the fetcher's one read
         assert [fields[b"d"] for _, fields in entries] == [b'"a"', b'"b"', b'"c"']
         assert [entry_id for entry_id, _ in entries] == [entry_id for entry_id, _ in lost[0][0][1]]
+        reader.close()
     finally:
         run.close()

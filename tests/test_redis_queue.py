@@ -1,7 +1,7 @@
 """The Redis transport's settling rules, on the shared Redis server (127.0.0.1:6379), each test in a run of
 its own: a stale owner cannot settle twice (where plain XACK would let it), a poison item is dead-lettered
 with its acknowledgement, a graceful hand-back does not count toward that limit, a live owner's lease is
-renewed on a long item, and nothing in Redis is ever unpickled.
+renewed on a long item, nothing in Redis is ever unpickled, and an end anywhere in the run wakes a waiting read.
 """
 from __future__ import annotations
 
@@ -190,3 +190,38 @@ def test_done_comes_only_once_the_queue_has_ended(run_id, consumers):
     ended.set()
 
     assert reader.take() is DONE
+
+
+def test_an_end_wakes_a_read_that_is_waiting_for_entries(run_id):
+    """A fetcher waiting on an empty stream is woken by an end anywhere in the run (here: a group ending in
+    another process), so it looks at its queue's end at once instead of when its read times out."""
+    queue = producer(run_id)
+    reader, ender = queue.run.reader(), RedisRun(URL, "transport-test", run_id)
+    queue._read_client = reader  # noqa: SLF001 - the fetcher's own connection
+    queue.run.register_reader(queue.name, reader)
+    reader_id = str(reader.client_id())
+    returned = threading.Event()
+
+    def read() -> None:
+        queue.run.call(queue._reader("waiting", 10, 600_000))  # noqa: SLF001 - one read, up to 10 minutes
+        returned.set()
+
+    def blocked() -> bool:
+        return any(c["id"] == reader_id and c["cmd"] == "xreadgroup" for c in ender.redis.client_list())
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not blocked() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert blocked(), "the read never waited"
+        ender.end_group("Producer")  # another process ends a group: every fetcher of the run is woken
+        assert returned.wait(WAIT_S), "the read was not woken by the end"
+    finally:
+        ender.redis.client_unblock(int(reader_id))
+        thread.join(WAIT_S)
+        reader.close()
+        ender.redis.close()
+        queue.run.redis.close()
+    assert not thread.is_alive()
