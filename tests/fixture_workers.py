@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any
 
 from workers.base import BatchWorker, ItemError, Worker
 

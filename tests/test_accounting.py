@@ -7,7 +7,6 @@ every input item against what the sink received and the dead-letter file.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from core.report import Snapshot
 from core.ledger import Counts
 from core.status import Progress
 from test_executor import (JOIN_TIMEOUT_S, _mode, assert_accounted, dead_letters, finish, groups, in_mode,  # noqa: F401
-                           key, mode, per_group, pipeline, run, source, stage, start)
+                           key, mode, pipeline, run, source, stage, start)
 from yaml_reader import YamlPipelineExecutor
 
 

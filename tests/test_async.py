@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import fixture_workers
-from test_executor import (JOIN_TIMEOUT_S, assert_accounted, dead_letters, finish, groups, key, mode,  # noqa: F401
+from test_executor import (assert_accounted, dead_letters, finish, groups, key, mode,  # noqa: F401
                            pipeline, run, source, stage, start)
 
 

@@ -11,9 +11,9 @@ import signal
 import pytest
 
 from conftest import ROOT
-from fault_harness import (CANARY, CHART, SYMBOLS, MainRun, Case, blocked_writers, fault_pipeline, finish, pg_connect,
+from fault_harness import (CANARY, SYMBOLS, MainRun, Case, blocked_writers, fault_pipeline, finish, pg_connect,
                            pick, row_count, run, symbol_of, table_locked, wait_until, with_password)
-from sites import WIKI_PATH, FakeSites
+from sites import FakeSites
 
 CRASHING = {"PYTHONPATH": str(ROOT / "tests")}
 
