@@ -280,7 +280,8 @@ class YamlPipelineExecutor(threading.Thread):
         queues = [(q.name, q.qsize(), q.maxsize) for q in self.queues.values()]
         sources = [g for g in self.groups.values() if g.is_source]
         sinks = [g for g in self.groups.values() if not g.outputs]
-        total = sum(g.counts().emitted for g in sources) if all(g.finished() for g in sources) else None
+        # Known once every source has ended; never here when this process runs no source (--only).
+        total = sum(g.counts().emitted for g in sources) if sources and all(g.finished() for g in sources) else None
         # Items dead-lettered on the way never reach a sink, but they are done with too.
         dropped = sum(g.counts().dead_lettered for g in self.groups.values() if not g.is_source and g.outputs)
         settled = dropped + min((g.counts().processed + g.counts().dead_lettered for g in sinks), default=0)

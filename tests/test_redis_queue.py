@@ -225,3 +225,44 @@ def test_an_end_wakes_a_read_that_is_waiting_for_entries(run_id):
         ender.redis.close()
         queue.run.redis.close()
     assert not thread.is_alive()
+
+
+def test_a_process_running_no_source_does_not_claim_the_run_is_done(run_id, tmp_path):
+    """A process started with --only for a stage, waiting for others to join, tells the total is not known
+    here; it used to say `0/0 done (100%)` while it waited."""
+    import os
+    import selectors
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pipeline = tmp_path / "transport-test.yaml"  # the run's keys are yp:transport-test:<run id>:* (cleaned up)
+    pipeline.write_text(
+        "queues:\n  - {name: Items, maxsize: 10, backend: redis}\n"
+        "workers:\n"
+        "  - {name: Source, location: bench.noop_workers, class: CountSource, input_values: [3], output_queues: [Items]}\n"
+        "  - {name: Sink, location: bench.noop_workers, class: Discard, input_queue: Items}\n")
+    process = subprocess.Popen(
+        [sys.executable, str(root / "main.py"), "--pipeline", str(pipeline), "--run-id", run_id, "--only", "Sink",
+         "--status-interval", "0.2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "REDIS_URL": URL, "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull})
+    status = ""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            deadline = time.monotonic() + 30
+            while "status" not in status and time.monotonic() < deadline:
+                if selector.select(timeout=1):
+                    line = process.stderr.readline()
+                    if not line:
+                        break
+                    status = line if "core.status" in line else status
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert "core.status" in status, "no status line"
+    assert "total not known" in status and "100%" not in status, status
+    assert process.returncode == 130
