@@ -159,21 +159,33 @@ class RedisQueue:
         self.put_count += len(payloads)
         return waited
 
+    def _waiting(self) -> int:
+        """Entries not yet delivered to any reader: the stream's length less those pending (settled ones
+        are deleted from the stream with their acknowledgement)."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xlen(self.key)
+            pipe.xinfo_groups(self.key)
+            length, groups = pipe.execute()
+        pending = sum(int(g["pending"]) for g in groups if _text(g["name"]) == self.group)
+        return length - pending
+
     def preload(self, items: list[Any]) -> int:
         """Items replayed into this queue (beyond maxsize, as for a local queue)."""
         self.put_many(list(items), wait=False)
         return len(items)
 
     def wait_for_room(self, count: int) -> float:
-        """Before adding `count` entries: wait while the stream holds maxsize entries (waiting or in hand
-        anywhere), so a stalled reader holds its producers back as a full local queue does. The length is
-        asked only once the room last seen is used up. Return the seconds waited."""
+        """Before adding `count` entries: wait while maxsize entries wait to be read, so a stalled reader
+        holds its producers back as a full local queue does. As in a local queue, what readers hold (a
+        batching sink's batch, say) is not counted: a batch larger than maxsize must not wait for entries
+        that only its writing would free. The count is asked only once the room last seen is used up.
+        Return the seconds waited."""
         with self._lock:
             self._room_seen -= count
             if self._room_seen >= 0:
                 return 0.0
         waited, pause_s = 0.0, ROOM_WAIT_S[0]
-        while (length := self.run.call(lambda: self.redis.xlen(self.key))) >= self.maxsize:
+        while (length := self.run.call(self._waiting)) >= self.maxsize:
             started = time.perf_counter()
             time.sleep(pause_s)  # Redis cannot wake us when a reader elsewhere makes room: look again
             waited += time.perf_counter() - started

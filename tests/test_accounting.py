@@ -86,6 +86,21 @@ def test_an_instance_ending_mid_item_dead_letters_that_item(tmp_path, key):
     assert_accounted(report)
 
 
+def test_a_batch_larger_than_its_queue_is_filled_without_waiting_for_its_flush_interval(tmp_path, key):
+    # The queue bounds what waits in it, not what its reader holds: a batch of 5 from a queue of 2 fills
+    # (in Redis too, where entries in hand stay in the stream until settled), so the run ends at once
+    # instead of after the 600 s flush interval.
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 2},
+        source("Source", range(10), "Numbers"),
+        stage("Store", "BatchCollect", "Numbers", key=key, batch_size=5, flush_interval_s=600.0),
+    ))
+
+    assert sorted(item for batch in fixture_workers.batches(key) for item in batch) == list(range(10))
+    assert report.exit_code == 0
+    assert_accounted(report)
+
+
 def test_a_sink_ending_while_it_writes_a_full_batch_loses_nothing(tmp_path, key):
     executor, report = run(tmp_path, pipeline(
         {"Numbers": 3},

@@ -266,3 +266,27 @@ def test_a_process_running_no_source_does_not_claim_the_run_is_done(run_id, tmp_
     assert "core.status" in status, "no status line"
     assert "total not known" in status and "100%" not in status, status
     assert process.returncode == 130
+
+
+def test_entries_a_reader_holds_leave_room_for_producers(run_id):
+    """maxsize bounds what waits to be read, as in a local queue: entries a reader holds (a batching sink's
+    batch) do not hold the producer back, or a batch larger than maxsize would wait on itself."""
+    queue = producer(run_id)  # maxsize 100
+    queue.put_many(list(range(100)))
+    client = queue.run.redis
+    client.xreadgroup("Readers", "holder", {queue.key: ">"}, count=100)  # all 100 taken, none settled
+    room = threading.Event()
+
+    def put_one() -> None:
+        queue.put_many([100])
+        room.set()
+
+    thread = threading.Thread(target=put_one, daemon=True)
+    thread.start()
+    try:
+        assert room.wait(WAIT_S), "the producer waited for entries a reader holds"
+    finally:
+        client.xdel(queue.key, *[entry_id for entry_id, _ in client.xrange(queue.key)])  # frees a waiting put
+        thread.join(WAIT_S)
+        client.close()
+    assert not thread.is_alive()
