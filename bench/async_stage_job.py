@@ -9,20 +9,16 @@ validation); the pipeline's minus this one's is what the runner costs (hand-offs
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
-import psycopg2
-import psycopg2.extras
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.asyncio_job import DDL, INSERT, symbols_of  # noqa: E402
+from bench.asyncio_job import main as run_job, symbols_of  # noqa: E402
 from workers.yahoo_finance_worker import YahooFinancePriceAsyncScheduler  # noqa: E402
 
 
@@ -60,17 +56,5 @@ async def fetch_all(wiki_url: str, chart_url: str, concurrency: int) -> list[tup
     return [(s, p, c, m and m.replace(tzinfo=None), e.replace(tzinfo=None)) for s, p, c, m, e in rows]
 
 
-def main(wiki_url: str, chart_url: str, concurrency: int, database_url: str) -> None:
-    started = time.perf_counter()
-    conn = psycopg2.connect(database_url.replace("postgresql+psycopg2://", "postgresql://"))
-    with conn, conn.cursor() as cursor:
-        cursor.execute(DDL)
-    rows = asyncio.run(fetch_all(wiki_url, chart_url, concurrency))
-    with conn, conn.cursor() as cursor:
-        psycopg2.extras.execute_values(cursor, INSERT, rows, page_size=len(rows))
-    conn.close()
-    print(json.dumps({"duration_s": time.perf_counter() - started, "rows": len(rows)}))
-
-
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    run_job(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], fetch=fetch_all)

@@ -68,12 +68,14 @@ async def fetch_all(wiki_url: str, chart_url: str, concurrency: int) -> list[tup
         return rows
 
 
-def main(wiki_url: str, chart_url: str, concurrency: int, database_url: str) -> None:
+def main(wiki_url: str, chart_url: str, concurrency: int, database_url: str, fetch=None) -> None:
+    """Make the table, fetch every price (with `fetch`, this script's fetch_all unless given), insert them."""
+    fetch = fetch or fetch_all
     started = time.perf_counter()
     conn = psycopg2.connect(database_url.replace("postgresql+psycopg2://", "postgresql://"))
     with conn, conn.cursor() as cursor:
         cursor.execute(DDL)
-    rows = asyncio.run(fetch_all(wiki_url, chart_url, concurrency))
+    rows = asyncio.run(fetch(wiki_url, chart_url, concurrency))
     with conn, conn.cursor() as cursor:
         psycopg2.extras.execute_values(cursor, INSERT, rows, page_size=len(rows))
     conn.close()

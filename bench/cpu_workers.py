@@ -70,11 +70,15 @@ class LatencySink(Worker):
 
 
 class RateSink(Worker):
-    """A sink that notes when its first and last item came and writes {"items", "first", "last"} to `out_path`."""
+    """A sink that notes when its first and last item came (time.monotonic(), system-wide) and writes
+    {"items", "first", "last"} to `out_path`, or with several instances to `<out_dir>/<instance name>.json`
+    (bench/redis_workers.py sink_rate reads them together)."""
 
-    def __init__(self, *, out_path: str, **kwargs: Any) -> None:
+    def __init__(self, *, out_path: str = "", out_dir: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.out_path = out_path
+        if bool(out_path) == bool(out_dir):
+            raise ValueError("give out_path or out_dir")
+        self.out_path = out_path or str(Path(out_dir, f"{self.name}.json"))
         self.items = 0
         self.first = self.last = 0.0
 

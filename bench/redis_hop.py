@@ -5,7 +5,7 @@ written plainly with redis-py (bench/redis_plain.py), interleaved in the same ru
 
 Ours is `python main.py` on a three-line pipeline, run as a user would (its own process, no --run-id, so its
 queues are in a run of its own): bench/noop_workers.py CountSource → queue Hop (backend: redis, maxsize 1000)
-→ bench/redis_workers.py RateDiscard × --instances. Two shapes:
+→ bench/cpu_workers.py RateSink × --instances. Two shapes:
 
 - `input_values: [N]`: one input value yielding N items, the shape of the issue. An item's outputs and the
   acknowledgement of the item are one server-side step when both queues are in Redis, so the N outputs of
@@ -47,7 +47,7 @@ queues:
   - {{name: Hop, maxsize: 1000, backend: redis}}
 workers:
   - {{name: Source, location: bench.noop_workers, class: CountSource, input_values: {values}, output_queues: [Hop]}}
-  - {{name: Sink, location: bench.redis_workers, class: RateDiscard, input_queue: Hop, instances: {instances},
+  - {{name: Sink, location: bench.cpu_workers, class: RateSink, input_queue: Hop, instances: {instances},
      params: {{out_dir: '{out_dir}'}}}}
 """
 PIPELINE_NAME = "redis_hop_bench"  # its keys: yp:redis_hop_bench:<run id>:...
