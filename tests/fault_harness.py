@@ -130,15 +130,20 @@ def count(out: Outcome, expected: list[Any]) -> Ledger:
                   lost=lost, duplicated=sorted((seen - wanted).elements()), not_started=not_started)
 
 
+def record_row(record: Callable[..., None], case: Case, book: Ledger, seconds: float, exit_code: int | None) -> None:
+    """The case's row of the fault table (docs/RELIABILITY.md), from its books."""
+    record(section=case.section, case=case.case, cause=case.cause, expected=case.expected, items=book.items,
+           stored=book.stored, dead_lettered=book.dead_lettered, not_started=book.not_started, lost=len(book.lost),
+           duplicated=len(book.duplicated), seconds=seconds, timing=case.timing, max_s=case.max_s,
+           exit_code=exit_code, expected_exit=case.exit_code)
+
+
 def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list[Any], *,
            seconds: float | None = None) -> Ledger:
     """Record the case's measured result, then assert what every case must hold."""
     book = count(out, expected)
     seconds = out.seconds if seconds is None else seconds
-    record(section=case.section, case=case.case, cause=case.cause, expected=case.expected, items=book.items,
-           stored=book.stored, dead_lettered=book.dead_lettered, not_started=book.not_started, lost=len(book.lost),
-           duplicated=len(book.duplicated), seconds=seconds, timing=case.timing, max_s=case.max_s,
-           exit_code=out.returncode, expected_exit=case.exit_code)
+    record_row(record, case, book, seconds, out.returncode)
 
     assert out.returncode == case.exit_code, f"exit {out.returncode}, expected {case.exit_code}\n{tail(out.log)}"
     assert seconds < case.max_s, f"took {seconds:.1f}s, bound {case.max_s}s"

@@ -42,7 +42,7 @@ import pytest
 
 from conftest import ROOT, run_main
 from fault_harness import (CANARY, CHART, CLEARED_ENV, SYMBOLS, Case, Ledger, MainRun, Outcome, count,
-                           fault_pipeline, finish, read_rows, symbol_of, tail, wait_until, with_password)
+                           fault_pipeline, finish, read_rows, record_row, symbol_of, tail, wait_until, with_password)
 from fault_harness import run as run_solo
 from netns import Namespace
 from pg_cluster import free_port
@@ -137,10 +137,7 @@ def finish_run(record: Any, case: Case, run: Run, expected: list[Any], *, report
     out = run.outcome(reporter)
     book = book_of(out, expected)
     seconds = out.seconds if seconds is None else seconds
-    record(section=case.section, case=case.case, cause=case.cause, expected=case.expected, items=book.items,
-           stored=book.stored, dead_lettered=book.dead_lettered, not_started=book.not_started, lost=len(book.lost),
-           duplicated=len(book.duplicated), seconds=seconds, timing=case.timing, max_s=case.max_s,
-           exit_code=out.returncode, expected_exit=case.exit_code)
+    record_row(record, case, book, seconds, out.returncode)
 
     codes = {name: machine.code for name, machine in run.machines.items()}
     wanted = {name: case.exit_code for name in run.machines} | (exits or {})
