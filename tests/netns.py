@@ -5,7 +5,7 @@ namespace side get the two usable addresses of a private /30 under 10.231.0.0/16
 host), so the namespace reaches exactly the host addresses of its links, through them alone. Taking a
 link's host side down is pulling its cable: the namespace's packets on it go nowhere, silently, until it is
 up again. `command()` prefixes a command to run inside. `destroy()` (or leaving the `with` block) deletes
-the namespace, which deletes its veth pairs with it. Needs root (CI runs as root).
+its veth pairs, then the namespace. Needs root (CI runs as root).
 """
 from __future__ import annotations
 
@@ -81,13 +81,18 @@ class Namespace:
         return ["ip", "netns", "exec", self.name, *argv]
 
     def destroy(self) -> None:
-        """Delete the namespace and, with it, its veth pairs (both sides); nothing is left on the host."""
-        if self.name in ip("netns", "list").split():
-            ip("netns", "del", self.name)
-        for link in self.links:  # normally gone with the namespace; a half-made link may not be
+        """Delete the veth pairs (deleting the host side deletes both sides, at once), then the namespace.
+
+        In this order nothing is left to the kernel's deferred clean-up of a deleted namespace, which
+        removes its veth pairs some time after `ip netns del` returns: a link seen then deleted could be
+        gone in between (seen in CI as `ip link del` failing).
+        """
+        for link in self.links:
             if subprocess.run(["ip", "link", "show", link.host_dev], capture_output=True,
                               timeout=IP_TIMEOUT_S).returncode == 0:
                 ip("link", "del", link.host_dev)
+        if self.name in ip("netns", "list").split():
+            ip("netns", "del", self.name)
 
 
 def _free_subnet() -> tuple[str, int]:
