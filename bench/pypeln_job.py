@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pypeln as pl
 import requests
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.database import database_url, open_database  # noqa: E402
 from workers.postgres_worker import PostgresWorker  # noqa: E402
 from workers.wiki_worker import parse_constituents  # noqa: E402
 from workers.yahoo_finance_worker import parse_chart, yahoo_symbol  # noqa: E402
 
 
-def main(wiki_url: str, chart_url: str, instances: int, database_url: str) -> None:
+def main(wiki_url: str, chart_url: str, instances: int, url: str) -> None:
     started = time.perf_counter()
-    engine = sa.create_engine(database_url)
+    database = open_database(database_url({"DATABASE_URL": url}))
     session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=instances))
 
@@ -34,12 +34,12 @@ def main(wiki_url: str, chart_url: str, instances: int, database_url: str) -> No
         value, currency, market_time = parse_chart(body)
         return {"symbol": symbol, "price": value, "currency": currency, "market_time": market_time}
 
-    writer = PostgresWorker(engine)
+    writer = PostgresWorker(database)
     writer.create_table()
     symbols = parse_constituents(session.get(wiki_url, timeout=(5, 20)).content)
     rows = list(pl.thread.map(price, symbols, workers=instances, maxsize=2 * instances))
-    with engine.begin() as conn:
-        conn.execute(sa.insert(writer.table), rows)
+    writer.insert(rows)  # the runner's sink: COPY via a staging table
+    writer.close()
     seconds = time.perf_counter() - started
     assert len(rows) == 503
     print(json.dumps({"duration_s": seconds}))

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
+from core.database import SqlAlchemyDatabase, database_url, open_database  # noqa: E402
 from workers.postgres_worker import COLUMNS, PostgresWorker  # noqa: E402
 
 
@@ -38,7 +39,9 @@ def fresh_table(admin_url: str) -> Iterator[sa.Engine]:
     """An engine on a new database holding the pipeline's prices table (with its unique index)."""
     with FreshDatabase(admin_url) as url:
         engine = sa.create_engine(url)
-        PostgresWorker(engine).create_table()
+        database = open_database(database_url({"DATABASE_URL": url}))
+        PostgresWorker(database).create_table()
+        database.close()
         try:
             yield engine
         finally:
@@ -46,23 +49,25 @@ def fresh_table(admin_url: str) -> Iterator[sa.Engine]:
 
 
 def time_worker(engine: sa.Engine, rows: list[dict], batch_size: int) -> float:
-    writer = PostgresWorker(engine)
-    started = time.perf_counter()
-    for i in range(0, len(rows), batch_size):
-        writer.insert(rows[i:i + batch_size])
-    return time.perf_counter() - started
+    """The sink as it runs on PostgreSQL (psycopg2 directly, COPY via a staging table)."""
+    return _time_writer(open_database(database_url({"DATABASE_URL": engine.url.render_as_string(False)})),
+                        rows, batch_size)
 
 
 def time_core_insert(engine: sa.Engine, rows: list[dict], batch_size: int) -> float:
-    """The sink's path before COPY: SQLAlchemy Core insert() executemany with ON CONFLICT DO NOTHING."""
-    writer = PostgresWorker(engine)
+    """The sink's path before COPY, still its path on databases other than PostgreSQL: SQLAlchemy Core
+    insert() executemany with ON CONFLICT DO NOTHING."""
+    return _time_writer(SqlAlchemyDatabase(engine), rows, batch_size)
+
+
+def _time_writer(database, rows: list[dict], batch_size: int) -> float:
+    writer = PostgresWorker(database)
     started = time.perf_counter()
     for i in range(0, len(rows), batch_size):
-        batch = [{k: r[k].replace(tzinfo=None) if isinstance(r[k], datetime) else r[k] for k in COLUMNS}
-                 for r in rows[i:i + batch_size]]
-        with engine.begin() as conn:
-            conn.execute(writer._insert_statement(), batch)
-    return time.perf_counter() - started
+        writer.insert(rows[i:i + batch_size])
+    seconds = time.perf_counter() - started
+    database.close()
+    return seconds
 
 
 def time_plain_copy(engine: sa.Engine, rows: list[dict], batch_size: int) -> float:

@@ -38,9 +38,9 @@ def fast_pipeline(sites: FakeSites, folder: Path, **replace: str) -> Path:
 
 def read_rows(url: str) -> list[dict]:
     """Every row of `prices` at `url`, times as datetimes (SQLite keeps them as text)."""
-    table = prices_table()
     engine = sa.create_engine(url)
     try:
+        table = sa.Table(prices_table().name, sa.MetaData(), autoload_with=engine)
         with engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(sa.select(
                 table.c.symbol, table.c.price, table.c.currency, table.c.market_time, table.c.extracted_time,

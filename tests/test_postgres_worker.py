@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import getpass
 import logging
+import time
 import traceback
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
-from core.database import PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine, settings_hint
+from core.database import (PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine, open_database,
+                           settings_hint)
 from core.redact import redact
 from core.errors import StartupError
 from workers.postgres_worker import PostgresWorker
@@ -26,14 +28,26 @@ COURSE_TABLE = {
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request, tmp_path):
-    """An engine on an empty database of each kind, made the way the pipeline makes it."""
+def database_env(request, tmp_path) -> dict:
+    """Settings for an empty database of each kind."""
     if request.param == "postgresql":
-        env = {"DATABASE_URL": request.getfixturevalue("pg_url")}
-    else:
-        env = {"DATA_DIR": str(tmp_path / "data")}
-    engine = make_engine(database_url(env))
-    assert engine.dialect.name == request.param
+        return {"DATABASE_URL": request.getfixturevalue("pg_url")}
+    return {"DATA_DIR": str(tmp_path / "data")}
+
+
+@pytest.fixture
+def database(database_env):
+    """The database as the sink opens it (psycopg2 directly on PostgreSQL, SQLAlchemy on SQLite)."""
+    database = open_database(database_url(database_env))
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def engine(database_env, database):
+    """A SQLAlchemy engine on the same database, to look at what the sink did."""
+    engine = make_engine(database_url(database_env))
+    assert engine.dialect.name == database.name
     yield engine
     engine.dispose()
 
@@ -45,13 +59,13 @@ def record(symbol: str, price: float, extracted_time: datetime, **extra) -> dict
 
 def rows(engine) -> list[dict]:
     """Every row, times as datetimes on both databases."""
-    table = PostgresWorker(engine).table
+    table = sa.Table("prices", sa.MetaData(), autoload_with=engine)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(table.c.id))]
 
 
-def test_create_table_has_the_course_columns_and_ours(engine):
-    PostgresWorker(engine).create_table()
+def test_create_table_has_the_course_columns_and_ours(engine, database):
+    PostgresWorker(database).create_table()
 
     inspector = sa.inspect(engine)
     columns = {column["name"]: column for column in inspector.get_columns("prices")}
@@ -66,9 +80,10 @@ def test_create_table_has_the_course_columns_and_ours(engine):
 
 
 def test_postgresql_column_types_are_the_courses(pg_url):
+    database = open_database(database_url({"DATABASE_URL": pg_url}))
     engine = make_engine(database_url({"DATABASE_URL": pg_url}))
     try:
-        PostgresWorker(engine).create_table()
+        PostgresWorker(database).create_table()
         with engine.connect() as conn:
             types = dict(conn.execute(sa.text(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'prices'")).all())
@@ -76,6 +91,7 @@ def test_postgresql_column_types_are_the_courses(pg_url):
                 "SELECT column_default FROM information_schema.columns "
                 "WHERE table_name = 'prices' AND column_name = 'id'")).scalar_one()
     finally:
+        database.close()
         engine.dispose()
     assert types == {"id": "integer", "symbol": "text", "price": "double precision",
                      "extracted_time": "timestamp without time zone", "currency": "text",
@@ -83,8 +99,8 @@ def test_postgresql_column_types_are_the_courses(pg_url):
     assert id_default.startswith("nextval(")  # serial, as in the course
 
 
-def test_create_table_twice_changes_nothing(engine):
-    writer = PostgresWorker(engine)
+def test_create_table_twice_changes_nothing(engine, database):
+    writer = PostgresWorker(database)
     writer.create_table()
     writer.insert([record("AAPL", 220.69, T0)])
 
@@ -93,8 +109,8 @@ def test_create_table_twice_changes_nothing(engine):
     assert [row["symbol"] for row in rows(engine)] == ["AAPL"]
 
 
-def test_same_batch_twice_is_stored_once(engine):
-    writer = PostgresWorker(engine)
+def test_same_batch_twice_is_stored_once(engine, database):
+    writer = PostgresWorker(database)
     writer.create_table()
     batch = [record("AAPL", 220.69, T0), record("BRK.B", 456.5, T0), record("AAPL", 221.0, T0 + timedelta(1))]
 
@@ -108,8 +124,8 @@ def test_same_batch_twice_is_stored_once(engine):
     assert len({row["id"] for row in stored}) == 3
 
 
-def test_a_batch_overlapping_stored_rows_adds_only_the_new_ones(engine):
-    writer = PostgresWorker(engine)
+def test_a_batch_overlapping_stored_rows_adds_only_the_new_ones(engine, database):
+    writer = PostgresWorker(database)
     writer.create_table()
     writer.insert([record("AAPL", 220.69, T0)])
 
@@ -118,8 +134,8 @@ def test_a_batch_overlapping_stored_rows_adds_only_the_new_ones(engine):
     assert {(row["symbol"], row["price"]) for row in rows(engine)} == {("AAPL", 220.69), ("MSFT", 430.0)}
 
 
-def test_aware_datetimes_are_stored_as_utc_wall_time(engine):
-    writer = PostgresWorker(engine)
+def test_aware_datetimes_are_stored_as_utc_wall_time(engine, database):
+    writer = PostgresWorker(database)
     writer.create_table()
     berlin = timezone(timedelta(hours=2))
     new_york = timezone(timedelta(hours=-4))
@@ -133,8 +149,8 @@ def test_aware_datetimes_are_stored_as_utc_wall_time(engine):
     assert row["extracted_time"].tzinfo is None
 
 
-def test_naive_datetimes_and_missing_fields_are_stored_as_given(engine):
-    writer = PostgresWorker(engine)
+def test_naive_datetimes_and_missing_fields_are_stored_as_given(engine, database):
+    writer = PostgresWorker(database)
     writer.create_table()
 
     writer.insert([{"symbol": "AAPL", "price": 220.69, "extracted_time": T0}])  # quote-page record: no meta
@@ -143,12 +159,12 @@ def test_naive_datetimes_and_missing_fields_are_stored_as_given(engine):
     assert (row["extracted_time"], row["currency"], row["market_time"]) == (T0, None, None)
 
 
-def test_course_era_table_gets_the_missing_columns_and_keeps_its_row(engine):
+def test_course_era_table_gets_the_missing_columns_and_keeps_its_row(engine, database):
     with engine.begin() as conn:
         conn.execute(sa.text(COURSE_TABLE[engine.dialect.name]))
         conn.execute(sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES ('AAPL', 150.5, :t)"),
                      {"t": T0 - timedelta(days=700)})
-    writer = PostgresWorker(engine)
+    writer = PostgresWorker(database)
 
     writer.create_table()
     writer.insert([record("AAPL", 220.69, T0)] * 2)
@@ -175,11 +191,11 @@ def course_columns(engine) -> set[str]:
     return {column["name"] for column in sa.inspect(engine).get_columns("prices")}
 
 
-def test_changes_to_a_hand_made_table_are_logged_with_the_sql_that_undoes_them(engine, caplog):
+def test_changes_to_a_hand_made_table_are_logged_with_the_sql_that_undoes_them(engine, database, caplog):
     make_course_table(engine, ("AAPL", T0))
     caplog.set_level(logging.WARNING, logger="workers.postgres_worker")
 
-    PostgresWorker(engine).create_table()
+    PostgresWorker(database).create_table()
 
     logged = [record.getMessage() for record in caplog.records]
     assert logged == [
@@ -191,6 +207,7 @@ def test_changes_to_a_hand_made_table_are_logged_with_the_sql_that_undoes_them(e
         "table prices: added the unique index prices_symbol_extracted_time_key on (symbol, extracted_time), so a "
         "retried batch stores nothing twice. To undo: DROP INDEX prices_symbol_extracted_time_key;"]
     undo = " ".join(message.split("To undo: ")[1] for message in logged)
+    engine.dispose()  # run it on a new connection, as a user would from a new shell (SQLite keeps a stale schema)
     with engine.begin() as conn:
         for statement in filter(None, (s.strip() for s in undo.split(";"))):
             conn.execute(sa.text(statement))
@@ -200,11 +217,11 @@ def test_changes_to_a_hand_made_table_are_logged_with_the_sql_that_undoes_them(e
         assert conn.execute(sa.text("SELECT symbol, price FROM prices")).all() == [("AAPL", 1.5)]
 
 
-def test_hand_made_table_with_duplicates_refuses_the_run_unchanged_and_says_how_to_find_them(engine):
+def test_hand_made_table_with_duplicates_refuses_the_run_unchanged_and_says_how_to_find_them(engine, database):
     make_course_table(engine, ("AAPL", T0), ("AAPL", T0), ("MSFT", T0), ("MSFT", None), ("MSFT", None))
 
     with pytest.raises(StartupError) as caught:
-        PostgresWorker(engine).create_table()
+        PostgresWorker(database).create_table()
 
     message = str(caught.value)
     assert message.startswith("table prices holds 1 (symbol, extracted_time) pair(s) more than once, so the unique "
@@ -217,19 +234,19 @@ def test_hand_made_table_with_duplicates_refuses_the_run_unchanged_and_says_how_
     fix = "DELETE" + message.split("DELETE")[1].split("; or give")[0]
     with engine.begin() as conn:
         conn.execute(sa.text(fix))
-    PostgresWorker(engine).create_table()  # fixed as the message says, the table can be used
+    PostgresWorker(database).create_table()  # fixed as the message says, the table can be used
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM prices")).scalar() == 4
 
 
-def test_a_hand_made_unique_key_on_the_same_columns_is_used_as_it_is(engine, caplog):
+def test_a_hand_made_unique_key_on_the_same_columns_is_used_as_it_is(engine, database, caplog):
     make_course_table(engine)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE UNIQUE INDEX my_key ON prices (extracted_time, symbol)"))
         for column, kind in (("currency", "text"), ("market_time", "timestamp")):
             conn.execute(sa.text(f"ALTER TABLE prices ADD COLUMN {column} {kind}"))
     caplog.set_level(logging.WARNING, logger="workers.postgres_worker")
-    writer = PostgresWorker(engine)
+    writer = PostgresWorker(database)
 
     writer.create_table()
     writer.insert([record("AAPL", 220.69, T0)] * 2)
@@ -239,14 +256,27 @@ def test_a_hand_made_unique_key_on_the_same_columns_is_used_as_it_is(engine, cap
     assert len(rows(engine)) == 1
 
 
-def test_close_disposes_the_engine(engine):
-    writer = PostgresWorker(engine)
+def test_close_closes_every_connection(engine, database, pg_admin):
+    writer = PostgresWorker(database)
     writer.create_table()
-    assert engine.pool.checkedin() >= 1
+    writer.insert([record("AAPL", 220.69, T0)])
+    assert open_connections(database, pg_admin) >= 1
 
     writer.close()
 
-    assert engine.pool.checkedin() == 0
+    deadline = time.monotonic() + 10  # the server lists a closed connection until its backend has exited
+    while open_connections(database, pg_admin) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_connections(database, pg_admin) == 0
+
+
+def open_connections(database, pg_admin) -> int:
+    """The sink's connections to its database: as the server counts them, or SQLAlchemy's pool on SQLite."""
+    if database.name == "sqlite":
+        return database.engine.pool.checkedin()
+    with pg_admin.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db "
+                                    "AND application_name = 'yaml-pipeline'"), {"db": database.url.database}).scalar()
 
 
 # --- which database: core.database.database_url -------------------------------------------------------------
