@@ -39,6 +39,10 @@ class Batch:
         if len(self._items) >= self.worker.batch_size or self._clock() >= self._due:
             self.flush()
 
+    def room(self) -> int:
+        """How many more items the batch takes before it is written."""
+        return max(self.worker.batch_size - len(self._items), 1)
+
     def due_in_s(self) -> float:
         """Seconds until the batch is old enough to write."""
         return max(self._due - self._clock(), 0.0)

@@ -131,8 +131,8 @@ class ChildInbox:
         self.queue = queue
         self.outbox = outbox
 
-    def get(self, timeout_s: float | None = None) -> Delivery | Any:
-        delivery = self.queue.get(timeout_s)
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
+        delivery = self.queue.get(timeout_s, wake_at=wake_at)
         if delivery is DONE:
             return DONE
         seq, delivery.item = delivery.item

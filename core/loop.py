@@ -30,7 +30,7 @@ CHUNK = 64
 class Inbox(Protocol):
     """Where an instance's items come from (a queue of any transport)."""
 
-    def get(self, timeout_s: float | None = None) -> Delivery | Any: ...
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any: ...
 
 
 class Exits(Protocol):
@@ -160,11 +160,11 @@ class Instance:
 
     def _take(self, inbox: Inbox) -> Delivery | Any:
         while True:
-            wait_s = self.worker.idle_timeout_s
-            if self._batch:
-                wait_s = min(wait_s, self._batch.due_in_s())
+            wait_s, wake_at = self.worker.idle_timeout_s, 1
+            if self._batch:  # a batch under way: sleep until it could be filled, or is due
+                wait_s, wake_at = min(wait_s, self._batch.due_in_s()), self._batch.room()
             try:
-                return inbox.get(wait_s)
+                return inbox.get(wait_s, wake_at=wake_at)
             except Empty:
                 started = time.perf_counter()
                 if self._batch:

@@ -68,6 +68,10 @@ class LocalQueue:
         self._frozen = False
         self._async_waiters: deque[tuple[Any, Any]] = deque()  # (event loop, future) of tasks waiting for items
         self._dones = 0  # DONE markers in _items, so qsize() need not scan
+        self._eager = 0  # readers waiting in get() or get_items() for one item
+        self._patient: list[int] = []  # the wake_at of each reader waiting in get() for more than one item
+        self._wake_min = 1  # wake waiting readers once this many items are queued: one of them when none is
+        #                     patient, else every one (they wait for different amounts; each checks its own)
         #: Receives each item refused because the queue is closed (its reader group dead-letters it).
         self.on_reject: Callable[[Any], None] = _drop_nothing
         self.put_count = 0
@@ -157,33 +161,67 @@ class LocalQueue:
             self._not_empty.notify_all()
             self._wake_async(None)
 
-    def get(self, timeout_s: float | None = None) -> Delivery | Any:
-        """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing."""
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
+        """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing.
+
+        `wake_at`: a reader filling a batch may sleep until that many items are queued (its batch's room),
+        so it is woken once per batch instead of once per item (each wake-up of a thread costs a context
+        switch and the GIL). A DONE, a close or the timeout wake it sooner; it then takes what is there.
+        Either way it takes one item per call.
+        """
+        wake_at = min(max(wake_at, 1), self.maxsize)  # a full queue always wakes it
         with self._not_empty:
-            if self._items and not self._frozen:
+            if self._ready(wake_at):
                 return self._take()
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while not self._items or self._frozen:
-                if self._closed and not self._frozen:
-                    return DONE
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise Empty
-                self._not_empty.wait(remaining)
+            self._waiting(wake_at, +1)
+            try:
+                while not self._ready(wake_at):
+                    if self._closed and not self._frozen and not self._items:
+                        return DONE
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        if self._items and not self._frozen:
+                            break  # fewer than wake_at came in time: take what is there
+                        raise Empty
+                    self._not_empty.wait(remaining)
+            finally:
+                self._waiting(wake_at, -1)
             return self._take()
+
+    def _ready(self, wake_at: int) -> bool:
+        """Under the lock: whether a reader asking for `wake_at` items should take one now."""
+        return bool(self._items) and not self._frozen and (
+            wake_at == 1 or len(self._items) >= wake_at or self._dones > 0)
+
+    def _waiting(self, wake_at: int, change: int) -> None:
+        """Under the lock: a reader starts (+1) or stops (-1) waiting for `wake_at` items."""
+        if change > 0:
+            self._eager += wake_at == 1
+            if wake_at > 1:
+                self._patient.append(wake_at)
+        else:
+            self._eager -= wake_at == 1
+            if wake_at > 1:
+                self._patient.remove(wake_at)
+        self._wake_min = 1 if self._eager or not self._patient else min(self._patient)
 
     def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
         """Wait like get() for the first, then take up to `max_items` without waiting: (items, True if a DONE
         came after them). Raise Empty after timeout_s of nothing. For a feeder that moves items on in bulk."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._not_empty:
-            while not self._items or self._frozen:
-                if self._closed and not self._frozen:
-                    return [], True
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise Empty
-                self._not_empty.wait(remaining)
+            self._waiting(1, +1)
+            try:
+                while not self._items or self._frozen:
+                    if self._closed and not self._frozen:
+                        return [], True
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise Empty
+                    self._not_empty.wait(remaining)
+            finally:
+                self._waiting(1, -1)
             items, queued = [], self._items
             while queued and len(items) < max_items:
                 item = queued.popleft()
@@ -263,7 +301,11 @@ class LocalQueue:
         self.put_count += 1
         if len(self._items) - self._dones > self.high_water:
             self.high_water = len(self._items) - self._dones
-        notify(self._not_empty)
+        if len(self._items) >= self._wake_min:
+            if self._patient:
+                self._not_empty.notify_all()
+            else:
+                notify(self._not_empty)
         if self._async_waiters:
             self._wake_async(1)
 

@@ -199,7 +199,8 @@ class RedisQueue:
 
     # --- the queue interface (consumer side) --------------------------------------------------------
 
-    def get(self, timeout_s: float | None = None) -> Delivery | Any:
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
+        """`wake_at` is not used: entries arrive in reads of many, and an idle stream nudges a batch to flush."""
         if not self._buffer.qsize():
             self._starved = True
         delivery = self._buffer.get(timeout_s)

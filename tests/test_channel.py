@@ -132,6 +132,78 @@ def test_get_with_timeout_returns_an_item_put_while_waiting(channel):
     assert getter.outcome() == 7
 
 
+def test_a_reader_filling_a_batch_sleeps_until_its_batch_could_be_filled():
+    queue = LocalQueue("Records", maxsize=100)
+    getter = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=3).item)
+
+    queue.put("a")
+    queue.put("b")
+    getter.assert_blocked()  # two are queued: not yet worth waking for
+    queue.put("c")
+
+    assert getter.outcome() == "a"
+    assert [take(queue), take(queue)] == ["b", "c"]
+
+
+def test_a_reader_filling_a_batch_is_woken_by_a_done_and_takes_what_is_there():
+    queue = LocalQueue("Records", maxsize=100)
+    getter = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=50).item)
+    queue.put("a")
+    getter.assert_blocked()
+
+    queue.put_done(1)
+
+    assert getter.outcome() == "a"
+    assert take(queue) is DONE
+
+
+def test_a_reader_filling_a_batch_is_woken_by_a_close(rejected):
+    queue = LocalQueue("Records", maxsize=100)
+    queue.on_reject = rejected.append
+    getter = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=50))
+    queue.put("a")
+    getter.assert_blocked()
+
+    queue.close()
+
+    assert getter.outcome() is DONE
+    assert rejected == ["a"]
+
+
+def test_a_reader_filling_a_batch_takes_what_came_when_its_time_is_up():
+    queue = LocalQueue("Records", maxsize=100)
+    queue.put("a")
+
+    assert queue.get(0.05, wake_at=50).item == "a"  # its batch is due: it takes what there is
+    with pytest.raises(Empty):
+        queue.get(0.01, wake_at=50)
+
+
+def test_a_full_queue_wakes_a_reader_asking_for_more_than_it_holds(channel):
+    getter = Call(lambda: channel.get(JOIN_TIMEOUT_S, wake_at=10).item)  # channel: maxsize 2
+    channel.put(1)
+    getter.assert_blocked()
+
+    channel.put(2)
+
+    assert getter.outcome() == 1
+
+
+def test_readers_asking_for_different_amounts_are_each_woken_at_theirs():
+    queue = LocalQueue("Records", maxsize=100)
+    patient = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=3).item)
+    eager = Call(lambda: queue.get(JOIN_TIMEOUT_S).item)
+    patient.assert_blocked()
+
+    queue.put("a")
+
+    assert eager.outcome() == "a"
+    patient.assert_blocked()
+    for item in "bcd":
+        queue.put(item)
+    assert patient.outcome() == "b"
+
+
 def test_close_wakes_a_blocked_put_and_rejects_its_item(channel, rejected):
     channel.put(1)
     channel.put(2)

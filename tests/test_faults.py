@@ -134,9 +134,10 @@ def test_retry_after_beyond_the_cap_stops_sending_to_that_endpoint(sites, tmp_pa
     assert sorted(out.stored) == sorted(SYMBOLS)
     (paused,) = sites.times(chart_path(target))  # not retried
     assert out.row(target)["currency"] is None and sites.hits[quote_path(target)] == 1
-    # Only requests already on their way while the 429 was answered may still reach the chart API.
+    # Only requests already on their way while the 429 was answered may still reach the chart API (an
+    # open circuit lets none of the ~400 symbols left through). Counted, not timed: on a loaded machine a
+    # request admitted before the pause can reach the server well after it.
     assert len(sites.requests_since(paused, (CHART,))) <= 2 * YAHOO_INSTANCES
-    assert not sites.requests_since(paused + 0.5, (CHART,))
     from_quote = [symbol for symbol in SYMBOLS if out.row(symbol)["currency"] is None]
     assert len(from_quote) >= len(SYMBOLS) - 100 - YAHOO_INSTANCES
     assert all(sites.hits[quote_path(symbol)] == 1 for symbol in from_quote)
