@@ -68,6 +68,10 @@ class LocalQueue:
         self._frozen = False
         self._async_waiters: deque[tuple[Any, Any]] = deque()  # (event loop, future) of tasks waiting for items
         self._dones = 0  # DONE markers in _items, so qsize() need not scan
+        #: A producer waiting for room is woken once a quarter of the queue is free, not at every free slot:
+        #: one faster than its readers would otherwise be woken (and take the GIL) for every item they take,
+        #: and readers still have three quarters of the queue to work on meanwhile.
+        self._refill_at = max(maxsize // 4, 1)
         self._eager = 0  # readers waiting in get() or get_items() for one item
         self._patient: list[int] = []  # the wake_at of each reader waiting in get() for more than one item
         self._wake_min = 1  # wake waiting readers once this many items are queued: one of them when none is
@@ -169,7 +173,9 @@ class LocalQueue:
         switch and the GIL). A DONE, a close or the timeout wake it sooner; it then takes what is there.
         Either way it takes one item per call.
         """
-        wake_at = min(max(wake_at, 1), self.maxsize)  # a full queue always wakes it
+        # At most what leaves a producer waiting on a full queue its room once this reader has taken its
+        # share (see _refill_at): else each would wait for the other until the reader's timeout.
+        wake_at = min(max(wake_at, 1), self.maxsize - self._refill_at + 1)
         with self._not_empty:
             if self._ready(wake_at):
                 return self._take()
@@ -322,7 +328,8 @@ class LocalQueue:
 
     def _take(self) -> Delivery | Any:
         item = self._items.popleft()
-        notify(self._not_full)
+        if self.maxsize - len(self._items) >= self._refill_at:
+            notify_all(self._not_full)
         if item is DONE:
             self._dones -= 1
             return DONE
@@ -340,6 +347,12 @@ def notify(condition: threading.Condition) -> None:
     and releasing the lock again, which costs more than the rest of a put on the hot path."""
     if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
         condition.notify()
+
+
+def notify_all(condition: threading.Condition) -> None:
+    """notify_all() only when someone waits (see notify)."""
+    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+        condition.notify_all()
 
 
 def _drop_nothing(item: Any) -> None:

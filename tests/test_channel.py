@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import pickle
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
@@ -187,6 +188,36 @@ def test_a_full_queue_wakes_a_reader_asking_for_more_than_it_holds(channel):
     channel.put(2)
 
     assert getter.outcome() == 1
+
+
+def test_a_producer_waiting_on_a_full_queue_is_woken_once_a_quarter_of_it_is_free():
+    queue = LocalQueue("Symbols", maxsize=8)
+    queue.put_many(list(range(8)))
+    putter = Call(lambda: queue.put(8))
+
+    assert take(queue) == 0
+    putter.assert_blocked()  # one slot free: not yet worth waking for
+    assert take(queue) == 1
+
+    assert putter.outcome() is True
+    assert [take(queue) for _ in range(7)] == list(range(2, 9))
+
+
+def test_a_reader_filling_a_batch_and_a_producer_on_a_full_queue_never_wait_for_each_other():
+    queue = LocalQueue("Records", maxsize=8)
+    queue.put_many(list(range(8)))
+    putter = Call(lambda: queue.put_many(list(range(8, 16))))
+    putter.assert_blocked()
+
+    # A sink whose batch has room for 100 takes one at a time, each get asking for its batch's room: it
+    # takes its share of the full queue, which wakes the producer, and so on, none waiting out a timeout.
+    started = time.monotonic()
+    taken = [queue.get(JOIN_TIMEOUT_S, wake_at=100 - n).item for n in range(10)]
+    assert time.monotonic() - started < JOIN_TIMEOUT_S
+
+    assert putter.outcome() >= 0  # every item put
+    taken += [queue.get(0, wake_at=90).item for _ in range(6)]  # its batch is due: the rest at once
+    assert taken == list(range(16))
 
 
 def test_readers_asking_for_different_amounts_are_each_woken_at_theirs():
