@@ -9,8 +9,7 @@ from typing import Mapping
 
 import aiohttp
 
-from core.http import endpoint_of, trust_env
-from core.http_policy import HttpPolicy, HttpSettings, Page, RequestPlan, Step
+from core.http_policy import HttpPolicy, HttpSettings, Page, RequestPlan, Step, endpoint_of, trust_env
 
 try:
     from asyncio import timeout_at

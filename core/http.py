@@ -6,22 +6,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from core.http_policy import (
-    CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, Page, Stopped,
+    CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, Page, Stopped, endpoint_of, trust_env,
 )
 
 # Workers import the HTTP API from here; the policy's names are re-exported.
 __all__ = ["CircuitOpen", "DeadlineExceeded", "FetchError", "HttpClient", "HttpPolicy", "HttpSettings", "Page",
            "ResponseTooSlow", "Stopped", "endpoint_of", "make_session", "page_of", "trust_env"]
 
-PROXY_VARS = tuple(name for upper in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-                   for name in (upper, upper.lower()))
 BODY_CHUNK = 64 * 1024
 
 
@@ -36,21 +33,6 @@ def make_session(settings: HttpSettings) -> requests.Session:
     session.mount("https://", adapter)
     session.headers["User-Agent"] = settings.user_agent
     return session
-
-
-def trust_env() -> bool:
-    """Whether a session should read the environment on each request.
-
-    With trust_env, requests reads ~/.netrc, the proxy variables and the CA bundle variables again on every
-    request (a quarter of the client's CPU in a profile). Only the proxy rules (NO_PROXY) need that; a CA
-    bundle is read once, when the session is made.
-    """
-    return any(os.environ.get(name) for name in PROXY_VARS)
-
-
-def endpoint_of(url: str) -> str:
-    """The default endpoint name of a URL: its host (and port)."""
-    return urlsplit(url).netloc
 
 
 class HttpClient:

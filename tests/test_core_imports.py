@@ -1,8 +1,13 @@
-"""The core package imports without circles, and no module reaches for another's private names."""
+"""The core package imports without circles, no module reaches for another's private names, and a run
+imports only the libraries its stages use."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 
@@ -64,3 +69,19 @@ def test_no_core_module_imports_a_private_name():
                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("core", "workers"))
                for alias in node.names if alias.name.startswith("_")]
     assert private == []
+
+
+@pytest.mark.parametrize("code, heavy", [
+    # An asyncio HTTP stage needs aiohttp, not requests (the blocking client's library).
+    ("import core.aiohttp_client", "requests"),
+    # A PostgreSQL sink talks psycopg2 directly: SQLAlchemy costs a run 0.1 s of CPU before its first row.
+    ("from core.database import database_url, open_database\n"
+     "open_database(database_url({'DATABASE_URL': 'postgresql://app@127.0.0.1:9/prices'})).close()\n"
+     "import workers.postgres_worker", "sqlalchemy"),
+])
+def test_a_run_imports_only_the_libraries_its_stages_use(code, heavy):
+    check = f"{code}\nimport sys\nprint({heavy!r} in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False", f"{heavy} was imported"
