@@ -3,9 +3,11 @@ asyncio + aiohttp script (bench/asyncio_job.py) and in pypeln (bench/pypeln_job.
 
     .venv/bin/python bench/async_http.py [--concurrency 64 128 256] [--repeat 3] [--big 3521]
 
+*ours* is the shipped pipeline with the one-line switch (`class: YahooFinancePriceAsyncScheduler`); *ours, all
+async* also runs the Wikipedia source on asyncio (`WikiWorkerAsyncScheduler`), so the run never loads requests.
 Every run is its own process tree under bench/measure.py: wall seconds of the whole process (Python's start
 and imports included) and CPU seconds (user + sys) of it and every process it started; a fresh PostgreSQL
-database each, its row count checked. The three alternate (the order rotates each round); medians are shown.
+database each, its row count checked. The candidates alternate (the order rotates each round); medians are shown.
 
 Table 2 is CPU per request: each implementation runs a synthetic page of 503 symbols and one of --big
 symbols back to back; (CPU of the big run - CPU of the small one) / (big - 503) is the CPU each extra
@@ -37,13 +39,16 @@ from bench.measure import run_measured  # noqa: E402
 PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
 SYMBOLS = 503
 STAGE = "our stage, plain tasks"  # bench/async_stage_job.py: the Yahoo stage without the runner
+OURS = "ours"  # the shipped pipeline with the one-line switch: class YahooFinancePriceAsyncScheduler
+ALL_ASYNC = "ours, all async"  # and WikiWorkerAsyncScheduler too: no stage loads requests
 
 
 def command(impl: str, page_url: str, sites: FastSites, concurrency: int, database_url: str,
             stats_path: Path) -> list[str]:
     """The command line of one implementation for one run."""
-    if impl == "ours":
-        return [sys.executable, str(ROOT / "main.py"), "--pipeline", str(PIPELINE), "--quiet",
+    if impl in (OURS, ALL_ASYNC):
+        every_stage = ["--set", "workers.WikiWorker.class=WikiWorkerAsyncScheduler"] if impl == ALL_ASYNC else []
+        return [sys.executable, str(ROOT / "main.py"), "--pipeline", str(PIPELINE), "--quiet", *every_stage,
                 "--log-level", "WARNING", "--stats-json", str(stats_path),
                 "--set", f"workers.WikiWorker.input_values=[{page_url}]",
                 "--set", "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler",
@@ -71,7 +76,7 @@ def run_once(impl: str, page_url: str, rows: int, sites: FastSites, concurrency:
             stored = conn.execute(sa.text("SELECT count(*) FROM prices")).scalar_one()
         engine.dispose()
     assert result["exit_code"] == 0 and stored == rows, (impl, result["exit_code"], stored)
-    if impl == "ours":
+    if impl in (OURS, ALL_ASYNC):
         result["run_s"] = json.loads(stats_path.read_text())["duration_s"]
     else:  # the scripts print their own duration, from before the table is made to after the commit
         result["run_s"] = json.loads(result["stdout"].strip().splitlines()[-1])["duration_s"]
@@ -109,7 +114,7 @@ def rotations(impls: list[str], round_: int) -> list[str]:
 
 def wall_table(sites: FastSites, workdir: Path, args: argparse.Namespace) -> None:
     """Whole-process wall and CPU seconds of the three implementations on the saved 503-symbol page."""
-    impls = ["ours", "plain asyncio", "pypeln"]
+    impls = [OURS, ALL_ASYNC, "plain asyncio", "pypeln"]
     print("\n| concurrency | impl | wall s | CPU s | wall / plain | CPU / plain | own clock s | all runs: wall/CPU "
           "| server CPU s |")
     print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
@@ -130,7 +135,7 @@ def wall_table(sites: FastSites, workdir: Path, args: argparse.Namespace) -> Non
 
 def cpu_table(sites: FastSites, workdir: Path, args: argparse.Namespace) -> None:
     """CPU per request: the slope between a 503- and a big synthetic page, per implementation."""
-    impls = ["ours", STAGE, "plain asyncio"]
+    impls = [OURS, ALL_ASYNC, STAGE, "plain asyncio"]
     print(f"\n| concurrency | impl | CPU µs per request | all runs | CPU s at {SYMBOLS} / {args.big} symbols |")
     print("|---:|---|---:|---|---|")
     for concurrency in args.concurrency:

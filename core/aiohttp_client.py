@@ -7,7 +7,10 @@ import logging
 import threading
 from typing import Mapping
 
+from urllib.parse import quote
+
 import aiohttp
+from yarl import URL
 
 from core.http_policy import HttpPolicy, HttpSettings, Page, RequestPlan, Step, endpoint_of, trust_env
 
@@ -73,7 +76,7 @@ class AsyncHttpClient:
         # sock_connect and sock_read, not connect/total: those count the wait for a pooled connection
         # (aiohttp#10313). The outer clock bounds the whole try by the deadline, then the body by its budget.
         async with timeout_at(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as timer:
-            async with session.get(url, timeout=self._timeout(step)) as response:
+            async with session.get(_as_given(url), timeout=self._timeout(step)) as response:
                 timer.reschedule(loop.time() + plan.body_budget_s())
                 body = await response.read()
                 return response.status, response.headers, body
@@ -129,6 +132,12 @@ class AsyncHttpClient:
             loop.create_task(session.close())
         else:
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(CLOSE_TIMEOUT_S)
+
+
+def _as_given(url: str) -> URL:
+    """The URL sent as written, its percent-escapes kept (yarl would turn %26 into &, another path to a strict
+    server); characters a URL cannot hold are escaped, as requests does."""
+    return URL(quote(url, safe="%/:=&?~#+!$,;'@()*[]"), encoded=True)
 
 
 def _describe(exc: BaseException) -> str:

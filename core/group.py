@@ -160,11 +160,11 @@ class LocalExits:
     async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
-            if len(outputs) == 1 and isinstance(queue, LocalQueue) and queue.put_nowait(outputs[0]) is not None:
-                continue  # one output, and room for it (or refused): no need to leave the event loop
-            started = time.perf_counter()  # wait for room (or for Redis) off the event loop
-            await asyncio.get_running_loop().run_in_executor(None, queue.put_many, outputs)
-            blocked_s += time.perf_counter() - started
+            done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now, in the loop
+            if done < len(outputs):
+                started = time.perf_counter()  # wait for room (or for Redis) off the event loop
+                await asyncio.get_running_loop().run_in_executor(None, queue.put_many, outputs[done:])
+                blocked_s += time.perf_counter() - started
         if final:
             self.input.ack(delivery)
         return blocked_s

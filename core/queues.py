@@ -140,6 +140,19 @@ class LocalQueue:
         self.on_reject(item)
         return False
 
+    def put_some(self, items: list[Any]) -> int:
+        """Put as many of `items`, in order, as there is room for now, never waiting; return how many were
+        dealt with (put, or handed to on_reject because the queue is closed). The rest is the caller's."""
+        with self._lock:
+            if not self._closed:
+                room = 0 if self._frozen else max(self.maxsize - len(self._items), 0)
+                for item in items[:room]:
+                    self._append(item)
+                return min(room, len(items))
+        for item in items:
+            self.on_reject(item)
+        return len(items)
+
     def preload(self, items: Iterable[Any]) -> int:
         """Append items beyond maxsize (a source's input values, a replay, items given back); return how
         many went in (a closed queue hands them to on_reject instead)."""

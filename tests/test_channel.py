@@ -337,6 +337,17 @@ def test_done_is_one_object_that_survives_pickling_and_copying():
     assert repr(DONE) == "DONE"
 
 
+def test_put_some_puts_what_fits_in_order_and_never_waits(channel, rejected):
+    assert channel.put_some([1, 2, 3]) == 2  # channel: maxsize 2
+    assert [take(channel), take(channel)] == [1, 2]
+    assert channel.put_some([]) == 0
+
+    channel.close()
+
+    assert channel.put_some([4, 5]) == 2  # refused, and recorded: dealt with
+    assert rejected == [4, 5]
+
+
 def test_put_nowait_never_waits(channel):
     assert channel.put_nowait(1) is True
     assert channel.put_nowait(2) is True

