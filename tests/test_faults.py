@@ -134,12 +134,14 @@ def test_retry_after_beyond_the_cap_stops_sending_to_that_endpoint(sites, tmp_pa
     assert sorted(out.stored) == sorted(SYMBOLS)
     (paused,) = sites.times(chart_path(target))  # not retried
     assert out.row(target)["currency"] is None and sites.hits[quote_path(target)] == 1
-    # Only requests already on their way while the 429 was answered may still reach the chart API (an
-    # open circuit lets none of the ~400 symbols left through). Counted, not timed: on a loaded machine a
-    # request admitted before the pause can reach the server well after it.
-    assert len(sites.requests_since(paused, (CHART,))) <= 2 * YAHOO_INSTANCES
+    # Only requests sent before the instance holding the 429 had read it may still reach the chart API, and
+    # only symbols taken alongside the target or in that moment can have chart prices: a handful (on a loaded
+    # machine the other instances can go round a few times before that thread runs), where a circuit left
+    # closed would send, and price from the chart, all ~400 symbols left. Counted, not timed.
+    slipped = len(sites.requests_since(paused, (CHART,)))
+    assert slipped <= 4 * YAHOO_INSTANCES
     from_quote = [symbol for symbol in SYMBOLS if out.row(symbol)["currency"] is None]
-    assert len(from_quote) >= len(SYMBOLS) - 100 - YAHOO_INSTANCES
+    assert len(SYMBOLS) - 100 - len(from_quote) <= slipped + 2 * YAHOO_INSTANCES
     assert all(sites.hits[quote_path(symbol)] == 1 for symbol in from_quote)
     assert "Retry-After" in out.log
 
