@@ -6,7 +6,6 @@ import asyncio
 import logging
 import threading
 from typing import Mapping
-
 from urllib.parse import quote
 
 import aiohttp

@@ -253,7 +253,20 @@ def postgres_connect_args(connect_timeout_s: float, statement_timeout_s: float) 
             "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
 
 
-class PostgresDatabase:
+class _Database:
+    """What both kinds share, written over transaction() (a DBAPI cursor in a transaction)."""
+
+    def transaction(self) -> Any:
+        raise NotImplementedError
+
+    def scalar(self, sql: str) -> Any:
+        """The one value `sql` selects."""
+        with self.transaction() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchone()[0]
+
+
+class PostgresDatabase(_Database):
     """PostgreSQL through psycopg2: up to `pool_size` idle connections kept, each pinged before it is used
     again (a restarted server costs a reconnect, not an error); a connection that failed is closed."""
 
@@ -328,11 +341,6 @@ class PostgresDatabase:
         if re.fullmatch(r"[a-z_][a-z0-9_]*", name) and name not in RESERVED:
             return name
         return '"' + name.replace('"', '""') + '"'
-
-    def scalar(self, sql: str) -> Any:
-        with self.transaction() as cursor:
-            cursor.execute(sql)
-            return cursor.fetchone()[0]
 
     def insert(self, table: Table, rows: list[list[Any]]) -> None:
         """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: near COPY's speed
@@ -418,7 +426,7 @@ RESERVED = frozenset(
     "variadic verbose when where window with".split())
 
 
-class SqlAlchemyDatabase:
+class SqlAlchemyDatabase(_Database):
     """Any other database (SQLite by default) through a SQLAlchemy engine: the same offer as PostgresDatabase."""
 
     def __init__(self, engine: Any) -> None:
@@ -427,6 +435,7 @@ class SqlAlchemyDatabase:
         self.engine = engine
         self.url = engine.url
         self.name = engine.dialect.name
+        self._tables: dict[Table, Any] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -464,10 +473,6 @@ class SqlAlchemyDatabase:
     def quote(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
 
-    def scalar(self, sql: str) -> Any:
-        with self.engine.connect() as conn:
-            return conn.execute(self._sa.text(sql)).scalar_one()
-
     def insert(self, table: Table, rows: list[list[Any]]) -> None:
         """One multi-row INSERT that skips rows already stored (ON CONFLICT DO NOTHING where the database has it)."""
         sa_table = self.sa_table(table)
@@ -502,15 +507,14 @@ class SqlAlchemyDatabase:
 
     def sa_table(self, table: Table) -> Any:
         """The table as SQLAlchemy describes it (one per Table, on its own MetaData)."""
-        cached = self.__dict__.setdefault("_tables", {})
-        if table not in cached:
+        if table not in self._tables:
             sa = self._sa
-            cached[table] = sa.Table(
+            self._tables[table] = sa.Table(
                 table.name, sa.MetaData(),
                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
                 *(sa.Column(name, self._type(kind), nullable=name not in table.required) for name, kind in table.columns),
                 sa.Index(table.index_name, *table.unique_key, unique=True))
-        return cached[table]
+        return self._tables[table]
 
     def _type(self, kind: str) -> Any:
         return {"text": self._sa.Text(), "double": self._sa.Double(), "timestamp": self._sa.DateTime()}[kind]

@@ -150,9 +150,9 @@ class LocalExits:
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
-            if len(outputs) == 1 and queue.put_nowait(outputs[0]) is not None:
-                continue  # the usual case, one output and room for it (or refused and recorded)
-            blocked_s += queue.put_many(outputs)
+            done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now
+            if done < len(outputs):
+                blocked_s += queue.put_many(outputs[done:])  # the rest waits for room (or goes to Redis)
         if final:
             self.input.ack(delivery)
         return blocked_s
