@@ -1,6 +1,10 @@
 """Run the pipeline file named by --pipeline or PIPELINE_LOCATION, and exit with an honest code."""
 from __future__ import annotations
 
+from core.collector import startup_gc
+
+startup_gc.pause()  # before the imports: start-up's objects are never collected (core/collector.py)
+
 import argparse
 import json
 import logging

@@ -21,6 +21,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from core.collector import startup_gc
 from core.queues import DONE, Delivery, LocalQueue, notify
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ class PipeLogHandler(logging.Handler):
 
 def child_main(spec: ChildSpec, conn: Any) -> None:
     """The worker process: build the instances, run them until DONE, report, exit."""
+    startup_gc.pause()  # until its instances have set up (core/collector.py)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Protocol
 
+from core.collector import startup_gc
 from core.errors import ItemError, Returned
 from core.ledger import Counts
 from core.queues import DONE, Delivery, Empty
@@ -69,13 +70,17 @@ class Instance:
         self._current: Delivery | None = None  # the item being processed
         self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
         self._batch = Batch(self, clock) if self.batching else None
+        startup_gc.expect()  # start-up ends for the collector once every instance has set up
 
     # --- the drivers ------------------------------------------------------------------------------
 
     def run(self, inbox: Inbox) -> None:
         """Drive the loop in this thread until DONE."""
         try:
-            self.worker.setup()
+            try:
+                self.worker.setup()
+            finally:
+                startup_gc.set_up()
             while (delivery := self._take(inbox)) is not DONE:
                 started = time.perf_counter()
                 self.counts.received += 1
@@ -100,7 +105,10 @@ class Instance:
     async def arun(self, take: Callable[[float], Awaitable[Delivery | Any]]) -> None:
         """Drive the loop as an asyncio task; `take(timeout_s)` awaits the next delivery or raises Empty."""
         try:
-            await _maybe_await(self.worker.setup())
+            try:
+                await _maybe_await(self.worker.setup())
+            finally:
+                startup_gc.set_up()
             while True:
                 try:
                     delivery = await take(self.worker.idle_timeout_s)

@@ -7,6 +7,7 @@ the test opens, so producers end in an order the test chooses instead of one it 
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -297,6 +298,33 @@ class Unpicklable(Worker):
 
     def process(self, item: int) -> Any:
         return threading.Lock() if item == self.bad else item
+
+
+class CollectorState(Worker):
+    """Passes items on; at teardown records under `key` (a file path) whether cyclic garbage collection is on
+    and start-up's objects are frozen in the process it ran in (core/collector.py), once start-up is over
+    there: an instance can end before another one of its process has even set up (seen on a loaded machine)."""
+
+    def __init__(self, *, key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+
+    def process(self, item: Any) -> Any:
+        return item
+
+    def teardown(self) -> None:
+        from core.collector import startup_gc
+        deadline = time.monotonic() + 10
+        while startup_gc.paused and time.monotonic() < deadline:  # no event to wait on: gc has no hook
+            time.sleep(0.01)
+        _record(_items, self.key, {"pid": os.getpid(), "collecting": gc.isenabled(), "frozen": gc.get_freeze_count() > 0})
+
+
+class AsyncCollectorState(CollectorState):
+    """CollectorState as an asyncio worker."""
+
+    async def process(self, item: Any) -> Any:
+        return item
 
 
 class AsyncDouble(Worker):

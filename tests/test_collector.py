@@ -1,0 +1,86 @@
+"""Cyclic garbage collection around start-up (core/collector.py): held off until every instance has set up,
+never longer than its limit, then resumed with start-up's objects frozen; in the main process and in worker
+processes alike, as `python main.py` runs a pipeline."""
+from __future__ import annotations
+
+import gc
+import json
+import os
+
+import pytest
+
+import fixture_workers
+from conftest import ROOT, run_main
+from core.collector import StartupCollection
+
+
+@pytest.fixture
+def collection():
+    """A StartupCollection; the test process's collector is left as it was found."""
+    was_enabled = gc.isenabled()
+    yield StartupCollection(limit_s=30)
+    gc.unfreeze()
+    (gc.enable if was_enabled else gc.disable)()
+
+
+def test_collection_resumes_when_the_last_instance_has_set_up(collection):
+    collection.pause()
+    collection.expect()
+    collection.expect()
+    assert not gc.isenabled() and collection.paused
+    collection.set_up()
+    assert not gc.isenabled(), "resumed before every instance had set up"
+    collection.set_up()
+    assert gc.isenabled() and not collection.paused
+    assert gc.get_freeze_count() > 0, "start-up's objects were not frozen"
+
+
+def test_a_setup_that_never_returns_holds_collection_off_for_the_limit_at_most(collection):
+    collection.limit_s = 0.2
+    collection.pause()
+    collection.expect()  # and never set_up()
+    timer = collection._timer
+    timer.join(10)
+    assert not timer.is_alive()
+    assert gc.isenabled() and not collection.paused and gc.get_freeze_count() > 0
+
+
+def test_collection_the_application_turned_off_stays_off(collection):
+    gc.disable()
+    collection.pause()
+    collection.expect()
+    collection.set_up()
+    assert not gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_without_pause_nothing_changes(collection):
+    collection.expect()
+    collection.set_up()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("mode", ["threads", "async", "processes", "async in processes"])
+def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mode):
+    key = str(tmp_path / "state")
+    sink = str(tmp_path / "sink")
+    stage = "AsyncCollectorState" if "async" in mode else "CollectorState"
+    processes = "    processes: 2\n" if "processes" in mode else ""
+    (tmp_path / "pipeline.yaml").write_text(
+        "queues:\n  - name: Numbers\n  - name: Out\nworkers:\n"
+        "  - name: Source\n    location: fixture_workers\n    class: Source\n"
+        "    input_values: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n    output_queues: [Numbers]\n"
+        f"  - name: Stage\n    location: fixture_workers\n    class: {stage}\n    instances: 2\n{processes}"
+        f"    input_queue: Numbers\n    output_queues: [Out]\n    params:\n      key: {key}\n"
+        f"  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Out\n"
+        f"    params:\n      key: {sink}\n")
+    run = run_main(["--pipeline", str(tmp_path / "pipeline.yaml"), "--quiet", "--stats-json", str(tmp_path / "s.json")],
+                   env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+                        "DATA_DIR": str(tmp_path / "data"), "DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(fixture_workers.collected(sink)) == list(range(10))
+    states = fixture_workers.collected(key)
+    assert len(states) == (4 if "processes" in mode else 2), states  # one per instance
+    assert all(state["collecting"] and state["frozen"] for state in states), states
+    pids = {state["pid"] for state in states}
+    assert len(pids) == (2 if "processes" in mode else 1)
+    assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 0
