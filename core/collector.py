@@ -9,6 +9,11 @@ resume() moves everything then alive out of the collector's way (gc.freeze(), as
 they fork) and collects again: later collections walk only what the run makes. Reference counting frees
 memory as always meanwhile; only cyclic garbage waits, for LIMIT_S at most.
 
+Resumed, the youngest generation is collected every YOUNG_THRESHOLD allocations instead of 700: with hundreds
+of requests in flight most young objects are still alive, so each young collection walked the same in-flight
+objects again (measured at 256 in flight: 239 -> 222 us of CPU per request). Cyclic garbage then waits for at
+most that many allocations, a few MB.
+
 A process that did not pause (the test suite, an application embedding the executor) is left as it is.
 """
 from __future__ import annotations
@@ -18,6 +23,8 @@ import threading
 
 #: The longest collection is held off after the first instance is made, whatever setup() does.
 LIMIT_S = 1.0
+#: Allocations between two collections of the youngest generation once resumed (CPython's default: 700).
+YOUNG_THRESHOLD = 10_000
 
 
 class StartupCollection:
@@ -63,12 +70,14 @@ class StartupCollection:
             self.resume()
 
     def resume(self) -> None:
-        """Freeze what is alive now and collect again, if pause() had stopped collection."""
+        """Freeze what is alive now and collect again (the youngest generation less often), if pause() had
+        stopped collection."""
         with self._lock:
             timer, self._timer = self._timer, None
             if self._paused:
                 self._paused = False
                 gc.freeze()
+                gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
                 gc.enable()
         if timer is not None and timer is not threading.current_thread():
             timer.cancel()

@@ -317,7 +317,8 @@ class CollectorState(Worker):
         deadline = time.monotonic() + 10
         while startup_gc.paused and time.monotonic() < deadline:  # no event to wait on: gc has no hook
             time.sleep(0.01)
-        _record(_items, self.key, {"pid": os.getpid(), "collecting": gc.isenabled(), "frozen": gc.get_freeze_count() > 0})
+        _record(_items, self.key, {"pid": os.getpid(), "collecting": gc.isenabled(),
+                                   "frozen": gc.get_freeze_count() > 0, "young_threshold": gc.get_threshold()[0]})
 
 
 class AsyncCollectorState(CollectorState):

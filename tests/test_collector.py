@@ -11,15 +11,16 @@ import pytest
 
 import fixture_workers
 from conftest import ROOT, run_main
-from core.collector import StartupCollection
+from core.collector import YOUNG_THRESHOLD, StartupCollection
 
 
 @pytest.fixture
 def collection():
     """A StartupCollection; the test process's collector is left as it was found."""
-    was_enabled = gc.isenabled()
+    was_enabled, threshold = gc.isenabled(), gc.get_threshold()
     yield StartupCollection(limit_s=30)
     gc.unfreeze()
+    gc.set_threshold(*threshold)
     (gc.enable if was_enabled else gc.disable)()
 
 
@@ -33,6 +34,7 @@ def test_collection_resumes_when_the_last_instance_has_set_up(collection):
     collection.set_up()
     assert gc.isenabled() and not collection.paused
     assert gc.get_freeze_count() > 0, "start-up's objects were not frozen"
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
 
 
 def test_a_setup_that_never_returns_holds_collection_off_for_the_limit_at_most(collection):
@@ -50,7 +52,7 @@ def test_collection_the_application_turned_off_stays_off(collection):
     collection.pause()
     collection.expect()
     collection.set_up()
-    assert not gc.isenabled() and gc.get_freeze_count() == 0
+    assert not gc.isenabled() and gc.get_freeze_count() == 0 and gc.get_threshold()[0] != YOUNG_THRESHOLD
 
 
 def test_without_pause_nothing_changes(collection):
@@ -80,7 +82,8 @@ def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mo
     assert sorted(fixture_workers.collected(sink)) == list(range(10))
     states = fixture_workers.collected(key)
     assert len(states) == (4 if "processes" in mode else 2), states  # one per instance
-    assert all(state["collecting"] and state["frozen"] for state in states), states
+    assert all(state["collecting"] and state["frozen"] and state["young_threshold"] == YOUNG_THRESHOLD
+               for state in states), states
     pids = {state["pid"] for state in states}
     assert len(pids) == (2 if "processes" in mode else 1)
     assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 0
