@@ -1,6 +1,6 @@
 """Where the async pipeline's CPU goes: py-spy samples of `main.py` (or the plain script) on a big page.
 
-    .venv/bin/python bench/profile_async.py [--impl ours|plain] [--symbols 3521] [--concurrency 128]
+    .venv/bin/python bench/profile_async.py [--impl ours|all-async|stage|plain] [--symbols 3521] [--concurrency 128]
 
 Runs the job once under `py-spy record --gil --format raw` (samples of the thread holding the GIL) against
 bench/fast_sites.py and prints the top functions by own samples and by inclusive samples, each with its
@@ -94,7 +94,7 @@ def summarize(raw: str, top: int, *, skip_imports: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", choices=["ours", "stage", "plain"], default="ours")
+    parser.add_argument("--impl", choices=["ours", "all-async", "stage", "plain"], default="ours")
     parser.add_argument("--symbols", type=int, default=3521)
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
@@ -105,7 +105,7 @@ def main() -> None:
                         help="sample every thread py-spy thinks busy (default: only the one holding the GIL; "
                              "py-spy counts threads blocked in Condition.wait as busy)")
     args = parser.parse_args()
-    impl = {"ours": "ours", "stage": STAGE, "plain": "plain asyncio"}[args.impl]
+    impl = {"ours": "ours", "all-async": "ours, all async", "stage": STAGE, "plain": "plain asyncio"}[args.impl]
     with FastSites(max_symbols=args.symbols) as sites, tempfile.TemporaryDirectory() as tmp, \
             FreshDatabase(ADMIN_URL) as url:
         raw = Path(args.raw_out or Path(tmp) / "raw.txt")
