@@ -1,7 +1,6 @@
 """What the instances of one worker group share: its queues, resources, ledger and dead letters."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -162,6 +161,8 @@ class LocalExits:
         for queue in self.outputs if outputs else ():
             done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now, in the loop
             if done < len(outputs):
+                import asyncio  # loaded already: this runs in an event loop (a threads-only run never loads it)
+
                 started = time.perf_counter()  # wait for room (or for Redis) off the event loop
                 await asyncio.get_running_loop().run_in_executor(None, queue.put_many, outputs[done:])
                 blocked_s += time.perf_counter() - started

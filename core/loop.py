@@ -7,7 +7,6 @@ stored or dead-lettered), and whatever it still holds when it ends, by a crash i
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import threading
@@ -104,6 +103,7 @@ class Instance:
 
     async def arun(self, take: Callable[[float], Awaitable[Delivery | Any]]) -> None:
         """Drive the loop as an asyncio task; `take(timeout_s)` awaits the next delivery or raises Empty."""
+        import asyncio  # loaded already (this runs in an event loop); a threads-only run never loads it
         try:
             try:
                 await _maybe_await(self.worker.setup())

@@ -71,6 +71,8 @@ class ProcessRunner:
     def start(self) -> None:
         """Start every worker process (workers are built in them from the spec, never forked)."""
         modules = ["core.child", "core.loop", "core.runners", self.group.spec.location]
+        if self.inner == "async":
+            modules.append("asyncio")  # the threads-only runner never loads it
         self.context.set_forkserver_preload(modules)  # imported once in the fork server, not per process
         for unit in self.units:
             unit.start()

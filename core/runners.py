@@ -4,7 +4,6 @@ Both drive the same core.loop.Instance; they differ only in how they start it an
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -95,9 +94,13 @@ class AsyncRunner:
         self.instances[0].worker.open_group()
 
     def _run_loop(self) -> None:
+        import asyncio  # here: a run with no asyncio group never loads it (18 ms of start-up)
+
         asyncio.run(self._main())
 
     async def _main(self) -> None:
+        import asyncio
+
         try:
             await asyncio.gather(*(instance.arun(self._take) for instance in self.instances))
         finally:
@@ -105,6 +108,8 @@ class AsyncRunner:
 
     async def _take(self, timeout_s: float) -> Delivery | Any:
         """The next delivery (or DONE); Empty after timeout_s of nothing."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:

@@ -78,6 +78,11 @@ def test_no_core_module_imports_a_private_name():
     ("from core.database import database_url, open_database\n"
      "open_database(database_url({'DATABASE_URL': 'postgresql://app@127.0.0.1:9/prices'})).close()\n"
      "import workers.postgres_worker", "sqlalchemy"),
+    # A pipeline of thread groups (the shipped one, --check) never needs asyncio: 18 ms of start-up; nor does
+    # a worker process running threads (the fork server preloads these modules).
+    ("import main, yaml_reader, core.modes, core.child, core.loop, core.runners, core.group, core.processes\n"
+     "from yaml_reader import YamlPipelineExecutor\n"
+     "YamlPipelineExecutor('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "asyncio"),
 ])
 def test_a_run_imports_only_the_libraries_its_stages_use(code, heavy):
     check = f"{code}\nimport sys\nprint({heavy!r} in sys.modules)"
