@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from core.collector import startup_gc
 
-startup_gc.pause()  # before the imports: start-up's objects are never collected (core/collector.py)
+if __name__ == "__main__":  # run as the command, not imported
+    startup_gc.pause()  # before the imports: start-up's objects are never collected (core/collector.py)
 
 import argparse
 import json

@@ -4,7 +4,7 @@ Start-up (imports, the pipeline file, each worker's setup(): aiohttp, lxml, a da
 that live as long as the process, and each collection of the oldest generation walks all of them again: on
 the shipped pipeline about 57,000 objects, 11-16 ms a walk, one of which fell in the first round of price
 requests, with 256 of them waiting to be sent. So a process that runs a pipeline calls pause() first; once
-every instance made in it has run its setup(), or LIMIT_S after the first was made, whichever comes first,
+every instance made in it has run its setup(), or LIMIT_S after pause(), whichever comes first,
 resume() moves everything then alive out of the collector's way (gc.freeze(), as forking servers do before
 they fork) and collects again: later collections walk only what the run makes. Reference counting frees
 memory as always meanwhile; only cyclic garbage waits, for LIMIT_S at most.
@@ -21,7 +21,8 @@ from __future__ import annotations
 import gc
 import threading
 
-#: The longest collection is held off after the first instance is made, whatever setup() does.
+#: The longest collection is held off, whatever setup() does (or when nothing in the process counts as an
+#: instance: a pipeline of course-style workers).
 LIMIT_S = 1.0
 #: Allocations between two collections of the youngest generation once resumed (CPython's default: 700).
 YOUNG_THRESHOLD = 10_000
@@ -44,22 +45,21 @@ class StartupCollection:
         return self._paused
 
     def pause(self) -> None:
-        """Hold off cyclic collection until resume(). Does nothing when collection is off already (the
-        application's choice, which resume() then leaves alone)."""
+        """Hold off cyclic collection until resume(), limit_s at most. Does nothing when collection is off
+        already (the application's choice, which resume() then leaves alone)."""
         with self._lock:
             if gc.isenabled() and not self._paused:
                 gc.disable()
                 self._paused = True
-
-    def expect(self) -> None:
-        """An instance was made: collection waits for its setup(), LIMIT_S at most."""
-        with self._lock:
-            self._expected += 1
-            if self._paused and self._timer is None:
                 self._timer = threading.Timer(self.limit_s, self.resume)
                 self._timer.name = "gc-resume"
                 self._timer.daemon = True
                 self._timer.start()
+
+    def expect(self) -> None:
+        """An instance was made: collection waits for its setup() (limit_s after pause() at most)."""
+        with self._lock:
+            self._expected += 1
 
     def set_up(self) -> None:
         """An instance's setup() has returned (or raised); the last one resumes collection."""

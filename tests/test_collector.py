@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -37,10 +39,12 @@ def test_collection_resumes_when_the_last_instance_has_set_up(collection):
     assert gc.get_threshold()[0] == YOUNG_THRESHOLD
 
 
-def test_a_setup_that_never_returns_holds_collection_off_for_the_limit_at_most(collection):
+@pytest.mark.parametrize("instances", [1, 0])  # 0: nothing counts as an instance (course-style workers)
+def test_collection_is_held_off_for_the_limit_at_most(collection, instances):
     collection.limit_s = 0.2
     collection.pause()
-    collection.expect()  # and never set_up()
+    for _ in range(instances):
+        collection.expect()  # and never set_up()
     timer = collection._timer
     timer.join(10)
     assert not timer.is_alive()
@@ -87,3 +91,10 @@ def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mo
     pids = {state["pid"] for state in states}
     assert len(pids) == (2 if "processes" in mode else 1)
     assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 0
+
+
+def test_importing_main_leaves_collection_alone():
+    check = "import gc, main\nprint(gc.isenabled(), gc.get_freeze_count())"
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "0"]
