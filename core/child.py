@@ -217,7 +217,7 @@ def child_main(spec: ChildSpec, conn: Any) -> None:
     threading.excepthook = lambda args: logger.critical(
         "uncaught error in thread %s", args.thread.name if args.thread else "?",
         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
-    from core.imports import use_module_search_paths
+    from core.paths import use_module_search_paths
     use_module_search_paths(spec.pipeline_path)
     runner, group, queue = _build(spec, outbox)
     receiver = threading.Thread(target=_receive, args=(conn, queue, group, len(runner.instances)),

@@ -4,7 +4,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import os
 import pkgutil
 import sys
 import threading
@@ -12,36 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from core.course import RUNNER_KWARGS, is_course_class
+from core.paths import labelled_search_paths, use_module_search_paths
 from core.problems import Checker, did_you_mean
 from core.specs import WorkerSpec
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 _NO_DEFAULT = inspect.Parameter.empty
-_added_paths: list[str] = []  # what use_module_search_paths put on sys.path, so the next pipeline replaces it
-
-
-def module_search_paths(pipeline_path: str | Path) -> list[str]:
-    """Where worker modules are looked for after sys.path: the pipeline's folder, the working directory, the project."""
-    return list(_labelled_search_paths(pipeline_path))
-
-
-def use_module_search_paths(pipeline_path: str | Path) -> list[str]:
-    """Append the pipeline's search paths to sys.path once each, dropping those added for another pipeline."""
-    # Idempotent, so a worker process started later can call it with the same pipeline and get the same sys.path.
-    wanted = module_search_paths(pipeline_path)
-    for entry in [e for e in _added_paths if e not in wanted]:
-        _added_paths.remove(entry)
-        if entry in sys.path:
-            sys.path.remove(entry)
-    # Appended, not prepended: a file beside the pipeline must not shadow the standard library, an installed
-    # package or PYTHONPATH (a stray `queue.py` in the pipeline's folder would break the runner).
-    present = {os.path.abspath(entry or os.curdir) for entry in sys.path if isinstance(entry, str)}
-    for entry in wanted:
-        if entry not in present:
-            sys.path.append(entry)
-            _added_paths.append(entry)
-    importlib.invalidate_caches()  # a module written since a folder was last listed must be found
-    return wanted
 
 
 def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path: str | Path) -> dict[str, type]:
@@ -183,23 +157,13 @@ def _param_line(worker: WorkerSpec, key: str) -> int:
     return line_of(key) if line_of and key in worker.params else worker.key_lines.get("params", worker.line)
 
 
-def _labelled_search_paths(pipeline_path: str | Path) -> dict[str, list[str]]:
-    """The search folders, each with what it is ("the working directory"); one folder may be several."""
-    labelled: dict[str, list[str]] = {}
-    for folder, label in ((os.path.dirname(os.path.abspath(os.path.expanduser(pipeline_path))),
-                           "the pipeline file's folder"),
-                          (os.getcwd(), "the working directory"), (str(PROJECT_DIR), "the project folder")):
-        labelled.setdefault(os.path.abspath(folder), []).append(label)
-    return labelled
-
-
 def _not_found_hint(location: str, exc: Exception, pipeline_path: str | Path) -> str:
     """Where a module that does not exist was looked for, and a sibling whose name is close."""
     missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
     if not missing or not (location == missing or location.startswith(missing + ".")):
         return ""  # the module exists; something it imports does not, and the message names that
     if "." not in missing:
-        labelled = _labelled_search_paths(pipeline_path)
+        labelled = labelled_search_paths(pipeline_path)
         folders = [f"{folder} ({', '.join(labels)})" for folder, labels in labelled.items()]
         return f"; looked on PYTHONPATH, in the installed packages and in {', '.join(folders)}"
     parent, _, leaf = missing.rpartition(".")

@@ -14,6 +14,7 @@ to a replacement process, started at once (up to MAX_RESTARTS per process).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import pickle
@@ -27,6 +28,7 @@ from core.ledger import Counts
 from core.errors import Returned
 from core.queues import Delivery, Empty, notify
 from core.worker import BatchWorker, is_async
+from core.yaml_lines import plain
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class ProcessRunner:
         self.pipeline_path = pipeline_path
         self.on_exit = on_exit
         self.first = cls(group=group, index=0, **spec.params)  # its params refused here, before anything starts
+        # What the worker processes are sent: plain values, so that they never load the config stack (PyYAML).
+        self.worker_spec = dataclasses.replace(spec, params=plain(spec.params), input_values=plain(spec.input_values))
         self.batch_size = getattr(self.first, "batch_size", 1)
         self.stopping = False
         self.stop_message = ("stop", False)
@@ -144,7 +148,7 @@ class Unit:
         self.feeder.start()
 
     def _spawn(self) -> None:
-        spec = ChildSpec(worker=self.runner.group.spec, pipeline_path=self.runner.pipeline_path, unit=self.number,
+        spec = ChildSpec(worker=self.runner.worker_spec, pipeline_path=self.runner.pipeline_path, unit=self.number,
                          log_level=logging.getLogger().getEffectiveLevel(), mode=self.runner.inner)
         parent_end, child_end = self.runner.context.Pipe(duplex=True)
         self.process = self.runner.context.Process(target=child_main, args=(spec, child_end), name=self.name,

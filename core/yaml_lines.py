@@ -152,6 +152,18 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
+def plain(value: Any) -> Any:
+    """`value` with every LineDict and LineList made a plain dict and list (for another process: unpickling
+    these would load PyYAML there)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(plain(item) for item in value)
+    return value
+
+
 def load_with_lines(text: str) -> Any:
     """Parse YAML text; raises yaml.YAMLError (with problem_mark) on bad syntax, duplicate keys, or a file past
     the limits above (LoadLimitError)."""

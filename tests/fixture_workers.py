@@ -328,6 +328,18 @@ class AsyncCollectorState(CollectorState):
         return item
 
 
+class Loaded(Worker):
+    """Emits [item, whether `module` is loaded in the process it runs in]."""
+
+    def __init__(self, *, module: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.module = module
+
+    def process(self, item: Any) -> Any:
+        import sys
+        return [item, self.module in sys.modules]
+
+
 class AsyncDouble(Worker):
     """An asyncio worker: doubles each number after `delay_s` of asyncio.sleep."""
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, run_main
 from pipeline_text import line, write
 from core.config import ConfigError, load_pipeline
-from core.imports import module_search_paths, use_module_search_paths
+from core.paths import module_search_paths, use_module_search_paths
 from core.yaml_lines import MAX_ALIAS_NODES, MAX_DEPTH
 
 VALID = """\

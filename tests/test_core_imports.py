@@ -80,9 +80,14 @@ def test_no_core_module_imports_a_private_name():
      "import workers.postgres_worker", "sqlalchemy"),
     # A pipeline of thread groups (the shipped one, --check) never needs asyncio: 18 ms of start-up; nor does
     # a worker process running threads (the fork server preloads these modules).
-    ("import main, yaml_reader, core.modes, core.child, core.loop, core.runners, core.group, core.processes\n"
+    ("import core.cli, yaml_reader, core.modes, core.child, core.loop, core.runners, core.group, core.processes\n"
      "from yaml_reader import YamlPipelineExecutor\n"
      "YamlPipelineExecutor('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "asyncio"),
+    # A worker process imports main.py again (multiprocessing does, as __mp_main__): it must run nothing there.
+    ("import main", "core.config"),
+    # A worker process finds the worker modules without the config stack (PyYAML and the checks: 18 ms a process).
+    ("import core.child, core.loop, core.runners\nfrom core.paths import use_module_search_paths\n"
+     "use_module_search_paths('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "yaml"),
 ])
 def test_a_run_imports_only_the_libraries_its_stages_use(code, heavy):
     check = f"{code}\nimport sys\nprint({heavy!r} in sys.modules)"

@@ -283,3 +283,13 @@ def test_worker_processes_reading_a_redis_queue(tmp_path):
     assert sorted(letter["item"] for letter in letters) == list(range(1, 60, 2))
     assert sorted(fixture_workers.collected(key)) == list(range(0, 60, 2))
     assert run.stats["groups"]["Stage"]["mode"] == "processes (2 x 2 threads)"
+
+
+def test_a_worker_process_does_not_load_the_config_stack(tmp_path):
+    key = str(tmp_path / "sink")
+    with Run(tmp_path, pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml")) as run:
+        code = run.wait()
+    no_process_left(run)
+
+    assert code == 0, run.log()[-3000:]
+    assert sorted(fixture_workers.collected(key)) == [[n, False] for n in range(4)]  # PyYAML: 18 ms a process

@@ -24,7 +24,7 @@ def test_ci_runs_the_readme_test_command_word_for_word():
 
 
 def test_every_command_line_flag_is_documented():
-    from main import build_parser
+    from core.cli import build_parser
 
     flags = [action.option_strings[-1] for action in build_parser()._actions
              if action.option_strings and action.option_strings[-1] != "--help"]
