@@ -59,7 +59,8 @@ class ProcessRunner:
         self.on_exit = on_exit
         self.first = cls(group=group, index=0, **spec.params)  # its params refused here, before anything starts
         # What the worker processes are sent: plain values, so that they never load the config stack (PyYAML).
-        self.worker_spec = dataclasses.replace(spec, params=plain(spec.params), input_values=plain(spec.input_values))
+        self.worker_spec = dataclasses.replace(
+            spec, **{field.name: plain(getattr(spec, field.name)) for field in dataclasses.fields(spec)})
         self.batch_size = getattr(self.first, "batch_size", 1)
         self.stopping = False
         self.stop_message = ("stop", False)

@@ -153,8 +153,10 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
 def plain(value: Any) -> Any:
-    """`value` with every LineDict and LineList made a plain dict and list (for another process: unpickling
-    these would load PyYAML there)."""
+    """`value` with every LineDict, LineList and SetLine made a plain dict, list and int (for another process:
+    unpickling these would load PyYAML there)."""
+    if isinstance(value, SetLine):
+        return int(value)
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}
     if isinstance(value, list):

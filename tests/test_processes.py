@@ -287,7 +287,8 @@ def test_worker_processes_reading_a_redis_queue(tmp_path):
 
 def test_a_worker_process_does_not_load_the_config_stack(tmp_path):
     key = str(tmp_path / "sink")
-    with Run(tmp_path, pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml")) as run:
+    with Run(tmp_path, pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml"),
+             "--set", "workers.Stage.instances=1") as run:  # a --set's line is the loader's own type
         code = run.wait()
     no_process_left(run)
 
