@@ -238,7 +238,7 @@ def _build(spec: ChildSpec, outbox: Outbox):
 
     from core.group import WorkerGroup
     from core.loop import Instance
-    from core.runners import AsyncRunner, ThreadRunner
+    from core.runners import ThreadRunner
 
     worker_spec = spec.worker
     cls = getattr(importlib.import_module(worker_spec.location), worker_spec.class_name)
@@ -257,6 +257,7 @@ def _build(spec: ChildSpec, outbox: Outbox):
     group.instances = instances
     outbox.busy = lambda: (sum(i.counts.busy_s for i in instances), sum(i.counts.blocked_s for i in instances))
     if spec.mode == "async":
+        from core.async_runner import AsyncRunner
         runner = AsyncRunner(instances, inbox, close_resources=group.aclose)
     else:
         runner = ThreadRunner(instances, inbox)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from core.loop import Instance
-from core.runners import AsyncRunner, ThreadRunner
+from core.runners import ThreadRunner
 from core.worker import is_async
 
 
@@ -39,5 +39,6 @@ def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeli
     instances = [Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop,
                           on_exit=on_exit) for index in range(group.spec.instances)]
     if is_async(cls):
+        from core.async_runner import AsyncRunner
         return AsyncRunner(instances, group.input, close_resources=group.aclose)
     return ThreadRunner(instances, group.input)

@@ -77,7 +77,7 @@ class ProcessRunner:
         """Start every worker process (workers are built in them from the spec, never forked)."""
         modules = ["core.child", "core.loop", "core.runners", self.group.spec.location]
         if self.inner == "async":
-            modules.append("asyncio")  # the threads-only runner never loads it
+            modules.append("core.async_runner")  # and with it asyncio, which a threads-only runner never loads
         self.context.set_forkserver_preload(modules)  # imported once in the fork server, not per process
         for unit in self.units:
             unit.start()
