@@ -7,7 +7,9 @@ import sys
 
 if __name__ == "__main__":
     from core.collector import startup_gc
+    from core.descriptors import reserve
 
+    reserve()  # while this is the only thread: room for many connections (core/descriptors.py)
     startup_gc.pause()  # before the imports: start-up's objects are never collected (core/collector.py)
 
     from core.cli import main

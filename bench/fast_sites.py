@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from sites import SP500_PAGE, WIKI_PATH, chart_body, price_for  # noqa: E402
 
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds before each chart answer")
     parser.add_argument("--max-symbols", type=int, default=3521, help="chart answers to make in advance")
     args = parser.parse_args()
+    from core.descriptors import reserve
+    reserve()  # before its stdin thread: the first run's burst of connections never waits for the table
     asyncio.run(serve(args.latency, args.max_symbols))
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from core.collector import startup_gc
+from core.descriptors import reserve
 from core.queues import DONE, Delivery, LocalQueue, notify
 
 logger = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ class PipeLogHandler(logging.Handler):
 
 def child_main(spec: ChildSpec, conn: Any) -> None:
     """The worker process: build the instances, run them until DONE, report, exit."""
+    reserve()  # while this is the only thread (core/descriptors.py)
     startup_gc.pause()  # until its instances have set up (core/collector.py)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

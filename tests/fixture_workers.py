@@ -303,7 +303,8 @@ class Unpicklable(Worker):
 class CollectorState(Worker):
     """Passes items on; at teardown records under `key` (a file path) whether cyclic garbage collection is on
     and start-up's objects are frozen in the process it ran in (core/collector.py), once start-up is over
-    there: an instance can end before another one of its process has even set up (seen on a loaded machine)."""
+    there: an instance can end before another one of its process has even set up (seen on a loaded machine);
+    and the size of that process's descriptor table (core/descriptors.py)."""
 
     def __init__(self, *, key: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -318,7 +319,14 @@ class CollectorState(Worker):
         while startup_gc.paused and time.monotonic() < deadline:  # no event to wait on: gc has no hook
             time.sleep(0.01)
         _record(_items, self.key, {"pid": os.getpid(), "collecting": gc.isenabled(),
-                                   "frozen": gc.get_freeze_count() > 0, "young_threshold": gc.get_threshold()[0]})
+                                   "frozen": gc.get_freeze_count() > 0, "young_threshold": gc.get_threshold()[0],
+                                   "fd_table": fd_table_size()})
+
+
+def fd_table_size() -> int:
+    """How many descriptors this process's table holds now (Linux: FDSize in /proc/self/status)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("FDSize:"))
 
 
 class AsyncCollectorState(CollectorState):

@@ -1,6 +1,7 @@
 """Cyclic garbage collection around start-up (core/collector.py): held off until every instance has set up,
 never longer than its limit, then resumed with start-up's objects frozen; in the main process and in worker
-processes alike, as `python main.py` runs a pipeline."""
+processes alike, as `python main.py` runs a pipeline. The same runs check the descriptor table was grown
+before the first thread (core/descriptors.py; its own tests are in test_descriptors.py)."""
 from __future__ import annotations
 
 import gc
@@ -14,6 +15,8 @@ import pytest
 import fixture_workers
 from conftest import ROOT, run_main
 from core.collector import YOUNG_THRESHOLD, StartupCollection
+from core.descriptors import RESERVED
+from test_descriptors import reserved_here
 
 
 @pytest.fixture
@@ -67,6 +70,7 @@ def test_without_pause_nothing_changes(collection):
 
 @pytest.mark.parametrize("mode", ["threads", "async", "processes", "async in processes"])
 def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mode):
+    """...and every process of the run had its descriptor table grown at start."""
     key = str(tmp_path / "state")
     sink = str(tmp_path / "sink")
     stage = "AsyncCollectorState" if "async" in mode else "CollectorState"
@@ -88,6 +92,7 @@ def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mo
     assert len(states) == (4 if "processes" in mode else 2), states  # one per instance
     assert all(state["collecting"] and state["frozen"] and state["young_threshold"] == YOUNG_THRESHOLD
                for state in states), states
+    assert all(state["fd_table"] >= reserved_here(RESERVED) for state in states), states
     pids = {state["pid"] for state in states}
     assert len(pids) == (2 if "processes" in mode else 1)
     assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 0
