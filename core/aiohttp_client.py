@@ -11,12 +11,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from core.deadlines import Deadlines
 from core.http_policy import HttpPolicy, HttpSettings, Page, RequestPlan, Step, endpoint_of, trust_env
-
-try:
-    from asyncio import timeout_at
-except ImportError:  # Python 3.10: aiohttp depends on async-timeout there
-    from async_timeout import timeout_at  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +37,7 @@ class AsyncHttpClient:
         self.policy = policy or HttpPolicy(settings, stop=stop)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None  # of the tries in flight, on the session's loop
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
     async def get(self, url: str, *, endpoint: str | None = None, deadline: float | None = None) -> Page:
@@ -71,12 +68,13 @@ class AsyncHttpClient:
 
     async def _try(self, session: aiohttp.ClientSession, url: str, step: Step,
                    plan: RequestPlan) -> tuple[int, Mapping[str, str], bytes]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         # sock_connect and sock_read, not connect/total: those count the wait for a pooled connection
-        # (aiohttp#10313). The outer clock bounds the whole try by the deadline, then the body by its budget.
-        async with timeout_at(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as timer:
+        # (aiohttp#10313). The outer clock bounds the whole try by the deadline, then the body by its budget
+        # (one timer for every try in flight: core/deadlines.py).
+        with self._deadlines.until(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as deadline:
             async with session.get(_as_given(url), timeout=self._timeout(step)) as response:
-                timer.reschedule(loop.time() + plan.body_budget_s())
+                deadline.move(loop.time() + plan.body_budget_s())
                 body = await response.read()
                 return response.status, response.headers, body
 
@@ -101,6 +99,7 @@ class AsyncHttpClient:
 
     def _open(self) -> aiohttp.ClientSession:
         self._loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(self._loop)
         size = max(self.settings.pool_size, 1)
         # One connection per instance: no instance ever waits for the pool.
         connector = aiohttp.TCPConnector(limit=size, limit_per_host=size, ttl_dns_cache=300)
@@ -112,6 +111,8 @@ class AsyncHttpClient:
     async def aclose(self) -> None:
         """Close the session and its connections; call it from the loop that uses it."""
         session, self._session = self._session, None
+        if self._deadlines is not None:
+            self._deadlines.close()
         if session is not None and not session.closed:
             await session.close()
 

@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from core.aiohttp_client import AsyncHttpClient
-from core.http import CircuitOpen, FetchError, HttpSettings, Stopped
+from core.http import CircuitOpen, FetchError, HttpSettings, Page, Stopped
 from pg_cluster import free_port
 from sites import MARKET_TIME, SP500_PAGE, FakeSites, Fault, StubGroup, chart_body, price_for
 from workers.base import ItemError
@@ -263,3 +263,26 @@ def test_close_after_aclose_is_a_no_op(sites: FakeSites) -> None:
     asyncio.run(main())
     client.close()
     assert client._session is None
+
+
+def test_tries_in_flight_share_one_deadline_timer(sites: FakeSites) -> None:
+    """Each try is bounded by its deadline, then its body by its budget; the client keeps those with one
+    timer for every try in flight (core/deadlines.py), not one or two each (asyncio.timeout_at)."""
+    sites.latency_s = 1.0
+    settings = HttpSettings(user_agent="aiohttp-tests", connect_timeout_s=5, read_timeout_s=5, retries=0,
+                            pool_size=20)
+
+    async def body(client: AsyncHttpClient) -> tuple[int, list[Page]]:
+        loop = asyncio.get_running_loop()
+        gets = [asyncio.ensure_future(client.get(sites.url(f"{CHART}S{n}"))) for n in range(20)]
+        give_up = loop.time() + 10
+        while len(sites.requests) < 20 and loop.time() < give_up:  # every request has reached the server
+            await asyncio.sleep(0.01)
+        deadline_timers = sum(1 for handle in loop._scheduled  # noqa: SLF001
+                              if not handle.cancelled() and getattr(handle._callback, "__qualname__", "")  # noqa: SLF001
+                              in ("Timeout._on_timeout", "Deadlines._check"))
+        return deadline_timers, await asyncio.gather(*gets)
+
+    timers, pages = client_run(settings, body)
+    assert len(sites.requests) == 20 and [page.status for page in pages] == [200] * 20
+    assert timers == 1
