@@ -1,7 +1,7 @@
 """Async benchmark: the shipped pipeline with its asyncio Yahoo stage against the same job as a plain
 asyncio + aiohttp script (bench/asyncio_job.py) and in pypeln (bench/pypeln_job.py), 100 ms per price request.
 
-    .venv/bin/python bench/async_http.py [--concurrency 64 128 256] [--repeat 3] [--big 3521]
+    .venv/bin/python bench/async_http.py [--concurrency 64 128 256] [--repeat 3] [--big 3521] [--skip-wall | --skip-cpu]
 
 *ours* is the shipped pipeline with the one-line switch (`class: YahooFinancePriceAsyncScheduler`); *ours, all
 async* also runs the Wikipedia source on asyncio (`WikiWorkerAsyncScheduler`), so the run never loads requests.
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=3521, help="symbols of the big page for CPU per request")
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--skip-wall", action="store_true", help="only the CPU-per-request table")
+    parser.add_argument("--skip-cpu", action="store_true", help="only the wall table")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
@@ -102,7 +103,8 @@ def main() -> None:
         workdir = Path(tmp)
         if not args.skip_wall:
             wall_table(sites, workdir, args)
-        cpu_table(sites, workdir, args)
+        if not args.skip_cpu:
+            cpu_table(sites, workdir, args)
     print(f"load average at end: {os.getloadavg()}")
 
 
