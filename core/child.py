@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from core.collector import startup_gc
 from core.descriptors import reserve
-from core.queues import DONE, Delivery, LocalQueue, notify
+from core.queues import DONE, NUDGE, Delivery, Empty, LocalQueue, notify
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,8 @@ class ChildInbox:
         delivery = self.queue.get(timeout_s, wake_at=wake_at)
         if delivery is DONE:
             return DONE
+        if delivery.item is NUDGE:
+            raise Empty  # nothing new will come for now: an instance holding a batch writes it
         seq, delivery.item = delivery.item
         delivery.token = seq
         self.outbox.taken[seq] = True
@@ -147,6 +149,8 @@ class ChildInbox:
         delivery = self.queue.get_or_wait(loop)
         if delivery is DONE or not isinstance(delivery, Delivery):
             return delivery
+        if delivery.item is NUDGE:
+            raise Empty
         seq, delivery.item = delivery.item
         delivery.token = seq
         self.outbox.taken[seq] = True
@@ -287,6 +291,8 @@ def _receive(conn: Any, queue: LocalQueue, group: Any, instances: int) -> None:
             queue.preload(zip(range(message[1], message[1] + len(message[2])), message[2]))
         elif kind == "pairs":  # ("pairs", [(seq, item), ...]): some were left out, or sent again
             queue.preload(message[1])
+        elif kind == "nudge":  # ("nudge",): the parent's queue has nothing new for now
+            queue.preload([NUDGE] * instances)
         elif kind == "done":
             queue.put_done(instances)
         elif kind == "stop":

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from core.child import ChildSpec, child_main
 from core.ledger import Counts
 from core.errors import Returned
-from core.queues import Delivery, Empty, notify
+from core.queues import NUDGE, Delivery, Empty, notify
 from core.worker import BatchWorker, is_async
 from core.yaml_lines import plain
 
@@ -206,7 +206,8 @@ class Unit:
                 items, done = inbox.get_items(min(room, BATCH_MAX), timeout_s=0.5)
             except Empty:
                 continue
-            deliveries = [item if isinstance(item, Delivery) else Delivery(item) for item in items]
+            nudged = any(item is NUDGE for item in items)  # a Redis queue's "nothing new will come"
+            deliveries = [item if isinstance(item, Delivery) else Delivery(item) for item in items if item is not NUDGE]
             with self._send_lock:  # the unit cannot end while this holds
                 if self.finished:  # ended meanwhile: what it took goes back for the group's other processes
                     inbox.give_back(deliveries)
@@ -215,6 +216,8 @@ class Unit:
                     return
                 if deliveries:
                     self._send_items(deliveries)
+                if nudged:  # its instances holding a batch write it now
+                    self._send(pickle.dumps(("nudge",)))
                 if done:
                     self._done_sent = True
                     self._send(pickle.dumps(("done",)))

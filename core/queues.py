@@ -29,6 +29,19 @@ class _Done:
 DONE = _Done()
 
 
+class _Nudge:
+    """Type of NUDGE."""
+
+    def __repr__(self) -> str:
+        return "NUDGE"
+
+
+#: In a reader's buffer, never an item: "nothing new will come for now". A reader that takes it sees Empty, as
+#: after its idle time, so an instance holding a batch writes it (core/redis_queue.py puts it there; a process
+#: group's feeder passes it on to its worker processes).
+NUDGE = _Nudge()
+
+
 class Empty(Exception):
     """Raised by get() when the timeout passed with nothing to take."""
 

@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from core import codec
-from core.queues import DONE, Delivery, Empty, LocalQueue, notify
+from core.queues import DONE, NUDGE, Delivery, Empty, LocalQueue, notify
 from core.redis_run import RedisLost, RedisRun
 from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, RENEW, SETTLE
 from core.redis_settle import Settler, encode
@@ -36,7 +36,6 @@ REJECT_TIMEOUT_S = 30.0  # a solo run's closed queue is read to its end within t
 NUDGE_EVERY_S = 1.0
 PREFETCH_MAX = 2048
 FAST_HOLD_S = 0.005  # items held less than this on average make a stage fast enough to read further ahead
-_NUDGE = object()  # in the fetched buffer: "nothing new will come", for an instance holding a batch
 
 
 class RedisQueue:
@@ -206,7 +205,7 @@ class RedisQueue:
         delivery = self._buffer.get(timeout_s)
         if delivery is not DONE:
             delivery = delivery.item  # the buffer wraps what it holds
-            if delivery is _NUDGE:
+            if delivery is NUDGE:
                 raise Empty  # nothing new will come: an instance holding a batch flushes it now
             self.get_count += 1
         return delivery
@@ -219,7 +218,7 @@ class RedisQueue:
         if delivery is DONE or not isinstance(delivery, Delivery):
             return delivery  # DONE, or a future to wait on
         delivery = delivery.item
-        if delivery is _NUDGE:
+        if delivery is NUDGE:
             raise Empty
         self.get_count += 1
         return delivery
@@ -228,9 +227,10 @@ class RedisQueue:
         self._buffer.forget_waiter(future)
 
     def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
-        """For a process group's feeder: Deliveries (their items and entry ids travel together)."""
+        """For a process group's feeder: Deliveries (their items and entry ids travel together), and NUDGE
+        where the queue nudged its readers (the feeder passes that on to its worker process)."""
         deliveries, done = self._buffer.get_items(max_items, timeout_s)
-        self.get_count += len(deliveries)
+        self.get_count += sum(1 for delivery in deliveries if delivery is not NUDGE)
         return deliveries, done
 
     def give_back(self, deliveries: list[Delivery]) -> None:
@@ -370,7 +370,7 @@ class RedisQueue:
                     # Nothing new will come, yet entries are held here (a batching sink's batch, which it
                     # would only write at DONE): wake each instance as if it had waited its idle time.
                     last_nudge = now
-                    self._buffer.preload([_NUDGE] * self._readers)
+                    self._buffer.preload([NUDGE] * self._readers)
         except RedisLost:
             self._buffer.put_done(self._readers)  # the run is ending (RedisRun.on_lost stops it)
         except Exception as exc:  # noqa: BLE001 - a refused command (out of memory, say): the run cannot go on

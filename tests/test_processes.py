@@ -285,6 +285,27 @@ def test_worker_processes_reading_a_redis_queue(tmp_path):
     assert run.stats["groups"]["Stage"]["mode"] == "processes (2 x 2 threads)"
 
 
+def test_a_batching_sink_in_worker_processes_flushes_once_nothing_more_comes_from_redis(tmp_path):
+    """Each process holds a partial batch it would only write after flush_interval_s (600 s); the Redis queue
+    sees entries held and nothing new, and nudges the readers: the processes must flush then (the nudge is
+    not an item, and must not reach a worker as one)."""
+    key = str(tmp_path / "batches")
+    text = ("queues:\n  - name: Numbers\n    backend: redis\nworkers:\n"
+            "  - name: Source\n    location: fixture_workers\n    class: Source\n"
+            f"    input_values: {list(range(10))}\n    output_queues: [Numbers]\n"
+            "  - name: Store\n    location: fixture_workers\n    class: BatchCollect\n    processes: 2\n"
+            "    instances: 1\n    input_queue: Numbers\n"
+            f"    params:\n      key: {key}\n      batch_size: 100\n      flush_interval_s: 600\n")
+    with Run(tmp_path, text) as run:
+        code = run.wait(timeout_s=60)
+    no_process_left(run)
+
+    assert code == 0, run.log()[-3000:]
+    stored = [item for batch in fixture_workers.batches(key) for item in batch]
+    assert sorted(stored) == list(range(10)) and run.letters == []
+    assert run.stats["groups"]["Store"]["stored"] == 10
+
+
 def test_a_worker_process_does_not_load_the_config_stack(tmp_path):
     key = str(tmp_path / "sink")
     with Run(tmp_path, pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml"),
