@@ -75,7 +75,7 @@ class ProcessRunner:
 
     def start(self) -> None:
         """Start every worker process (workers are built in them from the spec, never forked)."""
-        modules = ["core.child", "core.loop", "core.runners", self.group.spec.location]
+        modules = ["core.child", "core.loop", "core.runners", self.group.spec.location, *self.first.preload]
         if self.inner == "async":
             modules.append("core.async_runner")  # and with it asyncio, which a threads-only runner never loads
         self.context.set_forkserver_preload(modules)  # imported once in the fork server, not per process

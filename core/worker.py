@@ -22,11 +22,17 @@ class Worker:
     Declare it `async def` and the group runs as asyncio tasks, `instances` of them on one event loop.
     Optional hooks: setup() / teardown() around the instance's items (async def too for an async
     worker), on_idle() after idle_timeout_s without an item, open_group() once per group before the
-    run starts (raise to refuse the run), check_params() for `--check`.
+    run starts (raise to refuse the run), check_params() for `--check`; `preload` names modules to
+    import early.
     """
 
     #: Seconds without an item before on_idle() runs.
     idle_timeout_s: float = 1.0
+    #: Modules the instances will import in setup() or on their first item (a client library, a parser).
+    #: The runner imports them in a background thread as the run starts, while it opens the groups, so
+    #: their waits (reading files, loading certificates) overlap with other work; a worker process has
+    #: them imported once, in the fork server. A module that fails to import here fails where it is used.
+    preload: tuple[str, ...] = ()
 
     def __init__(self, *, group: WorkerGroup, index: int = 0) -> None:
         self.group = group

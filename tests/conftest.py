@@ -107,6 +107,25 @@ def run_main(args: list[str], *, env: dict[str, str] | None = None, cwd: Path = 
     return MainRun(result.returncode, result.stdout, result.stderr)
 
 
+def run_stage(tmp_path: Path, stage: str, *, key: str, sink: str, items: int, instances: int = 1,
+              processes: int = 0, env: dict[str, str] | None = None) -> MainRun:
+    """`python main.py` on Source (items 0..items-1) -> Stage (fixture_workers.<stage>, params: key) ->
+    Collect (under `sink`), written to tmp_path/pipeline.yaml; dead letters and data under tmp_path."""
+    (tmp_path / "pipeline.yaml").write_text(
+        "queues:\n  - name: Numbers\n  - name: Out\nworkers:\n"
+        "  - name: Source\n    location: fixture_workers\n    class: Source\n"
+        f"    input_values: {list(range(items))}\n    output_queues: [Numbers]\n"
+        f"  - name: Stage\n    location: fixture_workers\n    class: {stage}\n    instances: {instances}\n"
+        + (f"    processes: {processes}\n" if processes else "") +
+        f"    input_queue: Numbers\n    output_queues: [Out]\n    params:\n      key: {key}\n"
+        f"  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Out\n"
+        f"    params:\n      key: {sink}\n")
+    return run_main(["--pipeline", str(tmp_path / "pipeline.yaml"), "--quiet", "--stats-json", str(tmp_path / "s.json")],
+                    env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+                         "DATA_DIR": str(tmp_path / "data"), "DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl"),
+                         **(env or {})})
+
+
 # --- The fault table: `pytest --reliability-report docs/RELIABILITY.md` ------------------------------
 
 _RESULTS = pytest.StashKey[list]()

@@ -300,11 +300,9 @@ class Unpicklable(Worker):
         return threading.Lock() if item == self.bad else item
 
 
-class CollectorState(Worker):
-    """Passes items on; at teardown records under `key` (a file path) whether cyclic garbage collection is on
-    and start-up's objects are frozen in the process it ran in (core/collector.py), once start-up is over
-    there: an instance can end before another one of its process has even set up (seen on a loaded machine);
-    and the size of that process's descriptor table (core/descriptors.py)."""
+class ProcessState(Worker):
+    """Passes items on; at teardown records under `key` (a file path) what state() says of the process it
+    ran in."""
 
     def __init__(self, *, key: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -314,13 +312,25 @@ class CollectorState(Worker):
         return item
 
     def teardown(self) -> None:
+        _record(_items, self.key, {"pid": os.getpid(), **self.state()})
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class CollectorState(ProcessState):
+    """Records whether cyclic garbage collection is on and start-up's objects are frozen in its process
+    (core/collector.py), once start-up is over there: an instance can end before another one of its process
+    has even set up (seen on a loaded machine); and the size of that process's descriptor table
+    (core/descriptors.py)."""
+
+    def state(self) -> dict[str, Any]:
         from core.collector import startup_gc
         deadline = time.monotonic() + 10
         while startup_gc.paused and time.monotonic() < deadline:  # no event to wait on: gc has no hook
             time.sleep(0.01)
-        _record(_items, self.key, {"pid": os.getpid(), "collecting": gc.isenabled(),
-                                   "frozen": gc.get_freeze_count() > 0, "young_threshold": gc.get_threshold()[0],
-                                   "fd_table": fd_table_size()})
+        return {"collecting": gc.isenabled(), "frozen": gc.get_freeze_count() > 0,
+                "young_threshold": gc.get_threshold()[0], "fd_table": fd_table_size()}
 
 
 def fd_table_size() -> int:
@@ -331,6 +341,28 @@ def fd_table_size() -> int:
 
 class AsyncCollectorState(CollectorState):
     """CollectorState as an asyncio worker."""
+
+    async def process(self, item: Any) -> Any:
+        return item
+
+
+class Preloading(ProcessState):
+    """Lists fixture_preloaded in `preload` and never imports it; records where it was imported (None:
+    nowhere), once the run's preload thread, if any, has ended."""
+
+    preload = ("fixture_preloaded",)
+
+    def state(self) -> dict[str, Any]:
+        for thread in threading.enumerate():
+            if thread.name == "preload":
+                thread.join(10)
+        import sys
+        module = sys.modules.get("fixture_preloaded")
+        return {"imported_in": module.IMPORTED_IN if module else None}
+
+
+class AsyncPreloading(Preloading):
+    """Preloading as an asyncio worker."""
 
     async def process(self, item: Any) -> Any:
         return item

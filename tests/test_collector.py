@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 import fixture_workers
-from conftest import ROOT, run_main
+from conftest import ROOT, run_stage
 from core.collector import YOUNG_THRESHOLD, StartupCollection
 from core.descriptors import RESERVED
 from test_descriptors import reserved_here
@@ -71,21 +70,9 @@ def test_without_pause_nothing_changes(collection):
 @pytest.mark.parametrize("mode", ["threads", "async", "processes", "async in processes"])
 def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mode):
     """...and every process of the run had its descriptor table grown at start."""
-    key = str(tmp_path / "state")
-    sink = str(tmp_path / "sink")
-    stage = "AsyncCollectorState" if "async" in mode else "CollectorState"
-    processes = "    processes: 2\n" if "processes" in mode else ""
-    (tmp_path / "pipeline.yaml").write_text(
-        "queues:\n  - name: Numbers\n  - name: Out\nworkers:\n"
-        "  - name: Source\n    location: fixture_workers\n    class: Source\n"
-        "    input_values: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n    output_queues: [Numbers]\n"
-        f"  - name: Stage\n    location: fixture_workers\n    class: {stage}\n    instances: 2\n{processes}"
-        f"    input_queue: Numbers\n    output_queues: [Out]\n    params:\n      key: {key}\n"
-        f"  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Out\n"
-        f"    params:\n      key: {sink}\n")
-    run = run_main(["--pipeline", str(tmp_path / "pipeline.yaml"), "--quiet", "--stats-json", str(tmp_path / "s.json")],
-                   env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-                        "DATA_DIR": str(tmp_path / "data"), "DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl")})
+    key, sink = str(tmp_path / "state"), str(tmp_path / "sink")
+    run = run_stage(tmp_path, "AsyncCollectorState" if "async" in mode else "CollectorState", key=key, sink=sink,
+                    items=10, instances=2, processes=2 if "processes" in mode else 0)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(fixture_workers.collected(sink)) == list(range(10))
     states = fixture_workers.collected(key)

@@ -3,13 +3,16 @@ imports only the libraries its stages use."""
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+import fixture_workers
+from conftest import ROOT, run_stage
 
 CORE = ROOT / "core"
 
@@ -95,3 +98,36 @@ def test_a_run_imports_only_the_libraries_its_stages_use(code, heavy):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False", f"{heavy} was imported"
+
+
+@pytest.mark.parametrize("mode", ["threads", "async", "processes", "async in processes"])
+def test_the_modules_a_worker_preloads_are_imported_before_it_needs_them(tmp_path, mode):
+    """Worker.preload: imported by the runner's "preload" thread as the run starts, or (only) in the fork server
+    before a worker process is forked from it; the worker itself never imports the module."""
+    key, sink = str(tmp_path / "state"), str(tmp_path / "sink")
+    run = run_stage(tmp_path, "AsyncPreloading" if "async" in mode else "Preloading", key=key, sink=sink, items=4,
+                    processes=1 if "processes" in mode else 0, env={"PRELOADED_LOG": str(tmp_path / "imports.jsonl")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(fixture_workers.collected(sink)) == [0, 1, 2, 3]
+    imports = [json.loads(line) for line in (tmp_path / "imports.jsonl").read_text().splitlines()]
+    (state,) = fixture_workers.collected(key)
+    imported_in = state["imported_in"]
+    assert imported_in is not None, "the module the worker preloads was never imported"
+    assert imports == [imported_in], "imported more than once: not by a worker process's parent"
+    if "processes" in mode:  # in the fork server, before this worker process was forked from it
+        assert imported_in["pid"] != state["pid"]
+    else:
+        assert imported_in == {"pid": state["pid"], "thread": "preload"}
+
+
+def test_preload_imports_in_order_and_leaves_failures_to_the_worker():
+    from core.imports import preload
+
+    assert preload([]) is None
+    code = ("import sys\nfrom core.imports import preload\n"
+            "thread = preload(['no_such_module_anywhere', 'fixture_preloaded', 'json'])\nthread.join(10)\n"
+            "print(thread.name, thread.is_alive(), 'fixture_preloaded' in sys.modules, 'json' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["preload", "False", "True", "True"]

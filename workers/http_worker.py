@@ -21,6 +21,8 @@ _NOT_NEGATIVE = ("requests_per_second", "retries", "backoff_s", "retry_after_max
 class HttpWorker(Worker):
     """Worker whose instances share one HttpClient (session, retries, rate limit, breakers) per group."""
 
+    #: requests, imported while the run starts (Worker.preload).
+    preload = ("core.http",)
     #: Environment variable that overrides DEFAULT_USER_AGENT for this kind of worker.
     USER_AGENT_ENV = "HTTP_USER_AGENT"
     DEFAULT_USER_AGENT = "yaml-pipeline-runner/1.0 (python-requests)"
@@ -68,6 +70,9 @@ class AsyncHttpWorker(HttpWorker):
     The client is a group resource with `aclose()`, which the asyncio runner awaits on the group's loop
     once every instance has ended; its sync `close()` (WorkerGroup.close) is then a no-op.
     """
+
+    #: aiohttp (and not requests), imported while the run starts (Worker.preload).
+    preload = ("core.aiohttp_client",)
 
     def setup(self) -> None:
         """Make the group's client (importing aiohttp, about 0.1 s) as the loop starts, while the stages

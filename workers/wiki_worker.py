@@ -89,6 +89,8 @@ class _WikiParams:
 class WikiWorkerMasterScheduler(_WikiParams, HttpWorker):
     """Source: for each URL in input_values, emits every symbol of the page's constituents table."""
 
+    preload = (*HttpWorker.preload, "lxml.html")
+
     def process(self, url: str) -> Iterator[str]:
         """Every symbol on the page at `url`, once the page has passed its checks."""
         yield from self.checked(url, WikiWorker(self.http).get_sp_500_companies(url))
@@ -97,6 +99,8 @@ class WikiWorkerMasterScheduler(_WikiParams, HttpWorker):
 class WikiWorkerAsyncScheduler(_WikiParams, AsyncHttpWorker):
     """The same source on asyncio (aiohttp, same params and policy). With the asyncio Yahoo stage, a run then
     never loads requests, the blocking client's library: about 0.04 CPU-s less per run."""
+
+    preload = (*AsyncHttpWorker.preload, "lxml.html")
 
     async def process(self, url: str) -> AsyncIterator[str]:
         page = await self.aio_http.get(url)
