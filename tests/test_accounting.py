@@ -134,9 +134,12 @@ def test_a_sink_ending_while_it_flushes_a_partial_batch_at_the_end_loses_nothing
     stored = [item for batch in fixture_workers.batches(key) for item in batch]
     records = dead_letters(tmp_path)
     assert sorted(stored + items_of(records)) == list(range(10))
-    assert {r["kind"] for r in records} == {"crashed"}
     assert_accounted(report)
-    if _mode[0] != "processes":  # one instance: two full batches, then the last 2 items in the crashed write
+    if _mode[0] == "processes":  # how the items spread over the 2 processes is up to timing: one that got more
+        # than 8 had items queued, never taken, when its instance exited ("stopping", as in one process)
+        assert "crashed" in {r["kind"] for r in records} <= {"crashed", "stopping"}
+    else:  # one instance: two full batches, then the last 2 items in the crashed write
+        assert {r["kind"] for r in records} == {"crashed"}
         assert fixture_workers.batches(key) == [[0, 1, 2, 3], [4, 5, 6, 7]]
         assert items_of(records) == [8, 9] and groups(report)["Store"].stored == 8
 
