@@ -13,7 +13,7 @@ from core.bottleneck import QueueLoad
 from core.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
 from core.paths import data_dir
 from core.errors import StartupError
-from core.imports import preload
+from core.imports import preload, preload_modules
 from core.group import WorkerGroup
 from core.ledger import DeadLetters
 from core.loop import Instance
@@ -126,7 +126,7 @@ class YamlPipelineExecutor(threading.Thread):
         # less than in file order).
         self._preloader = preload(list(dict.fromkeys(
             name for group in reversed(self.groups.values()) if not group.spec.processes
-            for name in getattr(self.spec.classes[group.name], "preload", ()))))
+            for name in preload_modules(self.spec.classes[group.name]))))
         try:
             self._open_groups()
             for queue, items in self._preloads:

@@ -18,6 +18,17 @@ from core.specs import WorkerSpec
 _NO_DEFAULT = inspect.Parameter.empty
 
 
+def preload_modules(cls: type) -> tuple[str, ...]:
+    """The modules a worker class lists in `preload` (one name alone counts as one); () for anything else,
+    which the import check reports."""
+    names = getattr(cls, "preload", ())
+    if isinstance(names, str):
+        return (names,)
+    if isinstance(names, (tuple, list)) and all(isinstance(name, str) for name in names):
+        return tuple(names)
+    return ()
+
+
 def preload(modules: list[str]) -> threading.Thread | None:
     """Import `modules`, in order, in a daemon thread named "preload" (the thread, or None when there are none).
 
@@ -73,6 +84,10 @@ def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path:
             checker.add(class_line, f"{where}.class", f"{worker.class_name} is not a subclass of workers.base.Worker")
         else:
             classes[worker.name] = cls
+            listed = getattr(cls, "preload", ())
+            if not preload_modules(cls) and listed not in ((), []):
+                checker.add(class_line, f"{where}.class", f"{cls.__name__}.preload must name modules to import "
+                            f"(a tuple of str), not {listed!r}")
             generic = param_problems(cls, worker.params)
             # The class's own check sees only the params the generic one passed, so it may rely on their types.
             passed = {key: value for key, value in worker.params.items() if key not in {k for k, _ in generic}}

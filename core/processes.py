@@ -26,6 +26,7 @@ from typing import Any, Callable
 from core.child import ChildSpec, child_main
 from core.ledger import Counts
 from core.errors import Returned
+from core.imports import preload_modules
 from core.queues import NUDGE, Delivery, Empty, notify
 from core.worker import BatchWorker, is_async
 from core.yaml_lines import plain
@@ -75,7 +76,8 @@ class ProcessRunner:
 
     def start(self) -> None:
         """Start every worker process (workers are built in them from the spec, never forked)."""
-        modules = ["core.child", "core.loop", "core.runners", self.group.spec.location, *self.first.preload]
+        modules = ["core.child", "core.loop", "core.runners", self.group.spec.location,
+                   *preload_modules(type(self.first))]
         if self.inner == "async":
             modules.append("core.async_runner")  # and with it asyncio, which a threads-only runner never loads
         self.context.set_forkserver_preload(modules)  # imported once in the fork server, not per process

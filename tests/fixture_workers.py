@@ -361,6 +361,12 @@ class Preloading(ProcessState):
         return {"imported_in": module.IMPORTED_IN if module else None}
 
 
+class PreloadsNothing(Collect):
+    """A sink whose `preload` is not module names."""
+
+    preload = 42
+
+
 class AsyncPreloading(Preloading):
     """Preloading as an asyncio worker."""
 

@@ -396,6 +396,14 @@ def test_class_that_is_not_a_worker(tmp_path, location, class_name):
                               f"{class_name} is not a subclass of workers.base.Worker"]
 
 
+def test_preload_that_names_no_modules_is_reported(tmp_path):
+    text = VALID.replace("class: Collect", "class: PreloadsNothing")
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:{line(text, 'class: PreloadsNothing')}: workers.Sink.class: "
+                              "PreloadsNothing.preload must name modules to import (a tuple of str), not 42"]
+
+
 def test_unknown_param_with_did_you_mean(tmp_path):
     text = VALID.replace("key: config-test", "kee: config-test")
     path = write(tmp_path, text)

@@ -131,3 +131,15 @@ def test_preload_imports_in_order_and_leaves_failures_to_the_worker():
                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["preload", "False", "True", "True"]
+
+
+def test_preload_accepts_one_name_or_a_tuple_of_names_and_nothing_else():
+    from core.imports import preload_modules
+
+    def worker(preload):
+        return type("Stage", (), {"preload": preload})
+
+    assert preload_modules(worker("lxml.html")) == ("lxml.html",)
+    assert preload_modules(worker(["core.http", "lxml.html"])) == ("core.http", "lxml.html")
+    assert preload_modules(worker(42)) == () and preload_modules(worker(("json", 1))) == ()
+    assert preload_modules(object) == ()
