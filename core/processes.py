@@ -123,6 +123,7 @@ class Unit:
         self.crashes = 0
         self.finished = False
         self.restarts = 0
+        self._ended_why: str | None = None  # why the runner killed the process, when it did
         self.process: Any = None
         self.conn: Any = None
         self._lock = threading.Lock()
@@ -261,7 +262,13 @@ class Unit:
                 if self._process_ended():
                     continue  # a replacement is running: read its pipe
                 return
-            self._handle_batch(pickle.loads(data))
+            try:
+                self._handle_batch(pickle.loads(data))
+            except Exception:  # noqa: BLE001 - a bug of ours must not leave the run waiting for this process
+                logger.critical("%s: what worker process pid %s sent could not be handled; ending it as if it had "
+                                "died", self.name, self.process.pid, exc_info=True)
+                self._ended_why = "ended by the runner: what it sent could not be handled"
+                self.process.kill()  # the pipe's EOF follows: what it held is dead-lettered, a replacement starts
 
     def _handle_batch(self, messages: list[tuple]) -> None:
         """Outputs go on through the group's exits (in one go per queue where they allow), then the books of
@@ -360,7 +367,7 @@ class Unit:
                 self._give_back()
                 self._end("no instance of the worker process was left to take it (they had crashed)")
                 return False
-            why = _died(process.exitcode)
+            why, self._ended_why = self._ended_why or _died(process.exitcode), None
             with self._lock:
                 taken = [(seq, self._outstanding[seq].item) for seq in sorted(self._taken) if seq in self._outstanding]
                 self._busy_before = (self.counts.busy_s, self.counts.blocked_s)

@@ -306,6 +306,40 @@ def test_a_batching_sink_in_worker_processes_flushes_once_nothing_more_comes_fro
     assert run.stats["groups"]["Store"]["stored"] == 10
 
 
+def test_an_error_handling_a_worker_processs_messages_ends_that_process_not_the_run(tmp_path, monkeypatch):
+    """A bug of ours in the runner's handling of what a worker process sends (the one 9bfdcfe fixed raised
+    there) must not leave the run waiting for that process forever: it is ended as if it had died, what its
+    instances held is dead-lettered, a replacement takes the rest, and the run ends with every item accounted."""
+    from core.processes import Unit
+    from yaml_reader import YamlPipelineExecutor
+
+    handle_batch, batches = Unit._handle_batch, []
+
+    def fails_the_first_time(self, messages):
+        batches.append(len(messages))
+        if len(batches) == 1:
+            raise RuntimeError("a bug in handling a batch of messages")
+        return handle_batch(self, messages)
+
+    monkeypatch.setattr(Unit, "_handle_batch", fails_the_first_time)
+    key = str(tmp_path / "sink")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline(key, "AsyncDouble", items=20, processes=1, instances=4, delay_s=0.01))
+    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl", monitor_interval_s=0.05)
+    executor.start()
+    executor.join(RUN_TIMEOUT_S)
+    assert not executor.is_alive(), "the run did not end"
+
+    letters = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()] \
+        if (tmp_path / "dl.jsonl").exists() else []
+    doubled = sorted(fixture_workers.collected(key))
+    assert sorted([n // 2 for n in doubled] + [letter["item"] for letter in letters]) == list(range(20))
+    assert all(letter["kind"] == "crashed" and "what it sent could not be handled" in letter["error"]
+               for letter in letters), letters
+    stage = {group.name: group for group in executor.report.groups}["Stage"]
+    assert stage.crashed >= 1 and executor.report.exit_code == 1
+
+
 def test_a_worker_process_does_not_load_the_config_stack(tmp_path):
     key = str(tmp_path / "sink")
     with Run(tmp_path, pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml"),
