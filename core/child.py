@@ -135,22 +135,19 @@ class ChildInbox:
 
     def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
         delivery = self.queue.get(timeout_s, wake_at=wake_at)
-        if delivery is DONE:
-            return DONE
-        if delivery.item is NUDGE:
-            raise Empty  # nothing new will come for now: an instance holding a batch writes it
-        seq, delivery.item = delivery.item
-        delivery.token = seq
-        self.outbox.taken[seq] = True
-        return delivery
+        return DONE if delivery is DONE else self._taken(delivery)
 
     def get_or_wait(self, loop: Any) -> Delivery | Any:
         """get() for an asyncio task (see LocalQueue.get_or_wait)."""
         delivery = self.queue.get_or_wait(loop)
         if delivery is DONE or not isinstance(delivery, Delivery):
             return delivery
+        return self._taken(delivery)
+
+    def _taken(self, delivery: Delivery) -> Delivery:
+        """The parent's item out of its (seq, item) pair, reported as taken; Empty for a nudge."""
         if delivery.item is NUDGE:
-            raise Empty
+            raise Empty  # nothing new will come for now: an instance holding a batch writes it
         seq, delivery.item = delivery.item
         delivery.token = seq
         self.outbox.taken[seq] = True
