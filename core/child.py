@@ -1,11 +1,13 @@
 """The worker-process side of `processes: P`: build the group's workers from a picklable spec and run the
 same loop (core.loop, in threads or asyncio tasks) on items that arrive through a pipe from the parent.
 
-Everything the loop settles goes back to the parent through the same pipe, batched: which item an instance
-took ("took"), its outputs ("emit", pickled here, so an output that cannot be pickled is that item's error),
-a batch stored ("stored"), a dead letter ("dead"), a crash, the log records and the busy time. The parent
-keeps the ledger, writes the dead letters and puts the outputs downstream, so the books are whole even if
-this process is killed. Signals are the parent's business: this process ignores SIGINT and SIGTERM, and
+Everything the loop settles goes back to the parent through the same pipe, batched: an item's outputs
+("emit", pickled here, so an output that cannot be pickled is that item's error), a batch stored ("stored"),
+a dead letter ("dead"), a crash, the log records and the busy time. Which items instances are working on is
+not a message: it is kept in memory shared with the parent (Slots), so the parent knows what this process
+held even if it is killed before it could say anything. The parent keeps the
+ledger, writes the dead letters and puts the outputs downstream, so the books are whole whatever happens
+here. Signals are the parent's business: this process ignores SIGINT and SIGTERM, and
 dies with its parent (PR_SET_PDEATHSIG, and EOF on the pipe).
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Callable
 
 from core.collector import startup_gc
 from core.descriptors import reserve
-from core.queues import DONE, NUDGE, Delivery, Empty, LocalQueue, notify
+from core.queues import DONE, NUDGE, Delivery, Empty, Hold, LocalQueue, notify
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ class Outbox:
         self._closed = False
         #: Items whose outputs could not be pickled: their later outputs are dropped (they are dead letters).
         self.unsent: set[int] = set()
-        #: Items instances have taken and not settled ({seq: True}), sent with each batch.
-        self.taken: dict[int, bool] = {}
         #: (busy_s, blocked_s) of this process's instances so far, sent with each batch.
         self.busy: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0)
         self.thread = threading.Thread(target=self._send_loop, name="outbox", daemon=True)
@@ -116,7 +116,6 @@ class Outbox:
                 self._room.notify_all()
                 closing = self._closed
             if batch:
-                batch.append(("taken", list(self.taken)))  # what instances hold now: settled ones need no word
                 batch.append(("busy", *self.busy()))
                 try:
                     self.conn.send_bytes(self._pickled(batch))
@@ -126,31 +125,63 @@ class Outbox:
                 return
 
 
+class Slots:
+    """The items this process's instances are working on, in memory shared with the parent: one slot per item
+    an instance holds, set to its seq under the queue's lock as the instance takes it (before it starts the
+    item) and cleared once its outcome is in the outbox. Should the process die, the parent reads the slots:
+    the items in them were in hand (dead-lettered as crashed, so a poison item costs only itself, after one
+    delivery); every other item it was sent was not taken yet, or was finished with its outcome lost with the
+    process, and goes to the replacement. Messages could not tell this: a process killed on an item has no
+    time to say it took it.
+    """
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared  # a multiprocessing RawArray('q'), -1 where free; the parent reads it
+        self._free = list(range(len(shared) - 1, -1, -1))  # list.pop/append are atomic: no lock needed
+
+    def take(self, seq: int) -> int:
+        slot = self._free.pop()  # the parent never sends more than there are slots
+        self.shared[slot] = seq
+        return slot
+
+    def clear(self, slot: int) -> None:
+        self.shared[slot] = -1
+        self._free.append(slot)
+
+
 class ChildInbox:
-    """The instances' input: the items the parent sent, each reported as taken when an instance takes it."""
+    """The instances' input: the items the parent sent; each one taken gets a slot (see Slots)."""
 
-    def __init__(self, queue: LocalQueue, outbox: Outbox) -> None:
+    def __init__(self, queue: LocalQueue, slots: Slots) -> None:
         self.queue = queue
-        self.outbox = outbox
+        self.slots = slots
 
-    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
-        delivery = self.queue.get(timeout_s, wake_at=wake_at)
-        return DONE if delivery is DONE else self._taken(delivery)
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
+        return self._unwrapped(self.queue.get(timeout_s, wake_at=wake_at, hold=self._holder(hold)))
 
-    def get_or_wait(self, loop: Any) -> Delivery | Any:
+    def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:
         """get() for an asyncio task (see LocalQueue.get_or_wait)."""
-        delivery = self.queue.get_or_wait(loop)
+        delivery = self.queue.get_or_wait(loop, self._holder(hold))
         if delivery is DONE or not isinstance(delivery, Delivery):
             return delivery
-        return self._taken(delivery)
+        return self._unwrapped(delivery)
 
-    def _taken(self, delivery: Delivery) -> Delivery:
-        """The parent's item out of its (seq, item) pair, reported as taken; Empty for a nudge."""
-        if delivery.item is NUDGE:
+    def _holder(self, hold: Hold | None) -> Hold:
+        """Under the queue's lock: unwrap the parent's (seq, item) pair into the delivery (its token is then
+        (seq, slot)) and give it a slot, then `hold` it."""
+        def held(delivery: Delivery) -> None:
+            if delivery.item is NUDGE:
+                return
+            seq, delivery.item = delivery.item
+            delivery.token = (seq, self.slots.take(seq))
+            if hold is not None:
+                hold(delivery)
+        return held
+
+    @staticmethod
+    def _unwrapped(delivery: Delivery | Any) -> Delivery | Any:
+        if delivery is not DONE and delivery.item is NUDGE:
             raise Empty  # nothing new will come for now: an instance holding a batch writes it
-        seq, delivery.item = delivery.item
-        delivery.token = seq
-        self.outbox.taken[seq] = True
         return delivery
 
     def forget_waiter(self, future: Any) -> None:
@@ -161,34 +192,39 @@ class ChildInbox:
 
 
 class ChildExits:
-    """Where an instance's items go: back to the parent, which puts them downstream and keeps the books."""
+    """Where an instance's items go: back to the parent, which puts them downstream and keeps the books. An
+    item's slot is cleared once its outcome is in the outbox."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, slots: Slots) -> None:
         self.outbox = outbox
+        self.slots = slots
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
-        self.outbox.add(("emit" if final else "part", delivery.token, outputs))
+        seq, slot = delivery.token
+        self.outbox.add(("emit" if final else "part", seq, outputs))
         if final:
-            self.outbox.taken.pop(delivery.token, None)
+            self.slots.clear(slot)
         return 0.0  # a full outbox is the parent's backpressure: that wait shows up in the parent
 
     async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
-        message = ("emit" if final else "part", delivery.token, outputs)
+        seq, slot = delivery.token
+        message = ("emit" if final else "part", seq, outputs)
         if not self.outbox.add(message, wait=False):
             import asyncio
             await asyncio.get_running_loop().run_in_executor(None, self.outbox.add, message)
         if final:
-            self.outbox.taken.pop(delivery.token, None)
+            self.slots.clear(slot)
         return 0.0
 
     def stored(self, deliveries: list[Delivery]) -> None:
-        self.outbox.add(("stored", [delivery.token for delivery in deliveries]))
+        self.outbox.add(("stored", [delivery.token[0] for delivery in deliveries]))
         for delivery in deliveries:
-            self.outbox.taken.pop(delivery.token, None)
+            self.slots.clear(delivery.token[1])
 
     def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
-        self.outbox.add(("dead", delivery.token, error, attempts, kind))
-        self.outbox.taken.pop(delivery.token, None)
+        seq, slot = delivery.token
+        self.outbox.add(("dead", seq, error, attempts, kind))
+        self.slots.clear(slot)
         return True  # the parent writes it, and counts it only once it is on file
 
 
@@ -207,8 +243,9 @@ class PipeLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def child_main(spec: ChildSpec, conn: Any) -> None:
-    """The worker process: build the instances, run them until DONE, report, exit."""
+def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
+    """The worker process: build the instances, run them until DONE, report, exit. `slots` are shared with
+    the parent (see Slots)."""
     reserve()  # while this is the only thread (core/descriptors.py)
     startup_gc.pause()  # until its instances have set up (core/collector.py)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
@@ -222,7 +259,7 @@ def child_main(spec: ChildSpec, conn: Any) -> None:
         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
     from core.paths import use_module_search_paths
     use_module_search_paths(spec.pipeline_path)
-    runner, group, queue = _build(spec, outbox)
+    runner, group, queue = _build(spec, outbox, Slots(slots))
     receiver = threading.Thread(target=_receive, args=(conn, queue, group, len(runner.instances)),
                                 name="inbox", daemon=True)
     receiver.start()
@@ -236,7 +273,7 @@ def child_main(spec: ChildSpec, conn: Any) -> None:
     os._exit(0)  # the receiver thread may still wait on the pipe: nothing else is left to do
 
 
-def _build(spec: ChildSpec, outbox: Outbox):
+def _build(spec: ChildSpec, outbox: Outbox, slots: Slots):
     import importlib
 
     from core.group import WorkerGroup
@@ -247,9 +284,9 @@ def _build(spec: ChildSpec, outbox: Outbox):
     cls = getattr(importlib.import_module(worker_spec.location), worker_spec.class_name)
     queue = LocalQueue(f"{worker_spec.name}.p{spec.unit}", 1)
     queue.on_reject = lambda pair: _not_processed(pair[0], outbox)  # closed when the run stops
-    inbox = ChildInbox(queue, outbox)
+    inbox = ChildInbox(queue, slots)
     group = WorkerGroup(worker_spec, input=queue, dead_letters=None)
-    exits = ChildExits(outbox)
+    exits = ChildExits(outbox, slots)
     first = spec.unit * worker_spec.instances
     instances = []
     for index in range(first, first + worker_spec.instances):

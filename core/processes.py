@@ -8,9 +8,12 @@ queue into it (in batches, at most `window` unsettled at a time) while a reader 
 the process reports: which item an instance took, its outputs (put downstream from here), batches
 stored, dead letters (written from here, so every process's land in the one file), crashes, log records.
 
-The parent keeps each process's books (a Unit), so nothing depends on a child living to report: when one
-dies, the items its instances had taken are dead-lettered as crashed, the ones it had not taken yet go
-to a replacement process, started at once (up to MAX_RESTARTS per process).
+The parent keeps each process's books (a Unit), so nothing depends on a child living to report: items go
+an instance of a worker process takes has a slot in memory shared with the parent until its outcome is on
+its way back (core/child.py Slots), so when a process dies the parent knows exactly what it held. Those items
+are dead-lettered as crashed (a poison item costs only itself, after one delivery); the others it was sent
+(not taken yet, or finished with their outcome lost with the process) go to a replacement, started at once. A process that dies before finishing or
+holding any item is not replaced more than MAX_RESTARTS times in a row.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from core.yaml_lines import plain
 logger = logging.getLogger(__name__)
 
 START_METHOD = "forkserver"  # never fork a process that has threads
-MAX_RESTARTS = 3  # per worker process: a replacement that keeps dying is not replaced forever
+MAX_RESTARTS = 3  # per worker process: replacements in a row that died having neither finished nor held an item
+PIPE_CLOSED_GRACE_S = 1.0  # a process whose pipe closed without its goodbye has this long to exit, then is killed
 BATCH_MAX = 1024  # items per message to a worker process
 WINDOW_MAX = 4096  # items sent and not yet settled, per worker process
 JOIN_TIMEOUT_S = 5.0
@@ -130,13 +134,15 @@ class Unit:
         self._room = threading.Condition(self._lock)
         self._send_lock = threading.Lock()  # one sender at a time, and no send while a process is replaced
         self._outstanding: dict[int, Delivery] = {}  # seq -> delivery: sent, not settled
-        self._taken: set[int] = set()  # of those, the ones an instance took
+        self._progress = True  # the current process finished an item (a replacement is then worth it)
         self._next_seq = 0
         # Items in flight at most: from 2 per instance (a slow stage's items stay spread over its processes)
         # doubling whenever the process runs out of work while more waits (a fast stage gets big batches);
         # a batching sink's instances must be able to fill their batches.
         instances = runner.group.spec.instances
         self.window = instances * (runner.batch_size + 1 if self.batching else 2)
+        # The seqs of the items its instances are working on (core/child.py Slots), one slot per item it may be sent.
+        self._slots = runner.context.RawArray("q", max(self.window, WINDOW_MAX))
         self._done_sent = False
         self._bye = False
         self._busy_before = (0.0, 0.0)  # busy and blocked seconds of processes this unit had before
@@ -155,8 +161,10 @@ class Unit:
         spec = ChildSpec(worker=self.runner.worker_spec, pipeline_path=self.runner.pipeline_path, unit=self.number,
                          log_level=logging.getLogger().getEffectiveLevel(), mode=self.runner.inner)
         parent_end, child_end = self.runner.context.Pipe(duplex=True)
-        self.process = self.runner.context.Process(target=child_main, args=(spec, child_end), name=self.name,
-                                                   daemon=True)
+        self._slots[:] = [-1] * len(self._slots)  # the previous process (if any) is dead: nothing else writes them
+        self._progress = False
+        self.process = self.runner.context.Process(target=child_main, args=(spec, child_end, self._slots),
+                                                   name=self.name, daemon=True)
         self.process.start()
         child_end.close()
         self.conn = parent_end
@@ -275,6 +283,8 @@ class Unit:
         every item settled in the batch."""
         emits = [(self._delivery(message[1]), message[2], message[0] == "emit") for message in messages
                  if message[0] in ("emit", "part")]
+        if any(message[0] in ("emit", "stored", "dead") for message in messages):
+            self._progress = True  # the process finished an item (a replacement of it would be worth it)
         failed = self.runner.exits.emit_many(emits)
         with self._lock:
             for (delivery, outputs, final), error in zip(emits, failed):
@@ -298,10 +308,7 @@ class Unit:
 
     def _handle(self, message: tuple) -> None:
         kind = message[0]
-        if kind == "taken":  # the items an instance holds now (any taken and settled since need no word)
-            with self._lock:
-                self._taken.update(seq for seq in message[1] if seq in self._outstanding)
-        elif kind == "stored":
+        if kind == "stored":
             self.runner.exits.stored([self._delivery(seq) for seq in message[1]])
             with self._lock:
                 self.counts.stored += len(message[1])
@@ -327,7 +334,6 @@ class Unit:
     def _settled(self, seq: int) -> None:
         """Under the lock: the item is done with; its room goes to the next."""
         self._outstanding.pop(seq, None)
-        self._taken.discard(seq)
         if len(self._outstanding) < self.runner.group.spec.instances and self.window < WINDOW_MAX \
                 and self.runner.group.input.qsize():
             self.window *= 2  # the process was about to idle while work waits: send it more at a time
@@ -361,33 +367,36 @@ class Unit:
         """The pipe closed. After "bye" the process is done; otherwise it died: dead-letter what its
         instances had taken and start a replacement for the rest. True when a replacement runs."""
         process = self.process
-        process.join(JOIN_TIMEOUT_S)
+        why = self._stopped(process)
         with self._send_lock:
             if self._bye:
                 self._give_back()
                 self._end("no instance of the worker process was left to take it (they had crashed)")
                 return False
-            why, self._ended_why = self._ended_why or _died(process.exitcode), None
+            why, self._ended_why = self._ended_why or why, None
+            held, _ = self._split()
             with self._lock:
-                taken = [(seq, self._outstanding[seq].item) for seq in sorted(self._taken) if seq in self._outstanding]
                 self._busy_before = (self.counts.busy_s, self.counts.blocked_s)
             logger.error("%s (pid %s) died (%s) holding %d item(s); they are dead-lettered", self.name, process.pid,
-                         why, len(taken))
-            for seq, _ in taken:
+                         why, len(held))
+            for seq in held:
                 self._settle_dead(seq, f"crashed: worker process {self.name} died ({why}) with this item in hand",
                                   attempts=1, kind="crashed")
             self.crashes += 1
             self.crash = self.crash or ChildCrash(f"worker process {self.name} died ({why})")
-            if self.restarts >= MAX_RESTARTS or self.runner.stopping:
+            self.restarts = 0 if self._progress else self.restarts + 1
+            if self.restarts > MAX_RESTARTS or self.runner.stopping:
+                self._give_back()
                 self._end(f"worker process {self.name} died ({why}) and was not replaced "
-                          f"({self.restarts} of {MAX_RESTARTS} restarts used)")
+                          + ("(the run is stopping)" if self.runner.stopping else
+                             f"({MAX_RESTARTS + 1} in a row died before finishing an item)"))
                 return False
-            self.restarts += 1
             self._spawn()
             with self._lock:
                 waiting = sorted(self._outstanding.items())
-            logger.warning("%s: replaced by pid %s (restart %d of %d); %d item(s) sent to it again", self.name,
-                           self.process.pid, self.restarts, MAX_RESTARTS, len(waiting))
+            logger.warning("%s: replaced by pid %s (restart %d in a row without an item finished, of %d); "
+                           "%d item(s) it was sent and not working on sent to it", self.name, self.process.pid,
+                           self.restarts, MAX_RESTARTS, len(waiting))
             if waiting:
                 self._send(pickle.dumps(("pairs", [(seq, delivery.item) for seq, delivery in waiting]),
                                         protocol=pickle.HIGHEST_PROTOCOL))
@@ -395,13 +404,35 @@ class Unit:
                 self._send(pickle.dumps(("done",)))
             return True
 
+    def _stopped(self, process: Any) -> str:
+        """The pipe closed: wait for the process to be gone, killing it if it lingers, and say why it ended.
+        After its goodbye it is exiting; without one, a process still running with its pipe closed is killed
+        at once (after a moment for an exit under way): nothing may finish items the runner gives up on."""
+        process.join(JOIN_TIMEOUT_S if self._bye else PIPE_CLOSED_GRACE_S)
+        if not process.is_alive():
+            return _died(process.exitcode)
+        logger.error("%s (pid %s) is still running after its pipe to the runner closed; killing it", self.name,
+                     process.pid)
+        process.kill()
+        process.join(JOIN_TIMEOUT_S)
+        return "its pipe to the runner closed while it still ran; killed"
+
+    def _split(self) -> tuple[list[int], list[int]]:
+        """The outstanding seqs the process's instances were working on (in its slots), and the others. Read
+        once it is dead: nothing changes the slots then."""
+        with self._lock:
+            held = set(self._slots) & self._outstanding.keys()
+            others = self._outstanding.keys() - held
+        return sorted(held), sorted(others)
+
     def _give_back(self) -> None:
-        """The process ended with items no instance had taken (its instances crashed): they go back to the
-        group's input for its other processes, if any is still running."""
+        """The process ended with items no instance had taken: they go back to the group's input for its
+        other processes, if any is still running."""
         if not any(unit is not self and not unit.finished for unit in self.runner.units):
             return
+        _, untaken = self._split()
         with self._lock:
-            left = [self._outstanding.pop(seq) for seq in sorted(self._outstanding) if seq not in self._taken]
+            left = [self._outstanding.pop(seq) for seq in untaken]
             self.counts.received -= len(left)
         if left:
             logger.warning("%s: %d item(s) its instances never took go back to the group's other processes",
@@ -410,13 +441,11 @@ class Unit:
 
     def _end(self, why_left: str) -> None:
         """Under the send lock: the unit is over; what it still holds is dead-lettered."""
-        with self._lock:
-            left = [(seq, seq in self._taken) for seq in sorted(self._outstanding)]
-        for seq, taken in left:  # as in one process: held by a crashed instance, or merely queued for it
-            if taken:
-                self._settle_dead(seq, f"crashed: {why_left}", attempts=1, kind="crashed")
-            else:
-                self._settle_dead(seq, f"not processed: {why_left}", attempts=0, kind="stopping")
+        held, untaken = self._split()
+        for seq in held:  # as in one process: held by a crashed instance, or merely queued for it
+            self._settle_dead(seq, f"crashed: {why_left}", attempts=1, kind="crashed")
+        for seq in untaken:
+            self._settle_dead(seq, f"not processed: {why_left}", attempts=0, kind="stopping")
         with self._lock:
             self.finished = True
             self._room.notify_all()

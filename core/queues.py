@@ -61,6 +61,10 @@ class Delivery:
         return f"Delivery({self.item!r})"
 
 
+#: Called under a queue's lock with the Delivery being taken (see LocalQueue.get).
+Hold = Callable[[Delivery], None]
+
+
 class LocalQueue:
     """The in-process transport: a named bounded FIFO whose blocked put/get wake at once on close.
 
@@ -191,8 +195,12 @@ class LocalQueue:
             self._not_empty.notify_all()
             self._wake_async(None)
 
-    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
         """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing.
+
+        `hold`, if given, receives the Delivery under the queue's lock, before get() returns: the taker's
+        books have it from the very moment it left the queue (so a forced exit, which freezes the queue
+        first, finds every item either in the queue or in someone's hand, never in between).
 
         `wake_at`: a reader filling a batch may sleep until that many items are queued (its batch's room),
         so it is woken once per batch instead of once per item (each wake-up of a thread costs a context
@@ -204,7 +212,7 @@ class LocalQueue:
         wake_at = min(max(wake_at, 1), self.maxsize - self._refill_at + 1)
         with self._not_empty:
             if self._ready(wake_at):
-                return self._take()
+                return self._take(hold)
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             self._waiting(wake_at, +1)
             try:
@@ -219,7 +227,7 @@ class LocalQueue:
                     self._not_empty.wait(remaining)
             finally:
                 self._waiting(wake_at, -1)
-            return self._take()
+            return self._take(hold)
 
     def _ready(self, wake_at: int) -> bool:
         """Under the lock: whether a reader asking for `wake_at` items should take one now."""
@@ -267,12 +275,12 @@ class LocalQueue:
             self._not_full.notify_all()
             return items, False
 
-    def get_or_wait(self, loop: Any) -> Delivery | Any:
+    def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:
         """For an asyncio task, in its loop: the next delivery (or DONE) at once, or a future that the next
         put, put_done or close resolves (then ask again); forget_waiter() it if you stop waiting."""
         with self._lock:
             if self._items and not self._frozen:
-                return self._take()
+                return self._take(hold)
             if self._closed and not self._frozen:
                 return DONE
             future = loop.create_future()
@@ -288,11 +296,11 @@ class LocalQueue:
             if len(self._async_waiters) == waiting and self._items:
                 self._wake_async(1)
 
-    def get_nowait(self) -> Delivery | Any:
+    def get_nowait(self, hold: Hold | None = None) -> Delivery | Any:
         """get() without waiting."""
         with self._lock:
             if self._items and not self._frozen:
-                return self._take()
+                return self._take(hold)
             if self._closed and not self._frozen:
                 return DONE
         raise Empty
@@ -352,7 +360,7 @@ class LocalQueue:
             if count is not None:
                 count -= 1
 
-    def _take(self) -> Delivery | Any:
+    def _take(self, hold: Hold | None = None) -> Delivery | Any:
         item = self._items.popleft()
         if self.maxsize - len(self._items) >= self._refill_at:
             notify_all(self._not_full)
@@ -360,7 +368,10 @@ class LocalQueue:
             self._dones -= 1
             return DONE
         self.get_count += 1
-        return Delivery(item)
+        delivery = Delivery(item)
+        if hold is not None:
+            hold(delivery)
+        return delivery
 
 
 def _resolve(future: Any) -> None:

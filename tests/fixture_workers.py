@@ -452,3 +452,54 @@ class AsyncGauge(Worker):
         finally:
             gauge[0] -= 1
         return item
+
+
+class DiesOn(Worker):
+    """Passes items on, but its whole worker process dies on each item in `die_on` (SIGKILL by default, as the OOM
+    killer or a segfault in a C library would; or `os._exit(exit_code)`), before anything of that item is sent."""
+
+    def __init__(self, *, die_on: list[int] = (), exit_code: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on = set(die_on)
+        self.exit_code = exit_code
+
+    def process(self, item: int) -> int:
+        if item in self.on:
+            if self.exit_code:
+                os._exit(self.exit_code)
+            os.kill(os.getpid(), 9)
+        return item
+
+
+def _connections() -> list[Any]:
+    """The multiprocessing connections the frames of this process's threads hold (a worker process's pipe)."""
+    import multiprocessing.connection
+    import sys
+    found = {}
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            for value in frame.f_locals.values():
+                if isinstance(value, multiprocessing.connection.Connection):
+                    found[id(value)] = value
+            frame = frame.f_back
+    return list(found.values())
+
+
+class ClosesItsPipe(Worker):
+    """On item `at`, shuts its worker process's pipe to the runner down while the process stays alive (its exit
+    on the pipe's end is held back), sleeps `sleep_s`, then records the item under `key` as a sink would: a
+    process the runner gave up on must be killed before it does that."""
+
+    def __init__(self, *, at: int = 0, key: str = "", sleep_s: float = 8.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.at, self.key, self.sleep_s = at, key, sleep_s
+
+    def process(self, item: int) -> int:
+        if item == self.at:
+            import socket
+            os._exit = lambda code: threading.Event().wait()  # the process outlives its pipe (a stuck exit)
+            for conn in _connections():
+                socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
+            time.sleep(self.sleep_s)
+            _record(_items, self.key, item)
+        return item

@@ -142,7 +142,7 @@ def test_a_worker_process_killed_mid_item_loses_only_what_it_held(tmp_path):
         fixture_workers.wait_collected(key, 6, timeout_s=30)  # both processes are at work
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        replaced = run.wait_log(r"Stage-p0: replaced by pid (\d+) \(restart 1 of 3\)")
+        replaced = run.wait_log(r"Stage-p0: replaced by pid (\d+) \(restart")
         replaced_in_s = time.monotonic() - killed
         code = run.wait()
     no_process_left(run)
@@ -349,3 +349,50 @@ def test_a_worker_process_does_not_load_the_config_stack(tmp_path):
 
     assert code == 0, run.log()[-3000:]
     assert sorted(fixture_workers.collected(key)) == [[n, False] for n in range(4)]  # PyYAML: 18 ms a process
+
+
+@pytest.mark.parametrize("exit_code", [0, 3], ids=["SIGKILL", "os._exit"])
+def test_a_poison_item_costs_only_itself(tmp_path, exit_code):
+    """A worker process that dies on item 3 of 10 (one process, one instance): item 3 is dead-lettered as
+    crashed after one delivery, the replacement takes the rest, and the other 9 are stored."""
+    key = str(tmp_path / "sink")
+    with Run(tmp_path, pipeline(key, "DiesOn", items=10, processes=1, instances=1, die_on=[3],
+                                exit_code=exit_code)) as run:
+        code = run.wait()
+    no_process_left(run)
+
+    letters = accounted(run, key, 10)
+    assert [(letter["item"], letter["kind"]) for letter in letters] == [(3, "crashed")], letters
+    assert sorted(fixture_workers.collected(key)) == [n for n in range(10) if n != 3]
+    assert run.log().count("replaced by pid") == 1  # one restart, not every restart used up on item 3
+    assert code == 1 and run.stats["groups"]["Stage"]["crashed"] == 1
+
+
+def test_worker_processes_dying_on_two_items_of_2000_lose_only_those(tmp_path):
+    key = str(tmp_path / "sink")
+    with Run(tmp_path, pipeline(key, "DiesOn", items=2000, processes=2, instances=2, maxsize=1000,
+                                die_on=[500, 1500], exit_code=3)) as run:
+        code = run.wait()
+    no_process_left(run)
+
+    letters = accounted(run, key, 2000)
+    assert sorted((letter["item"], letter["kind"]) for letter in letters) == [(500, "crashed"), (1500, "crashed")]
+    assert all("exit code 3" in letter["error"] for letter in letters)
+    assert code == 1 and run.stats["groups"]["Stage"]["crashed"] == 2
+
+
+def test_a_worker_process_whose_pipe_closed_is_killed_before_it_is_replaced(tmp_path):
+    key = str(tmp_path / "sink")
+    marks = str(tmp_path / "after-pipe")
+    with Run(tmp_path, pipeline(key, "ClosesItsPipe", items=10, processes=1, instances=1, at=2, key=marks,
+                                sleep_s=8.0)) as run:
+        old = int(run.wait_log(r"Stage-p0: worker process started \(pid (\d+)\)").group(1))
+        run.wait_log(r"Stage-p0: replaced by pid")
+        assert old not in processes_marked(run.marker), "replaced while the old process was still running"
+        code = run.wait()
+    no_process_left(run)
+
+    letters = accounted(run, key, 10)
+    assert [(letter["item"], letter["kind"]) for letter in letters] == [(2, "crashed")]
+    assert fixture_workers.collected(marks) == []  # the item dead-lettered as crashed was never finished too
+    assert code == 1
