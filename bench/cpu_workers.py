@@ -35,8 +35,8 @@ class Spin(Worker):
 class PacedStamps(Worker):
     """A source: input value n is emitted at start + n x interval_s, as the time.monotonic() it left.
 
-    Not a generator: a generator's outputs go on in chunks (core/loop.py CHUNK), which would hold
-    each stamp until the chunk fills; one input value per item goes on at once.
+    Not a generator: a generator's outputs go on only once it has finished (core/spool.py), which would
+    hold every stamp until the last; one input value per item goes on at once.
     """
 
     def __init__(self, *, interval_s: float = 0.02, start_delay_s: float = 0.0, **kwargs: Any) -> None:

@@ -43,6 +43,7 @@ class ChildSpec:
     unit: int  # which of the group's processes this is (0-based)
     log_level: int
     mode: str  # threads | async
+    json_outputs: bool = False  # an output queue is in Redis: outputs must be what JSON carries
 
 
 class Outbox:
@@ -195,9 +196,16 @@ class ChildExits:
     """Where an instance's items go: back to the parent, which puts them downstream and keeps the books. An
     item's slot is cleared once its outcome is in the outbox."""
 
-    def __init__(self, outbox: Outbox, slots: Slots) -> None:
+    def __init__(self, outbox: Outbox, slots: Slots, *, json_outputs: bool = False) -> None:
         self.outbox = outbox
         self.slots = slots
+        self._json = json_outputs
+
+    def check(self, outputs: list[Any]) -> None:
+        """ItemError when an output cannot go to every output queue (the parent puts them there)."""
+        if self._json:
+            from core.group import check_json
+            check_json(outputs)
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         seq, slot = delivery.token
@@ -286,7 +294,7 @@ def _build(spec: ChildSpec, outbox: Outbox, slots: Slots):
     queue.on_reject = lambda pair: _not_processed(pair[0], outbox)  # closed when the run stops
     inbox = ChildInbox(queue, slots)
     group = WorkerGroup(worker_spec, input=queue, dead_letters=None)
-    exits = ChildExits(outbox, slots)
+    exits = ChildExits(outbox, slots, json_outputs=spec.json_outputs)
     first = spec.unit * worker_spec.instances
     instances = []
     for index in range(first, first + worker_spec.instances):

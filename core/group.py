@@ -6,6 +6,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from core import codec
+from core.errors import ItemError
 from core.ledger import Counts, DeadLetters
 from core.queues import Delivery, LocalQueue
 
@@ -145,6 +147,12 @@ class LocalExits:
         self.group = group
         self.outputs = group.outputs
         self.input = group.input
+        self._json = any(getattr(queue, "is_redis", False) for queue in self.outputs)
+
+    def check(self, outputs: list[Any]) -> None:
+        """ItemError when an output cannot go to every output queue (a Redis queue takes what JSON carries)."""
+        if self._json:
+            check_json(outputs)
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         blocked_s = 0.0
@@ -190,3 +198,12 @@ class LocalExits:
                                                 attempts=attempts, kind=kind)
         self.input.ack(delivery)
         return written
+
+
+def check_json(outputs: list[Any]) -> None:
+    """ItemError when one of `outputs` is something JSON cannot carry (a Redis queue takes only JSON)."""
+    for output in outputs:
+        try:
+            codec.dumps(output)
+        except codec.NotEncodable as exc:
+            raise ItemError(f"cannot be written to a Redis queue: {exc}") from None

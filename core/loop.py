@@ -11,20 +11,17 @@ import inspect
 import logging
 import threading
 import time
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Protocol
 
 from core.collector import startup_gc
 from core.errors import ItemError, Returned
 from core.ledger import Counts
 from core.queues import DONE, Delivery, Empty
 from core.batching import Batch
+from core.spool import Spool
 from core.worker import BatchWorker, Worker
 
 logger = logging.getLogger(__name__)
-
-#: A generator's outputs go on in chunks of this many as it yields them, so one item that yields a
-#: million records never holds them all (a stalled sink keeps memory flat).
-CHUNK = 64
 
 
 class Inbox(Protocol):
@@ -36,9 +33,14 @@ class Inbox(Protocol):
 class Exits(Protocol):
     """Where an instance's items go, and how they are settled with their transport."""
 
+    def check(self, outputs: list[Any]) -> None:
+        """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only what
+        JSON carries); nothing is sent. Called on a generator's outputs that go to disk while it runs."""
+
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         """Send every output to every output queue; with `final`, the delivery is then settled. Raise only
-        before anything was sent. Return the seconds spent waiting for room downstream."""
+        before anything was sent. Return the seconds spent waiting for room downstream. An item's outputs
+        come in one call, or, past core.spool.MEMORY_OUTPUTS, in parts (`final` False) once it has finished."""
 
     async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         """emit() without blocking an event loop."""
@@ -124,16 +126,17 @@ class Instance:
                 try:
                     result = self.worker.process(delivery.item)
                     if inspect.isasyncgen(result):
-                        chunk = []
-                        async for output in result:
-                            chunk.append(output)
-                            if len(chunk) >= CHUNK:
-                                await self._asend(delivery, chunk, sent)
-                                chunk = []
-                        outputs = chunk
+                        spool = Spool(self.exits.check)
+                        try:
+                            async for output in result:
+                                spool.add(output)
+                            for chunk, final in _parts(spool):  # once it has finished, not before
+                                await self._asend(delivery, chunk, sent, final=final)
+                        finally:
+                            spool.close()
                     else:
                         outputs = _outputs(await result if inspect.isawaitable(result) else result)
-                    await self._asend(delivery, outputs, sent, final=True)
+                        await self._asend(delivery, outputs, sent, final=True)
                 except Returned:
                     self._returned(delivery)
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
@@ -186,16 +189,16 @@ class Instance:
         try:
             result = self.worker.process(delivery.item)
             if inspect.isgenerator(result):
-                chunk = []
-                for output in result:
-                    chunk.append(output)
-                    if len(chunk) >= CHUNK:
-                        self._send(delivery, chunk, sent)
-                        chunk = []
-                outputs = chunk
+                spool = Spool(self.exits.check)
+                try:
+                    for output in result:
+                        spool.add(output)
+                    for chunk, final in _parts(spool):  # once it has finished, not before
+                        self._send(delivery, chunk, sent, final=final)
+                finally:
+                    spool.close()
             else:
-                outputs = _outputs(result)
-            self._send(delivery, outputs, sent, final=True)
+                self._send(delivery, _outputs(result), sent, final=True)
         except Returned:
             self._returned(delivery)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
@@ -278,6 +281,16 @@ class Instance:
             self._batch.clear()
         self.finished = True
         self._on_exit(self)
+
+
+def _parts(spool: Spool) -> Iterator[tuple[list[Any], bool]]:
+    """A finished generator's outputs as (chunk, final): one chunk when they fit in memory."""
+    chunks = spool.chunks()
+    chunk = next(chunks)
+    for following in chunks:
+        yield chunk, False
+        chunk = following
+    yield chunk, True
 
 
 def _outputs(result: Any) -> list[Any]:

@@ -159,7 +159,8 @@ class Unit:
 
     def _spawn(self) -> None:
         spec = ChildSpec(worker=self.runner.worker_spec, pipeline_path=self.runner.pipeline_path, unit=self.number,
-                         log_level=logging.getLogger().getEffectiveLevel(), mode=self.runner.inner)
+                         log_level=logging.getLogger().getEffectiveLevel(), mode=self.runner.inner,
+                         json_outputs=any(getattr(queue, "is_redis", False) for queue in self.runner.group.outputs))
         parent_end, child_end = self.runner.context.Pipe(duplex=True)
         self._slots[:] = [-1] * len(self._slots)  # the previous process (if any) is dead: nothing else writes them
         self._progress = False

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from core import codec
 from core.errors import ItemError, Returned
+from core.group import check_json
 from core.queues import Delivery
 from core.redact import redact
 from core.redis_run import RedisLost
@@ -151,6 +152,10 @@ class RedisExits:
         self.local = [queue for queue in group.outputs if not getattr(queue, "is_redis", False)]
         self._parts: dict[int, list[Any]] = {}  # a generator's outputs, held until its item is settled
         self.input.on_dead = lambda item, error, kind: group.abandon([item], error, kind=kind, received=True)
+
+    def check(self, outputs: list[Any]) -> None:
+        """ItemError when an output cannot go to every output queue (Redis takes what JSON carries)."""
+        check_json(outputs)
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         if not final:  # one atomic step per item: a generator's outputs wait for its last one

@@ -503,3 +503,18 @@ class ClosesItsPipe(Worker):
             time.sleep(self.sleep_s)
             _record(_items, self.key, item)
         return item
+
+
+class YieldMany(Worker):
+    """Yields `count` outputs for each item (item * 100000 + n), then fails if `fail`; with `bad_at`, that output
+    is a lock, which neither pickle nor JSON can carry."""
+
+    def __init__(self, *, count: int = 100, fail: bool = False, bad_at: int = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.count, self.fail, self.bad_at = count, fail, bad_at
+
+    def process(self, item: int):
+        for n in range(self.count):
+            yield threading.Lock() if n == self.bad_at else item * 100000 + n
+        if self.fail:
+            raise ItemError(f"failed after yielding {self.count} outputs for {item}")

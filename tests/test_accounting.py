@@ -310,3 +310,49 @@ def test_the_first_status_line_already_has_a_rate_and_an_eta():
 
     assert rates == {"Stage": 5.0}
     assert eta == 10.0
+
+
+# --- a generator's outputs: all or nothing ---------------------------------------------------------------
+
+@pytest.mark.parametrize("count", [100, 3000], ids=["past-a-chunk", "past-memory"])
+def test_nothing_a_failing_generator_yielded_goes_on(tmp_path, key, count):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Many": 50},
+        source("Source", [1, 2], "Numbers"),
+        stage("Explode", "YieldMany", "Numbers", ["Many"], count=count, fail=True),
+        stage("Sink", "Collect", "Many", key=key),
+    ))
+
+    assert fixture_workers.collected(key) == []
+    records = dead_letters(tmp_path)
+    assert sorted(items_of(records)) == [1, 2] and {r["kind"] for r in records} == {"failed"}
+    assert all("had gone on" not in r["error"] for r in records)
+    assert groups(report)["Explode"].emitted == 0 and groups(report)["Sink"].received == 0
+    assert_accounted(report)
+
+
+def test_a_generator_past_memory_sends_every_output_once_it_has_finished(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Many": 50},
+        source("Source", [1, 2], "Numbers"),
+        stage("Explode", "YieldMany", "Numbers", ["Many"], count=3000),
+        stage("Sink", "Collect", "Many", key=key),
+    ))
+
+    assert sorted(fixture_workers.collected(key)) == [i * 100000 + n for i in (1, 2) for n in range(3000)]
+    assert report.exit_code == 0 and groups(report)["Explode"].emitted == 6000
+    assert_accounted(report)
+
+
+def test_an_output_no_queue_can_take_past_memory_fails_its_item_before_anything_is_sent(tmp_path, key):
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 5, "Many": 50},
+        source("Source", [1, 2], "Numbers"),
+        stage("Explode", "YieldMany", "Numbers", ["Many"], count=2000, bad_at=1500),
+        stage("Sink", "Collect", "Many", key=key),
+    ))
+
+    assert fixture_workers.collected(key) == []
+    records = dead_letters(tmp_path)
+    assert sorted(items_of(records)) == [1, 2] and {r["kind"] for r in records} == {"failed"}
+    assert_accounted(report)
