@@ -31,13 +31,17 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def add(self, delivery: Delivery) -> None:
-        """Hold one more item; write the batch once it is full or old enough."""
+    def add(self, delivery: Delivery) -> bool:
+        """Hold one more item; True when the batch is to be written now: it is full, or old enough (then the
+        loop first fills it with what is queued by now, see Instance._top_up)."""
         if not self._items:
             self._due = self._clock() + self.worker.flush_interval_s
         self._items.append(delivery)
-        if len(self._items) >= self.worker.batch_size or self._clock() >= self._due:
-            self.flush()
+        return self.full() or self._clock() >= self._due
+
+    def full(self) -> bool:
+        """True once the batch holds batch_size items."""
+        return len(self._items) >= self.worker.batch_size
 
     def room(self) -> int:
         """How many more items the batch takes before it is written."""

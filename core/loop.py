@@ -87,7 +87,11 @@ class Instance:
                 self.counts.received += 1
                 if self._batch is not None:
                     self._held[id(delivery)] = delivery
-                    self._batch.add(delivery)
+                    if self._batch.add(delivery):
+                        ended = not self._batch.full() and self._top_up(inbox)
+                        self._batch.flush()
+                        if ended:
+                            break
                 else:
                     self._current = delivery
                     self._handle(delivery)
@@ -183,6 +187,21 @@ class Instance:
                 else:
                     self.worker.on_idle()
                 self.counts.busy_s += time.perf_counter() - started
+
+    def _top_up(self, inbox: Inbox) -> bool:
+        """A batch fell due before it was full: what is queued by now goes into it (up to its size) before it
+        is written, without waiting; True when a DONE came instead."""
+        while not self._batch.full():
+            try:
+                delivery = inbox.get(0)
+            except Empty:
+                return False
+            if delivery is DONE:
+                return True
+            self.counts.received += 1
+            self._held[id(delivery)] = delivery
+            self._batch.add(delivery)
+        return False
 
     def _handle(self, delivery: Delivery) -> None:
         sent = [0]

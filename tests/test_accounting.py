@@ -356,3 +356,21 @@ def test_an_output_no_queue_can_take_past_memory_fails_its_item_before_anything_
     records = dead_letters(tmp_path)
     assert sorted(items_of(records)) == [1, 2] and {r["kind"] for r in records} == {"failed"}
     assert_accounted(report)
+
+
+def test_a_batch_falling_due_is_written_with_everything_queued_by_then(tmp_path, key):
+    # A batch under way waits for its room to fill or for flush_interval_s; once due it must take what is queued
+    # then, not one item (the shipped sink at requests_per_second 5 stored ~2 rows a second, 20-30 s late).
+    # The producer goes on for ~1 s (100 items 10 ms apart): about 4 batches are due in that time.
+    executor, report = run(tmp_path, pipeline(
+        {"Numbers": 1000, "Paced": 1000},
+        source("Source", range(100), "Numbers"),
+        stage("Pace", "Slow", "Numbers", ["Paced"], delay_s=0.01),
+        stage("Store", "BatchCollect", "Paced", key=key, batch_size=500, flush_interval_s=0.3),
+    ))
+
+    written = fixture_workers.batches(key)
+    assert sorted(item for batch in written for item in batch) == list(range(100))
+    # Each batch that fell due holds what came in its 0.3 s (~30); before, 2 each until the DONE came.
+    assert all(len(batch) >= 5 for batch in written[:-1]), [len(batch) for batch in written]
+    assert_accounted(report)
