@@ -57,6 +57,7 @@ class YamlPipelineExecutor(threading.Thread):
         self.dead_letters = DeadLetters(Path(dead_letter_path or _default_dead_letter_path(self.spec.name)),
                                         self.spec.name)
         self.stop_event = threading.Event()
+        self._stop_lock = threading.Lock()  # one stop request acts; any other (a signal, Redis lost) returns
         self.stop_signal: int | None = None
         self.report: RunReport | None = None
         self._changed = threading.Event()
@@ -76,13 +77,14 @@ class YamlPipelineExecutor(threading.Thread):
     def request_stop(self, signal_number: int | None = None) -> None:
         """Stop taking new work: the sources' values not yet taken and every queue not read by a sink are
         closed (what they hold is dead-lettered), the items in hand finish, sinks store what reaches them,
-        and DONE then ends every stage as usual."""
-        if self.stop_event.is_set():
-            return
-        self.stop_signal = signal_number
+        and DONE then ends every stage as usual. Safe to call from any thread, any number of times."""
+        with self._stop_lock:
+            if self.stop_event.is_set():
+                return
+            self.stop_signal = signal_number
+            self.stop_event.set()
         logger.warning("stop requested%s: finishing items in hand, dead-lettering what is queued",
                        f" by signal {signal_number}" if signal_number else "")
-        self.stop_event.set()
         for group in self.groups.values():
             shared = getattr(group.input, "keeps_unsettled", False)  # a Redis queue: others read it on
             group.runner.stop(close_input=bool(group.outputs) or shared)

@@ -6,10 +6,14 @@ needs to settle it later (nothing here; a stream entry's id for Redis).
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
+
+
+logger = logging.getLogger(__name__)
 
 
 class _Done:
@@ -83,6 +87,7 @@ class LocalQueue:
         self._not_full = threading.Condition(self._lock)
         self._closed = False
         self._frozen = False
+        self._rejecting = 0  # close() calls handing refused items to on_reject: readers wait for the end
         self._async_waiters: deque[tuple[Any, Any]] = deque()  # (event loop, future) of tasks waiting for items
         self._dones = 0  # DONE markers in _items, so qsize() need not scan
         #: A producer waiting for room is woken once a quarter of the queue is free, not at every free slot:
@@ -217,7 +222,7 @@ class LocalQueue:
             self._waiting(wake_at, +1)
             try:
                 while not self._ready(wake_at):
-                    if self._closed and not self._frozen and not self._items:
+                    if self._ended():
                         return DONE
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -228,6 +233,10 @@ class LocalQueue:
             finally:
                 self._waiting(wake_at, -1)
             return self._take(hold)
+
+    def _ended(self) -> bool:
+        """Under the lock: closed with nothing left to take, and every item it refused recorded."""
+        return self._closed and not self._frozen and not self._items and not self._rejecting
 
     def _ready(self, wake_at: int) -> bool:
         """Under the lock: whether a reader asking for `wake_at` items should take one now."""
@@ -254,7 +263,7 @@ class LocalQueue:
             self._waiting(1, +1)
             try:
                 while not self._items or self._frozen:
-                    if self._closed and not self._frozen:
+                    if self._ended():
                         return [], True
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -281,7 +290,7 @@ class LocalQueue:
         with self._lock:
             if self._items and not self._frozen:
                 return self._take(hold)
-            if self._closed and not self._frozen:
+            if self._ended():
                 return DONE
             future = loop.create_future()
             self._async_waiters.append((loop, future))
@@ -301,7 +310,7 @@ class LocalQueue:
         with self._lock:
             if self._items and not self._frozen:
                 return self._take(hold)
-            if self._closed and not self._frozen:
+            if self._ended():
                 return DONE
         raise Empty
 
@@ -310,19 +319,36 @@ class LocalQueue:
 
     def close(self) -> int:
         """Refuse further puts, wake every waiter, hand queued items to on_reject; return their count.
-        A frozen queue thaws: its waiters see it closed."""
+        A frozen queue thaws: its waiters see it closed. If the handler raised, the first error is raised once
+        every item was handed to it.
+
+        The handler runs outside the lock (it records each item: a file, a group's books, perhaps this queue's
+        size), each item on its own, so one it fails on cannot cost the others; no reader sees the queue ended
+        until every item was handed over, so its group's count is whole when its readers end."""
         with self._lock:
             self._closed = True
             self._frozen = False
             left = [item for item in self._items if item is not DONE]
             self._items.clear()
             self._dones = 0
-            # Recorded before any reader can see the queue closed and end: its group's count is whole.
+            self._rejecting += 1
+            self._not_full.notify_all()  # producers see it closed: what they put is rejected
+        failed: Exception | None = None
+        try:
             for item in left:
-                self.on_reject(item)
-            self._not_empty.notify_all()
-            self._not_full.notify_all()
-            self._wake_async(None)
+                try:
+                    self.on_reject(item)
+                except Exception as exc:  # noqa: BLE001 - the others must still be recorded; raised below
+                    logger.critical("%s: an item refused by the closed queue could not be recorded: %r", self.name,
+                                    item, exc_info=True)
+                    failed = failed or exc
+        finally:
+            with self._lock:
+                self._rejecting -= 1
+                self._not_empty.notify_all()
+                self._wake_async(None)
+        if failed is not None:
+            raise failed
         return len(left)
 
     def freeze(self) -> list[Any]:

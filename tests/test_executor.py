@@ -524,3 +524,27 @@ def test_done_is_not_an_item(tmp_path, key):
     assert DONE not in fixture_workers.collected(key)
     assert sorted(fixture_workers.collected(key)) == [0, 1, 2]
     assert queues(report)["Numbers"].taken == 3
+
+
+@pytest.mark.parametrize("mode", ["threads"])
+def test_concurrent_stop_requests_stop_the_run_once(tmp_path, key, monkeypatch):
+    import yaml_reader
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(pipeline({"Numbers": 5}, source("Source", range(3), "Numbers"),
+                             stage("Sink", "Collect", "Numbers", key=key)))
+    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl")
+    stops, go = [], threading.Event()
+    for group in executor.groups.values():
+        monkeypatch.setattr(group.runner, "stop", lambda close_input, name=group.name: stops.append(name))
+    warn = yaml_reader.logger.warning
+    monkeypatch.setattr(yaml_reader.logger, "warning", lambda *a, **k: (time.sleep(0.05), warn(*a, **k)))
+    callers = [threading.Thread(target=lambda: (go.wait(5), executor.request_stop(15))) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    go.set()
+    for caller in callers:
+        caller.join(JOIN_TIMEOUT_S)
+        assert not caller.is_alive()
+
+    assert sorted(stops) == ["Sink", "Source"]  # each group told once
