@@ -152,7 +152,12 @@ class YamlPipelineExecutor(threading.Thread):
         finally:
             if self.distributed is not None and self.distributed.run.lost is not None:
                 reason, error = "failed", str(self.distributed.run.lost)
-            self._finish()
+            try:
+                self._finish()
+            except Exception as exc:  # noqa: BLE001 - the run still gets its report, with this as its error
+                logger.exception("finishing the run failed")
+                if error is None:
+                    reason, error = "failed", f"finishing the run failed: {type(exc).__name__}: {exc}"  # made one line
             self.report = self._report(reason, error, time.monotonic() - started,
                                        self.stop_signal if reason == "interrupted" else None)
 

@@ -128,6 +128,9 @@ def run_locked(executor, args: argparse.Namespace, console) -> int:
         run(executor, args, status)
     finally:
         lock.release()
+    if executor.report is None:  # the executor itself failed (logged as an uncaught error): still say so
+        return finish(args, not_run(executor.spec.name, "failed", "the run ended without a report: the runner failed "
+                                    "while it finished (see the log)"))
     return finish(args, executor.report)
 
 
