@@ -65,13 +65,14 @@ class DeadLetters:
         self._file = None
 
     def write(self, *, group: str, item: Any, error: str, attempts: int = 1, kind: str = "failed") -> bool:
-        """Record one item; False (logged loudly, never raised) when the file cannot take it."""
+        """Record one item; False (logged loudly, never raised) when the file cannot take it. The item is
+        written as it is (a replay must run the same item); its error is text, masked."""
         record = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "pipeline": self.pipeline, "group": group, "kind": kind, "item": codec.encode(item, strict=False),
             "error": redact(error), "attempts": attempts,
         }
-        line = redact(json.dumps(record, ensure_ascii=False)) + "\n"
+        line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             try:
                 if self._file is None:
