@@ -299,12 +299,17 @@ class YamlPipelineExecutor(threading.Thread):
         queues = [(q.name, q.qsize(), q.maxsize) for q in self.queues.values()]
         sources = [g for g in self.groups.values() if g.is_source]
         sinks = [g for g in self.groups.values() if not g.outputs]
-        # Known once every source has ended; never here when this process runs no source (--only).
-        total = sum(g.counts().emitted for g in sources) if sources and all(g.finished() for g in sources) else None
+        # Known once every source has ended; never here when this process runs no source (--only). A replay's
+        # items for the other groups go into their queues without any source emitting them: counted in too.
+        replayed = sum(len(items) for _, items in self._preloads)
+        total = (sum(g.counts().emitted for g in sources) + replayed
+                 if sources and all(g.finished() for g in sources) else None)
         # Items dead-lettered on the way never reach a sink, but they are done with too.
         dropped = sum(g.counts().dead_lettered for g in self.groups.values() if not g.is_source and g.outputs)
-        settled = dropped + min((g.counts().processed + g.counts().dead_lettered for g in sinks), default=0)
-        return Snapshot(elapsed, groups, queues, total, settled)
+        sink = min((g.counts() for g in sinks), key=lambda c: c.processed + c.dead_lettered, default=None)
+        settled = dropped + (sink.processed + sink.dead_lettered if sink is not None else 0)
+        dead_lettered = dropped + (sink.dead_lettered if sink is not None else 0)
+        return Snapshot(elapsed, groups, queues, total, settled, dead_lettered)
 
 
 def _default_dead_letter_path(pipeline: str) -> Path:

@@ -18,7 +18,7 @@ from dotenv import load_dotenv
 from core.config import ConfigError, SettingsError
 from core.paths import PROJECT_DIR, data_dir
 from core.logs import parse_log_level, setup_logging
-from core.redact import redact
+from core.redact import redact, redact_data
 from core.report import RunReport
 from core.runlock import RunLock
 
@@ -178,7 +178,8 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
     """Write --stats-json, log the run report, print the one-line summary; return the exit code."""
     if args.stats_json:
         try:
-            Path(args.stats_json).write_text(redact(json.dumps(report.to_dict(), indent=2)) + "\n", encoding="utf-8")
+            Path(args.stats_json).write_text(json.dumps(redact_data(report.to_dict()), indent=2) + "\n",
+                                              encoding="utf-8")
         except OSError as exc:
             logger.error("cannot write --stats-json %s: %s", args.stats_json, exc)
     summary = redact(report.summary())

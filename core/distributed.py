@@ -54,9 +54,8 @@ class Distributed:
         self.solo = not given
         self.run_id = given or time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
         self.url = os.environ.get("REDIS_URL") or DEFAULT_URL
-        from core.redact import register_secret
-        from urllib.parse import urlsplit
-        register_secret(urlsplit(self.url).password)
+        from core.redact import register_url_password
+        register_url_password(self.url)  # as written (URL-encoded) and decoded, as redis-py uses it
         if only and self.solo:
             raise ConfigError([Problem(spec.path, 0, "--only", "runs part of a run that others join: give the "
                                        "run an id they share, --run-id ID (or RUN_ID)")])

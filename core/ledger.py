@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -62,23 +63,20 @@ class DeadLetters:
         self.first_write_error: str | None = None
         self.first_error: str | None = None  # "group: error" of the first item that failed or crashed
         self._lock = threading.Lock()
-        self._file = None
+        self._fd: int | None = None  # opened on first use, appended to with one write per record
 
     def write(self, *, group: str, item: Any, error: str, attempts: int = 1, kind: str = "failed") -> bool:
-        """Record one item; False (logged loudly, never raised) when the file cannot take it."""
+        """Record one item; False (logged loudly with the whole record, never raised) when the file cannot take
+        it. The item is written as it is (a replay must run the same item); its error is text, masked."""
         record = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "pipeline": self.pipeline, "group": group, "kind": kind, "item": codec.encode(item, strict=False),
             "error": redact(error), "attempts": attempts,
         }
-        line = redact(json.dumps(record, ensure_ascii=False)) + "\n"
+        line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             try:
-                if self._file is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("a", encoding="utf-8")
-                self._file.write(line)
-                self._file.flush()
+                self._append(line.encode("utf-8"))
             except OSError as exc:
                 self.write_errors += 1
                 self.first_write_error = self.first_write_error or f"{type(exc).__name__}: {exc}"
@@ -90,12 +88,31 @@ class DeadLetters:
                 self.first_error = f"{group}: {redact(error)}"
             return True
 
+    def _append(self, data: bytes) -> None:
+        """Under the lock: append one whole line, or nothing. A full disk cuts a write short and fails the next
+        one; the file is then cut back to where the line began, so it never ends in a torn line that would make
+        the whole file unreadable to --replay."""
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        start = os.fstat(self._fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError as exc:  # the record is lost either way; say that the file may now end torn
+                logger.error("cutting %s back to its last whole line failed: %s", self.path, exc)
+            raise
+
     def close(self) -> None:
         """Close the file if one was opened."""
         with self._lock:
-            if self._file is not None:
+            if self._fd is not None:
                 try:
-                    self._file.close()
+                    os.close(self._fd)
                 except OSError as exc:
                     logger.error("closing the dead-letter file %s failed: %s", self.path, exc)
-                self._file = None
+                self._fd = None

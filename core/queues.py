@@ -100,9 +100,16 @@ class LocalQueue:
         #                     patient, else every one (they wait for different amounts; each checks its own)
         #: Receives each item refused because the queue is closed (its reader group dead-letters it).
         self.on_reject: Callable[[Any], None] = _drop_nothing
+        #: The queue's ledger. put: items producers put in (so put + refused is what its producers emitted);
+        #: preloaded: items the runner put in itself, beyond maxsize (a replay's, a source's input values);
+        #: refused: items offered once it was closed, handed to on_reject (its reader group dead-letters them);
+        #: taken: items its readers took, and those a close or freeze took out for them (minus any given back).
+        #: So put + preloaded == taken + qsize(), and its reader received taken + refused.
         self.put_count = 0
+        self.preloaded = 0
+        self.refused = 0
         self.get_count = 0
-        self.high_water = 0
+        self.high_water = 0  # the most items waiting at once: above maxsize only by what was preloaded
 
     @property
     def closed(self) -> bool:
@@ -127,6 +134,7 @@ class LocalQueue:
             if not self._closed:
                 self._append(item)
                 return True
+            self.refused += 1
         self.on_reject(item)
         return False
 
@@ -142,6 +150,7 @@ class LocalQueue:
                         self._not_full.wait()
                     waited += time.perf_counter() - began
                 if self._closed:
+                    self.refused += len(items) - start
                     break
                 room = self.maxsize - len(self._items)
                 for item in items[start:start + room]:
@@ -159,6 +168,7 @@ class LocalQueue:
                     return None
                 self._append(item)
                 return True
+            self.refused += 1
         self.on_reject(item)
         return False
 
@@ -171,26 +181,36 @@ class LocalQueue:
                 for item in items[:room]:
                     self._append(item)
                 return min(room, len(items))
+            self.refused += len(items)
         for item in items:
             self.on_reject(item)
         return len(items)
 
     def preload(self, items: Iterable[Any]) -> int:
-        """Append items beyond maxsize (a source's input values, a replay, items given back); return how
-        many went in (a closed queue hands them to on_reject instead)."""
+        """Append items beyond maxsize (a source's input values, a replay), counted as preloaded, not put;
+        return how many went in (a closed queue hands them to on_reject instead)."""
+        items = list(items)
         with self._lock:
-            if self._closed:
-                for item in items:
-                    self.on_reject(item)
-                return 0
-            before = self.put_count
-            for item in items:
-                self._append(item)
-            return self.put_count - before
+            if not self._closed:
+                self.preloaded += self._append_uncounted(items)
+                return len(items)
+            self.refused += len(items)
+        for item in items:  # outside the lock, as in close()
+            self.on_reject(item)
+        return 0
 
     def give_back(self, deliveries: list[Delivery]) -> None:
-        """Items taken and not started go back (a worker process ended before it took them)."""
-        self.preload([delivery.item for delivery in deliveries])
+        """Items taken and not started go back (a worker process ended before it took them): untaken again,
+        not put a second time."""
+        items = [delivery.item for delivery in deliveries]
+        with self._lock:
+            if not self._closed:
+                self.get_count -= self._append_uncounted(items)
+                return
+            self.get_count -= len(items)
+            self.refused += len(items)
+        for item in items:
+            self.on_reject(item)
 
     def put_done(self, count: int) -> None:
         """Append `count` DONE markers; they never wait for room, so ending never blocks."""
@@ -331,6 +351,7 @@ class LocalQueue:
             left = [item for item in self._items if item is not DONE]
             self._items.clear()
             self._dones = 0
+            self.get_count += len(left)  # taken out for the reader group, which dead-letters them
             self._rejecting += 1
             self._not_full.notify_all()  # producers see it closed: what they put is rejected
         failed: Exception | None = None
@@ -361,6 +382,13 @@ class LocalQueue:
             self._dones = 0
             self.get_count += len(left)
             return left
+
+    def _append_uncounted(self, items: list[Any]) -> int:
+        """Under the lock: append `items` as _append does, without counting them as put; return how many."""
+        for item in items:
+            self._append(item)
+        self.put_count -= len(items)
+        return len(items)
 
     def _append(self, item: Any) -> None:
         self._items.append(item)

@@ -27,7 +27,8 @@ FINISH_REASONS = ("finished", "interrupted", "failed", "forced", "config-error",
 
 @dataclass
 class GroupReport:
-    """Final counts of one worker group; received == processed + dead_lettered when nothing was lost."""
+    """Final counts of one worker group: received == processed + dead_lettered + returned + in_flight, and
+    in_flight (received, then neither settled nor given back: lost) is 0 unless something went wrong."""
 
     name: str
     instances: int
@@ -44,18 +45,22 @@ class GroupReport:
     items_per_s: float = 0.0
     stores: bool = False  # a batching sink: `stored` counts rows written (a plain sink only processes)
     mode: str = "threads"  # how its instances ran: threads or async
+    returned: int = 0  # taken, then given back to their queue (or to another owner) unsettled
 
 
 @dataclass
 class QueueReport:
-    """Final counts of one queue."""
+    """Final counts of one queue: put + refused is what its producers emitted, put + preloaded == taken + left,
+    and its reader group received taken + refused (see core.queues.LocalQueue)."""
 
     name: str
     maxsize: int
     put: int
     taken: int
     left: int
-    high_water: int
+    high_water: int  # the most items waiting at once; above maxsize only by what was preloaded
+    preloaded: int = 0  # put in by the runner beyond maxsize: a replay's items
+    refused: int = 0  # offered after it was closed: dead-lettered by its reader group
     full_pct: float = 0.0  # share of samples at 90% of maxsize or more
     nonempty_pct: float = 0.0
     mean_size: float = 0.0
@@ -131,13 +136,14 @@ class RunReport:
 
     def table(self) -> str:
         """The end-of-run report: a row per worker group and per queue, then the hints."""
-        rows = [f"{'group':<24}{'inst':>5}{'received':>10}{'emitted':>9}{'stored':>8}{'failed':>8}"
-                f"{'dead':>6}{'busy%':>7}{'items/s':>9}"]
-        rows += [f"{g.name:<24}{g.instances:>5}{g.received:>10}{g.emitted:>9}{g.stored:>8}{g.failed:>8}"
-                 f"{g.dead_lettered:>6}{g.busy_pct:>7.0f}{g.items_per_s:>9.1f}" for g in self.groups]
-        rows.append(f"{'queue':<24}{'max':>5}{'put':>10}{'taken':>9}{'high':>8}{'full%':>8}{'nonempty%':>11}")
-        rows += [f"{q.name:<24}{q.maxsize:>5}{q.put:>10}{q.taken:>9}{q.high_water:>8}{q.full_pct:>8.0f}"
-                 f"{q.nonempty_pct:>11.0f}" for q in self.queues]
+        rows = [f"{'group':<24}{'inst':>5}{'received':>10}{'done':>8}{'dead':>8}{'emitted':>9}{'stored':>8}"
+                f"{'failed':>8}{'busy%':>7}{'items/s':>9}"]
+        rows += [f"{g.name:<24}{g.instances:>5}{g.received:>10}{g.processed:>8}{g.dead_lettered:>8}{g.emitted:>9}"
+                 f"{g.stored:>8}{g.failed:>8}{g.busy_pct:>7.0f}{g.items_per_s:>9.1f}" for g in self.groups]
+        rows.append(f"{'queue':<24}{'max':>5}{'put':>10}{'preloaded':>10}{'refused':>8}{'taken':>9}{'left':>6}"
+                    f"{'high':>8}{'full%':>7}{'nonempty%':>10}")
+        rows += [f"{q.name:<24}{q.maxsize:>5}{q.put:>10}{q.preloaded:>10}{q.refused:>8}{q.taken:>9}{q.left:>6}"
+                 f"{q.high_water:>8}{q.full_pct:>7.0f}{q.nonempty_pct:>10.0f}" for q in self.queues]
         rows += [f"hint: {hint}" for hint in self.hints]
         return "\n".join(rows)
 
@@ -155,27 +161,36 @@ def _run_summary(run: dict | None) -> str:
 
 
 def _stage(group: GroupReport) -> str:
-    if group.stores:
-        out = f"stored {group.stored}"
-    elif group.sink:
-        out = f"{group.processed} done"
-    else:
-        out = f"{group.emitted} out"
-    done = f"{group.received} in, {out}"
-    failed = f", {group.dead_lettered} dead-lettered" if group.dead_lettered else ""
-    crashed = f", {group.crashed} crashed" if group.crashed else ""
-    return f"{group.name} {done}{failed}{crashed}"
+    """'G 503 in, 501 done, 2 dead-lettered, 501 out': what it received, then where each item went (they add
+    up to what it received), then what it sent on."""
+    done = f"stored {group.stored}" if group.stores else f"{group.processed} done"
+    parts = [f"{group.received} in", done]
+    parts += [f"{count} {what}" for count, what in ((group.dead_lettered, "dead-lettered"),
+                                                    (group.returned, "returned"),
+                                                    (group.in_flight, "unaccounted for")) if count]
+    if not group.sink:
+        parts.append(f"{group.emitted} out")
+    if group.crashed:
+        parts.append(f"{group.crashed} crashed")
+    return f"{group.name} {', '.join(parts)}"
 
 
 class Snapshot(NamedTuple):
     """A run in progress: per group (name, alive, instances, counts), per queue (name, size, maxsize),
-    and progress: `total` items from the sources once they have all ended, `settled` at the sinks."""
+    and progress: `total` items into the pipeline (what the sources emitted once they have all ended, and what
+    a replay put in), `settled` of them done with: stored by a sink, or `dead_lettered` on the way."""
 
     elapsed_s: float
     groups: list[tuple[str, int, int, Counts]]
     queues: list[tuple[str, int, int]]
     total: int | None
     settled: int
+    dead_lettered: int = 0  # of the settled: the rest were stored
+
+    @property
+    def stored(self) -> int:
+        """Settled items that a sink stored (processed)."""
+        return self.settled - self.dead_lettered
 
 
 def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iterable[LocalQueue],
@@ -194,7 +209,7 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iter
             received=counts.received, processed=counts.processed, emitted=counts.emitted, stored=counts.stored,
             failed=counts.failed, dead_lettered=counts.dead_lettered, in_flight=counts.in_flight,
             busy_pct=round(100 * busy, 1), items_per_s=round(rate, 2),
-            stores=any(i.batching for i in group.instances), mode=group.mode))
+            stores=any(i.batching for i in group.instances), mode=group.mode, returned=counts.returned))
         stages.append(StageLoad(
             name=group.name, instances=instances, busy=busy, items_per_s=rate,
             input_queue=group.spec.input_queue, input_load=loads.get(group.spec.input_queue),
@@ -204,7 +219,8 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iter
         load = loads[queue.name]
         queue_reports.append(QueueReport(
             name=queue.name, maxsize=queue.maxsize, put=queue.put_count, taken=queue.get_count,
-            left=queue.qsize(), high_water=queue.high_water,
+            left=queue.qsize(), high_water=queue.high_water, preloaded=getattr(queue, "preloaded", 0),
+            refused=getattr(queue, "refused", 0),
             full_pct=round(100 * load.fraction(load.full), 1), nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
             mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0))
     flowed = any(g.received for g in group_reports if g.sink)

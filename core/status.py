@@ -39,16 +39,17 @@ class Progress:
         rates = {name: (done[name] - done_then.get(name, 0)) / span for name in done}
         settled_rate = (snap.settled - settled_then) / span
         eta = None
-        if snap.total is not None and settled_rate > 0:
-            eta = max(snap.total - snap.settled, 0) / settled_rate
+        if snap.total is not None and snap.settled < snap.total and settled_rate > 0:
+            eta = (snap.total - snap.settled) / settled_rate
         return rates, eta
 
 
 def status_line(snap: Snapshot, rates: dict[str, float], eta: float | None) -> str:
-    """One plain line: elapsed, each group's counts and rate, each queue's fill, progress."""
+    """One plain line: elapsed, each group's counts and rate, each queue's fill, progress. A group's items in
+    are done, dead-lettered or still in hand; out is what it sent on."""
     groups = "; ".join(
-        f"{name} {alive}/{instances} alive, {c.received} in, {c.emitted} out, {c.failed} failed, "
-        f"{rates.get(name, 0):.1f}/s" for name, alive, instances, c in snap.groups)
+        f"{name} {alive}/{instances} alive, {c.received} in, {c.processed} done, {c.dead_lettered} dead-lettered, "
+        f"{c.emitted} out, {c.failed} failed, {rates.get(name, 0):.1f}/s" for name, alive, instances, c in snap.groups)
     queues = ", ".join(f"{name} {size}/{maxsize}" for name, size, maxsize in snap.queues)
     return f"status {snap.elapsed_s:.0f}s: {groups}; queues {queues}; {_progress(snap, eta)}"
 
@@ -56,11 +57,11 @@ def status_line(snap: Snapshot, rates: dict[str, float], eta: float | None) -> s
 def status_table(snap: Snapshot, rates: dict[str, float], eta: float | None) -> Group:
     """The live view: a table of groups, a table of queues, and the progress line."""
     groups = Table(title=f"pipeline running for {snap.elapsed_s:.0f}s", title_justify="left")
-    for column in ("group", "alive", "received", "emitted", "failed", "items/s"):
+    for column in ("group", "alive", "received", "done", "dead-lettered", "emitted", "failed", "items/s"):
         groups.add_column(column, justify="left" if column == "group" else "right")
     for name, alive, instances, counts in snap.groups:
-        groups.add_row(name, f"{alive}/{instances}", str(counts.received), str(counts.emitted),
-                       str(counts.failed), f"{rates.get(name, 0):.1f}")
+        groups.add_row(name, f"{alive}/{instances}", str(counts.received), str(counts.processed),
+                       str(counts.dead_lettered), str(counts.emitted), str(counts.failed), f"{rates.get(name, 0):.1f}")
     queues = Table()
     for column in ("queue", "size", "fill"):
         queues.add_column(column, justify="left" if column == "queue" else "right")
@@ -70,11 +71,13 @@ def status_table(snap: Snapshot, rates: dict[str, float], eta: float | None) -> 
 
 
 def _progress(snap: Snapshot, eta: float | None) -> str:
+    """'1759/1859 done (95%): 100 stored, 1659 dead-lettered': done counts both, said apart."""
+    apart = f"{snap.stored} stored, {snap.dead_lettered} dead-lettered"
     if snap.total is None:
-        return f"{snap.settled} done, total not known yet"
+        return f"{snap.settled} done ({apart}), total not known yet"
     percent = 100 * snap.settled / snap.total if snap.total else 100.0
     left = f", about {eta:.0f}s left" if eta is not None else ""
-    return f"{snap.settled}/{snap.total} done ({percent:.0f}%){left}"
+    return f"{snap.settled}/{snap.total} done ({percent:.0f}%): {apart}{left}"
 
 
 class StatusReporter(threading.Thread):

@@ -412,11 +412,18 @@ def test_plain_status_lines_without_a_terminal(tmp_path):
     lines = status_lines(result.stderr)
     assert len(lines) >= 3, result.stderr
     for text in lines:
-        assert re.fullmatch(
-            r"status \d+s: Source [01]/1 alive, \d+ in, \d+ out, 0 failed, \d+\.\d/s; "
-            r"Slow [01]/1 alive, \d+ in, \d+ out, 0 failed, \d+\.\d/s; queues Numbers \d+/10; "
-            r"(\d+ done, total not known yet|\d+/20 done \(\d+%\)(, about \d+s left)?)", text), text
-    assert any(re.search(r"\d+/20 done \(\d+%\), about \d+s left$", text) for text in lines), lines
+        match = re.fullmatch(
+            r"status \d+s: Source [01]/1 alive, \d+ in, \d+ done, 0 dead-lettered, \d+ out, 0 failed, \d+\.\d/s; "
+            r"Slow [01]/1 alive, (\d+) in, (\d+) done, (\d+) dead-lettered, \d+ out, 0 failed, \d+\.\d/s; "
+            r"queues Numbers \d+/10; (?:(\d+) done \((\d+) stored, 0 dead-lettered\), total not known yet|"
+            r"(\d+)/20 done \(\d+%\): (\d+) stored, 0 dead-lettered(, about \d+s left)?)", text)
+        assert match, text
+        received, done, dead = (int(n) for n in match.group(1, 2, 3))
+        assert done + dead <= received <= done + dead + 1, text  # the rest is the one item in hand
+        settled, stored = (int(n) for n in (match.group(4, 5) if match.group(4) else match.group(6, 7)))
+        assert settled == stored == done, text  # Slow is the sink: what it did is what was stored
+    assert any(re.search(r"\d+/20 done \(\d+%\): \d+ stored, 0 dead-lettered, about \d+s left$", text)
+               for text in lines), lines
     assert result.stdout.splitlines()[-1].startswith("pipeline: finished in ")
 
 
@@ -484,12 +491,13 @@ def test_live_table_in_a_terminal(tmp_path):
     assert code == 0, output
     assert "\x1b[" in output
     plain = ANSI.sub("", output)
-    for header in ("group", "alive", "received", "emitted", "failed", "items/s", "queue", "size", "fill"):
+    for header in ("group", "alive", "received", "done", "dead-lettered", "emitted", "failed", "items/s", "queue",
+                   "size", "fill"):
         assert header in plain, header
     assert re.search(r"Slow\s*│\s*[01]/1\s*│", plain), plain
     assert re.search(r"Numbers\s*│\s*\d+/20\s*│\s*\d+%", plain), plain
     assert re.search(r"pipeline running for \d+s", plain), plain
-    assert re.search(r"\d+/20 done \(\d+%\), about \d+s left", plain), plain
+    assert re.search(r"\d+/20 done \(\d+%\): \d+ stored, 0 dead-lettered, about \d+s left", plain), plain
     assert "status " not in plain  # the table replaces the plain lines
     summary = [text for text in plain.splitlines() if text.startswith("pipeline: finished in ")]
     assert summary and summary[-1].rstrip().endswith("exit 0"), plain
@@ -531,11 +539,13 @@ def test_run_report_names_the_slow_stage(tmp_path):
     assert re.fullmatch(r"Slow kept Numbers (full|non-empty) \d+% of the time, its instances busy \d+%: "
                         r"raise its instances \(now 1\)", hint), hint
     log = result.stderr.split("MainThread main: run report:\n", 1)[1].splitlines()
-    assert log[0].split() == ["group", "inst", "received", "emitted", "stored", "failed", "dead", "busy%", "items/s"]
-    assert log[1].split()[:3] == ["Source", "1", "100"]
-    assert log[2].split()[:3] == ["Slow", "1", "100"]
-    assert log[3].split() == ["queue", "max", "put", "taken", "high", "full%", "nonempty%"]
-    assert log[4].split()[:4] == ["Numbers", "10", "100", "100"]
+    assert log[0].split() == ["group", "inst", "received", "done", "dead", "emitted", "stored", "failed", "busy%",
+                              "items/s"]
+    assert log[1].split()[:6] == ["Source", "1", "100", "100", "0", "100"]
+    assert log[2].split()[:6] == ["Slow", "1", "100", "100", "0", "100"]
+    assert log[3].split() == ["queue", "max", "put", "preloaded", "refused", "taken", "left", "high", "full%",
+                              "nonempty%"]
+    assert log[4].split()[:7] == ["Numbers", "10", "100", "0", "0", "100", "0"]
     assert log[5] == f"hint: {hint}"
 
 
