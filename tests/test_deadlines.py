@@ -81,7 +81,8 @@ def test_a_cancellation_from_outside_stays_a_cancellation():
         deadlines = Deadlines()
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(sleep_in_block(deadlines, 30, loop.time() + 30))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # one turn of the loop: the task runs into its block and waits there
+        assert task in deadlines.guarded
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
