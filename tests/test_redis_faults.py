@@ -155,7 +155,8 @@ def finish_run(record: Any, case: Case, run: Run, expected: list[Any], *, report
         if machine.code in (None, -signal.SIGKILL) or not case.stats:
             continue
         stats = json.loads(texts["stats"])
-        assert stats["lost"] == 0 and stats["exit_code"] == machine.code, (name, stats)
+        assert stats["lost"] == 0, (name, stats)
+        assert stats["exit_code"] == machine.code, (name, stats)
         assert texts["stdout"].strip().splitlines()[-1].endswith(f"exit {machine.code}"), f"no summary from {name}"
         for group_name, group in stats["groups"].items():
             assert group["in_flight"] == 0, (name, group_name, group)
