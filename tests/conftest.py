@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,10 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability import FaultResult, command_line, machine_facts, render  # noqa: E402
+# The fault table (`--reliability-report`, the `reliability` fixture): the plugin tests/reliability.py,
+# imported here first for its PG_ADMIN_URL (so registered for pytest's assertion rewriting before that).
+pytest.register_assert_rewrite("reliability")
+pytest_plugins = ("reliability",)
+
+from reliability import PG_ADMIN_URL  # noqa: E402
 from sites import FakeSites  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 SHIPPED_PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
 MAIN_TIMEOUT_S = 120
 
@@ -47,16 +51,20 @@ def sites():
 
 @pytest.fixture(scope="session")
 def pg_admin():
-    """An engine on the local PostgreSQL's maintenance database; CI must have it, so CI never skips."""
+    """An engine on the local PostgreSQL's maintenance database. The tests need it, in CI or not: without it
+    they fail saying so (a skip would show a developer green with the database tests never run)."""
     engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
     try:
         with engine.connect():
             pass
     except sa.exc.OperationalError as exc:
+        unreachable = str(exc).splitlines()[0]
+    else:
+        unreachable = ""
+    if unreachable:
         engine.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI and is not reachable at {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        pytest.fail(f"the tests need PostgreSQL at {PG_ADMIN_URL} (README, \"Two commands\"; "
+                    f"TEST_PG_ADMIN_URL names another) and it is not reachable: {unreachable}", pytrace=False)
     yield engine
     engine.dispose()
 
@@ -64,13 +72,21 @@ def pg_admin():
 @pytest.fixture
 def pg_url(pg_admin):
     """URL of a brand-new database, dropped after the test."""
+    with fresh_database(pg_admin) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(pg_admin: sa.Engine) -> Iterator[str]:
+    """A brand-new database on the local PostgreSQL: its URL; dropped at the end."""
     name = f"pipeline_test_{uuid.uuid4().hex[:12]}"
     with pg_admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = pg_admin.url.set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with pg_admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield pg_admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with pg_admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def local_pipeline(sites: FakeSites, tmp_path: Path, text: str | None = None, **replace: str) -> Path:
@@ -124,65 +140,3 @@ def run_stage(tmp_path: Path, stage: str, *, key: str, sink: str, items: int, in
                     env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
                          "DATA_DIR": str(tmp_path / "data"), "DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl"),
                          **(env or {})})
-
-
-# --- The fault table: `pytest --reliability-report docs/RELIABILITY.md` ------------------------------
-
-_RESULTS = pytest.StashKey[list]()
-_OUTCOMES = pytest.StashKey[dict]()
-_STARTED = pytest.StashKey[float]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--reliability-report", metavar="PATH", default=None,
-                     help="write the fault table (markdown) from the results the fault tests measured")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """The reliability table is gathered in one process: a run that writes it does not spread over workers."""
-    if config.getoption("--reliability-report") and getattr(config.option, "numprocesses", None):
-        config.option.numprocesses = 0
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_RESULTS] = []
-    config.stash[_OUTCOMES] = {}
-    config.stash[_STARTED] = time.monotonic()
-
-
-@pytest.fixture
-def reliability(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """Record this test's measured fault case (fields of reliability.FaultResult) for the table."""
-    def record(**fields: Any) -> None:
-        request.config.stash[_RESULTS].append(FaultResult(nodeid=request.node.nodeid, **fields))
-    return record
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    report = yield
-    if report.when == "call" or report.failed:
-        if hasattr(report, "wasxfail"):
-            outcome = ("xfailed" if report.skipped else "XPASS", report.wasxfail)
-        else:
-            outcome = (report.outcome, "")
-        item.config.stash[_OUTCOMES][item.nodeid] = outcome
-    return report
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    path = session.config.getoption("--reliability-report")
-    results = session.config.stash.get(_RESULTS, [])
-    if not path or not results:
-        return
-    from pg_cluster import server_version  # only the report needs it
-    outcomes = session.config.stash[_OUTCOMES]
-    for result in results:
-        result.outcome, result.known_bug = outcomes.get(result.nodeid, ("not run", ""))
-    text = render(results, command=command_line(ROOT, session.config.invocation_params.args),
-                  session_s=time.monotonic() - session.config.stash[_STARTED],
-                  machine=machine_facts(PG_ADMIN_URL, server_version()))
-    target = Path(path) if Path(path).is_absolute() else session.config.invocation_params.dir / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")

@@ -130,6 +130,12 @@ def count(out: Outcome, expected: list[Any]) -> Ledger:
                   lost=lost, duplicated=sorted((seen - wanted).elements()), not_started=not_started)
 
 
+def listed_inputs(pipeline: Path) -> list[Any]:
+    """The input values a pipeline file lists (every worker's `input_values`), as the file says."""
+    spec = yaml.safe_load(pipeline.read_text())
+    return [value for worker in spec["workers"] for value in worker.get("input_values") or []]
+
+
 def record_row(record: Callable[..., None], case: Case, book: Ledger, seconds: float, exit_code: int | None) -> None:
     """The case's row of the fault table (docs/RELIABILITY.md), from its books."""
     record(section=case.section, case=case.case, cause=case.cause, expected=case.expected, items=book.items,
@@ -155,7 +161,8 @@ def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list
     if case.stats:
         stats = out.stats
         assert stats is not None, f"no stats written\n{tail(out.log)}"
-        assert stats["lost"] == 0 and stats["exit_code"] == out.returncode
+        assert stats["lost"] == 0, stats
+        assert stats["exit_code"] == out.returncode, stats
         assert out.stdout.strip().splitlines()[-1].endswith(f"exit {out.returncode}"), "no summary on stdout"
         for name, group in stats["groups"].items():
             assert group["received"] == group["processed"] + group["dead_lettered"], (name, group)

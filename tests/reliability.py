@@ -1,5 +1,11 @@
 """The fault table, docs/RELIABILITY.md: each fault test records what it measured, and a session run
-with `--reliability-report PATH` writes the table from those records and the tests' outcomes."""
+with `--reliability-report PATH` writes the table from those records and the tests' outcomes.
+
+A pytest plugin (tests/conftest.py loads it): the `reliability` fixture records a case's row, and every
+collected test that asks for that fixture is a fault case of the table, whether it recorded a row or not:
+one that failed, errored (in a fixture too) or was skipped says so, with the reason, and the header counts
+every collected case.
+"""
 from __future__ import annotations
 
 import os
@@ -7,11 +13,19 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
+import pytest
 import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The local PostgreSQL of the tests (tests/conftest.py, pg_admin); its version goes in the table's header.
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REASON_CHARS = 200  # a reason in the table is the first line of the failure, cut to this
 
 SECTIONS = ("HTTP", "Database", "Crash", "Signals", "Dead letters", "Cron", "Secrets", "Configuration")
 
@@ -36,14 +50,32 @@ class FaultResult:
     max_s: float
     exit_code: int | None
     expected_exit: int
-    outcome: str = "not run"
-    known_bug: str = ""  # the xfail reason, when the test marks a known product bug
 
 
-def render(results: list[FaultResult], *, command: str, session_s: float, machine: dict[str, str]) -> str:
-    """The markdown page: what the table is, how it was made, on what, then one table per section."""
-    passed = sum(1 for r in results if r.outcome == "passed")
-    bugs = [r for r in results if r.known_bug]
+@dataclass
+class CaseOutcome:
+    """How the test of one collected fault case ended."""
+
+    nodeid: str
+    outcome: str = "not run"  # passed, failed, error, skipped, xfailed (a known bug), XPASS, not run
+    reason: str = ""  # why it did not pass (the first line), or the xfail reason
+
+    def text(self) -> str:
+        """The *Test* cell: the outcome, and why when it did not pass."""
+        shown = self.reason and self.outcome not in ("passed", "xfailed")
+        return f"{self.outcome}: {self.reason}" if shown else self.outcome
+
+
+def render(cases: list[CaseOutcome], results: list[FaultResult], *, command: str, session_s: float,
+           machine: dict[str, str]) -> str:
+    """The markdown page: what the table is, how it was made, on what, then one table per section (every
+    collected case has a row: those that recorded none are listed in a section of their own)."""
+    outcome = {case.nodeid: case for case in cases}
+    counts = {kind: sum(1 for case in cases if case.outcome == kind)
+              for kind in ("passed", "xfailed", "failed", "error", "skipped", "XPASS", "not run")}
+    recorded = {r.nodeid for r in results}
+    unrecorded = [case for case in cases if case.nodeid not in recorded]
+    bugs = [case for case in cases if case.outcome == "xfailed"]
     lines = [
         "# Reliability: the fault table",
         "",
@@ -67,7 +99,9 @@ def render(results: list[FaultResult], *, command: str, session_s: float, machin
         "`tests/test_faults.py`, `tests/test_faults_lifecycle.py` and, for a run whose queues are in Redis, over",
         "one or several processes, `tests/test_redis_faults.py`). A row whose",
         "test is *xfailed* is a known product bug: the expected behaviour is what the test demands, the",
-        "measured columns are what the product does today (see the end of the page).",
+        "measured columns are what the product does today (see the end of the page). A case whose test failed,",
+        "errored or was skipped says so in *Test*, with the reason; one that ended before it could record its",
+        "numbers still has a row, in \"Cases without a measurement\".",
         "",
         "Settings used unless a row says otherwise (injected into a copy of",
         "`pipelines/wiki_yahoo_scraper_pipeline.yaml`): YahooFinanceWorker ×4 with `requests_per_second: 0,",
@@ -83,10 +117,18 @@ def render(results: list[FaultResult], *, command: str, session_s: float, machin
         "```",
         "",
         f"Generated {machine['date']} on {machine['platform']}, {machine['cpus']} CPU(s) (`nproc`), "
-        f"Python {machine['python']}, {machine['postgres']}. {len(results)} cases: {passed} passed, "
-        f"{len(bugs)} known bugs (xfailed), {len(results) - passed - len(bugs)} other; "
-        f"the session took {session_s:.0f} s.",
+        f"Python {machine['python']}, {machine['postgres']}. {len(cases)} cases: {counts['passed']} passed, "
+        f"{counts['xfailed']} known bugs (xfailed), {counts['failed']} failed, {counts['error']} errors, "
+        f"{counts['skipped']} skipped"
+        + "".join(f", {counts[kind]} {kind}" for kind in ("XPASS", "not run") if counts[kind])
+        + f"; {len(results) + len(unrecorded)} rows; the session took {session_s:.0f} s.",
     ]
+    if unrecorded:
+        lines += ["", "## Cases without a measurement", "",
+                  "Their tests ended before recording a row (a fixture failed, the test was skipped, or it failed "
+                  "before its run was counted).", "",
+                  "| Case | Test |", "|---|---|"]
+        lines += [f"| `{_cell(case.nodeid)}` | {_cell(case.text())} |" for case in unrecorded]
     for section in SECTIONS + tuple(sorted({r.section for r in results} - set(SECTIONS))):
         rows = [r for r in results if r.section == section]
         if not rows:
@@ -101,12 +143,15 @@ def render(results: list[FaultResult], *, command: str, session_s: float, machin
             lines.append(
                 f"| {_cell(r.case)}<br>`{_cell(_test_name(r.nodeid))}` | {_cell(r.cause)} | {_cell(r.expected)} "
                 f"| {r.items} | {r.stored} | {r.dead_lettered} | {r.not_started} | {r.lost} | {r.duplicated} "
-                f"| {seconds} {_cell(r.timing)} (< {r.max_s:g}) | {exit_text} ({r.expected_exit}) | {r.outcome} |")
+                f"| {seconds} {_cell(r.timing)} (< {r.max_s:g}) | {exit_text} ({r.expected_exit}) "
+                f"| {_cell(outcome.get(r.nodeid, CaseOutcome(r.nodeid)).text())} |")
     if bugs:
+        names = {r.nodeid: r.case for r in results}
         lines += ["", "## Known bugs", "",
                   "Each is a failing test marked `xfail(strict=True)`; it passes, and the marker comes off, once "
                   "the product is fixed.", ""]
-        lines += [f"- **{_cell(r.case)}** (`{_test_name(r.nodeid)}`): {_cell(r.known_bug)}" for r in bugs]
+        lines += [f"- **{_cell(names.get(case.nodeid, _test_name(case.nodeid)))}** (`{_test_name(case.nodeid)}`): "
+                  f"{_cell(case.reason)}" for case in bugs]
     lines.append("")
     return "\n".join(lines)
 
@@ -154,3 +199,96 @@ def _nproc() -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+# --- the plugin: `pytest --reliability-report docs/RELIABILITY.md` ----------------------------------
+
+_CASES = pytest.StashKey[list]()
+_RESULTS = pytest.StashKey[list]()
+_OUTCOMES = pytest.StashKey[dict]()
+_STARTED = pytest.StashKey[float]()
+FIXTURE = "reliability"  # a test that asks for it is a fault case of the table
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-report", metavar="PATH", default=None,
+                     help="write the fault table (markdown) from the results the fault tests measured")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The reliability table is gathered in one process: a run that writes it does not spread over workers."""
+    if config.getoption("--reliability-report") and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_CASES] = []
+    config.stash[_RESULTS] = []
+    config.stash[_OUTCOMES] = {}
+    config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_CASES] = [item.nodeid for item in session.items
+                                    if FIXTURE in getattr(item, "fixturenames", ())]
+
+
+@pytest.fixture(name=FIXTURE)
+def reliability_fixture(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record this test's measured fault case (fields of FaultResult) for the table."""
+    def record(**fields: Any) -> None:
+        request.config.stash[_RESULTS].append(FaultResult(nodeid=request.node.nodeid, **fields))
+    return record
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    outcomes = item.config.stash[_OUTCOMES]
+    so_far = outcomes.get(item.nodeid)
+    # The first phase that did not pass tells the outcome; a teardown failing after a pass is an error.
+    if (report.when == "setup" and not report.passed) or report.when == "call" or \
+            (report.when == "teardown" and report.failed and so_far in (None, "passed", "xfailed", "XPASS")):
+        outcomes[item.nodeid] = outcome_of(report)
+    return report
+
+
+def outcome_of(report: pytest.TestReport) -> tuple[str, str]:
+    """(outcome, reason) of one phase's report."""
+    if hasattr(report, "wasxfail"):
+        return ("xfailed" if report.skipped else "XPASS"), report.wasxfail
+    if report.passed:
+        return "passed", ""
+    if report.skipped:
+        return "skipped", reason_of(report)
+    kind = "failed" if report.when == "call" else "error"
+    return kind, ("in teardown: " if report.when == "teardown" else "") + reason_of(report)
+
+
+def reason_of(report: pytest.TestReport) -> str:
+    """The first line of why a phase failed or was skipped."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: why")
+        text = longrepr[2].removeprefix("Skipped: ")
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(longrepr)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= REASON_CHARS else first[:REASON_CHARS - 3] + "..."
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--reliability-report")
+    if not path:
+        return
+    from pg_cluster import server_version  # only the report needs it
+    outcomes = session.config.stash[_OUTCOMES]
+    cases = [CaseOutcome(nodeid, *outcomes.get(nodeid, ("not run", ""))) for nodeid in session.config.stash[_CASES]]
+    text = render(cases, session.config.stash[_RESULTS],
+                  command=command_line(ROOT, session.config.invocation_params.args),
+                  session_s=time.monotonic() - session.config.stash[_STARTED],
+                  machine=machine_facts(PG_ADMIN_URL, server_version()))
+    target = Path(path) if Path(path).is_absolute() else session.config.invocation_params.dir / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")

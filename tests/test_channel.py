@@ -1,4 +1,7 @@
-"""core.queues.LocalQueue and DONE: order, blocking, waking on close, freezing, and never losing an item."""
+"""core.queues.LocalQueue and DONE: order, blocking, waking on close, freezing, and never losing an item.
+
+A call that must block is shown parked in the queue's wait and not woken (tests/blocking.py), not merely
+still running after a moment, which a loaded machine gives whether or not the call would block."""
 from __future__ import annotations
 
 import copy
@@ -9,11 +12,10 @@ from typing import Any, Callable
 
 import pytest
 
+from blocking import wait_parked
 from core.queues import DONE, Delivery, Empty, LocalQueue
 
 JOIN_TIMEOUT_S = 5.0
-#: How long a thread that should be blocked is given to (wrongly) get through.
-BLOCKED_CHECK_S = 0.2
 
 
 class Call(threading.Thread):
@@ -32,10 +34,9 @@ class Call(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
             self.error = exc
 
-    def assert_blocked(self) -> None:
-        """Still waiting after a bounded while."""
-        self.join(BLOCKED_CHECK_S)
-        assert self.is_alive(), f"the call returned {self.result!r} instead of blocking"
+    def assert_blocked(self, queue: LocalQueue) -> None:
+        """Parked in a wait of `queue` and not woken: it found it must wait (tests/blocking.py)."""
+        wait_parked(self, queue)
 
     def outcome(self) -> Any:
         """Wait (bounded) for the call to end; its result, or its exception re-raised."""
@@ -100,7 +101,7 @@ def test_put_blocks_while_full_and_a_get_releases_it(channel):
     channel.put(2)
     putter = Call(lambda: channel.put(3))
 
-    putter.assert_blocked()
+    putter.assert_blocked(channel)
     assert channel.qsize() == 2
 
     assert take(channel) == 1
@@ -111,7 +112,7 @@ def test_put_blocks_while_full_and_a_get_releases_it(channel):
 def test_get_blocks_while_empty_and_a_put_releases_it(channel):
     getter = Call(lambda: take(channel))
 
-    getter.assert_blocked()
+    getter.assert_blocked(channel)
     channel.put("item")
 
     assert getter.outcome() == "item"
@@ -126,7 +127,7 @@ def test_get_with_timeout_raises_empty(channel):
 
 def test_get_with_timeout_returns_an_item_put_while_waiting(channel):
     getter = Call(lambda: take(channel, JOIN_TIMEOUT_S))
-    getter.assert_blocked()
+    getter.assert_blocked(channel)
 
     channel.put(7)
 
@@ -139,7 +140,7 @@ def test_a_reader_filling_a_batch_sleeps_until_its_batch_could_be_filled():
 
     queue.put("a")
     queue.put("b")
-    getter.assert_blocked()  # two are queued: not yet worth waking for
+    getter.assert_blocked(queue)  # two are queued: not yet worth waking for
     queue.put("c")
 
     assert getter.outcome() == "a"
@@ -150,7 +151,7 @@ def test_a_reader_filling_a_batch_is_woken_by_a_done_and_takes_what_is_there():
     queue = LocalQueue("Records", maxsize=100)
     getter = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=50).item)
     queue.put("a")
-    getter.assert_blocked()
+    getter.assert_blocked(queue)
 
     queue.put_done(1)
 
@@ -163,7 +164,7 @@ def test_a_reader_filling_a_batch_is_woken_by_a_close(rejected):
     queue.on_reject = rejected.append
     getter = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=50))
     queue.put("a")
-    getter.assert_blocked()
+    getter.assert_blocked(queue)
 
     queue.close()
 
@@ -183,7 +184,7 @@ def test_a_reader_filling_a_batch_takes_what_came_when_its_time_is_up():
 def test_a_full_queue_wakes_a_reader_asking_for_more_than_it_holds(channel):
     getter = Call(lambda: channel.get(JOIN_TIMEOUT_S, wake_at=10).item)  # channel: maxsize 2
     channel.put(1)
-    getter.assert_blocked()
+    getter.assert_blocked(channel)
 
     channel.put(2)
 
@@ -196,7 +197,7 @@ def test_a_producer_waiting_on_a_full_queue_is_woken_once_a_quarter_of_it_is_fre
     putter = Call(lambda: queue.put(8))
 
     assert take(queue) == 0
-    putter.assert_blocked()  # one slot free: not yet worth waking for
+    putter.assert_blocked(queue)  # one slot free: not yet worth waking for
     assert take(queue) == 1
 
     assert putter.outcome() is True
@@ -207,7 +208,7 @@ def test_a_reader_filling_a_batch_and_a_producer_on_a_full_queue_never_wait_for_
     queue = LocalQueue("Records", maxsize=8)
     queue.put_many(list(range(8)))
     putter = Call(lambda: queue.put_many(list(range(8, 16))))
-    putter.assert_blocked()
+    putter.assert_blocked(queue)
 
     # A sink whose batch has room for 100 takes one at a time, each get asking for its batch's room: it
     # takes its share of the full queue, which wakes the producer, and so on, none waiting out a timeout.
@@ -224,12 +225,12 @@ def test_readers_asking_for_different_amounts_are_each_woken_at_theirs():
     queue = LocalQueue("Records", maxsize=100)
     patient = Call(lambda: queue.get(JOIN_TIMEOUT_S, wake_at=3).item)
     eager = Call(lambda: queue.get(JOIN_TIMEOUT_S).item)
-    patient.assert_blocked()
+    patient.assert_blocked(queue)
 
     queue.put("a")
 
     assert eager.outcome() == "a"
-    patient.assert_blocked()
+    patient.assert_blocked(queue)
     for item in "bcd":
         queue.put(item)
     assert patient.outcome() == "b"
@@ -239,7 +240,7 @@ def test_close_wakes_a_blocked_put_and_rejects_its_item(channel, rejected):
     channel.put(1)
     channel.put(2)
     putter = Call(lambda: channel.put(3))
-    putter.assert_blocked()
+    putter.assert_blocked(channel)
 
     assert channel.close() == 2
 
@@ -251,7 +252,7 @@ def test_close_wakes_a_blocked_put_and_rejects_its_item(channel, rejected):
 def test_close_wakes_every_blocked_get_with_done(channel):
     getters = [Call(lambda: take(channel)) for _ in range(3)]
     for getter in getters:
-        getter.assert_blocked()
+        getter.assert_blocked(channel)
 
     assert channel.close() == 0
 
@@ -302,7 +303,7 @@ def test_put_done_never_blocks_even_when_full(channel):
 def test_put_done_wakes_every_blocked_get(channel):
     getters = [Call(lambda: take(channel)) for _ in range(3)]
     for getter in getters:
-        getter.assert_blocked()
+        getter.assert_blocked(channel)
 
     channel.put_done(3)
 
@@ -366,17 +367,20 @@ def test_freeze_takes_out_what_is_queued_and_lets_nothing_through(channel, rejec
     channel.put(1)
     channel.put(2)
     putter = Call(lambda: channel.put(3))
-    putter.assert_blocked()
+    putter.assert_blocked(channel)
 
     assert channel.freeze() == [1, 2]
 
-    # Frozen: a put waits even though there is room now, and a get finds nothing, for good.
-    putter.assert_blocked()
+    # Frozen: a put waits even though there is room now (one made after the freeze too, which has seen the
+    # room), and a get finds nothing, for good.
+    putter.assert_blocked(channel)
+    late = Call(lambda: channel.put(4))
+    late.assert_blocked(channel)
     assert channel.qsize() == 0 and channel.get_count == 2
     with pytest.raises(Empty):
         take(channel, 0.05)
     with pytest.raises(Empty):
         channel.get_nowait()
     assert rejected == []
-    channel.close()  # only to end the test's thread: the blocked put is refused
-    assert putter.outcome() is False and rejected == [3]
+    channel.close()  # only to end the test's threads: the blocked puts are refused
+    assert putter.outcome() is False and late.outcome() is False and sorted(rejected) == [3, 4]

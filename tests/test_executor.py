@@ -18,6 +18,7 @@ import pytest
 from multiprocessing import forkserver
 
 import fixture_workers
+from blocking import wait_parked
 from core.queues import DONE
 from yaml_reader import YamlPipelineExecutor
 
@@ -230,8 +231,10 @@ def test_consumer_gets_every_item_of_two_producers_and_ends_only_after_both(tmp_
         fast.join(JOIN_TIMEOUT_S)
         assert not fast.is_alive()
         sinks = executor.groups["Sink"].runner.threads
-        sinks[0].join(0.2)
-        # One producer has ended and its items are all in; the other has not: no sink may end yet.
+        # One producer has ended and its items are all in; the other has not: every sink waits for more
+        # (parked in its queue's wait, not woken), none ends yet.
+        for sink in sinks:
+            wait_parked(sink, executor.queues["Numbers"])
         assert all(sink.is_alive() for sink in sinks)
         assert fixture_workers.collected(key) and all(n < 1000 for n in fixture_workers.collected(key))
     finally:
@@ -282,8 +285,7 @@ def test_producers_that_end_at_different_times(tmp_path, key):
             for thread in executor.groups[name].runner.threads:
                 thread.join(JOIN_TIMEOUT_S)
                 assert not thread.is_alive()
-        executor.groups["Sink"].runner.threads[0].join(0.2)
-        assert executor.groups["Sink"].runner.threads[0].is_alive()
+        wait_parked(executor.groups["Sink"].runner.threads[0], executor.queues["Merged"])  # waits for Late
     finally:
         fixture_workers.gate(key).set()
     report = finish(executor)

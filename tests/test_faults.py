@@ -12,7 +12,6 @@ it measured for the fault table:
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -24,10 +23,11 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from conftest import ROOT, local_pipeline
+from conftest import ROOT, fresh_database, local_pipeline
 from fault_harness import (CANARY, CHART, QUOTE, RETRIED_BATCH, SYMBOLS, YAHOO, YAHOO_INSTANCES, Case, MainRun,
-                           blocked_writers, chart_path, fault_pipeline, finish, kill_a_batch_in_flight, pg_connect,
-                           pick, quote_path, row_count, run, symbol_of, table_locked, wait_until, with_password)
+                           blocked_writers, chart_path, fault_pipeline, finish, kill_a_batch_in_flight, listed_inputs,
+                           pg_connect, pick, quote_path, row_count, run, symbol_of, table_locked, wait_until,
+                           with_password)
 from pg_cluster import PgCluster, free_port
 from pg_proxy import CommitCutter
 from sites import WIKI_PATH, FakeSites, Fault, chart_body, price_for
@@ -40,15 +40,21 @@ def db(pg_url: str) -> str:
     return with_password(pg_url, CANARY)
 
 
+@pytest.fixture
+def other_db(pg_admin) -> Iterator[str]:
+    """A second fresh database on the local PostgreSQL, with the canary password: for a run whose rows must be
+    counted apart from another run's."""
+    with fresh_database(pg_admin) as url:
+        yield with_password(url, CANARY)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
     """A throwaway PostgreSQL cluster for this module: tests restart and stop it freely."""
     try:
         throwaway = PgCluster()
     except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs the PostgreSQL server binaries: {exc}")
-        pytest.skip(str(exc))
+        pytest.fail(f"the tests need the PostgreSQL server binaries (initdb, pg_ctl): {exc}", pytrace=False)
     try:
         throwaway.start()
         yield throwaway
@@ -686,29 +692,33 @@ def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
 
 # --- cron -----------------------------------------------------------------------------------------
 
-def test_second_run_of_the_same_pipeline_exits_75_at_once(tmp_path, db, reliability):
+def test_second_run_of_the_same_pipeline_exits_75_at_once(tmp_path, db, other_db, reliability):
     case = Case("Cron", "overlapping run (lock)",
-                "a second `main.py` on the same pipeline file starts while the first is running",
-                "the second exits 75 at once without a request, its stats saying `locked` and its one input "
-                "value not started; the first goes on, all stored, exit 0",
+                "a second `main.py` on the same pipeline file starts while the first is running (its database is "
+                "one of its own, so that what it stores is counted apart from the first run's rows)",
+                "the second exits 75 at once without a request, storing nothing, its stats saying `locked` and its "
+                "one input value not started; the first goes on, all stored, exit 0",
                 exit_code=75, max_s=5, timing="2nd run, start to exit")
     shared = {"DATA_DIR": str(tmp_path / "data")}  # the lock lives under DATA_DIR/locks
     with FakeSites(latency_s=0.03) as sites:
         pipeline = fault_pipeline(sites, tmp_path / "first")
         with MainRun(tmp_path / "first", pipeline, database_url=db, env=shared) as first:
             wait_until(lambda: sites.requests_since(0, (CHART,)), 30, "the first run fetching", first)
-            with MainRun(tmp_path / "second", pipeline, database_url=db, env=shared) as second:
+            with MainRun(tmp_path / "second", pipeline, database_url=other_db, env=shared) as second:
                 second.wait(30)
             first_alive = first.alive()
             first.wait()
-    out_second, out_first = second.outcome(db), first.outcome(db)
+    out_second, out_first = second.outcome(other_db), first.outcome(db)
 
-    finish(reliability, case, out_second, SYMBOLS)  # the ledger: the first run's rows, nothing from the second
+    finish(reliability, case, out_second, listed_inputs(pipeline))  # the second's own input, table and letters
     assert first_alive, "the first run had ended: the runs did not overlap"
     assert sites.hits[WIKI_PATH] == 1
     assert "another run of" in out_second.log
-    assert out_second.stats["finish_reason"] == "locked" and out_second.stats["not_started"] == 1
-    assert out_first.returncode == 0 and out_first.stats["groups"]["PostgresWorker"]["stored"] == len(SYMBOLS)
+    assert out_second.stats["finish_reason"] == "locked"
+    assert out_second.stats["not_started"] == 1
+    assert out_first.returncode == 0
+    assert sorted(out_first.stored) == sorted(SYMBOLS)
+    assert out_first.stats["groups"]["PostgresWorker"]["stored"] == len(SYMBOLS)
 
 
 def test_lock_of_a_killed_run_does_not_block_the_next(tmp_path, db, reliability):
@@ -773,7 +783,13 @@ BAD_CONFIG = {
 }
 
 
-@pytest.mark.parametrize("problem", list(BAD_CONFIG))
+NOT_YAML_BUG = ("a pipeline file that is not YAML reports not_started null and lost 0: the input value it lists is "
+                "counted nowhere (README: not_started counts the input values the file lists)")
+
+
+@pytest.mark.parametrize("problem", [
+    pytest.param(problem, marks=pytest.mark.xfail(strict=True, reason=NOT_YAML_BUG)) if problem == "YAML syntax"
+    else problem for problem in BAD_CONFIG])
 def test_bad_configuration_exits_2_before_any_request(sites, tmp_path, reliability, problem):
     edits, env, message = BAD_CONFIG[problem]
     in_file = bool(edits)
@@ -782,19 +798,26 @@ def test_bad_configuration_exits_2_before_any_request(sites, tmp_path, reliabili
                 if in_file else "environment: " + ", ".join(f"`{key}`" for key in env),
                 "refused before any thread starts or any request, the message naming "
                 + ("file:line and key" if in_file else "the variable") + "; the stats say `config-error`, the "
-                "one input value not started; exit 2", exit_code=2, max_s=10)
+                "one input value the file lists not started" + ("" if in_file else " (and dead-lettered as such)")
+                + "; exit 2", exit_code=2, max_s=10)
+    # The file's real input: what the shipped file lists (no edit touches input_values, and a file that is
+    # not YAML still lists it).
+    (tmp_path / "as-shipped").mkdir()
+    listed = listed_inputs(local_pipeline(sites, tmp_path / "as-shipped"))
     pipeline = local_pipeline(sites, tmp_path, **edits)
     database = None if env else f"postgresql://postgres:{CANARY}@127.0.0.1:{free_port()}/prices"
     with MainRun(tmp_path, pipeline, database_url=database, env=env) as main:
         main.wait(30)
     out = main.outcome(None)
 
-    # A file that is not YAML cannot say what its input is: that row has no input to account for.
-    readable = problem != "YAML syntax"
-    finish(reliability, case, out, [sites.wiki_url] if readable else [])
+    finish(reliability, case, out, listed)
+    assert listed == [sites.wiki_url]
     assert not sites.requests
     assert message in out.log + out.stdout
     assert out.stats["finish_reason"] == "config-error"
-    assert out.stats["not_started"] == (1 if readable else None) or out.letters
+    assert out.stats["not_started"] == len(listed)
     if in_file:
+        assert out.letters == []
         assert re.search(rf"{re.escape(str(pipeline))}:\d+: ", out.log), "no file:line in the message"
+    else:  # found once the file was read: its input value is also written out as not started, to replay
+        assert [(letter["item"], letter["kind"]) for letter in out.letters] == [(sites.wiki_url, "not-started")]

@@ -155,7 +155,8 @@ def finish_run(record: Any, case: Case, run: Run, expected: list[Any], *, report
         if machine.code in (None, -signal.SIGKILL) or not case.stats:
             continue
         stats = json.loads(texts["stats"])
-        assert stats["lost"] == 0 and stats["exit_code"] == machine.code, (name, stats)
+        assert stats["lost"] == 0, (name, stats)
+        assert stats["exit_code"] == machine.code, (name, stats)
         assert texts["stdout"].strip().splitlines()[-1].endswith(f"exit {machine.code}"), f"no summary from {name}"
         for group_name, group in stats["groups"].items():
             assert group["in_flight"] == 0, (name, group_name, group)
@@ -210,7 +211,8 @@ def test_three_machines_store_every_symbol_once(tmp_path, db, redis_server, reli
     case = Case(SECTION, f"three machines, {'sink' if first == 'sink' else 'a Yahoo machine'} first",
                 "A runs WikiWorker and PostgresWorker, B and C YahooFinanceWorker (4 instances each), one run id; "
                 + ("A and B start together, C joins once B has priced 100 symbols" if first == "sink" else
-                   "B starts alone and waits for the run, A joins 1 s later, C once 100 symbols are priced")
+                   "B starts alone and waits for the run, A joins once B has started the run (its log says so), "
+                   "C once 100 symbols are priced")
                 + "; chart latency 20 ms",
                 "the work is split between B and C; every symbol stored once; every machine exits 0",
                 exit_code=0, max_s=60)
@@ -219,13 +221,21 @@ def test_three_machines_store_every_symbol_once(tmp_path, db, redis_server, reli
             run.start("A", "WikiWorker,PostgresWorker")
             run.start("B", "YahooFinanceWorker")
         else:
-            run.start("B", "YahooFinanceWorker")
-            time.sleep(1.0)
+            b = run.start("B", "YahooFinanceWorker")
+            wait_until(lambda: f"started run {run.run_id} " in b.log(), 30, "B starting the run", b)
             run.start("A", "WikiWorker,PostgresWorker")
         wait_until(lambda: chart_requests(sites) >= 100, 30, "100 charts requested", run.machines["B"])
         run.start("C", "YahooFinanceWorker")
         run.wait()
         out, book = finish_run(reliability, case, run, SYMBOLS)
+
+    # The order the machines came in: one started the run (B, when it came first), the others joined it.
+    starts = {name: "started" if f"started run {run.run_id} " in machine.log() else
+              "joined" if f"joined run {run.run_id} " in machine.log() else "neither"
+              for name, machine in run.machines.items()}
+    assert sorted(starts.values()) == ["joined", "joined", "started"], starts
+    if first == "yahoo":
+        assert starts["B"] == "started", starts
 
     assert sorted(out.stored) == sorted(SYMBOLS)
     assert_redis_drained(out)
