@@ -101,10 +101,9 @@ class Outbox:
             except Exception as exc:  # noqa: BLE001 - only an output can fail here: the rest is plain data
                 if kind == "part":
                     self.unsent.add(seq)
-                logger.warning("an output of item %s cannot be pickled (%s: %s); the item is dead-lettered",
-                               seq, type(exc).__name__, exc)
-                message = ("dead", seq, f"ItemError: its output cannot be sent out of the worker process "
-                                        f"(pickle: {type(exc).__name__}: {exc})", 1, "failed")
+                # The parent logs it, naming the item and the group (here the item is only a number).
+                message = ("unsent", seq, f"ItemError: its output cannot be sent out of the worker process "
+                                          f"(pickle: {type(exc).__name__}: {exc})")
             kept.append(message)
         return pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
 

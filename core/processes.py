@@ -284,7 +284,7 @@ class Unit:
         every item settled in the batch."""
         emits = [(self._delivery(message[1]), message[2], message[0] == "emit") for message in messages
                  if message[0] in ("emit", "part")]
-        if any(message[0] in ("emit", "stored", "dead") for message in messages):
+        if any(message[0] in ("emit", "stored", "dead", "unsent") for message in messages):
             self._progress = True  # the process finished an item (a replacement of it would be worth it)
         failed = self.runner.exits.emit_many(emits)
         with self._lock:
@@ -319,6 +319,10 @@ class Unit:
         elif kind == "dead":
             _, seq, error, attempts, dead_kind = message
             self._settle_dead(seq, error, attempts=attempts, kind=dead_kind)
+        elif kind == "unsent":  # an output of the item could not be pickled in the worker process
+            _, seq, error = message
+            logger.warning("%s failed on %r: %s", self.name, self._delivery(seq).item, error)
+            self._settle_dead(seq, error, attempts=1, kind="failed")
         elif kind == "crash":
             _, name, text = message
             logger.error("%s ended with a crash: %s", name, text)

@@ -188,6 +188,9 @@ def test_an_item_that_cannot_be_pickled_is_that_items_error(tmp_path):
     assert [(letter["group"], letter["item"]) for letter in letters] == [("Stage", 4)]
     assert "cannot be sent out of the worker process" in letters[0]["error"] and "pickle" in letters[0]["error"]
     assert sorted(fixture_workers.collected(key)) == [n for n in range(10) if n != 4]
+    # The warning names the group and the item, not the worker process's own number for it.
+    assert re.search(r"WARNING .*Stage-p\d failed on 4: ItemError: its output cannot be sent out", run.log()), \
+        run.log()[-2000:]
 
 
 def test_an_item_that_cannot_be_pickled_into_a_worker_process(tmp_path):
