@@ -101,13 +101,14 @@ class YamlPipelineExecutor(threading.Thread):
         abandoned = 0
         for group in self.groups.values():
             queued = frozen.pop(id(group.input), [])
+            held = group.give_up()  # from here on its instances record nothing: each item is recorded once
             if getattr(group.input, "keeps_unsettled", False):  # pending in Redis: claimed by a live process
-                group.returned(len(group.in_hand()))
+                group.returned(len(held))
                 continue
             abandoned += group.abandon(queued, why, kind="not-started" if group.is_source else "abandoned",
                                        received=True)
             abandoned += group.abandon([d.item for d in group.runner.in_hand()], why, received=True)
-            abandoned += group.abandon([d.item for d in group.in_hand()], why)
+            abandoned += group.abandon([d.item for d in held], why)
         self.dead_letters.close()
         return abandoned
 

@@ -62,6 +62,7 @@ class CourseInstance:
         self.ended_input = False  # it was handed 'DONE': every later get() says so again
         self._on_exit = on_exit
         self._lock = threading.Lock()  # in_hand() is read from other threads
+        self._given_up = False  # a forced exit recorded what it held
         self._current: Delivery | None = None
         self._peeked: Delivery | None = None  # taken by empty()/qsize() to answer them, not yet by get()
         self._taken_at = 0.0
@@ -70,6 +71,15 @@ class CourseInstance:
         """The item it took last and has not finished, one it looked at but did not take, a source's values."""
         with self._lock:
             return [d for d in (self._current, self._peeked) if d is not None] + list(self.values)
+
+    def give_up(self) -> list[Delivery]:
+        """For a forced exit: what it holds, for the exit to record; from now on it counts nothing it finishes."""
+        with self._lock:
+            left = [d for d in (self._current, self._peeked) if d is not None] + list(self.values)
+            self._current = self._peeked = None
+            self.values = []
+            self._given_up = True
+        return left
 
     # --- from the worker's thread ------------------------------------------------------------------
 
@@ -173,6 +183,8 @@ class CourseInstance:
     def _settle(self) -> None:
         with self._lock:
             current, self._current = self._current, None
+            if self._given_up:
+                return
         if current is not None:
             self.counts.processed += 1
             self.counts.busy_s += time.perf_counter() - self._taken_at

@@ -38,6 +38,7 @@ class WorkerGroup:
         self._resources: dict[str, Any] = {}
         # Items dead-lettered on the group's behalf outside its instances (a closed input queue).
         self._extra = Counts()
+        self.given_up = False  # a forced exit recorded what the group held: nothing more is recorded for it
 
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
         """The one object under `key` for the whole group (in this process), made by `factory` on first use."""
@@ -47,7 +48,11 @@ class WorkerGroup:
             return self._resources[key]
 
     def reject(self, item: Any) -> None:
-        """An item for this group that its closed input queue refused: received and dead-lettered."""
+        """An item for this group that its closed input queue refused: received and dead-lettered. After a
+        forced exit gave up, dropped: it is the output of an item the exit recorded as abandoned (only an item
+        in hand can still be emitting then)."""
+        if self.given_up:
+            return
         if self.is_source:
             why, kind = "not started: the run ended before an instance took this input value", "not-started"
         else:
@@ -112,6 +117,12 @@ class WorkerGroup:
     def in_hand(self) -> list[Delivery]:
         """Every delivery an instance holds now."""
         return [delivery for instance in self.instances for delivery in instance.in_hand()]
+
+    def give_up(self) -> list[Delivery]:
+        """For a forced exit: every delivery its instances hold, taken from them for the exit to record; from
+        now on the group records nothing else (see reject)."""
+        self.given_up = True
+        return [delivery for instance in self.instances for delivery in instance.give_up()]
 
     def close(self) -> None:
         """Release shared resources (sessions, engines) once every instance has ended."""

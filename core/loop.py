@@ -69,6 +69,10 @@ class Instance:
         self._on_exit = on_exit
         self._clock = clock
         self._current: Delivery | None = None  # the item being processed
+        # Settling an item (its counts, its dead letter) and giving up at a forced exit exclude each other: an item
+        # is recorded by the instance or by the exit, once. Never held while waiting for room downstream.
+        self._settling = threading.Lock()
+        self._given_up = False
         self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
         self._batch = Batch(self, clock) if self.batching else None
         startup_gc.expect()  # start-up ends for the collector once every instance has set up
@@ -237,20 +241,38 @@ class Instance:
             self.counts.emitted += len(outputs)
             sent[0] += len(outputs)
 
+    def give_up(self) -> list[Delivery]:
+        """For a forced exit: what this instance holds now, which the exit records; from now on it records
+        nothing (an item it finishes after this was recorded by the exit as abandoned: it may have been
+        completed)."""
+        with self._settling:
+            self._given_up = True
+            left = self.in_hand()
+            self._current = None
+            self._held.clear()
+        return left
+
     def _emitted(self, delivery: Delivery) -> None:
-        self.counts.processed += 1
-        self._release(delivery)
+        with self._settling:
+            if not self._given_up:
+                self.counts.processed += 1
+                self._release(delivery)
 
     def _stored(self, deliveries: list[Delivery]) -> None:
-        self.exits.stored(deliveries)
-        self.counts.stored += len(deliveries)
-        self.counts.processed += len(deliveries)
-        for delivery in deliveries:
-            self._release(delivery)
+        with self._settling:
+            if self._given_up:
+                return
+            self.exits.stored(deliveries)
+            self.counts.stored += len(deliveries)
+            self.counts.processed += len(deliveries)
+            for delivery in deliveries:
+                self._release(delivery)
 
     def _returned(self, delivery: Delivery) -> None:
-        self.counts.returned += 1
-        self._release(delivery)
+        with self._settling:
+            if not self._given_up:
+                self.counts.returned += 1
+                self._release(delivery)
 
     def _fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:
         if log and isinstance(exc, ItemError):
@@ -258,18 +280,22 @@ class Instance:
         elif log:
             logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc,
                            exc_info=exc)
-        self.counts.failed += 1
         error = f"{type(exc).__name__}: {exc}"
         if sent:
             error += f" (after {sent} of its outputs had gone on)"
-        self._dead_letter(delivery, error, attempts=getattr(exc, "attempts", 1))
+        self._dead_letter(delivery, error, attempts=getattr(exc, "attempts", 1), failed=True)
 
-    def _dead_letter(self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed") -> None:
-        if self.exits.dead_letter(delivery, error, attempts=attempts, kind=kind):
-            self.counts.dead_lettered += 1
-        else:
-            self.counts.unrecorded += 1
-        self._release(delivery)
+    def _dead_letter(self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed",
+                     failed: bool = False) -> None:
+        with self._settling:
+            if self._given_up:
+                return
+            self.counts.failed += failed
+            if self.exits.dead_letter(delivery, error, attempts=attempts, kind=kind):
+                self.counts.dead_lettered += 1
+            else:
+                self.counts.unrecorded += 1
+            self._release(delivery)
 
     def _release(self, delivery: Delivery) -> None:
         if delivery is self._current:

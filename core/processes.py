@@ -132,6 +132,10 @@ class Unit:
         self.conn: Any = None
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
+        # Recording an item (its dead letter, its counts) and giving up at a forced exit exclude each other, so
+        # that each item is recorded once; never held while outputs wait for room downstream.
+        self._recording = threading.RLock()
+        self._given_up = False
         self._send_lock = threading.Lock()  # one sender at a time, and no send while a process is replaced
         self._outstanding: dict[int, Delivery] = {}  # seq -> delivery: sent, not settled
         self._progress = True  # the current process finished an item (a replacement is then worth it)
@@ -187,9 +191,19 @@ class Unit:
                 process.join(JOIN_TIMEOUT_S)
 
     def in_hand(self) -> list[Delivery]:
-        """Items sent to the process and not settled (for a forced exit to record)."""
+        """Items sent to the process and not settled."""
         with self._lock:
             return list(self._outstanding.values())
+
+    def give_up(self) -> list[Delivery]:
+        """For a forced exit: the items sent to the process and not settled, which the exit records; from now
+        on nothing the process reports is recorded (an item it finishes after this may have been completed)."""
+        with self._recording, self._lock:
+            self._given_up = True
+            left = list(self._outstanding.values())
+            self._outstanding.clear()
+            self._room.notify_all()
+        return left
 
     def send_message(self, message: tuple) -> None:
         with self._send_lock:
@@ -282,12 +296,16 @@ class Unit:
     def _handle_batch(self, messages: list[tuple]) -> None:
         """Outputs go on through the group's exits (in one go per queue where they allow), then the books of
         every item settled in the batch."""
+        if self._given_up:
+            return  # a forced exit recorded what the process held
         emits = [(self._delivery(message[1]), message[2], message[0] == "emit") for message in messages
                  if message[0] in ("emit", "part")]
         if any(message[0] in ("emit", "stored", "dead", "unsent") for message in messages):
             self._progress = True  # the process finished an item (a replacement of it would be worth it)
         failed = self.runner.exits.emit_many(emits)
-        with self._lock:
+        with self._recording, self._lock:
+            if self._given_up:
+                return
             for (delivery, outputs, final), error in zip(emits, failed):
                 if error is None:
                     self.counts.emitted += len(outputs)
@@ -310,12 +328,15 @@ class Unit:
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "stored":
-            self.runner.exits.stored([self._delivery(seq) for seq in message[1]])
-            with self._lock:
-                self.counts.stored += len(message[1])
-                self.counts.processed += len(message[1])
-                for seq in message[1]:
-                    self._settled(seq)
+            with self._recording:
+                if self._given_up:
+                    return
+                self.runner.exits.stored([self._delivery(seq) for seq in message[1]])
+                with self._lock:
+                    self.counts.stored += len(message[1])
+                    self.counts.processed += len(message[1])
+                    for seq in message[1]:
+                        self._settled(seq)
         elif kind == "dead":
             _, seq, error, attempts, dead_kind = message
             self._settle_dead(seq, error, attempts=attempts, kind=dead_kind)
@@ -345,20 +366,23 @@ class Unit:
         notify(self._room)
 
     def _settle_dead(self, seq: int, error: str, *, attempts: int, kind: str) -> None:
-        try:
-            written = self.runner.exits.dead_letter(self._delivery(seq), error, attempts=attempts, kind=kind)
-        except Returned:  # a Redis entry another consumer owns now: it settles it
+        with self._recording:
+            if self._given_up:
+                return  # a forced exit recorded it
+            try:
+                written = self.runner.exits.dead_letter(self._delivery(seq), error, attempts=attempts, kind=kind)
+            except Returned:  # a Redis entry another consumer owns now: it settles it
+                with self._lock:
+                    self.counts.returned += 1
+                    self._settled(seq)
+                return
             with self._lock:
-                self.counts.returned += 1
+                self.counts.failed += kind == "failed"
+                if written:
+                    self.counts.dead_lettered += 1
+                else:
+                    self.counts.unrecorded += 1
                 self._settled(seq)
-            return
-        with self._lock:
-            self.counts.failed += kind == "failed"
-            if written:
-                self.counts.dead_lettered += 1
-            else:
-                self.counts.unrecorded += 1
-            self._settled(seq)
 
     def _log(self, level: int, name: str, thread: str, text: str, exc_text: str | None) -> None:
         record = logging.LogRecord(name, level, __file__, 0, text, None, None)
