@@ -9,7 +9,7 @@ import threading
 from typing import Any, Callable
 
 from core.loop import Instance
-from core.queues import Delivery, Empty
+from core.queues import Delivery, Empty, Hold
 from core.runners import join_all
 
 
@@ -63,12 +63,12 @@ class AsyncRunner:
         finally:
             await self._close_resources()
 
-    async def _take(self, timeout_s: float) -> Delivery | Any:
-        """The next delivery (or DONE); Empty after timeout_s of nothing."""
+    async def _take(self, timeout_s: float, hold: Hold) -> Delivery | Any:
+        """The next delivery (or DONE), given to `hold` as it leaves the queue; Empty after timeout_s of nothing."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            got = self.inbox.get_or_wait(loop)
+            got = self.inbox.get_or_wait(loop, hold)
             if not isinstance(got, asyncio.Future):
                 return got
             timer = loop.call_at(deadline, _time_out, got)

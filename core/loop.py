@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol
 from core.collector import startup_gc
 from core.errors import ItemError, Returned
 from core.ledger import Counts
-from core.queues import DONE, Delivery, Empty
+from core.queues import DONE, Delivery, Empty, Hold
 from core.batching import Batch
 from core.spool import Spool
 from core.worker import BatchWorker, Worker
@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 class Inbox(Protocol):
     """Where an instance's items come from (a queue of any transport)."""
 
-    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any: ...
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
+        """The next delivery (or DONE); `hold` gets it under the queue's lock, before get() returns."""
 
 
 class Exits(Protocol):
@@ -88,16 +89,13 @@ class Instance:
                 startup_gc.set_up()
             while (delivery := self._take(inbox)) is not DONE:
                 started = time.perf_counter()
-                self.counts.received += 1
                 if self._batch is not None:
-                    self._held[id(delivery)] = delivery
                     if self._batch.add(delivery):
                         ended = not self._batch.full() and self._top_up(inbox)
                         self._batch.flush()
                         if ended:
                             break
                 else:
-                    self._current = delivery
                     self._handle(delivery)
                 self.counts.busy_s += time.perf_counter() - started
             if self._batch is not None:
@@ -111,8 +109,8 @@ class Instance:
                 self._teardown_failed(exc)
             self._end()
 
-    async def arun(self, take: Callable[[float], Awaitable[Delivery | Any]]) -> None:
-        """Drive the loop as an asyncio task; `take(timeout_s)` awaits the next delivery or raises Empty."""
+    async def arun(self, take: Callable[[float, Hold], Awaitable[Delivery | Any]]) -> None:
+        """Drive the loop as an asyncio task; `take(timeout_s, hold)` awaits the next delivery or raises Empty."""
         import asyncio  # loaded already (this runs in an event loop); a threads-only run never loads it
         try:
             try:
@@ -121,15 +119,13 @@ class Instance:
                 startup_gc.set_up()
             while True:
                 try:
-                    delivery = await take(self.worker.idle_timeout_s)
+                    delivery = await take(self.worker.idle_timeout_s, self._hold)
                 except Empty:
                     await _maybe_await(self.worker.on_idle())
                     continue
                 if delivery is DONE:
                     break
                 started = time.perf_counter()
-                self.counts.received += 1
-                self._current = delivery
                 sent = [0]
                 try:
                     result = self.worker.process(delivery.item)
@@ -177,13 +173,22 @@ class Instance:
                 continue
         return ([current] if current is not None else []) + [d for d in held if d is not current]
 
+    def _hold(self, delivery: Delivery) -> None:
+        """Under the queue's lock, as the item leaves it: in hand and received, so that a forced exit (which
+        freezes the queues first) finds every item in a queue or in a hand."""
+        self.counts.received += 1
+        if self._batch is not None:
+            self._held[id(delivery)] = delivery
+        else:
+            self._current = delivery
+
     def _take(self, inbox: Inbox) -> Delivery | Any:
         while True:
             wait_s, wake_at = self.worker.idle_timeout_s, 1
             if self._batch:  # a batch under way: sleep until it could be filled, or is due
                 wait_s, wake_at = min(wait_s, self._batch.due_in_s()), self._batch.room()
             try:
-                return inbox.get(wait_s, wake_at=wake_at)
+                return inbox.get(wait_s, wake_at=wake_at, hold=self._hold)
             except Empty:
                 started = time.perf_counter()
                 if self._batch:
@@ -197,13 +202,11 @@ class Instance:
         is written, without waiting; True when a DONE came instead."""
         while not self._batch.full():
             try:
-                delivery = inbox.get(0)
+                delivery = inbox.get(0, hold=self._hold)
             except Empty:
                 return False
             if delivery is DONE:
                 return True
-            self.counts.received += 1
-            self._held[id(delivery)] = delivery
             self._batch.add(delivery)
         return False
 

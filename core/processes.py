@@ -138,6 +138,7 @@ class Unit:
         self._given_up = False
         self._send_lock = threading.Lock()  # one sender at a time, and no send while a process is replaced
         self._outstanding: dict[int, Delivery] = {}  # seq -> delivery: sent, not settled
+        self._transit: list[Any] = []  # taken from the group's input by the feeder, not yet numbered and sent
         self._progress = True  # the current process finished an item (a replacement is then worth it)
         self._next_seq = 0
         # Items in flight at most: from 2 per instance (a slow stage's items stay spread over its processes)
@@ -191,17 +192,20 @@ class Unit:
                 process.join(JOIN_TIMEOUT_S)
 
     def in_hand(self) -> list[Delivery]:
-        """Items sent to the process and not settled."""
+        """Items sent to the process and not settled, and those on their way to it."""
         with self._lock:
-            return list(self._outstanding.values())
+            return list(self._outstanding.values()) + _deliveries(self._transit)
 
     def give_up(self) -> list[Delivery]:
         """For a forced exit: the items sent to the process and not settled, which the exit records; from now
         on nothing the process reports is recorded (an item it finishes after this may have been completed)."""
         with self._recording, self._lock:
             self._given_up = True
-            left = list(self._outstanding.values())
+            transit = _deliveries(self._transit)
+            self.counts.received += len(transit)  # taken from the group's input: received, as sent ones are
+            left = list(self._outstanding.values()) + transit
             self._outstanding.clear()
+            self._transit = []
             self._room.notify_all()
         return left
 
@@ -229,12 +233,15 @@ class Unit:
             if self.finished:
                 return
             try:
-                items, done = inbox.get_items(min(room, BATCH_MAX), timeout_s=0.5)
+                items, done = inbox.get_items(min(room, BATCH_MAX), timeout_s=0.5, hold=self._in_transit)
             except Empty:
                 continue
             nudged = any(item is NUDGE for item in items)  # a Redis queue's "nothing new will come"
-            deliveries = [item if isinstance(item, Delivery) else Delivery(item) for item in items if item is not NUDGE]
             with self._send_lock:  # the unit cannot end while this holds
+                with self._lock:
+                    deliveries, self._transit = _deliveries(self._transit), []
+                if self._given_up:
+                    return  # a forced exit recorded them
                 if self.finished:  # ended meanwhile: what it took goes back for the group's other processes
                     inbox.give_back(deliveries)
                     if done:
@@ -248,6 +255,10 @@ class Unit:
                     self._done_sent = True
                     self._send(pickle.dumps(("done",)))
                     return
+
+    def _in_transit(self, items: list[Any]) -> None:
+        """Under the input queue's lock, as the feeder takes items: on their way, in this unit's hand."""
+        self._transit = items
 
     def _send_items(self, deliveries: list[Delivery]) -> None:
         """Under the send lock: number the items, keep them as outstanding, send them."""
@@ -480,6 +491,11 @@ class Unit:
             self._room.notify_all()
         self.conn.close()
         self.runner.on_exit(self)
+
+
+def _deliveries(items: list[Any]) -> list[Delivery]:
+    """The feeder's items as deliveries (a Redis queue hands out deliveries already; a nudge is no item)."""
+    return [item if isinstance(item, Delivery) else Delivery(item) for item in items if item is not NUDGE]
 
 
 def _died(exitcode: int | None) -> str:

@@ -275,9 +275,11 @@ class LocalQueue:
                 self._patient.remove(wake_at)
         self._wake_min = 1 if self._eager or not self._patient else min(self._patient)
 
-    def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
+    def get_items(self, max_items: int, timeout_s: float | None = None,
+                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
         """Wait like get() for the first, then take up to `max_items` without waiting: (items, True if a DONE
-        came after them). Raise Empty after timeout_s of nothing. For a feeder that moves items on in bulk."""
+        came after them). Raise Empty after timeout_s of nothing. For a feeder that moves items on in bulk;
+        `hold` receives the items under the lock, as get()'s does."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._not_empty:
             self._waiting(1, +1)
@@ -296,13 +298,15 @@ class LocalQueue:
                 item = queued.popleft()
                 if item is DONE:
                     self._dones -= 1
-                    self.get_count += len(items)
-                    self._not_full.notify_all()
-                    return items, True
+                    break
                 items.append(item)
+            else:
+                item = None
             self.get_count += len(items)
             self._not_full.notify_all()
-            return items, False
+            if hold is not None and items:
+                hold(items)
+            return items, item is DONE
 
     def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:
         """For an asyncio task, in its loop: the next delivery (or DONE) at once, or a future that the next

@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from core import codec
-from core.queues import DONE, NUDGE, Delivery, Empty, LocalQueue, notify
+from core.queues import DONE, NUDGE, Delivery, Empty, Hold, LocalQueue, notify
 from core.redis_run import RedisLost, RedisRun
 from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, RENEW, SETTLE
 from core.redis_settle import Settler, encode
@@ -198,11 +198,11 @@ class RedisQueue:
 
     # --- the queue interface (consumer side) --------------------------------------------------------
 
-    def get(self, timeout_s: float | None = None, *, wake_at: int = 1) -> Delivery | Any:
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
         """`wake_at` is not used: entries arrive in reads of many, and an idle stream nudges a batch to flush."""
         if not self._buffer.qsize():
             self._starved = True
-        delivery = self._buffer.get(timeout_s)
+        delivery = self._buffer.get(timeout_s, hold=_unwrapping(hold))
         if delivery is not DONE:
             delivery = delivery.item  # the buffer wraps what it holds
             if delivery is NUDGE:
@@ -210,11 +210,11 @@ class RedisQueue:
             self.get_count += 1
         return delivery
 
-    def get_or_wait(self, loop: Any) -> Delivery | Any:
+    def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:
         """get() for an asyncio task (see LocalQueue.get_or_wait)."""
         if not self._buffer.qsize():
             self._starved = True
-        delivery = self._buffer.get_or_wait(loop)
+        delivery = self._buffer.get_or_wait(loop, _unwrapping(hold))
         if delivery is DONE or not isinstance(delivery, Delivery):
             return delivery  # DONE, or a future to wait on
         delivery = delivery.item
@@ -226,10 +226,11 @@ class RedisQueue:
     def forget_waiter(self, future: Any) -> None:
         self._buffer.forget_waiter(future)
 
-    def get_items(self, max_items: int, timeout_s: float | None = None) -> tuple[list[Any], bool]:
+    def get_items(self, max_items: int, timeout_s: float | None = None,
+                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
         """For a process group's feeder: Deliveries (their items and entry ids travel together), and NUDGE
         where the queue nudged its readers (the feeder passes that on to its worker process)."""
-        deliveries, done = self._buffer.get_items(max_items, timeout_s)
+        deliveries, done = self._buffer.get_items(max_items, timeout_s, hold)
         self.get_count += sum(1 for delivery in deliveries if delivery is not NUDGE)
         return deliveries, done
 
@@ -468,6 +469,17 @@ class RedisQueue:
         if ids:
             self.run.call(lambda: self.scripts["renew"](keys=[self.key], args=[self.group, self.run.process_id,
                                                                                *ids]))
+
+
+def _unwrapping(hold: Hold | None) -> Hold | None:
+    """`hold` for the fetched buffer, whose deliveries wrap this queue's: it gets the entry's own delivery."""
+    if hold is None:
+        return None
+
+    def held(wrapper: Delivery) -> None:
+        if wrapper.item is not NUDGE:
+            hold(wrapper.item)
+    return held
 
 
 def _text(value: Any) -> str:
