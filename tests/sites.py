@@ -35,11 +35,12 @@ def price_for(symbol: str) -> float:
 
 
 @functools.lru_cache(maxsize=4096)
-def chart_body(symbol: str, price: float | None, currency: str | None = "USD") -> bytes:
+def chart_body(symbol: str, price: float | None, currency: str | None = "USD",
+               market_time: int = MARKET_TIME) -> bytes:
     """A real chart payload with its meta rewritten for `symbol` (made once: the benchmarks time this server)."""
     payload = json.loads(CHART_TEMPLATE.read_text())
     meta = payload["chart"]["result"][0]["meta"]
-    meta.update(symbol=symbol, regularMarketPrice=price, currency=currency, regularMarketTime=MARKET_TIME)
+    meta.update(symbol=symbol, regularMarketPrice=price, currency=currency, regularMarketTime=market_time)
     return json.dumps(payload).encode()
 
 
@@ -93,6 +94,8 @@ class FakeSites:
         self.latency_s = latency_s
         self.unknown = set(unknown)
         self.zero_price = set(zero_price)
+        #: The regularMarketTime every chart carries (Unix seconds); a test may move it between runs.
+        self.market_time = MARKET_TIME
         self.hits: Counter[str] = Counter()
         #: (time.monotonic() on arrival, path) of every request, in arrival order.
         self.requests: list[tuple[float, str]] = []
@@ -210,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif symbol in sites.zero_price:
             status, body = 200, chart_body(symbol, 0.0, None)
         else:
-            status, body = 200, chart_body(symbol, price_for(symbol))
+            status, body = 200, chart_body(symbol, price_for(symbol), market_time=sites.market_time)
         if sites.latency_s:  # after the body is made, so the answer comes after the latency, not later
             time.sleep(sites.latency_s)
         self._send(status, body, "application/json")
