@@ -26,7 +26,9 @@ import psycopg2.extras
 DDL = """
 CREATE TABLE IF NOT EXISTS prices (id SERIAL PRIMARY KEY, symbol TEXT NOT NULL, price DOUBLE PRECISION,
     extracted_time TIMESTAMP WITHOUT TIME ZONE, currency TEXT, market_time TIMESTAMP WITHOUT TIME ZONE);
-CREATE UNIQUE INDEX IF NOT EXISTS prices_symbol_extracted_time_key ON prices (symbol, extracted_time);
+CREATE UNIQUE INDEX IF NOT EXISTS prices_symbol_market_time_key ON prices (symbol, market_time);
+CREATE UNIQUE INDEX IF NOT EXISTS prices_symbol_extracted_time_without_market_time_key
+    ON prices (symbol, extracted_time) WHERE market_time IS NULL;
 """
 INSERT = ("INSERT INTO prices (symbol, price, currency, market_time, extracted_time) VALUES %s "
           "ON CONFLICT DO NOTHING")

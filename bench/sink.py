@@ -28,10 +28,11 @@ from workers.postgres_worker import COLUMNS, PostgresWorker  # noqa: E402
 
 
 def records(count: int) -> list[dict]:
-    """Price records like the Yahoo worker's, each with its own (symbol, extracted_time)."""
+    """Price records like the Yahoo worker's, each its own observation (symbol, market_time)."""
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     return [{"symbol": f"S{i % 600}", "price": 100 + i % 1000 / 7, "currency": "USD",
-             "market_time": start, "extracted_time": start + timedelta(microseconds=i)} for i in range(count)]
+             "market_time": start + timedelta(seconds=i), "extracted_time": start + timedelta(microseconds=i)}
+            for i in range(count)]
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Mapping
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp import hdrs
 from yarl import URL
 
 from core.deadlines import Deadlines
@@ -55,6 +56,8 @@ class AsyncHttpClient:
                 continue  # the next step waits no more, or says "stopping"
             try:
                 status, headers, body = await self._try(session, url, step, plan)
+            except _TooLarge as exc:
+                raise plan.too_large(str(exc)) from None
             except RETRIED as exc:
                 plan.failed(_describe(exc), timed_out=isinstance(exc, asyncio.TimeoutError))
                 continue
@@ -75,7 +78,14 @@ class AsyncHttpClient:
         with self._deadlines.until(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as deadline:
             async with session.get(_as_given(url), timeout=self._timeout(step)) as response:
                 deadline.move(loop.time() + plan.body_budget_s())
-                body = await response.read()
+                length, cap = response.content_length, self.settings.max_body_bytes
+                if length is not None and length > cap:
+                    response.close()
+                    raise _TooLarge(f"Content-Length: {length}")
+                if length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+                    body = await response.read()  # aiohttp reads what Content-Length says, no more
+                else:  # chunked, or compressed: as long as it keeps coming, so counted as it arrives
+                    body = await _read_capped(response, cap)
                 return response.status, response.headers, body
 
     def _timeout(self, step: Step) -> aiohttp.ClientTimeout:
@@ -132,6 +142,23 @@ class AsyncHttpClient:
             loop.create_task(session.close())
         else:
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(CLOSE_TIMEOUT_S)
+
+
+class _TooLarge(Exception):
+    """The body is past max_body_bytes; the message says how that was seen."""
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, read as it arrives; _TooLarge (the connection closed) once it passes `max_bytes`."""
+    chunks = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > max_bytes:
+            response.close()
+            raise _TooLarge(f"more than {max_bytes} bytes arrived")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _as_given(url: str) -> URL:

@@ -218,20 +218,51 @@ def _install_hint(url: DatabaseUrl, exc: ImportError) -> str:
 class Table:
     """A table as the sink wants it: an integer `id` key counting up, then `columns` ((name, kind), kind
     one of "text", "double", "timestamp": without time zone), `required` ones NOT NULL, and a unique index
-    on `unique_key`."""
+    on `unique_key`. A unique index never compares NULLs, so the rows where a column of `unique_key` is NULL
+    are told apart by `fallback_key` instead: a unique index over those rows only."""
 
     name: str
     columns: tuple[tuple[str, str], ...]
     required: tuple[str, ...]
     unique_key: tuple[str, ...]
+    fallback_key: tuple[str, ...] = ()
 
     @property
     def index_name(self) -> str:
         return f"{self.name}_{'_'.join(self.unique_key)}_key"
 
     @property
+    def fallback_index_name(self) -> str:
+        return f"{self.name}_{'_'.join(self.fallback_key)}_without_{'_'.join(self.nullable_key)}_key"
+
+    @property
+    def nullable_key(self) -> tuple[str, ...]:
+        """The columns of the unique key that may be NULL."""
+        return tuple(name for name in self.unique_key if name not in self.required)
+
+    @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
+
+
+@dataclass(frozen=True)
+class UniqueIndex:
+    """A unique index of a table: its name, its columns, and the condition of the rows it covers (None: all)."""
+
+    name: str
+    columns: frozenset[str]
+    where: str | None = None
+
+    def covers(self, columns: tuple[str, ...], where: str | None = None) -> bool:
+        """True when this index refuses every row one on `columns` over the rows matching `where` would."""
+        if self.columns != set(columns):
+            return False
+        return self.where is None or (where is not None and _condition(self.where) == _condition(where))
+
+
+def _condition(sql: str) -> str:
+    """A condition as databases give it back (`(market_time IS NULL)`, quoted or not), in one spelling."""
+    return " ".join(re.sub(r'[()"`]', " ", sql).lower().split())
 
 
 def open_database(url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: float = 5.0,
@@ -264,6 +295,14 @@ class _Database:
         with self.transaction() as cursor:
             cursor.execute(sql)
             return cursor.fetchone()[0]
+
+    def quote(self, name: str) -> str:
+        """The identifier as the database needs it written."""
+        raise NotImplementedError
+
+    def unkeyed(self, table: Table) -> str:
+        """The condition of the rows the unique key cannot tell apart: a column of it is NULL."""
+        return " OR ".join(f"{self.quote(name)} IS NULL" for name in table.nullable_key)
 
 
 class PostgresDatabase(_Database):
@@ -312,14 +351,16 @@ class PostgresDatabase(_Database):
                            "AND NOT attisdropped", (self.quote(table),))
             return {name for (name,) in cursor.fetchall()}
 
-    def unique_keys(self, table: str) -> list[set[str]]:
-        """The column sets of every unique index (unique constraints and the primary key have one)."""
+    def unique_indexes(self, table: str) -> list[UniqueIndex]:
+        """Every unique index on columns (unique constraints and the primary key have one), partial ones
+        with their condition; indexes on expressions are left out."""
         with self.transaction() as cursor:
-            cursor.execute("SELECT array_agg(a.attname::text) FROM pg_index i CROSS JOIN unnest(i.indkey) AS k(n) "
-                           "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n "
-                           "WHERE i.indrelid = to_regclass(%s) AND i.indisunique GROUP BY i.indexrelid",
+            cursor.execute("SELECT c.relname, (SELECT array_agg(a.attname::text) FROM unnest(i.indkey) AS k(n) "
+                           "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n), "
+                           "pg_get_expr(i.indpred, i.indrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                           "WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indexprs IS NULL",
                            (self.quote(table),))
-            return [set(columns) for (columns,) in cursor.fetchall()]
+            return [UniqueIndex(name, frozenset(columns), where) for name, columns, where in cursor.fetchall()]
 
     def create_table(self, table: Table) -> None:
         columns = ", ".join(f"{self.quote(name)} {self.type_sql(kind)}{' NOT NULL' if name in table.required else ''}"
@@ -327,10 +368,16 @@ class PostgresDatabase(_Database):
         with self.transaction() as cursor:
             cursor.execute(f"CREATE TABLE {self.quote(table.name)} (id SERIAL PRIMARY KEY, {columns})")
             cursor.execute(self.index_sql(table))
+            if table.fallback_key:
+                cursor.execute(self.fallback_index_sql(table))
 
     def index_sql(self, table: Table) -> str:
         return (f"CREATE UNIQUE INDEX {self.quote(table.index_name)} ON {self.quote(table.name)} "
                 f"({', '.join(map(self.quote, table.unique_key))})")
+
+    def fallback_index_sql(self, table: Table) -> str:
+        return (f"CREATE UNIQUE INDEX {self.quote(table.fallback_index_name)} ON {self.quote(table.name)} "
+                f"({', '.join(map(self.quote, table.fallback_key))}) WHERE {self.unkeyed(table)}")
 
     def type_sql(self, kind: str) -> str:
         return self.TYPES[kind]
@@ -342,9 +389,12 @@ class PostgresDatabase(_Database):
             return name
         return '"' + name.replace('"', '""') + '"'
 
-    def insert(self, table: Table, rows: list[list[Any]]) -> None:
-        """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: near COPY's speed
-        (executemany INSERTs are several times slower), and a retried batch still stores nothing twice."""
+    def insert(self, table: Table, rows: list[list[Any]]) -> int:
+        """COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING: near COPY's speed (executemany
+        INSERTs are several times slower), and a row already stored is skipped. Returns the rows added.
+
+        Rows the unique key cannot tell apart (a NULL in it) go in by a second INSERT against the fallback
+        key, sent only when the batch has such rows: one ON CONFLICT can name one index."""
         import csv
         import io
         buffer = io.StringIO()
@@ -352,11 +402,21 @@ class PostgresDatabase(_Database):
         buffer.seek(0)
         staging, columns = self.quote(f"{table.name}_staging"), ", ".join(map(self.quote, table.column_names))
         definition = ", ".join(f"{self.quote(name)} {self.type_sql(kind)}" for name, kind in table.columns)
+        move = f"INSERT INTO {self.quote(table.name)} ({columns}) SELECT {columns} FROM {staging}"
+        key = f"ON CONFLICT ({', '.join(map(self.quote, table.unique_key))}) DO NOTHING"
+        unkeyed = _has_unkeyed(table, rows)
         with self.transaction() as cursor:  # a temporary table lives as long as its connection
             cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ({definition}) ON COMMIT DELETE ROWS")
             cursor.copy_expert(f"COPY {staging} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
-            cursor.execute(f"INSERT INTO {self.quote(table.name)} ({columns}) SELECT {columns} FROM {staging} "
-                           f"ON CONFLICT ({', '.join(map(self.quote, table.unique_key))}) DO NOTHING")
+            if not unkeyed:
+                cursor.execute(f"{move} {key}")
+                return cursor.rowcount
+            condition = self.unkeyed(table)
+            cursor.execute(f"{move} WHERE NOT ({condition}) {key}")
+            added = cursor.rowcount
+            cursor.execute(f"{move} WHERE {condition} ON CONFLICT ({', '.join(map(self.quote, table.fallback_key))}) "
+                           f"WHERE {condition} DO NOTHING")
+            return added + cursor.rowcount
 
     def is_transient(self, exc: BaseException) -> bool:
         """Lost or refused connections, a restarting server and timeouts are worth a retry; bad data is not."""
@@ -452,19 +512,28 @@ class SqlAlchemyDatabase(_Database):
     def columns(self, table: str) -> set[str]:
         return {column["name"] for column in self._sa.inspect(self.engine).get_columns(table)}
 
-    def unique_keys(self, table: str) -> list[set[str]]:
+    def unique_indexes(self, table: str) -> list[UniqueIndex]:
         inspector = self._sa.inspect(self.engine)
-        keys = [index["column_names"] for index in inspector.get_indexes(table) if index.get("unique")]
-        keys += [constraint["column_names"] for constraint in inspector.get_unique_constraints(table)]
-        keys.append(inspector.get_pk_constraint(table).get("constrained_columns") or [])
-        return [set(columns) for columns in keys]
+        keys = [UniqueIndex(index["name"], frozenset(index["column_names"]), _index_where(index))
+                for index in inspector.get_indexes(table) if index.get("unique") and None not in index["column_names"]]
+        keys += [UniqueIndex(constraint["name"], frozenset(constraint["column_names"]))
+                 for constraint in inspector.get_unique_constraints(table)]
+        primary = inspector.get_pk_constraint(table)
+        keys.append(UniqueIndex(primary.get("name") or "", frozenset(primary.get("constrained_columns") or ())))
+        return keys
 
     def create_table(self, table: Table) -> None:
         self.sa_table(table).metadata.create_all(self.engine)
 
     def index_sql(self, table: Table) -> str:
+        return self._create_index_sql(table, table.index_name)
+
+    def fallback_index_sql(self, table: Table) -> str:
+        return self._create_index_sql(table, table.fallback_index_name)
+
+    def _create_index_sql(self, table: Table, name: str) -> str:
         from sqlalchemy.schema import CreateIndex
-        index = next(iter(self.sa_table(table).indexes))
+        index = next(index for index in self.sa_table(table).indexes if index.name == name)
         return str(CreateIndex(index).compile(dialect=self.engine.dialect))
 
     def type_sql(self, kind: str) -> str:
@@ -473,8 +542,9 @@ class SqlAlchemyDatabase(_Database):
     def quote(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
 
-    def insert(self, table: Table, rows: list[list[Any]]) -> None:
-        """One multi-row INSERT that skips rows already stored (ON CONFLICT DO NOTHING where the database has it)."""
+    def insert(self, table: Table, rows: list[list[Any]]) -> int:
+        """A multi-row INSERT that skips rows already stored (ON CONFLICT DO NOTHING where the database has it;
+        rows the unique key cannot tell apart against the fallback key). Returns the rows added."""
         sa_table = self.sa_table(table)
         if self.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -482,10 +552,25 @@ class SqlAlchemyDatabase(_Database):
             from sqlalchemy.dialects.sqlite import insert
         else:
             insert = None
-        statement = (insert(sa_table).on_conflict_do_nothing(index_elements=list(table.unique_key)) if insert
-                     else self._sa.insert(sa_table))
+        records = [dict(zip(table.column_names, row)) for row in rows]
+        if insert is None:
+            batches = [(self._sa.insert(sa_table), records)]
+        elif _has_unkeyed(table, rows):
+            unkeyed = [record for record in records if any(record[name] is None for name in table.nullable_key)]
+            keyed = [record for record in records if all(record[name] is not None for name in table.nullable_key)]
+            batches = [(insert(sa_table).on_conflict_do_nothing(index_elements=list(table.unique_key)), keyed),
+                       (insert(sa_table).on_conflict_do_nothing(index_elements=list(table.fallback_key),
+                                                                index_where=self._sa.text(self.unkeyed(table))),
+                        unkeyed)]
+        else:
+            batches = [(insert(sa_table).on_conflict_do_nothing(index_elements=list(table.unique_key)), records)]
+        added = 0
         with self.engine.begin() as conn:
-            conn.execute(statement, [dict(zip(table.column_names, row)) for row in rows])
+            for statement, batch in batches:
+                if batch:
+                    count = conn.execute(statement, batch).rowcount
+                    added += count if count >= 0 else len(batch)  # -1: the driver does not say
+        return added
 
     def is_transient(self, exc: BaseException) -> bool:
         """Lost or refused connections, a restarting server and timeouts are worth a retry; bad data is not."""
@@ -513,11 +598,29 @@ class SqlAlchemyDatabase(_Database):
                 table.name, sa.MetaData(),
                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
                 *(sa.Column(name, self._type(kind), nullable=name not in table.required) for name, kind in table.columns),
-                sa.Index(table.index_name, *table.unique_key, unique=True))
+                sa.Index(table.index_name, *table.unique_key, unique=True),
+                *([sa.Index(table.fallback_index_name, *table.fallback_key, unique=True,
+                            sqlite_where=sa.text(self.unkeyed(table)), postgresql_where=sa.text(self.unkeyed(table)))]
+                  if table.fallback_key else []))
         return self._tables[table]
 
     def _type(self, kind: str) -> Any:
         return {"text": self._sa.Text(), "double": self._sa.Double(), "timestamp": self._sa.DateTime()}[kind]
+
+
+def _has_unkeyed(table: Table, rows: list[list[Any]]) -> bool:
+    """Whether a row of `rows` (values in the table's column order) has a NULL in the table's unique key."""
+    if not table.fallback_key:
+        return False
+    positions = [table.column_names.index(name) for name in table.nullable_key]
+    return any(row[position] is None for row in rows for position in positions)
+
+
+def _index_where(index: Mapping[str, Any]) -> str | None:
+    """The condition of a partial index as SQLAlchemy reflects it (`sqlite_where`, `postgresql_where`), or None."""
+    where = next((value for key, value in (index.get("dialect_options") or {}).items() if key.endswith("_where")),
+                 None)
+    return None if where is None else str(where)
 
 
 def make_engine(url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: float = 5.0,

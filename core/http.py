@@ -12,12 +12,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from core.http_policy import (
-    CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, Page, Stopped, endpoint_of, trust_env,
+    BodyTooLarge, CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, Page, Stopped, endpoint_of,
+    trust_env,
 )
 
 # Workers import the HTTP API from here; the policy's names are re-exported.
-__all__ = ["CircuitOpen", "DeadlineExceeded", "FetchError", "HttpClient", "HttpPolicy", "HttpSettings", "Page",
-           "ResponseTooSlow", "Stopped", "endpoint_of", "make_session", "page_of", "trust_env"]
+__all__ = ["BodyTooLarge", "CircuitOpen", "DeadlineExceeded", "FetchError", "HttpClient", "HttpPolicy", "HttpSettings",
+           "Page", "ResponseTooSlow", "Stopped", "endpoint_of", "make_session", "page_of", "trust_env"]
 
 BODY_CHUNK = 64 * 1024
 
@@ -60,7 +61,9 @@ class HttpClient:
                 continue
             try:
                 response = self.session.get(url, timeout=(step.connect_timeout_s, step.read_timeout_s), stream=True)
-                _read_body(response, budget_s=plan.body_budget_s())
+                _read_body(response, budget_s=plan.body_budget_s(), max_bytes=self.settings.max_body_bytes)
+            except _TooLarge as exc:
+                raise plan.too_large(str(exc)) from None
             except RETRIED as exc:
                 plan.failed(f"{type(exc).__name__}: {exc}", timed_out=isinstance(exc, requests.Timeout))
                 continue
@@ -93,22 +96,36 @@ class ResponseTooSlow(requests.exceptions.ReadTimeout):
     """The body kept coming, but too slowly: read_timeout_s bounds each read, this bounds the whole answer."""
 
 
+class _TooLarge(Exception):
+    """The body is past max_body_bytes; the message says how that was seen."""
+
+
 # Tries that may go better next time: no connection, no answer in time, an answer cut short or too slow.
 RETRIED = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
            requests.exceptions.ContentDecodingError)
 
 
-def _read_body(response: requests.Response, *, budget_s: float) -> None:
-    """Read the whole body within `budget_s` (the read timeout) of its headers, or raise.
+def _read_body(response: requests.Response, *, budget_s: float, max_bytes: int) -> None:
+    """Read the whole body within `budget_s` (the read timeout) of its headers and within `max_bytes`, or raise.
 
     requests reads a body in reads that each wait at most the read timeout, so a server sending a byte
-    now and then could hold a worker for minutes; reading it here, piece by piece, puts a clock on it.
+    now and then could hold a worker for minutes; reading it here, piece by piece, puts a clock on it,
+    and a count: a Content-Length past the cap is refused before a byte is read, any other body at the cap.
     """
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        response.close()
+        raise _TooLarge(f"Content-Length: {length}")
     deadline = time.monotonic() + budget_s
     chunks = []
+    size = 0
     try:
-        while chunk := response.raw.read1(BODY_CHUNK):
+        while chunk := response.raw.read1(BODY_CHUNK):  # decoded: a compressed body is capped as it unpacks
             chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                response.close()
+                raise _TooLarge(f"more than {max_bytes} bytes arrived")
             if time.monotonic() > deadline:
                 response.close()
                 raise ResponseTooSlow(f"the body took longer than {budget_s:g}s (read_timeout_s or the deadline)")

@@ -22,6 +22,8 @@ from core.errors import ItemError
 from core.http_endpoint import Endpoint, Refused
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The largest body a client reads (8 MiB): the S&P 500 page is 1.0 MiB, a chart answer about 2 KiB.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 PROXY_VARS = tuple(name for upper in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
                    for name in (upper, upper.lower()))
 
@@ -46,7 +48,7 @@ class HttpSettings:
     """How one worker group talks HTTP. Worst case for one request, every retry spent:
     (retries + 1) x (connect + 2 x read timeout: headers, then the whole body) + the waits between tries
     (each at most backoff_max_s, or retry_after_max_s when the server sent Retry-After); and never more
-    than item_deadline_s for one item, fallbacks included."""
+    than item_deadline_s for one item, fallbacks included. A body past max_body_bytes is not read on."""
 
     user_agent: str
     connect_timeout_s: float = 5.0
@@ -60,6 +62,7 @@ class HttpSettings:
     breaker_cooldown_s: float = 30.0
     item_deadline_s: float = 60.0
     pool_size: int = 10
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class FetchError(ItemError):
@@ -72,6 +75,10 @@ class CircuitOpen(ItemError):
 
 class DeadlineExceeded(ItemError):
     """Not sent: the item's deadline (item_deadline_s) leaves no time for another try."""
+
+
+class BodyTooLarge(ItemError):
+    """The answer's body is larger than max_body_bytes: not read on, and not retried (the same URL sends it again)."""
 
 
 class Stopped(ItemError):
@@ -217,6 +224,13 @@ class RequestPlan:
         """A try failed in a way no other try would mend (a bad URL): the error to raise."""
         self._record(None, what, self._clock())
         return FetchError(f"GET {self.url}: {what}", attempts=self.tries)
+
+    def too_large(self, what: str) -> BodyTooLarge:
+        """The answer's body is past max_body_bytes (`what` says how that was seen): the error to raise."""
+        self._record(None, "", self._clock())  # the server answered: nothing for its breaker to count
+        return BodyTooLarge(f"GET {self.url}: the body is larger than max_body_bytes={self._settings.max_body_bytes} "
+                            f"({what}): not read on, and not retried (the same URL sends the same body)",
+                            attempts=self.tries)
 
     def abandon(self) -> None:
         """The try ended without an outcome (cancelled, or an unexpected error): free its probe slot."""

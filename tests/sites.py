@@ -35,11 +35,12 @@ def price_for(symbol: str) -> float:
 
 
 @functools.lru_cache(maxsize=4096)
-def chart_body(symbol: str, price: float | None, currency: str | None = "USD") -> bytes:
+def chart_body(symbol: str, price: float | None, currency: str | None = "USD",
+               market_time: int = MARKET_TIME) -> bytes:
     """A real chart payload with its meta rewritten for `symbol` (made once: the benchmarks time this server)."""
     payload = json.loads(CHART_TEMPLATE.read_text())
     meta = payload["chart"]["result"][0]["meta"]
-    meta.update(symbol=symbol, regularMarketPrice=price, currency=currency, regularMarketTime=MARKET_TIME)
+    meta.update(symbol=symbol, regularMarketPrice=price, currency=currency, regularMarketTime=market_time)
     return json.dumps(payload).encode()
 
 
@@ -48,6 +49,18 @@ def quote_body(symbol: str, price: float | None = None) -> bytes:
     price = price_for(symbol) if price is None else price
     return (f'<fin-streamer data-symbol="{symbol}" data-testid="qsp-price" data-field="regularMarketPrice" '
             f'data-value="{price}"><span>{price:,.2f}</span></fin-streamer>').encode()
+
+
+def peak_rss_growth_bytes(action: Callable[[], Any]) -> int:
+    """How far this process's resident memory rose above its size at the start while `action()` ran (its peak,
+    VmHWM, reset first through /proc/self/clear_refs)."""
+    def status_kib(field: str) -> int:
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+        return int(line.split()[1])
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status_kib("VmRSS:")
+    action()
+    return (status_kib("VmHWM:") - before) * 1024
 
 
 class StubGroup:
@@ -72,16 +85,23 @@ class StubGroup:
 
 
 class Fault:
-    """One scripted answer: a status with headers and body, or an action (hang, cut, close, trickle).
+    """One scripted answer: a status with headers and body, or an action (hang, cut, close, trickle,
+    endless, oversize).
 
     "trickle" sends the status and headers, then the body one byte every `interval_s`, so that no
     single read waits long enough to time out while the whole answer takes as long as it likes.
+    "endless" sends a chunked body of 64 KiB chunks as fast as the client takes them, until the client
+    hangs up or `limit_bytes` went out; "oversize" promises `declared_length` bytes (Content-Length),
+    sends `body` and then nothing more.
     """
 
     def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
-                 action: str | None = None, delay_s: float = 0.0, interval_s: float = 0.5) -> None:
+                 action: str | None = None, delay_s: float = 0.0, interval_s: float = 0.5,
+                 limit_bytes: int = 512 * 1024 * 1024, declared_length: int = 0) -> None:
         self.status, self.body, self.headers, self.action, self.delay_s = status, body, headers or {}, action, delay_s
         self.interval_s = interval_s
+        self.limit_bytes = limit_bytes
+        self.declared_length = declared_length
 
 
 class FakeSites:
@@ -93,10 +113,15 @@ class FakeSites:
         self.latency_s = latency_s
         self.unknown = set(unknown)
         self.zero_price = set(zero_price)
+        #: The regularMarketTime every chart carries (Unix seconds); a test may move it between runs.
+        self.market_time = MARKET_TIME
         self.hits: Counter[str] = Counter()
         #: (time.monotonic() on arrival, path) of every request, in arrival order.
         self.requests: list[tuple[float, str]] = []
         self.user_agents: dict[str, str] = {}
+        #: Body bytes each "endless" answer got out, per path; `stream_ended` is set as each one ends.
+        self.sent_bytes: Counter[str] = Counter()
+        self.stream_ended = threading.Event()
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._always: dict[str, Fault] = {}
         self._lock = threading.Lock()
@@ -210,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif symbol in sites.zero_price:
             status, body = 200, chart_body(symbol, 0.0, None)
         else:
-            status, body = 200, chart_body(symbol, price_for(symbol))
+            status, body = 200, chart_body(symbol, price_for(symbol), market_time=sites.market_time)
         if sites.latency_s:  # after the body is made, so the answer comes after the latency, not later
             time.sleep(sites.latency_s)
         self._send(status, body, "application/json")
@@ -235,6 +260,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if fault.action == "endless":
+            return self._endless(fault, sites)
+        if fault.action == "oversize":
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(fault.declared_length))
+            self.end_headers()
+            self.wfile.write(fault.body)
+            sites._release.wait(60)
+            self.close_connection = True
+            return
         if fault.action == "trickle":
             self.send_response(fault.status)
             self.send_header("Content-Type", "application/json")
@@ -252,6 +288,28 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             return
         self._send(fault.status, fault.body, "application/json", fault.headers)
+
+    def _endless(self, fault: Fault, sites: FakeSites) -> None:
+        path = self.path.split("?")[0]
+        self.send_response(fault.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        block = b"<p>" + b"x" * (64 * 1024 - 7) + b"</p>"
+        frame = b"%x\r\n%s\r\n" % (len(block), block)
+        sent = 0
+        try:
+            while sent < fault.limit_bytes and not sites._release.is_set():
+                self.wfile.write(frame)
+                sent += len(block)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client hung up
+            pass
+        finally:
+            self.close_connection = True
+            with sites._lock:
+                sites.sent_bytes[path] += sent
+            sites.stream_ended.set()
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)

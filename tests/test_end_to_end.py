@@ -195,6 +195,7 @@ def test_dead_letter_path_from_the_environment(tmp_path, pg_url):
 
 def test_second_run_into_the_same_database_adds_its_own_rows(sites, tmp_path, pg_url, symbols):
     first, _, _, _ = run_pipeline(sites, tmp_path, {"DATABASE_URL": pg_url}, name="first")
+    sites.market_time += 86400  # a trading day later: new observations (the same ones would be stored once)
     second, stats, _, _ = run_pipeline(sites, tmp_path, {"DATABASE_URL": pg_url}, name="second")
 
     assert (first.returncode, second.returncode) == (0, 0), second.stderr
@@ -203,7 +204,7 @@ def test_second_run_into_the_same_database_adds_its_own_rows(sites, tmp_path, pg
     assert len(rows) == 2 * SYMBOL_COUNT
     times: dict[str, set[datetime]] = {}
     for row in rows:
-        times.setdefault(row["symbol"], set()).add(row["extracted_time"])
+        times.setdefault(row["symbol"], set()).add((row["market_time"], row["extracted_time"]))
     assert set(times) == set(symbols)
     assert all(len(stamps) == 2 for stamps in times.values())
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import pytest
 
 from core.aiohttp_client import AsyncHttpClient
-from core.http import CircuitOpen, FetchError, HttpSettings, Page, Stopped
+from core.http import BodyTooLarge, CircuitOpen, FetchError, HttpSettings, Page, Stopped
 from pg_cluster import free_port
 from sites import MARKET_TIME, SP500_PAGE, FakeSites, Fault, StubGroup, chart_body, price_for
 from workers.base import ItemError
@@ -286,3 +287,46 @@ def test_tries_in_flight_share_one_deadline_timer(sites: FakeSites) -> None:
     timers, pages = client_run(settings, body)
     assert len(sites.requests) == 20 and [page.status for page in pages] == [200] * 20
     assert timers == 1
+
+
+# --- max_body_bytes -------------------------------------------------------------------------------------------
+
+CAP = 1024 * 1024
+PAGE = "/page"
+
+
+def fetch(sites: FakeSites, client: AsyncHttpClient, times: int = 1) -> list[Page]:
+    """`times` GETs of PAGE in a fresh loop, one after the other; the client closed there afterwards."""
+    async def main() -> list[Page]:
+        try:
+            return [await client.get(sites.url(PAGE)) for _ in range(times)]
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+def test_a_chunked_body_of_max_body_bytes_is_read_and_one_byte_more_is_not(sites: FakeSites) -> None:
+    sites.script(PAGE, Fault(action="endless", limit_bytes=CAP))
+    assert len(fetch(sites, AsyncHttpClient(replace(FAST, max_body_bytes=CAP)))[0].body) == CAP
+
+    sites.script(PAGE, Fault(action="endless", limit_bytes=CAP + 64 * 1024))
+    with pytest.raises(BodyTooLarge) as caught:
+        fetch(sites, AsyncHttpClient(replace(FAST, max_body_bytes=CAP)))
+    assert str(caught.value) == (
+        f"GET {sites.url(PAGE)}: the body is larger than max_body_bytes={CAP} (more than {CAP} bytes arrived): "
+        "not read on, and not retried (the same URL sends the same body)")
+    assert caught.value.attempts == 1 and sites.hits[PAGE] == 2
+
+
+def test_a_content_length_past_max_body_bytes_fails_at_once_without_a_retry(sites: FakeSites) -> None:
+    sites.always(PAGE, Fault(action="oversize", declared_length=CAP + 1, body=b"<p>"))
+    started = time.monotonic()
+    with pytest.raises(BodyTooLarge, match=rf"larger than max_body_bytes={CAP} \(Content-Length: {CAP + 1}\)"):
+        fetch(sites, AsyncHttpClient(replace(FAST, max_body_bytes=CAP)))
+    assert time.monotonic() - started < FAST.read_timeout_s / 2  # the body it promised was never waited for
+    assert sites.hits[PAGE] == 1
+
+
+def test_a_body_of_max_body_bytes_with_its_content_length_is_read(sites: FakeSites) -> None:
+    sites.script(PAGE, Fault(200, b"x" * CAP))
+    assert len(fetch(sites, AsyncHttpClient(replace(FAST, max_body_bytes=CAP)))[0].body) == CAP

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from core.http import CircuitOpen, DeadlineExceeded, FetchError, HttpClient, HttpSettings, Stopped, endpoint_of
+from core.http import (BodyTooLarge, CircuitOpen, DeadlineExceeded, FetchError, HttpClient, HttpSettings, Stopped,
+                       endpoint_of)
 from core.http_policy import HttpPolicy
 from pg_cluster import free_port
 from sites import FakeSites, Fault, chart_body
@@ -155,3 +156,45 @@ def test_a_client_can_share_a_policy(sites: FakeSites) -> None:
     finally:
         first.close()
         second.close()
+
+
+# --- max_body_bytes -------------------------------------------------------------------------------------------
+
+CAP = 1024 * 1024
+
+
+def test_a_chunked_body_of_max_body_bytes_is_read_and_one_byte_more_is_not(sites: FakeSites) -> None:
+    http = client_with(max_body_bytes=CAP)
+    sites.script(PATH, Fault(action="endless", limit_bytes=CAP), Fault(action="endless", limit_bytes=CAP + 64 * 1024))
+    try:
+        assert len(http.get(sites.url(PATH)).content) == CAP
+        with pytest.raises(BodyTooLarge) as caught:
+            http.get(sites.url(PATH))
+    finally:
+        http.close()
+    assert str(caught.value) == (
+        f"GET {sites.url(PATH)}: the body is larger than max_body_bytes={CAP} (more than {CAP} bytes arrived): "
+        "not read on, and not retried (the same URL sends the same body)")
+    assert caught.value.attempts == 1 and sites.hits[PATH] == 2
+
+
+def test_a_content_length_past_max_body_bytes_fails_at_once_without_a_retry(sites: FakeSites) -> None:
+    http = client_with(max_body_bytes=CAP)
+    sites.always(PATH, Fault(action="oversize", declared_length=CAP + 1, body=b"<p>"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(BodyTooLarge, match=rf"larger than max_body_bytes={CAP} \(Content-Length: {CAP + 1}\)"):
+            http.get(sites.url(PATH))
+    finally:
+        http.close()
+    assert time.monotonic() - started < FAST.read_timeout_s / 2  # the body it promised was never waited for
+    assert sites.hits[PATH] == 1
+
+
+def test_a_body_of_max_body_bytes_with_its_content_length_is_read(sites: FakeSites) -> None:
+    http = client_with(max_body_bytes=CAP)
+    sites.script(PATH, Fault(200, b"x" * CAP))
+    try:
+        assert len(http.get(sites.url(PATH)).content) == CAP
+    finally:
+        http.close()

@@ -8,7 +8,7 @@ import lxml.html
 import pytest
 
 from core.http import HttpClient, HttpSettings
-from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup
+from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup, peak_rss_growth_bytes
 from workers.base import ItemError
 from workers.wiki_worker import WikiWorker, WikiWorkerAsyncScheduler, WikiWorkerMasterScheduler, parse_constituents
 
@@ -290,3 +290,42 @@ def test_schedulers_retry_a_503(sites: FakeSites, make_scheduler) -> None:
     sites.script(WIKI_PATH, Fault(503))
     assert len(process(make_scheduler(), sites.wiki_url)) == ROWS
     assert sites.hits[WIKI_PATH] == 2
+
+
+# --- max_body_bytes -------------------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def test_the_default_max_body_bytes_holds_the_real_page_many_times_over(browser_page: bytes) -> None:
+    assert HttpSettings(user_agent="x").max_body_bytes == 8 * MIB
+    assert len(browser_page) == 1_051_515  # 1.0 MiB: the default holds it 7.9 times over
+    assert WikiWorkerMasterScheduler(group=StubGroup("wiki")).http_settings.max_body_bytes == 8 * MIB
+
+
+def test_a_page_past_max_body_bytes_fails_its_item(sites: FakeSites, make_scheduler, browser_page: bytes) -> None:
+    with pytest.raises(ItemError, match=f"larger than max_body_bytes={len(browser_page) - 1} "
+                                        rf"\(Content-Length: {len(browser_page)}\)"):
+        process(make_scheduler(max_body_bytes=len(browser_page) - 1), sites.wiki_url)
+    assert sites.hits[WIKI_PATH] == 1
+    assert len(process(make_scheduler(max_body_bytes=len(browser_page)), sites.wiki_url)) == ROWS
+
+
+def test_an_endless_page_fails_its_item_in_bounded_memory(sites: FakeSites, make_scheduler) -> None:
+    # 512 MiB offered as fast as it is read; read_timeout_s long enough to take all of it were nothing to stop it.
+    sites.always(WIKI_PATH, Fault(action="endless"))
+    worker = make_scheduler(max_body_bytes=2 * MIB, read_timeout_s=30)
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        with pytest.raises(ItemError) as error:
+            process(worker, sites.wiki_url)
+        caught.append(error.value)
+
+    growth = peak_rss_growth_bytes(run)
+    assert sites.stream_ended.wait(10), "the server is still sending"
+
+    assert "larger than max_body_bytes=2097152 (more than 2097152 bytes arrived)" in str(caught[0])
+    assert sites.hits[WIKI_PATH] == 1
+    assert growth < 24 * MIB, f"resident memory rose {growth / MIB:.0f} MiB"
+    assert sites.sent_bytes[WIKI_PATH] < 32 * MIB  # what the socket buffers took before the client hung up

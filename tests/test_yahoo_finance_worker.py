@@ -279,14 +279,17 @@ def test_template_problems_name_the_placeholder_allowed(template: str, message: 
 @pytest.mark.parametrize("cls", [YahooFinancePriceScheduler, YahooFinancePriceAsyncScheduler])
 def test_check_params_reports_each_bad_template_and_range(cls) -> None:
     params = {"chart_url": "https://x/chart/AAPL", "quote_url": "https://x/quote/{sym}", "retries": -1,
-              "item_deadline_s": 0, "breaker_failures": 0, "read_timeout_s": "20", "requests_per_second": 5}
+              "item_deadline_s": 0, "breaker_failures": 0, "read_timeout_s": "20", "requests_per_second": 5,
+              "max_body_bytes": 0}
     problems = dict(cls.check_params(params))
-    assert set(problems) == {"chart_url", "quote_url", "retries", "item_deadline_s", "breaker_failures"}
+    assert set(problems) == {"chart_url", "quote_url", "retries", "item_deadline_s", "breaker_failures",
+                             "max_body_bytes"}
     assert "no {symbol} placeholder" in problems["chart_url"]
     assert "{sym}" in problems["quote_url"]
     assert problems["retries"] == "must be 0 or more, got -1"
     assert problems["item_deadline_s"] == "must be more than 0, got 0"
     assert problems["breaker_failures"] == "must be at least 1, got 0"
+    assert problems["max_body_bytes"] == "must be at least 1, got 0"
 
 
 @pytest.mark.parametrize("cls", [YahooFinancePriceScheduler, YahooFinancePriceAsyncScheduler])

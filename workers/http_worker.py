@@ -6,7 +6,7 @@ import numbers
 import os
 from typing import TYPE_CHECKING, Any
 
-from core.http_policy import HttpSettings
+from core.http_policy import MAX_BODY_BYTES, HttpSettings
 from workers.base import Worker
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class HttpWorker(Worker):
     def __init__(self, *, requests_per_second: float = 0.0, connect_timeout_s: float = 5.0,
                  read_timeout_s: float = 20.0, retries: int = 3, backoff_s: float = 0.5,
                  retry_after_max_s: float = 30.0, breaker_failures: int = 5, breaker_cooldown_s: float = 30.0,
-                 item_deadline_s: float = 60.0, **kwargs: Any) -> None:
+                 item_deadline_s: float = 60.0, max_body_bytes: int = MAX_BODY_BYTES, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.http_settings = HttpSettings(
             user_agent=os.environ.get(self.USER_AGENT_ENV) or self.DEFAULT_USER_AGENT,
@@ -38,14 +38,14 @@ class HttpWorker(Worker):
             backoff_s=backoff_s, retry_after_max_s=retry_after_max_s,
             requests_per_second=requests_per_second, breaker_failures=breaker_failures,
             breaker_cooldown_s=breaker_cooldown_s, item_deadline_s=item_deadline_s,
-            pool_size=self.group.spec.instances,
+            pool_size=self.group.spec.instances, max_body_bytes=max_body_bytes,
         )
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
         """(param, message) for each HTTP param out of its range."""
         problems = list(super().check_params(params))
-        for key in _POSITIVE + _NOT_NEGATIVE + ("breaker_failures",):
+        for key in _POSITIVE + _NOT_NEGATIVE + ("breaker_failures", "max_body_bytes"):
             value = params.get(key)
             if not isinstance(value, numbers.Real) or isinstance(value, bool):
                 continue  # absent, or of the wrong type (reported by the import check)
@@ -53,7 +53,7 @@ class HttpWorker(Worker):
                 problems.append((key, f"must be more than 0, got {value!r}"))
             elif key in _NOT_NEGATIVE and not value >= 0:
                 problems.append((key, f"must be 0 or more, got {value!r}"))
-            elif key == "breaker_failures" and not value >= 1:
+            elif key in ("breaker_failures", "max_body_bytes") and not value >= 1:
                 problems.append((key, f"must be at least 1, got {value!r}"))
         return problems
 

@@ -15,16 +15,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("symbol", "price", "currency", "market_time", "extracted_time")
-UNIQUE_KEY = ("symbol", "extracted_time")
+#: What identifies an observation: a symbol at one market time (Yahoo's regularMarketTime), however often it is
+#: fetched. A price without a market time (the quote page's, or a row of the course's table) is told apart
+#: only by when it was fetched.
+UNIQUE_KEY = ("symbol", "market_time")
+FALLBACK_KEY = ("symbol", "extracted_time")
 
 
 def prices_table(name: str = "prices") -> Table:
     """The course's columns (id, symbol, price, extracted_time) plus currency and market_time; times in UTC.
-    A retried batch inserts the same (symbol, extracted_time) again; the unique key makes that a no-op."""
+    Unique on (symbol, market_time), so a repeat of an observation (a retried batch, a replay, an item fetched
+    again) is a no-op; rows without a market time are unique on (symbol, extracted_time)."""
     kinds = {"symbol": "text", "price": "double", "extracted_time": "timestamp", "currency": "text",
              "market_time": "timestamp"}
     return Table(name, tuple((column, kinds[column]) for column in COLUMNS), required=("symbol",),
-                 unique_key=UNIQUE_KEY)
+                 unique_key=UNIQUE_KEY, fallback_key=FALLBACK_KEY)
 
 
 class PostgresWorker:
@@ -35,9 +40,9 @@ class PostgresWorker:
         self.table = prices_table(table)
 
     def create_table(self) -> None:
-        """Create the table if missing. A table made by hand (the course's id, symbol, price, extracted_time)
-        keeps every row: the columns it lacks and the unique key are added, each change logged with the SQL
-        that undoes it; duplicates that stop the key refuse the run (StartupError) before anything is changed."""
+        """Create the table if missing. A table made by hand (the course's id, symbol, price, extracted_time) or
+        by an older runner keeps every row: the columns and unique keys it lacks are added, each change logged
+        with the SQL that undoes it; rows that break a key refuse the run (StartupError) before anything changes."""
         db, table, name = self.database, self.table, self.table.name
         if not db.has_table(name):
             db.create_table(table)
@@ -45,9 +50,15 @@ class PostgresWorker:
             return
         have = db.columns(name)
         missing = [(column, kind) for column, kind in table.columns if column not in have]
-        add_key = set(UNIQUE_KEY) not in db.unique_keys(name)
-        if add_key:
-            self._refuse_duplicates()
+        indexes = db.unique_indexes(name)
+        unkeyed = db.unkeyed(table)
+        add_key = not any(index.covers(table.unique_key) for index in indexes)
+        add_fallback = not any(index.covers(table.fallback_key, unkeyed) for index in indexes)
+        if add_key and have.issuperset(table.unique_key):  # a key column just added holds only NULLs
+            self._refuse_duplicates(table.unique_key, table.index_name)
+        if add_fallback:
+            self._refuse_duplicates(table.fallback_key, table.fallback_index_name,
+                                    among=unkeyed if have.issuperset(table.nullable_key) else None)
         quote = db.quote
         added = [f"{quote(column)} {db.type_sql(kind)}" for column, kind in missing]
         with db.transaction() as cursor:
@@ -55,35 +66,46 @@ class PostgresWorker:
                 cursor.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {column}")
             if add_key:
                 cursor.execute(db.index_sql(table))
+            if add_fallback:
+                cursor.execute(db.fallback_index_sql(table))
+        if add_key:
+            logger.warning("table %s: added the unique index %s on (%s), so an observation (a symbol at one market "
+                           "time) is stored once however often it is fetched or written. To undo: DROP INDEX %s;",
+                           name, table.index_name, ", ".join(table.unique_key), quote(table.index_name))
+        if add_fallback:
+            logger.warning("table %s: added the unique index %s on (%s) where %s (rows without a market time: "
+                           "prices from the quote page, rows stored before the column existed), so a retried batch "
+                           "of them stores nothing twice. To undo: DROP INDEX %s;", name, table.fallback_index_name,
+                           ", ".join(table.fallback_key), unkeyed, quote(table.fallback_index_name))
+        # Logged last, as its undo must run last: an index on a column must go before the column can.
         if added:
             logger.warning("table %s: added column(s) %s, which this runner stores; its rows are kept. To undo: %s",
                            name, ", ".join(added), " ".join(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(c)};"
                                                             for c, _ in missing))
-        if add_key:
-            logger.warning("table %s: added the unique index %s on (%s), so a retried batch stores nothing twice. "
-                           "To undo: DROP INDEX %s;", name, table.index_name, ", ".join(UNIQUE_KEY),
-                           quote(table.index_name))
 
-    def _refuse_duplicates(self) -> None:
-        """StartupError when rows the unique key would refuse are already there, saying how to find and fix them."""
+    def _refuse_duplicates(self, key: tuple[str, ...], index: str, among: str | None = None) -> None:
+        """StartupError when rows the unique index on `key` (over the rows matching `among`) would refuse are
+        already there, saying how to find and fix them."""
         quote = self.database.quote
-        table, key = quote(self.table.name), ", ".join(UNIQUE_KEY)
-        both = " AND ".join(f"{column} IS NOT NULL" for column in UNIQUE_KEY)  # NULLs never clash in a unique key
-        find = f"SELECT {key}, count(*) FROM {table} WHERE {both} GROUP BY {key} HAVING count(*) > 1"
+        table, columns = quote(self.table.name), ", ".join(map(quote, key))
+        rows = " AND ".join([f"{quote(column)} IS NOT NULL" for column in key]  # NULLs never clash in a unique key
+                            + ([f"({among})"] if among else []))
+        find = f"SELECT {columns}, count(*) FROM {table} WHERE {rows} GROUP BY {columns} HAVING count(*) > 1"
         pairs = self.database.scalar(f"SELECT count(*) FROM ({find}) AS duplicated")
         if pairs:
+            which = f" among its rows where {among}" if among else ""
             raise StartupError(
-                f"table {self.table.name} holds {pairs} ({key}) pair(s) more than once, so the unique index "
-                f"{self.table.index_name} that keeps a retried batch from storing rows twice cannot be added. The "
-                f"run refuses to start: nothing was fetched and the table is unchanged. Find them with: {find}; "
-                f"keep one row of each, e.g. DELETE FROM {table} WHERE {both} AND id NOT IN (SELECT min(id) FROM "
-                f"{table} WHERE {both} GROUP BY {key}); or give the sink another table (params: table)")
+                f"table {self.table.name} holds {pairs} ({', '.join(key)}) pair(s) more than once{which}, so the "
+                f"unique index {index} that keeps a price from being stored twice cannot be added. The run refuses "
+                f"to start: nothing was fetched and the table is unchanged. Find them with: {find}; keep one row of "
+                f"each, e.g. DELETE FROM {table} WHERE {rows} AND id NOT IN (SELECT min(id) FROM {table} WHERE "
+                f"{rows} GROUP BY {columns}); or give the sink another table (params: table)")
 
     def insert(self, records: list[dict[str, Any]]) -> int:
-        """Insert in one transaction; rows already present (same symbol and time) are skipped. Returns rows sent."""
+        """Insert in one transaction; rows already present (the same observation) are skipped. Returns the rows
+        added."""
         rows = [[_utc_naive(record.get(key)) for key in COLUMNS] for record in records]
-        self.database.insert(self.table, rows)
-        return len(rows)
+        return self.database.insert(self.table, rows)
 
     def close(self) -> None:
         """Close the database's pooled connections."""
@@ -117,7 +139,10 @@ class PostgresMasterScheduler(BatchWorker):
             raise StartupError(f"cannot use the database {where}: {said}{hint}") from None
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
-        self._writer().insert(items)
+        added = self._writer().insert(items)
+        if added < len(items):
+            logger.info("%s: %d of %d record(s) already stored (the same symbol at the same market time, or a "
+                        "retried batch): the stored rows are kept", self.name, len(items) - added, len(items))
 
     def is_transient(self, exc: BaseException) -> bool:
         """Lost or refused connections, a restarting server and timeouts are worth a retry; bad data is not."""
