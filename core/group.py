@@ -77,13 +77,14 @@ class WorkerGroup:
             self._extra.returned += 1
             self._extra.emitted -= emitted
 
-    def unsettled_dead_letter(self, item: Any, emitted: int, why: str) -> None:
-        """An item counted as processed whose settling failed (Redis lost) with its outputs unsent: the books
-        say dead-lettered instead, as `unsettled`, its outputs taken back."""
+    def unsettled_dead_letter(self, item: Any, emitted: int, why: str, *, kind: str = "unsettled") -> None:
+        """An item counted as processed whose settling failed (Redis lost; or, as `failed`, refused for its
+        size) with its outputs unsent: the books say dead-lettered instead, its outputs taken back."""
         with self._lock:
             self._extra.processed -= 1
             self._extra.emitted -= emitted
-        self.abandon([item], why, kind="unsettled")
+            self._extra.failed += kind == "failed"
+        self.abandon([item], why, kind=kind)
 
     def returned(self, count: int) -> None:
         """`count` items held by instances went back to their queue unsettled (a forced exit, Redis)."""
