@@ -180,7 +180,11 @@ class RedisQueue:
         """Add items (waiting while the stream holds maxsize entries); return the seconds spent waiting.
         An item that cannot be written as JSON, or is larger than the server takes, raises ItemError before
         anything is added."""
-        return self.put_payloads(encode_all(items, self.run.max_bulk_bytes), wait=wait)
+        return self.put_payloads(self.encode_all(items), wait=wait)
+
+    def encode_all(self, items: list[Any]) -> list[str]:
+        """Items as this queue takes them: JSON no larger than the server takes (ItemError otherwise)."""
+        return encode_all(items, self.run.max_bulk_bytes)
 
     def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
         """put_many() of items already written as JSON (core.redis_settle.encode_all). One script call that
