@@ -153,12 +153,12 @@ class LocalExits:
         """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
         what JSON carries); nothing is sent."""
         if self._redis:
-            self._payloads(outputs)
+            self._redis[0].encoder.check(outputs)
 
     def _payloads(self, outputs: list[Any]) -> list[str] | None:
         """The outputs as a Redis queue takes them (ItemError if one cannot be), or None without one: written
         once, for every Redis queue of the fan-out."""
-        return self._redis[0].encode_all(outputs) if self._redis and outputs else None
+        return self._redis[0].encoder.encode(outputs) if self._redis and outputs else None
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         payloads = self._payloads(outputs)  # before anything is sent: an output one queue refuses fails the item

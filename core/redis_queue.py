@@ -22,7 +22,7 @@ from core.errors import ItemError
 from core.queues import DONE, NUDGE, Delivery, Empty, LocalQueue, notify
 from core.redis_run import RedisLost, RedisRun
 from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, PUT, RELEASE, RENEW, SETTLE, STAGE
-from core.redis_settle import SIZE_REFUSALS, Settler, encode_all
+from core.redis_settle import SIZE_REFUSALS, Encoder, Settler
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ class RedisQueue:
         self._read_client: Any = None  # the fetcher's own connection (RedisRun.reader)
         self._rejecting = False
         self.settler: Settler | None = None
+        #: Writes items as JSON for this queue (shared by the run's exits that write here: core/group.py,
+        #: core/redis_settle.py), reusing what a check wrote.
+        self.encoder = Encoder(run)
         self.on_fetched: Callable[[int], None] = lambda count: None
 
     # --- setting up ---------------------------------------------------------------------------------
@@ -180,11 +183,8 @@ class RedisQueue:
         """Add items (waiting while the stream holds maxsize entries); return the seconds spent waiting.
         An item that cannot be written as JSON, or is larger than the server takes, raises ItemError before
         anything is added."""
-        return self.put_payloads(self.encode_all(items), wait=wait)
+        return self.put_payloads(self.encoder.encode(items), wait=wait)
 
-    def encode_all(self, items: list[Any]) -> list[str]:
-        """Items as this queue takes them: JSON no larger than the server takes (ItemError otherwise)."""
-        return encode_all(items, self.run.max_bulk_bytes)
 
     def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
         """put_many() of items already written as JSON (core.redis_settle.encode_all). One script call that

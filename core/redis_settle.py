@@ -257,8 +257,8 @@ class RedisExits:
     def check(self, outputs: list[Any]) -> None:
         """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
         what JSON carries); nothing is sent."""
-        if self.redis_keys:
-            encode_all(outputs, self.input.run.max_bulk_bytes)
+        if self.redis_outputs:
+            self.redis_outputs[0].encoder.check(outputs)
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         payloads = self._encode(outputs)  # an output Redis cannot take fails the item before anything is sent
@@ -300,7 +300,7 @@ class RedisExits:
             self.input.settler.settle(delivery, None, on_result=lambda ok, d=delivery: self._stored(ok, d))
 
     def _encode(self, outputs: list[Any]) -> list[str]:
-        return encode_all(outputs, self.input.run.max_bulk_bytes) if self.redis_keys else []
+        return self.redis_outputs[0].encoder.encode(outputs) if self.redis_outputs and outputs else []
 
     def _hold(self, delivery: Delivery, payloads: list[str], count: int) -> bool:
         """Keep a part of a generator's outputs for Redis; True when what is held is due to be staged."""
@@ -428,6 +428,68 @@ def encode_all(items: Any, limit_bytes: int) -> list[str]:
             if size > limit_bytes:
                 raise _too_large(size, limit_bytes)
     return payloads
+
+
+class Encoder:
+    """Writes items as a run's Redis queues take them (encode_all), and remembers what check() wrote for
+    emit() to reuse: the loop checks a generator's outputs as they are yielded and sends them later, and
+    JSON costs 1.6 µs for a number, 7.5 µs for a price record, against about 22 µs per item for a whole hop.
+
+    Kept by the output's identity (the object is held, so its id cannot be reused meanwhile), at most
+    REMEMBER_OUTPUTS outputs and REMEMBER_CHARS characters: an item that failed after its check leaves its
+    entries to be pushed out by the next ones. An object changed between its check and its emit goes on as
+    it was when it was yielded."""
+
+    REMEMBER_OUTPUTS = 1024
+    REMEMBER_CHARS = 4 * 1024 * 1024
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self._lock = threading.Lock()
+        self._checked: dict[int, tuple[Any, str]] = {}
+        self._chars = 0
+
+    def check(self, items: list[Any]) -> None:
+        """ItemError when one of `items` cannot go to Redis; what was written is kept for encode()."""
+        limit_bytes, kept = self.run.max_bulk_bytes, []
+        for item in items:  # encode_all(), written out: the loop may check each output as it is yielded
+            payload = encode(item)
+            if len(payload) > limit_bytes // 4 and len(payload.encode("utf-8")) > limit_bytes:
+                raise _too_large(len(payload.encode("utf-8")), limit_bytes)
+            if type(item) not in _SCALARS and len(payload) <= self.REMEMBER_CHARS // 4:
+                kept.append((item, payload))  # a number or a string is written again faster than remembered
+        if not kept:
+            return
+        with self._lock:
+            for item, payload in kept:
+                old = self._checked.pop(id(item), None)
+                self._chars += len(payload) - (len(old[1]) if old else 0)
+                self._checked[id(item)] = (item, payload)
+            while len(self._checked) > self.REMEMBER_OUTPUTS or self._chars > self.REMEMBER_CHARS:
+                _, (_, payload) = _pop_oldest(self._checked)
+                self._chars -= len(payload)
+
+    def encode(self, items: list[Any]) -> list[str]:
+        """encode_all(items), reusing what check() wrote for them."""
+        if not self._checked:
+            return encode_all(items, self.run.max_bulk_bytes)
+        with self._lock:
+            found = [self._checked.pop(id(item), None) for item in items]
+            self._chars -= sum(len(hit[1]) for hit in found if hit is not None)
+        payloads = [hit[1] if hit is not None and hit[0] is item else None for item, hit in zip(items, found)]
+        missing = [item for item, payload in zip(items, payloads) if payload is None]
+        if missing:
+            fresh = iter(encode_all(missing, self.run.max_bulk_bytes))
+            payloads = [payload if payload is not None else next(fresh) for payload in payloads]
+        return payloads
+
+
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+
+
+def _pop_oldest(checked: dict[int, tuple[Any, str]]) -> tuple[int, tuple[Any, str]]:
+    key = next(iter(checked))
+    return key, checked.pop(key)
 
 
 def _too_large(size: int, limit_bytes: int) -> ItemError:

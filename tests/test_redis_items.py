@@ -131,6 +131,24 @@ def test_check_refuses_what_a_redis_output_cannot_take_and_is_free_without_one(r
     assert local.qsize() == 0 and queue.redis.xlen(out.key) == 0
 
 
+def test_what_check_wrote_is_sent_as_it_was_checked_and_what_it_keeps_is_bounded(run_id_queue):
+    """emit() reuses the JSON check() wrote (an output is written once, not twice), as it was when checked;
+    what was checked and never sent (its item failed) is pushed out by what comes after."""
+    from core.redis_settle import Encoder
+
+    queue, out = run_id_queue
+    exits = RedisExits(exits_over(queue, [out]))
+    record = {"n": 1}
+    exits.check([record])
+    record["n"] = 2  # changed after it was yielded and checked
+    assert out.encoder.encode([record]) == ['{"n":1}']
+    assert out.encoder.encode([record]) == ['{"n":2}']  # sent once: no longer remembered
+    for i in range(5000):
+        exits.check([{"i": i, "pad": "p" * 2000}])
+    assert len(out.encoder._checked) <= Encoder.REMEMBER_OUTPUTS  # noqa: SLF001
+    assert out.encoder._chars <= Encoder.REMEMBER_CHARS  # noqa: SLF001
+
+
 @pytest.fixture
 def run_id_queue() -> Iterator[tuple[RedisQueue, RedisQueue]]:
     import os
