@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 CALL_ITEMS = 1000  # items settled by one script call at most (its acknowledgement lists them all)
 CALL_CHARS = 8 * 1024 * 1024  # and the outputs of one call, in characters: a batch of large items goes in several
-#: A generator's outputs bound for Redis are held here per item up to this many characters of JSON, then
-#: staged in Redis (a list of the entry's own) until its item is settled: memory stays bounded per item.
+#: A generator's outputs bound for Redis are held here per item up to this many characters of JSON, or this
+#: many outputs (a short one costs more as a Python object than as text), then staged in Redis (a list of the
+#: entry's own) until its item is settled: memory stays bounded per item.
 STAGE_AFTER_CHARS = 1024 * 1024
+STAGE_AFTER_OUTPUTS = 4096
 #: What the server answers when a command is too large for it. (An item far over proto-max-bulk-len gets no
 #: answer: the server closes the connection while it is written, so the size is checked before it is sent.)
 SIZE_REFUSALS = ("invalid bulk length", "invalid multibulk length", "max query buffer", "query buffer")
@@ -311,7 +313,7 @@ class RedisExits:
         if payloads:
             parts.payloads += payloads
             parts.chars += sum(len(payload) for payload in payloads)
-        return parts.chars >= STAGE_AFTER_CHARS
+        return parts.chars >= STAGE_AFTER_CHARS or len(parts.payloads) >= STAGE_AFTER_OUTPUTS
 
     def _stage(self, delivery: Delivery) -> None:
         """Move what is held for the item to its staging list in Redis (Returned if it is another's now)."""
