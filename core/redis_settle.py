@@ -179,17 +179,9 @@ class Settler:
         for index, request in enumerate(batch):
             by_outputs.setdefault((request.kind, request.keys), []).append(index)
         for (kind, keys), indexes in by_outputs.items():
-            call: list[int] = []
-            chars = 0
-            for index in indexes + [-1]:
-                size = batch[index].chars() if index >= 0 else 0
-                if call and (index < 0 or len(call) >= CALL_ITEMS or chars + size > CALL_CHARS):
-                    for at, ok in zip(call, self._call(kind, keys, [batch[i] for i in call])):
-                        results[at] = ok
-                    call, chars = [], 0
-                if index >= 0:
-                    call.append(index)
-                    chars += size
+            for call in _calls(batch, indexes):
+                for index, ok in zip(call, self._call(kind, keys, [batch[i] for i in call])):
+                    results[index] = ok
         return [results[index] for index in range(len(batch))]
 
     def _call(self, kind: str, keys: tuple[str, ...], requests: list[_Request]) -> list[Any]:
@@ -228,6 +220,20 @@ class Settler:
         rest = [request for i, request in enumerate(requests) if i not in refusals]
         answers = iter(self._call(kind, keys, rest) if rest else [])
         return [refusals[i] if i in refusals else next(answers) for i in range(len(requests))]
+
+
+def _calls(batch: list[_Request], indexes: list[int]) -> list[list[int]]:
+    """`indexes` of `batch` cut into script calls of at most CALL_ITEMS items and CALL_CHARS characters."""
+    calls: list[list[int]] = [[]]
+    chars = 0
+    for index in indexes:
+        size = batch[index].chars()
+        if calls[-1] and (len(calls[-1]) >= CALL_ITEMS or chars + size > CALL_CHARS):
+            calls.append([])
+            chars = 0
+        calls[-1].append(index)
+        chars += size
+    return calls
 
 
 class _Parts:

@@ -24,7 +24,7 @@ import fixture_workers
 import redis_fixture_workers
 from core.errors import ItemError, Returned
 from core.redis_queue import RedisQueue
-from core.redis_run import RedisRun
+from core.redis_run import MAX_BULK_BYTES, RedisRun
 from core.redis_settle import STAGE_AFTER_CHARS, RedisExits
 from redis_server import RedisServer
 from yaml_reader import YamlPipelineExecutor
@@ -354,3 +354,50 @@ def test_a_claim_drops_what_the_stale_owner_staged_and_it_can_stage_no_more(run_
     finally:
         live.shutdown()
         run_b.redis.close()
+
+
+@pytest.mark.parametrize("size_bytes", [2 * 1024 * 1024, 8 * 1024 * 1024], ids=["answered", "connection-reset"])
+def test_a_limit_lowered_after_the_start_still_makes_a_large_item_its_own_error(size_bytes):
+    """The run read proto-max-bulk-len at its start (here: never, so it assumes Redis's default 512 MiB);
+    the server takes 1 MiB. An output over it is refused by the server, with an answer (2 MiB) or by closing
+    the connection while it is written (8 MiB): either way that item's error, found before a second try, and
+    the small item settled beside it goes on."""
+    import threading
+
+    with RedisServer(appendonly=False, config={"proto-max-bulk-len": "1mb"}) as server:
+        run = RedisRun(server.url(), "items-test", "lowered", retry_budget_s=30)
+        source, out = RedisQueue("In", 100, run, reader="G"), RedisQueue("Out", 100, run, reader="Next")
+        try:
+            source.create(), out.create()
+            started = time.monotonic()
+            source.put_many(["big", "small"])
+            source.start_reading(readers=1, prefetch=4)
+            big, small = source.get(WAIT_S), source.get(WAIT_S)
+            answers: dict[str, Any] = {}
+            both = threading.Event()
+
+            def answer(name: str) -> Callable[[Any], None]:
+                def deliver(ok: Any) -> None:
+                    answers[name] = ok
+                    if len(answers) == 2:
+                        both.set()
+                return deliver
+
+            source.settler.settle(big, ["x" * size_bytes], (out.key,), on_result=answer("big"))
+            source.settler.settle(small, ["fine"], (out.key,), on_result=answer("small"))
+            assert both.wait(WAIT_S), answers
+            seconds = time.monotonic() - started
+            assert answers["small"] is True
+            assert isinstance(answers["big"], ItemError) and "Redis" in str(answers["big"]), answers
+            assert [fields[b"d"] for _, fields in source.redis.xrange(out.key)] == [b'"fine"']
+            assert seconds < 20, f"took {seconds:.1f}s"  # not the whole retry budget
+
+            run.max_bulk_bytes = MAX_BULK_BYTES  # forgotten again: the same for a put
+            started = time.monotonic()
+            with pytest.raises(ItemError, match="Redis"):
+                out.put_many(["x" * size_bytes])
+            assert time.monotonic() - started < 20
+            assert source.redis.xlen(out.key) == 1
+        finally:
+            source.shutdown()
+            run.redis.close()
