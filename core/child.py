@@ -203,8 +203,9 @@ class ChildExits:
     def check(self, outputs: list[Any]) -> None:
         """ItemError when an output cannot go to every output queue (the parent puts them there)."""
         if self._json:
-            from core.group import check_json
-            check_json(outputs)
+            from core.redis_settle import encode  # loaded only where outputs go to Redis
+            for output in outputs:
+                encode(output)
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         seq, slot = delivery.token

@@ -83,8 +83,11 @@ class Distributed:
         # A value is held as long as the items it makes: its lease times out like those of the queues it feeds.
         timeouts = [self.spec.queues[name].visibility_timeout_s for name in worker.output_queues
                     if self.spec.queues[name].backend == "redis"]
-        return self.queue(f"{worker.name}.values", max(len(values), 1), worker.name,
-                          visibility_timeout_s=min(timeouts, default=30.0))
+        queue = self.queue(f"{worker.name}.values", max(len(values), 1), worker.name,
+                           visibility_timeout_s=min(timeouts, default=30.0))
+        if self.solo:  # if the run's keys vanish, the values never read are known by name (not started)
+            queue.read_payloads = []
+        return queue
 
     def open(self, local_input_groups: list[str]) -> None:
         """Join the run (StartupError if Redis cannot hold it), write the sources' values if first, create
@@ -152,11 +155,18 @@ class Distributed:
                 "ledger": self.ledger(), "unfinished": unfinished}
 
     def close(self) -> None:
-        if self.solo:  # values that never reached Redis (it could not be reached) are this run's alone
-            for name, values in self._values.items():
+        if self.solo:  # values that never reached Redis (it could not be reached) are this run's alone,
+            for name, values in self._values.items():  # and so are those that vanished with its keys unread
+                queue = self.queues[f"{name}.values"]
                 if name not in self._written:
-                    for value in values:
-                        self.queues[f"{name}.values"].on_reject(value)
+                    left = values
+                elif self.run.gone:
+                    left = queue.unread(values)
+                    queue.added -= len(left)  # accounted for by name: not lost
+                else:
+                    left = []
+                for value in left:
+                    queue.on_reject(value)
         for queue in self.queues.values():  # all at once: in a solo run one's end may wait on another's
             queue.finish_reading()
         for queue in self.queues.values():

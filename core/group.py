@@ -6,8 +6,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from core import codec
-from core.errors import ItemError
 from core.ledger import Counts, DeadLetters
 from core.queues import Delivery, LocalQueue
 
@@ -84,13 +82,14 @@ class WorkerGroup:
             self._extra.returned += 1
             self._extra.emitted -= emitted
 
-    def unsettled_dead_letter(self, item: Any, emitted: int, why: str) -> None:
-        """An item counted as processed whose settling failed (Redis lost) with its outputs unsent: the books
-        say dead-lettered instead, as `unsettled`, its outputs taken back."""
+    def unsettled_dead_letter(self, item: Any, emitted: int, why: str, *, kind: str = "unsettled") -> None:
+        """An item counted as processed whose settling failed (Redis lost; or, as `failed`, refused for its
+        size) with its outputs unsent: the books say dead-lettered instead, its outputs taken back."""
         with self._lock:
             self._extra.processed -= 1
             self._extra.emitted -= emitted
-        self.abandon([item], why, kind="unsettled")
+            self._extra.failed += kind == "failed"
+        self.abandon([item], why, kind=kind)
 
     def returned(self, count: int) -> None:
         """`count` items held by instances went back to their queue unsettled (a forced exit, Redis)."""
@@ -152,38 +151,53 @@ class WorkerGroup:
 
 class LocalExits:
     """How items of a group running in this process leave it: outputs into the output queues, records
-    into the dead-letter file; the delivery is then settled with its input queue."""
+    into the dead-letter file; the delivery is then settled with its input queue. Every output is checked
+    against every output queue before any is sent (a Redis queue takes only what JSON carries)."""
 
     def __init__(self, group: WorkerGroup) -> None:
         self.group = group
         self.outputs = group.outputs
         self.input = group.input
-        self._json = any(getattr(queue, "is_redis", False) for queue in self.outputs)
+        self._redis = [queue for queue in self.outputs if getattr(queue, "is_redis", False)]
 
     def check(self, outputs: list[Any]) -> None:
-        """ItemError when an output cannot go to every output queue (a Redis queue takes what JSON carries)."""
-        if self._json:
-            check_json(outputs)
+        """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
+        what JSON carries); nothing is sent."""
+        if self._redis:
+            self._redis[0].encoder.check(outputs)
+
+    def _payloads(self, outputs: list[Any]) -> list[str] | None:
+        """The outputs as a Redis queue takes them (ItemError if one cannot be), or None without one: written
+        once, for every Redis queue of the fan-out."""
+        return self._redis[0].encoder.encode(outputs) if self._redis and outputs else None
 
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        payloads = self._payloads(outputs)  # before anything is sent: an output one queue refuses fails the item
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
+            if payloads is not None and getattr(queue, "is_redis", False):
+                blocked_s += queue.put_payloads(payloads)
+                continue
             done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now
             if done < len(outputs):
-                blocked_s += queue.put_many(outputs[done:])  # the rest waits for room (or goes to Redis)
+                blocked_s += queue.put_many(outputs[done:])  # the rest waits for room
         if final:
             self.input.ack(delivery)
         return blocked_s
 
     async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        payloads = self._payloads(outputs)
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
+            is_redis = payloads is not None and getattr(queue, "is_redis", False)
             done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now, in the loop
             if done < len(outputs):
                 import asyncio  # loaded already: this runs in an event loop (a threads-only run never loads it)
 
                 started = time.perf_counter()  # wait for room (or for Redis) off the event loop
-                await asyncio.get_running_loop().run_in_executor(None, queue.put_many, outputs[done:])
+                send = (lambda q=queue: q.put_payloads(payloads)) if is_redis else \
+                    (lambda q=queue, rest=outputs[done:]: q.put_many(rest))
+                await asyncio.get_running_loop().run_in_executor(None, send)
                 blocked_s += time.perf_counter() - started
         if final:
             self.input.ack(delivery)
@@ -191,14 +205,29 @@ class LocalExits:
 
     def emit_many(self, emits: list[tuple[Delivery, list[Any], bool]]) -> list[BaseException | None]:
         """emit() for a batch of (delivery, outputs, final), each queue filled in one go; the error of each
-        (None: sent). What worker processes report arrives this way."""
-        outputs = [output for _, items, _ in emits for output in items]
+        (None: sent). What worker processes report arrives this way. An item with an output one queue
+        cannot take sends none of its outputs anywhere."""
+        errors: list[BaseException | None] = []
+        outputs: list[Any] = []
+        payloads: list[str] = []
+        for _, items, _ in emits:
+            try:
+                encoded = self._payloads(items)
+            except Exception as exc:  # noqa: BLE001 - that item's error (an output JSON cannot carry)
+                errors.append(exc)
+                continue
+            errors.append(None)
+            outputs += items
+            payloads += encoded or ()
         for queue in self.outputs if outputs else ():
-            queue.put_many(outputs)
-        for delivery, _, final in emits:
-            if final:
+            if getattr(queue, "is_redis", False):
+                queue.put_payloads(payloads)
+            else:
+                queue.put_many(outputs)
+        for (delivery, _, final), error in zip(emits, errors):
+            if final and error is None:
                 self.input.ack(delivery)
-        return [None] * len(emits)
+        return errors
 
     def stored(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -210,11 +239,3 @@ class LocalExits:
         self.input.ack(delivery)
         return written
 
-
-def check_json(outputs: list[Any]) -> None:
-    """ItemError when one of `outputs` is something JSON cannot carry (a Redis queue takes only JSON)."""
-    for output in outputs:
-        try:
-            codec.dumps(output)
-        except codec.NotEncodable as exc:
-            raise ItemError(f"cannot be written to a Redis queue: {exc}") from None

@@ -309,8 +309,9 @@ class Unit:
         every item settled in the batch."""
         if self._given_up:
             return  # a forced exit recorded what the process held
-        emits = [(self._delivery(message[1]), message[2], message[0] == "emit") for message in messages
-                 if message[0] in ("emit", "part")]
+        # An item that failed already (a part of it an output queue refused) is over: what else it sent is dropped.
+        emits = [(delivery, message[2], message[0] == "emit") for message in messages
+                 if message[0] in ("emit", "part") and (delivery := self._delivery(message[1])) is not None]
         if any(message[0] in ("emit", "stored", "dead", "unsent") for message in messages):
             self._progress = True  # the process finished an item (a replacement of it would be worth it)
         failed = self.runner.exits.emit_many(emits)
@@ -324,16 +325,18 @@ class Unit:
                         self.counts.processed += 1
                         self._settled(delivery.token_seq)
         for (delivery, _outputs, _final), error in zip(emits, failed):
-            if error is not None:  # e.g. an output Redis cannot take as JSON: that item's error
+            if error is not None:  # e.g. an output Redis cannot take as JSON: that item's error (once)
                 self._settle_dead(delivery.token_seq, f"{type(error).__name__}: {error}", attempts=1, kind="failed")
         for message in messages:
             if message[0] not in ("emit", "part"):
                 self._handle(message)
 
-    def _delivery(self, seq: int) -> Delivery:
+    def _delivery(self, seq: int) -> Delivery | None:
+        """The outstanding delivery `seq`; None once it is settled (or given up)."""
         with self._lock:
-            delivery = self._outstanding[seq]
-        delivery.token_seq = seq
+            delivery = self._outstanding.get(seq)
+        if delivery is not None:
+            delivery.token_seq = seq
         return delivery
 
     def _handle(self, message: tuple) -> None:
@@ -342,7 +345,7 @@ class Unit:
             with self._recording:
                 if self._given_up:
                     return
-                self.runner.exits.stored([self._delivery(seq) for seq in message[1]])
+                self.runner.exits.stored([d for seq in message[1] if (d := self._delivery(seq)) is not None])
                 with self._lock:
                     self.counts.stored += len(message[1])
                     self.counts.processed += len(message[1])
@@ -353,8 +356,10 @@ class Unit:
             self._settle_dead(seq, error, attempts=attempts, kind=dead_kind)
         elif kind == "unsent":  # an output of the item could not be pickled in the worker process
             _, seq, error = message
-            logger.warning("%s failed on %r: %s", self.name, self._delivery(seq).item, error)
-            self._settle_dead(seq, error, attempts=1, kind="failed")
+            delivery = self._delivery(seq)
+            if delivery is not None:
+                logger.warning("%s failed on %r: %s", self.name, delivery.item, error)
+                self._settle_dead(seq, error, attempts=1, kind="failed")
         elif kind == "crash":
             _, name, text = message
             logger.error("%s ended with a crash: %s", name, text)
@@ -380,8 +385,11 @@ class Unit:
         with self._recording:
             if self._given_up:
                 return  # a forced exit recorded it
+            delivery = self._delivery(seq)
+            if delivery is None:
+                return  # settled already (an item with two failing parts is dead-lettered once)
             try:
-                written = self.runner.exits.dead_letter(self._delivery(seq), error, attempts=attempts, kind=kind)
+                written = self.runner.exits.dead_letter(delivery, error, attempts=attempts, kind=kind)
             except Returned:  # a Redis entry another consumer owns now: it settles it
                 with self._lock:
                     self.counts.returned += 1

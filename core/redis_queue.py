@@ -18,10 +18,11 @@ import time
 from typing import Any, Callable
 
 from core import codec
+from core.errors import ItemError
 from core.queues import DONE, NUDGE, Delivery, Empty, Hold, LocalQueue, notify
 from core.redis_run import RedisLost, RedisRun
-from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, RENEW, SETTLE
-from core.redis_settle import Settler, encode
+from core.redis_scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, PUT, RELEASE, RENEW, SETTLE, STAGE
+from core.redis_settle import SIZE_REFUSALS, Encoder, Settler
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class RedisQueue:
         self.redis = run.redis
         self.scripts = {name: self.redis.register_script(text) for name, text in
                         (("settle", SETTLE), ("dead", DEAD), ("hand_back", HAND_BACK), ("renew", RENEW),
-                         ("claim", CLAIM), ("fill", FILL_ONCE))}
+                         ("claim", CLAIM), ("fill", FILL_ONCE), ("put", PUT), ("stage", STAGE),
+                         ("release", RELEASE))}
         self.on_reject: Callable[[Any], None] = lambda item: None
         #: Records an entry the fetcher dead-lettered (undecodable, poison) in the reading group's own books
         #: and dead-letter file, as its Redis dead letter is: (item, error, kind). Set by RedisExits.
@@ -68,6 +70,12 @@ class RedisQueue:
         self.ended: Callable[[], bool] = lambda: False  # set by the executor (core/redis_ends.py)
         self.no_more_new: Callable[[], bool] = lambda: False  # closed, and every entry delivered
         self.put_count = self.get_count = 0
+        #: Entries this process is known to have added (written and answered) and, of them, read for the first
+        #: time: in a solo run, what vanishes with the run's keys is the difference (vanished()).
+        self.added = self.read_new = 0
+        #: The payloads read, for a source's input values in a solo run: those never read are known by name
+        #: when the run's keys vanish (unread()).
+        self.read_payloads: list[str] | None = None
         self._closed = False
         self._buffer = LocalQueue(f"{name}.fetched", 1)  # entries fetched for this process's instances
         self._buffer.on_reject = lambda delivery: None
@@ -85,6 +93,9 @@ class RedisQueue:
         self._read_client: Any = None  # the fetcher's own connection (RedisRun.reader)
         self._rejecting = False
         self.settler: Settler | None = None
+        #: Writes items as JSON for this queue (shared by the run's exits that write here: core/group.py,
+        #: core/redis_settle.py), reusing what a check wrote.
+        self.encoder = Encoder(run)
         self.on_fetched: Callable[[int], None] = lambda count: None
 
     # --- setting up ---------------------------------------------------------------------------------
@@ -104,6 +115,7 @@ class RedisQueue:
         payloads = [codec.dumps(item) for item in items]
         written = self.run.call(lambda: self.scripts["fill"](keys=[self.key, self.run.key("closed", self.name)],
                                                                args=payloads))
+        self.added += int(written)
         return int(written)
 
     def start_reading(self, readers: int, prefetch: int) -> None:
@@ -129,8 +141,31 @@ class RedisQueue:
 
     def qsize(self) -> int:
         """Entries this process fetched that no instance took yet (the stream itself is the run's, see
-        Distributed.ledger): the local view, cheap enough to sample for the live status."""
-        return self._buffer.qsize()
+        Distributed.ledger): the local view, cheap enough to sample for the live status. Once the run's keys
+        vanished, a solo run's entries that went with them count too: they are lost."""
+        return self._buffer.qsize() + self.vanished()
+
+    def vanished(self) -> int:
+        """In a solo run whose keys vanished from Redis: the entries this process added and never read (no
+        other process reads a solo run's queues, so they are gone). 0 otherwise: in a shared run other
+        processes read them too, and only the whole run could tell."""
+        return max(self.added - self.read_new, 0) if self.solo and self.run.gone else 0
+
+    def unread(self, items: list[Any]) -> list[Any]:
+        """Of `items` (what was written to this queue), those its fetcher never read (see read_payloads)."""
+        left = list(self.read_payloads or ())
+        unread = []
+        for item in items:
+            payload = codec.dumps(item)
+            if payload in left:
+                left.remove(payload)
+            else:
+                unread.append(item)
+        return unread
+
+    def stage_key(self, entry_id: str) -> str:
+        """Where a generator's outputs for Redis wait until entry `entry_id` is settled (core/redis_settle.py)."""
+        return self.run.key("stage", self.name, entry_id)
 
     def pending(self) -> list[Any]:
         """What this process fetched and no instance took."""
@@ -146,16 +181,34 @@ class RedisQueue:
 
     def put_many(self, items: list[Any], *, wait: bool = True) -> float:
         """Add items (waiting while the stream holds maxsize entries); return the seconds spent waiting.
-        An item that cannot be written as JSON raises ItemError before anything is added."""
-        payloads = [encode(item) for item in items]
+        An item that cannot be written as JSON, or is larger than the server takes, raises ItemError before
+        anything is added."""
+        return self.put_payloads(self.encoder.encode(items), wait=wait)
+
+
+    def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
+        """put_many() of items already written as JSON (core.redis_settle.encode_all). One script call that
+        records its call id with the entries, so that a retry after a lost reply does not add them again."""
+        if not payloads:
+            return 0.0
         waited = self.wait_for_room(len(payloads)) if wait else 0.0
-        def add() -> None:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    pipe.xadd(self.key, {"d": payload, "n": 0})
-                pipe.execute()
-        self.run.call(add)
+        field, seq = self.run.thread_call_id()
+        keys, args = [self.key, self.run.key("calls")], [field, seq, *payloads]
+
+        def recheck() -> None:  # the server may have closed the connection on a payload it takes no more
+            self.run.refresh_limits()
+            for payload in payloads:
+                if len(payload.encode("utf-8")) > self.run.max_bulk_bytes:
+                    raise ItemError(f"cannot be written to a Redis queue: larger than the server takes "
+                                    f"(proto-max-bulk-len {self.run.max_bulk_bytes})")
+        try:
+            self.run.call(lambda: self.scripts["put"](keys=keys, args=args), before_retry=recheck)
+        except self.run.response_error as exc:
+            if any(text in str(exc) for text in SIZE_REFUSALS):
+                raise ItemError(f"refused by Redis for its size: {exc}") from None
+            raise
         self.put_count += len(payloads)
+        self.added += len(payloads)
         return waited
 
     def _waiting(self) -> int:
@@ -262,17 +315,35 @@ class RedisQueue:
         left = self._buffer.freeze()
         ids = [delivery.token[0] for delivery in left]
         if ids:
-            try:
-                self.run.call(lambda: self.scripts["hand_back"](keys=[self.key], args=[self.group, self.run.process_id,
-                                                                                      *ids]))
-            except RedisLost:
-                pass  # they stay pending: another process claims them after the visibility timeout
+            self._hand_back(ids)
             with self._lock:
                 for entry_id in ids:
                     self._in_hand.pop(entry_id, None)
         self._buffer.close()
         self.returned = len(ids)
         return 0
+
+    def _hand_back(self, ids: list[str]) -> None:
+        """Give entries fetched and never taken back to the stream for the group's other processes. If the
+        server refuses that (out of memory: a hand-back writes each entry again), make them claimable at
+        once instead (RELEASE writes nothing), so that no one waits out the visibility timeout for them."""
+        args = [self.group, self.run.process_id]
+        try:
+            self.run.call(lambda: self.scripts["hand_back"](keys=[self.key], args=[*args, *ids]))
+            return
+        except RedisLost:
+            return  # they stay pending: another process claims them after the visibility timeout
+        except Exception as exc:  # noqa: BLE001 - refused by the server: release them instead
+            logger.warning("%s: handing %d entries back failed (%s); releasing them to be claimed at once",
+                           self.name, len(ids), exc)
+        idle_ms = int(self.visibility_timeout_s * 1000)
+        try:
+            self.run.call(lambda: self.scripts["release"](keys=[self.key], args=[*args, idle_ms, *ids]))
+        except RedisLost:
+            pass
+        except Exception:  # noqa: BLE001 - they wait out the visibility timeout: said, not fatal
+            logger.exception("%s: releasing %d entries failed; they are claimed after visibility_timeout_s=%g",
+                             self.name, len(ids), self.visibility_timeout_s)
 
     def finish_reading(self) -> None:
         """After every instance has ended: close, and in a solo run read what is left (even if the run never
@@ -406,19 +477,25 @@ class RedisQueue:
 
     def _claim(self, count: int) -> list[tuple]:
         idle_ms = int(self.visibility_timeout_s * 1000)
-        return self.run.call(lambda: self.scripts["claim"](keys=[self.key],
-                                                             args=[self.group, self.run.process_id, idle_ms, count]))
+        return self.run.call(lambda: self.scripts["claim"](keys=[self.key], args=[
+            self.group, self.run.process_id, idle_ms, count, self.stage_key("")]))
 
     def _take(self, entries: list[tuple], *, claimed: bool) -> None:
         """Entries now ours: decoded into deliveries for the instances, or dead-lettered (undecodable, poison)."""
         taken = []
+        if not claimed:
+            self.read_new += len(entries)
         for entry_id, fields, delivered in entries:
             fields = _fields(fields)
             try:
-                prior = int(fields.get("n", 0) or 0)
+                # Not written by a runner, it may say anything: a negative count must not put off the poison
+                # limit (its data is checked below like any other).
+                prior = max(int(fields.get("n", 0) or 0), 0)
             except ValueError:
-                prior = 0  # not written by a runner (its data is checked below like any other)
+                prior = 0
             count = prior + int(delivered)  # deliveries so far, this one included
+            if self.read_payloads is not None and not claimed and "d" in fields:
+                self.read_payloads.append(fields["d"])
             taken.append((Delivery(None, (_text(entry_id), count)), fields, count))
         now = time.monotonic()
         with self._lock:
@@ -431,7 +508,7 @@ class RedisQueue:
             entry_id = delivery.token[0]
             try:
                 delivery.item = codec.loads(fields["d"])
-            except (KeyError, ValueError, TypeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any entry that cannot be read is data, never fatal here
                 delivery.item = fields.get("d")
                 error = f"cannot be decoded ({type(exc).__name__}: {exc}); not run"
                 if self.settler.dead(delivery, error, kind="failed"):

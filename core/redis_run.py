@@ -1,17 +1,19 @@
 """One run across several machines, coordinated through Redis: its keys, who takes part, heartbeats,
 end marks, per-process reports, and the checks that the server will keep the run's state.
 
-Every key of a run starts with `yp:{pipeline}:{run id}:`, so two runs never mix; when the run has
-ended, the process that reports it sets all of them to expire (KEY_TTL_S).
+Every key of a run starts with `yp:{pipeline}:{run id}:` (`yp` is REDIS_KEY_PREFIX when that is set), so two
+runs never mix; when the run has ended, the process that reports it sets all of them to expire (KEY_TTL_S).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any, Callable, NoReturn
 
 from core.errors import StartupError
@@ -23,6 +25,8 @@ HEARTBEAT_S = 2.0  # how often a process says it is alive
 HEARTBEAT_TTL_S = 10.0  # a process silent this long is taken for dead: its groups end, its items get claimed
 KEY_TTL_S = 86400  # a finished run's keys live a day, for looking at, then go
 RETRY_BUDGET_S = 20.0  # Redis unreachable longer than this ends the run (items in hand dead-lettered here)
+KEY_PREFIX = "yp"  # the first part of every key of a run, unless REDIS_KEY_PREFIX says otherwise
+MAX_BULK_BYTES = 512 * 1024 * 1024  # the server's proto-max-bulk-len, until it says what it is
 
 
 class RedisLost(Exception):
@@ -39,12 +43,21 @@ class RedisRun:
         self.url = url
         self.pipeline = pipeline
         self.run_id = run_id
-        self.prefix = f"yp:{pipeline}:{run_id}:"
+        self.prefix = f"{os.environ.get('REDIS_KEY_PREFIX') or KEY_PREFIX}:{pipeline}:{run_id}:"
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
+        # Names this process's calls in the run's `calls` hash (core/redis_scripts.py): never reused, even by a
+        # process that gets the same host name and pid later (a container restarted).
+        self._nonce = uuid.uuid4().hex[:12]
+        self._seq = itertools.count(1)  # next() is atomic: calls of several threads never share a number
+        #: The largest value the server takes (proto-max-bulk-len): a bigger item is that item's error.
+        self.max_bulk_bytes = MAX_BULK_BYTES
+        #: The run's keys vanished from the server (flushed, or a restart without persistence).
+        self.gone = False
         self.retry_budget_s = retry_budget_s
         self.redis = client or redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3,
                                                     health_check_interval=10)
         self.errors = (redis.ConnectionError, redis.TimeoutError)
+        self.response_error = redis.ResponseError  # the server refused a command (never retried)
         self.lost: RedisLost | None = None
         self.on_lost: Callable[[RedisLost], None] = lambda error: None
         self._stop = threading.Event()
@@ -62,6 +75,7 @@ class RedisRun:
             self.redis.ping()
             policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy", "")
             appendonly = self.redis.config_get("appendonly").get("appendonly", "")
+            self.max_bulk_bytes = _bulk_limit(self.redis) or self.max_bulk_bytes
         except self.errors as exc:
             self._refuse(f"Redis at {self.describe()} cannot be reached: {exc}")
         except Exception as exc:  # noqa: BLE001 - e.g. CONFIG disabled: say so, do not guess
@@ -107,6 +121,22 @@ class RedisRun:
             pipe.execute()
         return len(keys)
 
+    def call_id(self, caller: str) -> tuple[str, str]:
+        """(field, seq) for one call of `caller` that a script records, so that a retry of it is recognised: a
+        caller is a thread or a settler, whose calls go one at a time."""
+        return f"{caller}:{self._nonce}", str(next(self._seq))
+
+    def thread_call_id(self) -> tuple[str, str]:
+        """call_id() for a put or a stage made by the calling thread."""
+        return self.call_id(f"t{threading.get_ident()}")
+
+    def refresh_limits(self) -> None:
+        """Read proto-max-bulk-len again (a call failed: it may have been lowered since the run started)."""
+        try:
+            self.max_bulk_bytes = _bulk_limit(self.redis) or self.max_bulk_bytes
+        except Exception:  # noqa: BLE001 - unreachable, or CONFIG refused: keep what is known
+            pass
+
     def describe(self) -> str:
         """The URL without its password."""
         from urllib.parse import urlsplit
@@ -130,13 +160,14 @@ class RedisRun:
             raise self._vanished_error()
 
     def vanished(self) -> RedisLost | None:
-        """The error to stop with if the run's keys are gone from Redis (a restart without persistence)."""
+        """The error to stop with if the run's keys are gone from Redis (a restart without persistence, a flush)."""
         try:
             return None if self.redis.exists(self.key("run")) else self._vanished_error()
         except self.errors:
             return None
 
     def _vanished_error(self) -> RedisLost:
+        self.gone = True
         return RedisLost(f"Redis at {self.describe()} no longer has run {self.run_id} (restarted without "
                          "persistence?): its queues are gone, so the run cannot go on")
 
@@ -214,8 +245,10 @@ class RedisRun:
 
     # --- calling Redis within the retry budget ----------------------------------------------------------
 
-    def call(self, operation: Callable[[], Any]) -> Any:
-        """Run `operation`, retrying a lost connection with backoff for up to retry_budget_s; then RedisLost."""
+    def call(self, operation: Callable[[], Any], *, before_retry: Callable[[], None] | None = None) -> Any:
+        """Run `operation`, retrying a lost connection with backoff for up to retry_budget_s; then RedisLost.
+        `before_retry` runs before each retry (and may raise to give up: an item the server refuses for its
+        size is sent again and again otherwise, as the server closes the connection while it is written)."""
         if self.lost is not None:
             raise self.lost
         deadline = time.monotonic() + self.retry_budget_s
@@ -231,6 +264,8 @@ class RedisRun:
                 logger.warning("Redis at %s: %s; retrying in %.2fs", self.describe(), exc, wait_s)
                 self._stop.wait(wait_s)
                 wait_s = min(wait_s * 2, 2.0)
+                if before_retry is not None:
+                    before_retry()
 
     def lose(self, error: RedisLost) -> None:
         """The run cannot go on with Redis: say so once, and stop it (on_lost)."""
@@ -238,3 +273,9 @@ class RedisRun:
             self.lost = error
             logger.error("%s", error)
             self.on_lost(error)
+
+
+def _bulk_limit(client: Any) -> int | None:
+    """The server's proto-max-bulk-len in bytes, if it says."""
+    value = client.config_get("proto-max-bulk-len").get("proto-max-bulk-len")
+    return int(value) if value and str(value).isdigit() else None

@@ -42,6 +42,33 @@ def no_thread_left_running():
     assert not still, f"threads left running after the test: {still}"
 
 
+#: The tests' Redis: a database of their own on the local server (a user's runs are in 0), each test's keys under
+#: a prefix of its own (REDIS_KEY_PREFIX), so tests running side by side, in this session or another, never mix.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(autouse=True)
+def redis_keys_of_the_test(monkeypatch):
+    """In-process executors and `python main.py` alike read REDIS_URL and REDIS_KEY_PREFIX: each test's runs go
+    to the tests' database under a prefix of its own, and every key it made is deleted afterwards (a finished
+    run's keys would stay a day). A test on a redis-server of its own passes its own REDIS_URL."""
+    import redis
+
+    prefix = f"yptest-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("REDIS_KEY_PREFIX", prefix)
+    yield prefix
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # no Redis here: this test made no keys
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def sites():
     """Fake Wikipedia + Yahoo on 127.0.0.1, serving the saved page and a chart for every symbol."""

@@ -27,8 +27,9 @@ class RedisServer:
 
     def __init__(self, *, appendonly: bool = True, password: str | None = None,
                  maxmemory_policy: str = "noeviction", bind: tuple[str, ...] = ("127.0.0.1",),
-                 port: int | None = None) -> None:
+                 port: int | None = None, config: dict[str, str] | None = None) -> None:
         self.appendonly = appendonly
+        self.config = dict(config or {})  # more settings, e.g. {"proto-max-bulk-len": "1mb"}
         self.password = password
         self.maxmemory_policy = maxmemory_policy
         self.bind = bind
@@ -55,6 +56,8 @@ class RedisServer:
                    "--daemonize", "no", "--logfile", str(self.log)]
         if self.password:
             command += ["--requirepass", self.password]
+        for name, value in self.config.items():
+            command += [f"--{name}", value]
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -184,6 +184,11 @@ def ledger_with_redis(out: Outcome, expected: list[Any], in_redis: list[Any]) ->
                   duplicated=sorted(twice), not_started=only_in_redis)
 
 
+def queue_key(run_id: str, name: str) -> str:
+    """The stream of queue `name` in run `run_id` (under the test's key prefix, conftest.py)."""
+    return f"{os.environ['REDIS_KEY_PREFIX']}:pipeline:{run_id}:q:{name}"
+
+
 def chart_requests(sites: FakeSites) -> int:
     """Chart requests the fake Yahoo has answered or is answering."""
     return sum(1 for _, path in list(sites.requests) if path.startswith(CHART))
@@ -363,7 +368,7 @@ def redis_leftovers(server: RedisServer) -> dict[str, list[Any]]:
     left: dict[str, list[Any]] = {}
     with server.client() as client:
         for name in ("SymbolQueue", "PostgresUploading"):
-            keys = list(client.scan_iter(match=f"yp:pipeline:*:q:{name}"))
+            keys = list(client.scan_iter(match=queue_key("*", name)))
             assert len(keys) == 1, keys  # this test's run only
             left[name] = [codec.loads(fields[b"d"]) for _, fields in client.xrange(keys[0])]
     return left
@@ -534,7 +539,7 @@ def test_run_keys_vanishing_stops_the_run_loudly(tmp_path, db, redis_server, rel
         wait_until(lambda: chart_requests(sites) >= 100, 30, "100 charts requested", b)
         with redis_server.client() as client, client.pipeline(transaction=True) as flush:
             for name in ("SymbolQueue", "PostgresUploading"):
-                flush.xrange(f"yp:pipeline:{run.run_id}:q:{name}")
+                flush.xrange(queue_key(run.run_id, name))
             flush.flushall()
             symbols, records, _ = flush.execute()
         destroyed = [codec.loads(fields[b"d"]) for _, fields in symbols] + \
@@ -567,7 +572,7 @@ def test_foreign_entry_that_is_not_json_is_dead_lettered_never_run(tmp_path, db,
                 exit_code=1, max_s=30)
     with FakeSites() as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
         run.start("A", "WikiWorker,PostgresWorker")
-        stream = f"yp:pipeline:{run.run_id}:q:SymbolQueue"
+        stream = queue_key(run.run_id, "SymbolQueue")
         with redis_server.client() as client:
             wait_until(lambda: client.exists(stream) and client.xlen(stream) == len(SYMBOLS), 20,
                        "the symbols in SymbolQueue", run.machines["A"])
