@@ -56,8 +56,8 @@ class LoadLimitError(yaml.MarkedYAMLError):
     """Valid YAML refused while it is read: aliases that expand too far or into themselves, or too deep nesting."""
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences carry line numbers (1-based), within the limits above."""
+class _LimitedLoader(yaml.SafeLoader):
+    """SafeLoader within the limits above, naming a scalar it cannot read (`!!int abc`) as a YAML problem."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -116,7 +116,16 @@ class _LineLoader(yaml.SafeLoader):
         return known
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode):
+def _expect(node: yaml.Node, kind: type, name: str) -> None:
+    """A `!!map` or `!!seq` tag on a value of another kind is a problem at its line (PyYAML would crash on it)."""
+    if not isinstance(node, kind):
+        found = {yaml.ScalarNode: "a scalar", yaml.SequenceNode: "a sequence", yaml.MappingNode: "a mapping"}
+        raise yaml.constructor.ConstructorError(None, None, f"expected {name}, but found {found[type(node)]}",
+                                                node.start_mark)
+
+
+def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode):
+    _expect(node, yaml.MappingNode, "a mapping")
     data = LineDict()
     data.line = node.start_mark.line + 1
     data.key_lines = {}
@@ -140,7 +149,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode):
         data.key_lines[key] = key_node.start_mark.line + 1
 
 
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode):
+def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode):
+    _expect(node, yaml.SequenceNode, "a sequence")
     data = LineList()
     data.line = node.start_mark.line + 1
     data.item_lines = [child.start_mark.line + 1 for child in node.value]
@@ -148,7 +158,50 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode):
     data.extend(loader.construct_object(child, deep=True) for child in node.value)
 
 
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+def _checked_scalar(tag: str):
+    """PyYAML's constructor of `tag`, naming a text it cannot read as a problem at its line: on `!!int abc`,
+    `!!bool maybe` or `!!timestamp 2001-13-45` PyYAML's own raises ValueError, KeyError, IndexError or
+    AttributeError from inside its parsing."""
+    construct = yaml.SafeLoader.yaml_constructors[tag]
+    name = tag.rsplit(":", 1)[-1]
+
+    def checked(loader: _LimitedLoader, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            reason = f" ({exc})" if isinstance(exc, (ValueError, OverflowError)) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{_shown(node.value)} is not a valid {name}{reason}", node.start_mark) from None
+    return checked
+
+
+def _construct_text(loader: _LimitedLoader, node: yaml.Node) -> str:
+    """A string, refused when an escape made it half of a UTF-16 pair ("\\ud800"): that is no character, and
+    printing, logging or storing the value would fail in the middle of a run."""
+    text = loader.construct_scalar(node)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{_shown(text)} holds {text[exc.start]!r}, half of a UTF-16 surrogate pair, which is no "
+            "character (write the character itself)", node.start_mark) from None
+    return text
+
+
+def _shown(text: Any) -> str:
+    """A scalar's text for a message, cut short (an int may be thousands of digits)."""
+    text = repr(text)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _LineLoader(_LimitedLoader):
+    """_LimitedLoader whose mappings and sequences carry line numbers (1-based)."""
+
+
+for _tag in ("null", "bool", "int", "float", "binary", "timestamp"):
+    _LimitedLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _checked_scalar(f"tag:yaml.org,2002:{_tag}"))
+_LimitedLoader.add_constructor("tag:yaml.org,2002:str", _construct_text)
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # after the above: it copies them
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
@@ -170,3 +223,9 @@ def load_with_lines(text: str) -> Any:
     """Parse YAML text; raises yaml.YAMLError (with problem_mark) on bad syntax, duplicate keys, or a file past
     the limits above (LoadLimitError)."""
     return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+
+
+def load_plain(text: str) -> Any:
+    """Parse one YAML value (a --set value, an expanded ${VAR}) as plain dicts and lists, within the same limits;
+    raises yaml.YAMLError for anything it cannot read."""
+    return yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - _LimitedLoader is a SafeLoader
