@@ -76,17 +76,26 @@ def _check_sound_entries(spec: PipelineSpec, entry_of: dict[str, str], complete:
 
 def _read(path: str, checker: Checker) -> LineDict | None:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Read as a stream, in PyYAML's chunks: given the whole text, PyYAML keeps a copy of it beside ours.
+        with open(path, encoding="utf-8") as stream:
+            raw = load_with_lines(stream)
     except OSError as exc:
         hint = missing_pipeline_hint(path) if isinstance(exc, FileNotFoundError) else ""
         checker.add(0, "file", f"cannot read pipeline file: {exc.strerror or exc}{hint}")
         return None
-    except UnicodeDecodeError as exc:
-        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
-        checker.add(line, "file", f"cannot read pipeline file: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except UnicodeDecodeError:
+        data = Path(path).read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:  # again on the whole file: the stream's error counts from its chunk
+            line = data[: exc.start].count(b"\n") + 1
+            checker.add(line, "file", f"cannot read pipeline file: not UTF-8 text ({exc.reason} at byte {exc.start})")
         return None
-    try:
-        raw = load_with_lines(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it knows only its position
+        line = Path(path).read_text(encoding="utf-8")[: exc.position].count("\n") + 1
+        checker.add(line, "yaml", f"invalid YAML: unacceptable character #x{exc.character:04x} (write it as an "
+                                  "escape in a double-quoted string)")
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -193,7 +202,7 @@ def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
             line = params.line_of(key) if isinstance(params, LineDict) else item.line_of("params")
             checker.add(line, f"{where}.params", f"a parameter's name is text, got {kind_of(key)} {key!r}")
     values = item.get("input_values")
-    values = None if values is None else _as_list(values)
+    values = None if values is None else values if isinstance(values, list) else _as_list(values)
     if (values is None) == (item.get("input_queue") is None):
         checker.add(item.line, where, "needs exactly one of input_queue (to read a queue) "
                                       "or input_values (to be a source)")
