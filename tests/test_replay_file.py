@@ -176,3 +176,37 @@ def test_an_item_holding_line_separators_of_unicode_replays_as_written(tmp_path)
     letters.close()
 
     assert read_replay(tmp_path / "dl.jsonl") == {"Sink": [item, 2]}
+
+
+def test_random_mutations_of_a_dead_letter_file_are_read_or_refused_line_by_line(tmp_path):
+    # Seeded: bytes inserted, cut or swapped in a file the ledger wrote. Each is read, or refused as
+    # ConfigError naming lines of the file; nothing else escapes.
+    import random
+    from datetime import datetime, timezone
+    from decimal import Decimal
+    from core.ledger import DeadLetters
+
+    letters = DeadLetters(tmp_path / "written.jsonl", "pipeline")
+    for item in [1, "a\u2028b", (1, [2, 3]), {"price": Decimal("1.5"), 3: b"\x00"},
+                 {"t": datetime(2026, 1, 1, tzinfo=timezone.utc), "n": float("inf")}]:
+        assert letters.write(group="Sink", item=item, error="boom")
+    letters.close()
+    written = (tmp_path / "written.jsonl").read_bytes()
+    rng = random.Random(21)
+    pieces = [b"[", b"]", b"{", b"}", b'"', b",", b":", b"\\", b"\n", b"\xff", b'{"$type": "tuple", "value": ',
+              b'"$type"', b"[" * 5000]
+    path = tmp_path / "dl.jsonl"
+    refused = 0
+    for _ in range(500):
+        data = written
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data))
+            data = data[:at] + rng.choice(pieces) + data[at:] if rng.random() < 0.6 else \
+                data[:at] + data[at + rng.randint(1, 8):]
+        path.write_bytes(data)
+        try:
+            read_replay(path)
+        except ConfigError as exc:
+            refused += 1
+            assert all(p.file == str(path) and 0 <= p.line <= data.count(b"\n") + 1 for p in exc.problems)
+    assert refused > 300
