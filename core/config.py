@@ -1,6 +1,7 @@
 """The pipeline file: its schema, and the checks that run before any thread starts."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 from core.imports import check_imports
 from core.overrides import apply_sets, expand_env
 from core.paths import missing_pipeline_hint
-from core.problems import Checker, ConfigError, Problem, SettingsError, did_you_mean
+from core.problems import Checker, ConfigError, Problem, SettingsError, did_you_mean, kind_of
 from core.specs import DEFAULT_MAXSIZE, QUEUE_BACKENDS, PipelineSpec, QueueSpec, WorkerSpec
 from core.wiring import check_wiring
 from core.yaml_lines import LineDict, LineList, LoadLimitError, load_with_lines
@@ -30,6 +31,11 @@ REQUIRED = {"queue": ("name",), "worker": ("name", "location", "class")}
 # problem of their own, so a broken entry is reported once, not again as the echoes of its problem.
 WIRING_KEYS = ("name", "input_queue", "output_queues", "input_values")
 IMPORT_KEYS = ("location", "class", "params")
+# A group's instances are built before anything runs (--check too), each a thread or an asyncio task, and each
+# of its processes is started: past these, a slip such as `instances: 100000000` would take all the memory of
+# the machine instead of being named. Real groups stay far below (the README's largest use 128 tasks).
+MAX_INSTANCES = 10_000  # in all of a group's processes together
+MAX_PROCESSES = 256
 
 
 def load_pipeline(path: str | Path, *, sets: list[str] = (), env: Mapping[str, str] | None = None) -> PipelineSpec:
@@ -70,17 +76,26 @@ def _check_sound_entries(spec: PipelineSpec, entry_of: dict[str, str], complete:
 
 def _read(path: str, checker: Checker) -> LineDict | None:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Read as a stream, in PyYAML's chunks: given the whole text, PyYAML keeps a copy of it beside ours.
+        with open(path, encoding="utf-8") as stream:
+            raw = load_with_lines(stream)
     except OSError as exc:
         hint = missing_pipeline_hint(path) if isinstance(exc, FileNotFoundError) else ""
         checker.add(0, "file", f"cannot read pipeline file: {exc.strerror or exc}{hint}")
         return None
-    except UnicodeDecodeError as exc:
-        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
-        checker.add(line, "file", f"cannot read pipeline file: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except UnicodeDecodeError:
+        data = Path(path).read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:  # again on the whole file: the stream's error counts from its chunk
+            line = data[: exc.start].count(b"\n") + 1
+            checker.add(line, "file", f"cannot read pipeline file: not UTF-8 text ({exc.reason} at byte {exc.start})")
         return None
-    try:
-        raw = load_with_lines(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it knows only its position
+        line = Path(path).read_text(encoding="utf-8")[: exc.position].count("\n") + 1
+        checker.add(line, "yaml", f"invalid YAML: unacceptable character #x{exc.character:04x} (write it as an "
+                                  "escape in a double-quoted string)")
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -92,6 +107,10 @@ def _read(path: str, checker: Checker) -> LineDict | None:
     for key in TOP_KEYS:
         if key not in raw:
             checker.add(raw.line, key, "missing required key")
+        elif not isinstance(raw[key], LineList) and not checker.has_problem(f"pipeline.{key}"):
+            # The schema lets nothing pass, and text as a list of one (right for output_queues, not here).
+            checker.add(raw.line_of(key), f"pipeline.{key}", f"must be a list (write [] for none), got "
+                                                             f"{kind_of(raw[key])}")
     if isinstance(raw.get("workers"), LineList) and not raw["workers"]:
         checker.add(raw.line_of("workers"), "workers", "lists no worker: there is nothing to run")
     return raw
@@ -139,10 +158,12 @@ def _entries(raw: LineDict, key: str, checker: Checker, complete: set[str]) -> I
 
 
 def _required(item: LineDict, where: str, kind: str, checker: Checker) -> bool:
+    """Whether the entry has each required key as text; a missing one is reported here, one of another type
+    was by the schema (a name that is a list would otherwise name a queue or group in later messages)."""
     missing = [key for key in REQUIRED[kind] if not item.get(key)]
     for key in missing:
         checker.add(item.line, f"{where}.{key}", "missing required key")
-    return not missing
+    return not missing and all(isinstance(item[key], str) for key in REQUIRED[kind])
 
 
 def _queue(item: LineDict, where: str, checker: Checker) -> QueueSpec | None:
@@ -153,9 +174,10 @@ def _queue(item: LineDict, where: str, checker: Checker) -> QueueSpec | None:
         checker.add(item.line_of("backend"), f"{where}.backend", f"must be {' or '.join(map(repr, QUEUE_BACKENDS))}"
                     f", got {backend!r}{did_you_mean(backend, QUEUE_BACKENDS)}")
     visibility = item.get("visibility_timeout_s", 30.0)
-    if isinstance(visibility, (int, float)) and not isinstance(visibility, bool) and visibility <= 0:
+    if isinstance(visibility, (int, float)) and not isinstance(visibility, bool) and \
+            not (0 < visibility < math.inf):  # nan and inf would pass `<= 0`, and Redis takes milliseconds
         checker.add(item.line_of("visibility_timeout_s"), f"{where}.visibility_timeout_s",
-                    f"must be more than 0, got {visibility}")
+                    f"must be more than 0 (and finite), got {visibility}")
     return QueueSpec(name=str(item["name"]), maxsize=_at_least(item, "maxsize", 1, DEFAULT_MAXSIZE, where, checker),
                      backend=backend if backend in QUEUE_BACKENDS else "local",
                      visibility_timeout_s=float(visibility) if isinstance(visibility, (int, float)) else 30.0,
@@ -166,13 +188,22 @@ def _queue(item: LineDict, where: str, checker: Checker) -> QueueSpec | None:
 def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
     if not _required(item, where, "worker", checker):
         return None
-    instances = _at_least(item, "instances", 1, 1, where, checker)
-    processes = _at_least(item, "processes", 0, 0, where, checker)
+    instances = _at_least(item, "instances", 1, 1, where, checker, most=MAX_INSTANCES)
+    processes = _at_least(item, "processes", 0, 0, where, checker, most=MAX_PROCESSES)
+    if instances * max(processes, 1) > MAX_INSTANCES:
+        checker.add(item.line_of("instances"), f"{where}.instances", f"{processes} processes x {instances} instances "
+                    f"each is {instances * processes:,} instances; a group has at most {MAX_INSTANCES:,}")
     outputs = _as_list(item.get("output_queues"))
     if isinstance(item.get("output_queues"), list) and not all(isinstance(q, str) for q in outputs):
         checker.add(item.line_of("output_queues"), f"{where}.output_queues", "must be a list of queue names")
+    params = item.get("params")
+    for key in params if isinstance(params, dict) else ():  # a plain dict when it came from --set
+        if not isinstance(key, str):  # it could never be a keyword argument of the class
+            line = params.line_of(key) if isinstance(params, LineDict) else item.line_of("params")
+            checker.add(line, f"{where}.params", f"a parameter's name is text, got {kind_of(key)} {key!r} (YAML reads "
+                                                 "an unquoted on/off/yes/no as a boolean and digits as a number: quote it)")
     values = item.get("input_values")
-    values = None if values is None else _as_list(values)
+    values = None if values is None else values if isinstance(values, list) else _as_list(values)
     if (values is None) == (item.get("input_queue") is None):
         checker.add(item.line, where, "needs exactly one of input_queue (to read a queue) "
                                       "or input_values (to be a source)")
@@ -186,13 +217,17 @@ def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
     )
 
 
-def _at_least(item: LineDict, key: str, minimum: int, default: int, where: str, checker: Checker) -> int:
+def _at_least(item: LineDict, key: str, minimum: int, default: int, where: str, checker: Checker, *,
+              most: int | None = None) -> int:
     """An integer key's value; `default` when it is absent or wrong (a wrong type is reported by its schema)."""
     value = item.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         return default
     if value < minimum:
         checker.add(item.line_of(key), f"{where}.{key}", f"must be at least {minimum}, got {value}")
+        return default
+    if most is not None and value > most:
+        checker.add(item.line_of(key), f"{where}.{key}", f"must be at most {most:,}, got {value:,}")
         return default
     return value
 

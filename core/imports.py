@@ -59,13 +59,6 @@ def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path:
     classes: dict[str, type] = {}
     for worker in workers:
         where = f"workers.{worker.name}"
-        named = [key for key in worker.params if not isinstance(key, str)]
-        for key in named:  # YAML 1.1 reads `on:`, `yes:`, `no:` as booleans and `1:` as a number
-            checker.add(_param_line(worker, key), f"{where}.params",
-                        f"parameter name {key!r} is not a name (YAML reads an unquoted on/off/yes/no as a "
-                        f"boolean, and digits as a number): quote it, e.g. '{_yaml_text(key)}':")
-        if named:
-            continue
         try:
             module = importlib.import_module(worker.location)
         except Exception as exc:  # noqa: BLE001 - any error in user code is a config problem here
@@ -196,13 +189,7 @@ def _same_kind(default: Any, value: Any) -> bool:
     return True
 
 
-def _yaml_text(key: Any) -> str:
-    """How a non-string key was most likely written in the file."""
-    return {True: "on", False: "off", None: "null"}.get(key, str(key)) if not isinstance(key, (int, float)) or \
-        isinstance(key, bool) else str(key)
-
-
-def _param_line(worker: WorkerSpec, key: Any) -> int:
+def _param_line(worker: WorkerSpec, key: str) -> int:
     line_of = getattr(worker.params, "line_of", None)
     return line_of(key) if line_of and key in worker.params else worker.key_lines.get("params", worker.line)
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from core.problems import did_you_mean
-from core.yaml_lines import LineDict, LineList, SetLine
+from core.yaml_lines import LineDict, LineList, SetLine, load_plain
 
 # ${NAME} or ${NAME:-default}; $${...} stays literal.
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -87,7 +87,7 @@ def _copy(mapping: LineDict) -> LineDict:
 def _yaml_value(text: str) -> Any:
     """Text as YAML reads it (16 -> int, [a, b] -> list); text that is not YAML stays text."""
     try:
-        return yaml.safe_load(text)
+        return load_plain(text)
     except yaml.YAMLError:
         return text
 
@@ -97,7 +97,7 @@ def _scalar(text: str) -> Any:
     if text == "":
         return None
     try:
-        value = yaml.safe_load(text)
+        value = load_plain(text)
     except yaml.YAMLError:
         return text
     return value if isinstance(value, (int, float, bool)) else text

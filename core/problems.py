@@ -56,13 +56,13 @@ class Checker:
     def mapping_keys(self, raw: Any, where: str, line: int, schema: dict[str, type]) -> bool:
         """Check a mapping's keys and value types; False when it is not a mapping at all."""
         if not isinstance(raw, LineDict):
-            self.add(line, where, f"must be a mapping, got {_kind(raw)}")
+            self.add(line, where, f"must be a mapping, got {kind_of(raw)}")
             return False
         for key, value in raw.items():
             if key not in schema:
                 self.add(raw.line_of(key), f"{where}.{key}", f"unknown key{did_you_mean(key, schema)}")
             elif value is not None and not _is_type(value, schema[key]):
-                self.add(raw.line_of(key), f"{where}.{key}", f"must be {_type_name(schema[key])}, got {_kind(value)}")
+                self.add(raw.line_of(key), f"{where}.{key}", f"must be {_type_name(schema[key])}, got {kind_of(value)}")
         return True
 
 
@@ -72,7 +72,8 @@ def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """'a mapping', 'a list', 'an integer', 'nothing'... for a message about a value's type."""
     return {LineDict: "a mapping", LineList: "a list", dict: "a mapping", list: "a list", bool: "a boolean",
             int: "an integer", float: "a number", str: "a string", type(None): "nothing"}.get(
         type(value), type(value).__name__)

@@ -341,3 +341,101 @@ def test_merge_keys_shared_by_many_workers_still_load(tmp_path):
 
     assert len(spec.workers) == 201
     assert {(w.class_name, w.params["factor"]) for w in spec.workers[1:-1]} == {("Multiply", 3)}
+
+
+# --- values that parse but could not run: sizes past the machine, names that are not text ------------------
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("instances: 100000000", "workers[1].instances: must be at most 10,000, got 100,000,000"),
+    ("instances: 99999999999999999999999999", "workers[1].instances: must be at most 10,000, got "
+                                              "99,999,999,999,999,999,999,999,999"),
+    ("processes: 5000", "workers[1].processes: must be at most 256, got 5,000"),
+])
+def test_a_group_too_large_to_build_is_a_problem_not_all_the_memory(tmp_path, entry, message):
+    # --check builds every instance of a thread group: 100,000,000 took 3 GB and 40 s before MemoryError.
+    text = VALID.replace("class: Collect\n", f"class: Collect\n    {entry}\n")
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:{line(text, entry)}: {message}"]
+
+
+def test_instances_in_all_processes_together_are_capped(tmp_path):
+    text = VALID.replace("class: Collect\n", "class: Collect\n    processes: 101\n    instances: 100\n")
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:{line(text, 'instances: 100')}: workers[1].instances: 101 processes x 100 "
+                              "instances each is 10,100 instances; a group has at most 10,000"]
+    assert load_pipeline(write(tmp_path, text.replace("instances: 100", "instances: 99"))).workers[1].instances == 99
+
+
+@pytest.mark.parametrize("value, kind", [("", "nothing"), ("null", "nothing"), ("Numbers", "a string"),
+                                         ("|\n  Numbers", "a string")])
+def test_a_queues_section_that_is_not_a_list_is_a_problem(tmp_path, value, kind):
+    # Text passed the schema (one queue name is a list of one, right for output_queues) and nothing was
+    # skipped, so the file passed the checks with no queue, and building the run raised KeyError.
+    text = VALID.replace("queues:\n  - name: Numbers\n", f"queues: {value}\n")
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:1: pipeline.queues: must be a list (write [] for none), got {kind}"]
+
+
+@pytest.mark.parametrize("value", ["", "Source"])
+def test_a_workers_section_that_is_not_a_list_is_a_problem(tmp_path, value):
+    text = "queues: []\nworkers: " + value + "\n"
+    path = write(tmp_path, text)
+
+    assert [p.split(": ")[1] for p in problems(path)] == ["pipeline.workers"]
+
+
+@pytest.mark.parametrize("key", ["1", "2001-01-01", "true", "null"])
+def test_a_params_name_that_is_not_text_is_a_problem_at_its_line(tmp_path, key):
+    text = VALID.replace("      key: check-test\n", f"      key: check-test\n      {key}: 2\n")
+    path = write(tmp_path, text)
+
+    found = problems(path)
+
+    assert len(found) == 1 and found[0].startswith(f"{path}:{line(text, f'{key}: 2')}: workers[1].params: "
+                                                   "a parameter's name is text, got ")
+
+
+def test_a_params_name_that_is_not_text_from_set_is_a_problem(tmp_path):
+    path = write(tmp_path, VALID)
+
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline(path, sets=["workers.Sink.params={1: 2}"])
+
+    assert [(p.key, p.message) for p in caught.value.problems] == [
+        ("workers[1].params", "a parameter's name is text, got an integer 1 (YAML reads an unquoted on/off/yes/no as "
+                              "a boolean and digits as a number: quote it)")]
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1.0e+400"])
+def test_a_visibility_timeout_that_is_not_finite_is_a_problem(tmp_path, value):
+    text = VALID.replace("  - name: Numbers\n", f"  - name: Numbers\n    visibility_timeout_s: {value}\n")
+    path = write(tmp_path, text)
+
+    found = problems(path)
+
+    assert len(found) == 1 and found[0].startswith(
+        f"{path}:{line(text, 'visibility_timeout_s')}: queues[0].visibility_timeout_s: must be more than 0 (and finite)")
+
+
+@pytest.mark.parametrize("entry, key", [("  - name: Numbers\n", "queues[0].name"), ("  - name: Sink\n", "workers[1].name")])
+def test_a_name_that_is_not_text_is_reported_once_not_echoed_as_a_queue_or_group(tmp_path, entry, key):
+    # A list as a queue's name made a queue named "['a', 'b']", which no worker wrote to or read.
+    text = VALID.replace(entry, entry.replace("name: ", "name: [a, ") .replace("\n", "]\n"))
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:{line(text, 'name: [a, ')}: {key}: must be a string, got a list"]
+
+
+def test_a_lone_surrogate_escape_is_a_problem_at_its_line(tmp_path):
+    # "\ud800" is no character: --check printed the group's name and died with UnicodeEncodeError.
+    text = VALID.replace("name: Sink", 'name: "Sink\\ud800"')
+    path = write(tmp_path, text)
+
+    found = problems(path)
+
+    assert len(found) == 1 and found[0].startswith(f"{path}:{line(text, 'Sink')}: yaml: invalid YAML: 'Sink\\ud800' "
+                                                   "holds '\\ud800', half of a UTF-16 surrogate pair")

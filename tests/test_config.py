@@ -582,3 +582,45 @@ def test_main_with_a_missing_pipeline_file_exits_2(tmp_path):
 
     assert result.returncode == 2
     assert f"{path}:0: file: cannot read pipeline file: No such file or directory" in result.stderr.splitlines()
+
+
+
+# --- long lists: the loader's memory per value, and lines inside a long list -------------------------------
+
+def long_source(count: int, replace: dict[int, str]) -> str:
+    """A pipeline whose source lists `count` integers, one a line; `replace` puts other text at some indexes."""
+    values = "".join(f"      - {replace.get(index, index)}\n" for index in range(count))
+    return VALID.replace("    input_values: [1, 2, 3]\n", "    input_values:\n" + values)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("${LONG_LIST_NEVER_SET}", "workers[0].input_values[150000]: environment variable LONG_LIST_NEVER_SET is not set "
+                               "(write ${LONG_LIST_NEVER_SET:-default} for a default)"),
+    ("!!int abc", "yaml: invalid YAML: 'abc' is not a valid int (invalid literal for int() with base 10: 'abc')"),
+])
+def test_a_bad_value_deep_in_a_long_list_names_its_own_line(tmp_path, bad, message):
+    # The loader keeps one line number per item (4 bytes), not PyYAML's nodes: messages still need them.
+    text = long_source(160_000, {150_000: bad})
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:{line(text, bad)}: {message}"]
+    assert line(text, bad) > 150_000
+
+
+def test_the_loader_keeps_a_long_list_in_little_more_than_its_values():
+    # 10,000 integers (28 bytes each): PyYAML's node tree held a ScalarNode and two Marks per value, ~880 bytes
+    # a value at the peak (180 MiB for 200,000); now the values, the list and a line number apiece.
+    import tracemalloc
+    from core.yaml_lines import load_with_lines
+
+    count = 10_000
+    text = "values:\n" + "".join(f"  - {1_000_000 + index}\n" for index in range(count))
+    tracemalloc.start()
+    try:
+        loaded = load_with_lines(text)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert loaded["values"][-1] == 1_000_000 + count - 1 and loaded["values"].line_of(count - 1) == count + 1
+    assert (peak_bytes - len(text) * 2) / count < 100  # the text itself (and PyYAML's copy of it) aside

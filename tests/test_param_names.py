@@ -15,6 +15,6 @@ def test_a_param_yaml_reads_as_a_boolean_is_a_config_error_at_its_line(tmp_path)
 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"{path}:15: workers.Sink.params: parameter name True is not a name" in result.stderr
-    assert "quote it, e.g. 'on':" in result.stderr
-    assert f"{path}:16: workers.Sink.params: parameter name 2 is not a name" in result.stderr
+    assert f"{path}:15: workers[1].params: a parameter's name is text, got a boolean True" in result.stderr
+    assert "quote it" in result.stderr
+    assert f"{path}:16: workers[1].params: a parameter's name is text, got an integer 2" in result.stderr
