@@ -68,3 +68,19 @@ class PostgresExitsWriting(PostgresMasterScheduler):
         if self.writes == self.exit_on_batch or (self.exit_on_partial and len(items) < self.batch_size):
             raise SystemExit(f"{self.name} exits writing a batch of {len(items)}")
         super().write_batch(items)
+
+
+class YahooKillsItsProcess(YahooFinancePriceScheduler):
+    """The real Yahoo stage, whose whole worker process is killed (SIGKILL, as the OOM killer would) in the middle
+    of the item `kill_on`; run it with `processes:`, or it takes the runner down with it."""
+
+    def __init__(self, *, kill_on: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kill_on = kill_on
+
+    def process(self, symbol: str):
+        if symbol == self.kill_on:
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().process(symbol)

@@ -43,6 +43,31 @@ def test_instance_ending_in_the_middle_of_an_item(sites, tmp_path, db, reliabili
     assert out.stats["groups"]["YahooFinanceWorker"]["crashed"] == 1
 
 
+@pytest.mark.parametrize("queues", ["local", "redis"])
+def test_worker_process_killed_by_its_own_item(sites, tmp_path, db, reliability, queues):
+    target = pick(240)[0]
+    through = " through Redis queues" if queues == "redis" else ""
+    case = Case("Crash", f"worker process killed by its own item{through}",
+                f"YahooFinanceWorker runs in 2 worker processes x 4 instances{through}; the process SIGKILLs itself "
+                f"in the middle of `{target}` (a poison item: the OOM killer, a segfault in a C library)",
+                "only what the process's 4 instances held is dead-lettered, as crashed: that item (once, never sent "
+                "to another process) and at most the 3 its other instances were fetching; the process is replaced at "
+                "once and every other symbol is stored; exit 1", exit_code=1, max_s=40)
+    args = ["--set", "workers.YahooFinanceWorker.processes=2"]
+    if queues == "redis":
+        args += ["--set", "queues.SymbolQueue.backend=redis", "--set", "queues.PostgresUploading.backend=redis"]
+
+    out = run(sites, tmp_path, db, env=CRASHING, yahoo={"kill_on": target}, args=tuple(args),
+              classes={"YahooFinanceWorker": ("crashing_workers", "YahooKillsItsProcess")})
+
+    book = finish(reliability, case, out, SYMBOLS)
+    assert target in [letter["item"] for letter in out.letters] and 1 <= len(out.letters) <= 4, out.letters
+    assert {letter["kind"] for letter in out.letters} == {"crashed"}
+    assert all("killed by SIGKILL" in letter["error"] for letter in out.letters)
+    assert book.stored == len(SYMBOLS) - len(out.letters)
+    assert out.log.count("replaced by pid") == 1
+
+
 def test_sink_ending_while_it_writes_a_batch(sites, tmp_path, db, reliability):
     case = Case("Crash", "sink ends writing a batch, mid-run",
                 "PostgresWorker's only instance raises SystemExit while writing its 3rd batch (`batch_size: 20`)",
