@@ -16,6 +16,7 @@ from pathlib import Path
 
 from conftest import ROOT, run_main
 from core.replay import read_replay
+from pipeline_text import source_to_sink
 
 LIMIT_BYTES = 4096
 TIMEOUT_S = 60.0
@@ -60,26 +61,12 @@ def test_a_write_cut_short_by_a_full_disk_leaves_no_torn_line(tmp_path):
     assert [record["item"]["n"] for record in logged] == refused
 
 
-FAIL_ODD = """\
-queues:
-  - name: Numbers
-workers:
-  - name: Source
-    location: fixture_workers
-    class: Source
-    input_values: {values}
-    output_queues: [Numbers]
-  - name: Sink
-    location: fixture_workers
-    class: FailOdd
-    input_queue: Numbers
-"""
 
 
 def test_a_run_on_a_full_disk_leaves_a_replayable_dead_letter_file(tmp_path):
     values = list(range(200))  # 100 odd ones fail: about 18,000 bytes of dead letters for 4,096
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(FAIL_ODD.format(values=values))
+    pipeline.write_text(source_to_sink(values, "FailOdd"))
     letters = tmp_path / "dl.jsonl"
     env = {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(ROOT)]), "DATA_DIR": str(tmp_path / "data"),
            "DEAD_LETTER_PATH": str(letters)}

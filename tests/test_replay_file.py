@@ -11,25 +11,10 @@ import pytest
 from conftest import ROOT, run_main
 from core.config import ConfigError
 from core.replay import check_replay, read_replay
-from pipeline_text import write
+from pipeline_text import source_to_sink, write
 from yaml_reader import YamlPipelineExecutor
 
-PIPELINE = """\
-queues:
-  - name: Numbers
-workers:
-  - name: Source
-    location: fixture_workers
-    class: Source
-    input_values: [1, 2, 3]
-    output_queues: [Numbers]
-  - name: Sink
-    location: fixture_workers
-    class: Collect
-    input_queue: Numbers
-    params:
-      key: replay-file-test
-"""
+PIPELINE = source_to_sink([1, 2, 3], key="replay-file-test")
 
 
 def letter(item_json: str, group: str = "Sink") -> bytes:
