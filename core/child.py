@@ -137,15 +137,16 @@ class Slots:
 
     def __init__(self, shared: Any) -> None:
         self.shared = shared  # a multiprocessing RawArray('q'), -1 where free; the parent reads it
+        self._view = memoryview(shared).cast("B").cast("q")  # its memory: stores faster than through ctypes
         self._free = list(range(len(shared) - 1, -1, -1))  # list.pop/append are atomic: no lock needed
 
     def take(self, seq: int) -> int:
         slot = self._free.pop()  # the parent never sends more than there are slots
-        self.shared[slot] = seq
+        self._view[slot] = seq
         return slot
 
     def clear(self, slot: int) -> None:
-        self.shared[slot] = -1
+        self._view[slot] = -1
         self._free.append(slot)
 
 
@@ -155,6 +156,7 @@ class ChildInbox:
     def __init__(self, queue: LocalQueue, slots: Slots) -> None:
         self.queue = queue
         self.slots = slots
+        self._holders: dict[int, Hold] = {}  # per instance's hold: made once, not per take
 
     def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
         return self._unwrapped(self.queue.get(timeout_s, wake_at=wake_at, hold=self._holder(hold)))
@@ -169,6 +171,12 @@ class ChildInbox:
     def _holder(self, hold: Hold | None) -> Hold:
         """Under the queue's lock: unwrap the parent's (seq, item) pair into the delivery (its token is then
         (seq, slot)) and give it a slot, then `hold` it."""
+        holder = self._holders.get(id(hold))
+        if holder is None:
+            holder = self._holders[id(hold)] = self._make_holder(hold)
+        return holder
+
+    def _make_holder(self, hold: Hold | None) -> Hold:
         def held(delivery: Delivery) -> None:
             if delivery.item is NUDGE:
                 return

@@ -74,6 +74,7 @@ class Instance:
         # is recorded by the instance or by the exit, once. Never held while waiting for room downstream.
         self._settling = threading.Lock()
         self._given_up = False
+        self._hold = self._hold_delivery  # one bound method for every take (the child's inbox keys on it)
         self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
         self._batch = Batch(self, clock) if self.batching else None
         startup_gc.expect()  # start-up ends for the collector once every instance has set up
@@ -173,7 +174,7 @@ class Instance:
                 continue
         return ([current] if current is not None else []) + [d for d in held if d is not current]
 
-    def _hold(self, delivery: Delivery) -> None:
+    def _hold_delivery(self, delivery: Delivery) -> None:
         """Under the queue's lock, as the item leaves it: in hand and received, so that a forced exit (which
         freezes the queues first) finds every item in a queue or in a hand."""
         self.counts.received += 1
