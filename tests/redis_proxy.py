@@ -13,6 +13,8 @@ import socket
 import threading
 from typing import Any
 
+from pg_proxy import _shut  # the same way to drop a connection both proxies use
+
 CHUNK = 65536
 JOIN_TIMEOUT_S = 5.0
 
@@ -105,11 +107,3 @@ class RedisProxy:
             pass
         _shut(client)
         _shut(upstream)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
