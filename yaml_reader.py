@@ -21,6 +21,7 @@ from core.queues import LocalQueue
 from core.replay import check_replay
 from core.report import RunReport, Snapshot, build_report
 from core.modes import make_runner
+from core.worker import holds
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,9 @@ class YamlPipelineExecutor(threading.Thread):
                 queue.preload(items)
             for group in self.groups.values():
                 if getattr(group.input, "is_redis", False):
-                    batch = max(getattr(i.worker, "batch_size", 1) if hasattr(i, "worker") else 1
-                                for i in group.instances)  # a batching sink must be able to fill its batches
+                    # a batching (or flushing) sink must be able to fill its batches
+                    batch = max(holds(i.worker) if hasattr(i, "worker") else getattr(group.runner, "batch_size", 1)
+                                for i in group.instances)
                     group.input.start_reading(group.runner.readers, prefetch=max(group.runner.size * (batch + 1), 16))
                 group.runner.start()
             self._monitor()

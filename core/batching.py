@@ -1,6 +1,7 @@
 """A batching sink's side of the loop (core.loop.Instance): items held until their batch is written, retried
 with backoff when the failure is transient, split in halves until the bad ones are alone when it is their
-data, and dead-lettered when nothing more can be done; nothing held goes unrecorded.
+data, and dead-lettered when nothing more can be done; nothing held goes unrecorded. A worker that flushes a
+buffer of its own (Worker.flush) is held the same way: its batch is what it processed since its last flush().
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from core.queues import Delivery
+from core.worker import holds
 
 if TYPE_CHECKING:
     from core.loop import Instance
@@ -18,11 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 class Batch:
-    """The batch of one instance of a BatchWorker: filled by the loop, written on size, age, idleness or DONE."""
+    """The batch of one instance of a BatchWorker (or of a worker that flushes): filled by the loop, written (or
+    flushed) on size, age, idleness or DONE."""
 
     def __init__(self, instance: Instance, clock: Callable[[], float] = time.monotonic) -> None:
         self.instance = instance
         self.worker: BatchWorker = instance.worker
+        self.size = holds(instance.worker)
         self._clock = clock
         self._items: list[Delivery] = []
         self._due = 0.0
@@ -40,12 +44,12 @@ class Batch:
         return self.full() or self._clock() >= self._due
 
     def full(self) -> bool:
-        """True once the batch holds batch_size items."""
-        return len(self._items) >= self.worker.batch_size
+        """True once the batch holds its size (batch_size, flush_every) of items."""
+        return len(self._items) >= self.size
 
     def room(self) -> int:
         """How many more items the batch takes before it is written."""
-        return max(self.worker.batch_size - len(self._items), 1)
+        return max(self.size - len(self._items), 1)
 
     def due_in_s(self) -> float:
         """Seconds until the batch is old enough to write."""
@@ -54,6 +58,11 @@ class Batch:
     def clear(self) -> None:
         """Forget the batch (its items were recorded elsewhere: the instance ended)."""
         self._items = []
+
+    def take(self) -> list[Delivery]:
+        """The batch, for a flush() to cover; the next item starts a new one."""
+        batch, self._items = self._items, []
+        return batch
 
     def flush(self) -> None:
         """Write the held batch; whatever cannot be written is dead-lettered, even if the writing itself

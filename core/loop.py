@@ -19,7 +19,7 @@ from core.ledger import Counts
 from core.queues import DONE, Delivery, Empty, Hold
 from core.batching import Batch
 from core.spool import Spool
-from core.worker import BatchWorker, Worker
+from core.worker import BatchWorker, Worker, flushes
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Instance:
         self.crash: BaseException | None = None
         self.finished = False
         self.batching = isinstance(worker, BatchWorker)
+        self.flushing = flushes(type(worker))  # its items are settled once a flush() after them has returned
         self._on_exit = on_exit
         self._clock = clock
         self._current: Delivery | None = None  # the item being processed
@@ -75,8 +76,9 @@ class Instance:
         self._settling = threading.Lock()
         self._given_up = False
         self._hold = self._hold_delivery  # one bound method for every take (the child's inbox keys on it)
-        self._held: dict[int, Delivery] = {}  # a batching sink's items, until their batch is settled
-        self._batch = Batch(self, clock) if self.batching else None
+        # A batching sink's items until their batch is settled; a flushing worker's, processed, until flushed.
+        self._held: dict[int, Delivery] = {}
+        self._batch = Batch(self, clock) if self.batching or self.flushing else None
         startup_gc.expect()  # start-up ends for the collector once every instance has set up
 
     # --- the drivers ------------------------------------------------------------------------------
@@ -90,17 +92,16 @@ class Instance:
                 startup_gc.set_up()
             while (delivery := self._take(inbox)) is not DONE:
                 started = time.perf_counter()
-                if self._batch is not None:
+                if self.batching:
                     if self._batch.add(delivery):
                         ended = not self._batch.full() and self._top_up(inbox)
                         self._batch.flush()
                         if ended:
                             break
-                else:
-                    self._handle(delivery)
+                elif self._handle(delivery) and self.flushing:
+                    self._flush()
                 self.counts.busy_s += time.perf_counter() - started
-            if self._batch is not None:
-                self._batch.flush()
+            self._write_out()
         except BaseException as exc:  # recorded and logged: the thread ends here either way
             self._crashed(exc)
         finally:
@@ -120,9 +121,12 @@ class Instance:
                 startup_gc.set_up()
             while True:
                 try:
-                    delivery = await take(self.worker.idle_timeout_s, self._hold)
+                    delivery = await take(self._wait_s(), self._hold)
                 except Empty:
-                    await _maybe_await(self.worker.on_idle())
+                    if self._batch:
+                        await self._aflush()
+                    else:
+                        await _maybe_await(self.worker.on_idle())
                     continue
                 if delivery is DONE:
                     break
@@ -147,8 +151,10 @@ class Instance:
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
                     self._fail(delivery, exc, sent=sent[0])
                 else:
-                    self._emitted(delivery)
+                    if self._emitted(delivery):
+                        await self._aflush()
                 self.counts.busy_s += time.perf_counter() - started
+            await self._aflush()
         except BaseException as exc:
             self._crashed(exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -178,25 +184,60 @@ class Instance:
         """Under the queue's lock, as the item leaves it: in hand and received, so that a forced exit (which
         freezes the queues first) finds every item in a queue or in a hand."""
         self.counts.received += 1
-        if self._batch is not None:
+        if self.batching:
             self._held[id(delivery)] = delivery
         else:
             self._current = delivery
 
+    def _wait_s(self) -> float:
+        """How long to wait for an item: idle_timeout_s, or until a batch under way is due."""
+        return min(self.worker.idle_timeout_s, self._batch.due_in_s()) if self._batch else self.worker.idle_timeout_s
+
     def _take(self, inbox: Inbox) -> Delivery | Any:
         while True:
-            wait_s, wake_at = self.worker.idle_timeout_s, 1
-            if self._batch:  # a batch under way: sleep until it could be filled, or is due
-                wait_s, wake_at = min(wait_s, self._batch.due_in_s()), self._batch.room()
+            # A batch under way sleeps until it could be filled, or is due (a flushing worker takes each item).
+            wake_at = self._batch.room() if self.batching and self._batch else 1
             try:
-                return inbox.get(wait_s, wake_at=wake_at, hold=self._hold)
+                return inbox.get(self._wait_s(), wake_at=wake_at, hold=self._hold)
             except Empty:
                 started = time.perf_counter()
                 if self._batch:
-                    self._batch.flush()
+                    self._write_out()
                 else:
                     self.worker.on_idle()
                 self.counts.busy_s += time.perf_counter() - started
+
+    def _write_out(self) -> None:
+        """Write the batch under way, or flush what the worker buffered."""
+        if self.batching:
+            self._batch.flush()
+        elif self.flushing:
+            self._flush()
+
+    def _flush(self) -> None:
+        """worker.flush(): the items processed since the last one are then settled, or dead-lettered if it raised."""
+        if batch := self._batch.take():
+            try:
+                self.worker.flush()
+            except Exception as exc:  # noqa: BLE001 - the items it covered are recorded, then the loop goes on
+                self._flush_failed(batch, exc)
+            else:
+                self._stored(batch)
+
+    async def _aflush(self) -> None:
+        if self._batch is not None and (batch := self._batch.take()):
+            try:
+                await _maybe_await(self.worker.flush())
+            except Exception as exc:  # noqa: BLE001
+                self._flush_failed(batch, exc)
+            else:
+                self._stored(batch)
+
+    def _flush_failed(self, batch: list[Delivery], exc: Exception) -> None:
+        logger.error("%s: flush() failed, dead-lettering the %d item(s) it was to write out: %s: %s",
+                     self.name, len(batch), type(exc).__name__, exc, exc_info=exc)
+        for delivery in batch:
+            self._dead_letter(delivery, f"flush() failed: {type(exc).__name__}: {exc}", failed=True)
 
     def _top_up(self, inbox: Inbox) -> bool:
         """A batch fell due before it was full: what is queued by now goes into it (up to its size) before it
@@ -211,7 +252,8 @@ class Instance:
             self._batch.add(delivery)
         return False
 
-    def _handle(self, delivery: Delivery) -> None:
+    def _handle(self, delivery: Delivery) -> bool:
+        """Process one item; True when the items since the last flush() are now to be flushed."""
         sent = [0]
         try:
             result = self.worker.process(delivery.item)
@@ -231,15 +273,18 @@ class Instance:
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
             self._fail(delivery, exc, sent=sent[0])
         else:
-            self._emitted(delivery)
+            return self._emitted(delivery)
+        return False
 
     def _send(self, delivery: Delivery, outputs: list[Any], sent: list[int], *, final: bool = False) -> None:
+        final = final and not self.flushing  # a flushing worker's item is settled once flushed
         if outputs or final:
             self.counts.blocked_s += self.exits.emit(delivery, outputs, final=final)
             self.counts.emitted += len(outputs)
             sent[0] += len(outputs)
 
     async def _asend(self, delivery: Delivery, outputs: list[Any], sent: list[int], *, final: bool = False) -> None:
+        final = final and not self.flushing
         if outputs or final:
             self.counts.blocked_s += await self.exits.aemit(delivery, outputs, final=final)
             self.counts.emitted += len(outputs)
@@ -256,11 +301,19 @@ class Instance:
             self._held.clear()
         return left
 
-    def _emitted(self, delivery: Delivery) -> None:
+    def _emitted(self, delivery: Delivery) -> bool:
+        """The item was processed and its outputs sent; True when a flushing worker's items are now to be flushed
+        (the item itself is held until then)."""
         with self._settling:
-            if not self._given_up:
-                self.counts.processed += 1
-                self._release(delivery)
+            if self._given_up:
+                return False
+            if self.flushing:
+                self._held[id(delivery)] = delivery  # in hand still, now as held (read by in_hand from any thread)
+                self._current = None
+                return self._batch.add(delivery)
+            self.counts.processed += 1
+            self._release(delivery)
+            return False
 
     def _stored(self, deliveries: list[Delivery]) -> None:
         with self._settling:

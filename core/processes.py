@@ -31,7 +31,7 @@ from core.ledger import Counts
 from core.errors import Returned
 from core.imports import preload_modules
 from core.queues import NUDGE, Delivery, Empty, notify
-from core.worker import BatchWorker, is_async
+from core.worker import BatchWorker, flushes, holds, is_async
 from core.yaml_lines import plain
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class ProcessRunner:
         # What the worker processes are sent: plain values, so that they never load the config stack (PyYAML).
         self.worker_spec = dataclasses.replace(
             spec, **{field.name: plain(getattr(spec, field.name)) for field in dataclasses.fields(spec)})
-        self.batch_size = getattr(self.first, "batch_size", 1)
+        self.batch_size = holds(self.first)  # items an instance may hold processed and unsettled
         self.stopping = False
         self.stop_message = ("stop", False)
         self.context = multiprocessing.get_context(START_METHOD)
@@ -121,7 +121,7 @@ class Unit:
         self.runner = runner
         self.number = number
         self.name = f"{runner.group.name}-p{number}"
-        self.batching = issubclass(runner.cls, BatchWorker)
+        self.batching = issubclass(runner.cls, BatchWorker) or flushes(runner.cls)
         self.counts = Counts()
         self.crash: BaseException | None = None
         self.crashes = 0
@@ -143,7 +143,7 @@ class Unit:
         self._next_seq = 0
         # Items in flight at most: from 2 per instance (a slow stage's items stay spread over its processes)
         # doubling whenever the process runs out of work while more waits (a fast stage gets big batches);
-        # a batching sink's instances must be able to fill their batches.
+        # a batching sink's instances must be able to fill their batches (a flushing one's, its flush_every).
         instances = runner.group.spec.instances
         self.window = instances * (runner.batch_size + 1 if self.batching else 2)
         # The seqs of the items its instances are working on (core/child.py Slots), one slot per item it may be sent.

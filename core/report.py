@@ -43,7 +43,7 @@ class GroupReport:
     in_flight: int
     busy_pct: float = 0.0  # share of the run its instances spent working (waits for a full output excluded)
     items_per_s: float = 0.0
-    stores: bool = False  # a batching sink: `stored` counts rows written (a plain sink only processes)
+    stores: bool = False  # a batching or flushing sink: `stored` counts items written (a plain sink only processes)
     mode: str = "threads"  # how its instances ran: threads or async
     returned: int = 0  # taken, then given back to their queue (or to another owner) unsettled
 
@@ -209,7 +209,7 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iter
             received=counts.received, processed=counts.processed, emitted=counts.emitted, stored=counts.stored,
             failed=counts.failed, dead_lettered=counts.dead_lettered, in_flight=counts.in_flight,
             busy_pct=round(100 * busy, 1), items_per_s=round(rate, 2),
-            stores=any(i.batching for i in group.instances), mode=group.mode, returned=counts.returned))
+            stores=any(i.batching or getattr(i, "flushing", False) for i in group.instances), mode=group.mode, returned=counts.returned))
         stages.append(StageLoad(
             name=group.name, instances=instances, busy=busy, items_per_s=rate,
             input_queue=group.spec.input_queue, input_load=loads.get(group.spec.input_queue),

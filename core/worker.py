@@ -11,7 +11,7 @@ from core.errors import ItemError
 if TYPE_CHECKING:
     from core.group import WorkerGroup
 
-__all__ = ["BatchWorker", "ItemError", "Worker", "is_async"]
+__all__ = ["BatchWorker", "ItemError", "Worker", "flushes", "holds", "is_async"]
 
 
 class Worker:
@@ -21,9 +21,9 @@ class Worker:
     process() returns ONE output, or None for none; a generator function (`yield`) gives many.
     Declare it `async def` and the group runs as asyncio tasks, `instances` of them on one event loop.
     Optional hooks: setup() / teardown() around the instance's items (async def too for an async
-    worker), on_idle() after idle_timeout_s without an item, open_group() once per group before the
-    run starts (raise to refuse the run), check_params() for `--check`; `preload` names modules to
-    import early.
+    worker), on_idle() after idle_timeout_s without an item, flush() for a worker that buffers,
+    open_group() once per group before the run starts (raise to refuse the run), check_params() for
+    `--check`; `preload` names modules to import early.
     """
 
     #: Seconds without an item before on_idle() runs.
@@ -33,6 +33,10 @@ class Worker:
     #: their waits (reading files, loading certificates) overlap with other work; a worker process has
     #: them imported once, in the fork server. A module that fails to import here fails where it is used.
     preload: tuple[str, ...] = ()
+    #: A worker that defines flush(): the loop calls it once flush_every items were processed since the last
+    #: one, flush_interval_s after the first of them, when no item comes, and before teardown().
+    flush_every: int = 1000
+    flush_interval_s: float = 1.0
 
     def __init__(self, *, group: WorkerGroup, index: int = 0) -> None:
         self.group = group
@@ -56,6 +60,13 @@ class Worker:
 
     def on_idle(self) -> None:
         """Runs when no item arrived for idle_timeout_s."""
+
+    def flush(self) -> None:
+        """Write out what process() buffered (async def too for an async worker). Define it in a worker that
+        keeps items in a buffer of its own (a file, a client's batch): its items are then settled (counted done,
+        acknowledged) only once a flush() after them has returned, so that a forced exit dead-letters what was
+        still in the buffer as `abandoned` instead of counting it done. If it raises, the items since the last
+        flush() are dead-lettered with its error."""
 
     def teardown(self) -> None:
         """Runs after the instance's last item, even after a crash."""
@@ -89,6 +100,18 @@ class BatchWorker(Worker):
     def is_transient(self, exc: BaseException) -> bool:
         """True when writing the same batch again may succeed (a lost connection, a restarting server)."""
         return False
+
+
+def flushes(cls: type) -> bool:
+    """True when the class defines flush(): its items are settled once a flush() after them has returned."""
+    return issubclass(cls, Worker) and cls.flush is not Worker.flush and not issubclass(cls, BatchWorker)
+
+
+def holds(worker: Any) -> int:
+    """How many processed items an instance may hold unsettled: a batch, the items since the last flush(), or 1."""
+    if isinstance(worker, BatchWorker):
+        return worker.batch_size
+    return max(int(worker.flush_every), 1) if flushes(type(worker)) else 1
 
 
 def is_async(cls: type) -> bool:

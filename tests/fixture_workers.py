@@ -171,6 +171,55 @@ class BatchCollect(BatchWorker):
         _record(_batches, self.key, list(items))
 
 
+class BufferedSink(Worker):
+    """A sink with a buffer of its own, as a file sink has: process() only appends to it; flush() writes it out
+    (to `{key}.items`, read by collected(key)) and teardown() flushes and closes. What each instance has taken is
+    recorded under `{key}-seen` as it takes it, so a test can wait for items taken and not yet written out."""
+
+    def __init__(self, *, key: str, flush_every: int = 100, delay_s: float = 0.0, fail_flush: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+        self.flush_every = flush_every
+        self.delay_s = delay_s
+        self.fail_flush = fail_flush  # the fail_flush-th flush() of each instance raises, its buffer not written
+        self.flushes = 0
+        self.buffer: list[Any] = []
+
+    def process(self, item: Any) -> None:
+        time.sleep(self.delay_s)
+        self.buffer.append(item)
+        _record(_items, f"{self.key}-seen", item)
+
+    def flush(self) -> None:
+        buffer, self.buffer = self.buffer, []
+        self.flushes += 1
+        if self.flushes == self.fail_flush:
+            raise OSError(f"{self.name}: the disk is full ({len(buffer)} item(s) not written)")
+        if _on_file(self.key):
+            with open(f"{self.key}.items", "a", encoding="utf-8") as file:
+                file.write("".join(json.dumps(item) + "\n" for item in buffer))  # one write: no torn lines
+            return
+        for item in buffer:
+            _record(_items, self.key, item)
+
+    def teardown(self) -> None:
+        self.flush()
+
+
+class AsyncBufferedSink(BufferedSink):
+    """BufferedSink as asyncio tasks: async process() and flush()."""
+
+    async def process(self, item: Any) -> None:  # type: ignore[override]
+        BufferedSink.process(self, item)
+
+    async def flush(self) -> None:  # type: ignore[override]
+        BufferedSink.flush(self)
+
+    async def teardown(self) -> None:  # type: ignore[override]
+        await self.flush()
+
+
 class CrashesInSetup:
     """Mixin for any worker: setup() raises in every instance, or only in the one numbered `crash_index`."""
 
