@@ -31,9 +31,11 @@ def parked_in(thread: threading.Thread, owner: Any) -> bool:
 
 
 def wait_parked(thread: threading.Thread, owner: Any, timeout_s: float = PARK_TIMEOUT_S) -> None:
-    """Wait until `thread` is parked in a wait of `owner` (parked_in); fail if it ends first or never parks."""
+    """Wait until `thread` is parked in a wait of `owner` (parked_in); fail if it ends first or never parks. A
+    thread not started yet is waited for (a runner starts its threads one by one: on a loaded machine the last
+    may start after the others have done all there was to do)."""
     deadline = time.monotonic() + timeout_s
     while not parked_in(thread, owner):
-        assert thread.is_alive(), f"{thread.name} ended instead of waiting in {owner!r}"
+        assert thread.is_alive() or thread.ident is None, f"{thread.name} ended instead of waiting in {owner!r}"
         assert time.monotonic() < deadline, f"{thread.name} is not waiting in {owner!r} after {timeout_s}s"
         time.sleep(POLL_S)
