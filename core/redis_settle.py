@@ -124,13 +124,13 @@ class Settler:
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "group": queue.group,
                   "queue": queue.name, "kind": kind, "item": codec.encode(item, strict=False),
                   "error": redact(error), "attempts": attempts, "process": queue.run.process_id}
-        text = redact(json.dumps(record))
+        text = json.dumps(record)  # the error is masked; the item is kept exact (a replay must be the same item)
         limit = queue.run.max_bulk_bytes
         if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
             # Too large for the server (the item was refused for its size, say): the run's stream gets its
             # start; the local dead-letter file has it whole.
-            record["item"] = {codec.TAG: "repr", "value": f"{repr(item)[:1000]}... (too large for Redis whole)"}
-            text = redact(json.dumps(record))
+            record["item"] = {codec.TAG: "repr", "value": redact(f"{repr(item)[:1000]}... (too large for Redis whole)")}
+            text = json.dumps(record)
         return text
 
     def _wait(self, request: _Request) -> bool:

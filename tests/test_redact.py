@@ -152,3 +152,21 @@ def test_the_stats_file_and_the_summary_hold_no_password(tmp_path, capsys):
         assert secret not in shown and json.dumps(secret)[1:-1] not in shown, shown
     assert json.loads(text)["error"] == f"cannot connect with {MASK}"
     assert printed == f"p: failed (cannot connect with {MASK}); nothing was run; exit 1\n"
+
+
+def test_a_dead_letter_in_redis_keeps_its_item_exact_and_masks_its_error():
+    from types import SimpleNamespace
+
+    from core import codec
+    from core.redis_settle import Settler
+
+    secret = unique("redis-dl-secret-")
+    database_url({"POSTGRES_PASSWORD": secret})
+    item = {"symbol": "ABC", "note": f"a value that happens to hold {secret}", "pair": (1, 2)}
+    queue = SimpleNamespace(group="Store", name="Rows", run=SimpleNamespace(process_id="vm:1", max_bulk_bytes=2**29))
+
+    text = Settler._record(SimpleNamespace(queue=queue), item, f"could not store with password {secret}", "failed", 1)
+
+    record = json.loads(text)
+    assert record["error"] == f"could not store with password {MASK}"
+    assert codec.decode(record["item"]) == item  # the record's item is the item, as a replay reads it
