@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -214,14 +215,24 @@ def _read_replay(path: str | None):
 
 
 def _input_values_in(path: Path) -> int | None:
-    """How many input values the file's sources list, read leniently; None if it cannot be read."""
+    """How many input values the file's sources list, read leniently (a file that is not YAML as a whole may
+    still have a `workers:` section that is: a syntax error among the queues says nothing about the input);
+    None if it cannot be read."""
+    from core.yaml_lines import load_with_lines
     try:
-        from core.yaml_lines import load_with_lines
-        raw = load_with_lines(path.read_text(encoding="utf-8"))
-        return sum(len(worker["input_values"]) if isinstance(worker.get("input_values"), list) else 1
-                   for worker in raw["workers"] if isinstance(worker, dict) and worker.get("input_values") is not None)
-    except Exception:  # noqa: BLE001 - a file too broken to read says nothing about its input
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
         return None
+    sections = re.split(r"^(?=[A-Za-z_][\w-]*:)", text, flags=re.MULTILINE)  # the top-level keys, one by one
+    for candidate in (text, next((part for part in sections if part.startswith("workers:")), None)):
+        try:
+            raw = load_with_lines(candidate)
+            return sum(len(worker["input_values"]) if isinstance(worker.get("input_values"), list) else 1
+                       for worker in raw["workers"]
+                       if isinstance(worker, dict) and worker.get("input_values") is not None)
+        except Exception:  # noqa: BLE001 - a file too broken to read says nothing about its input
+            continue
+    return None
 
 
 def _console():
