@@ -70,6 +70,7 @@ class RedisQueue:
         self.ended: Callable[[], bool] = lambda: False  # set by the executor (core/redis_ends.py)
         self.no_more_new: Callable[[], bool] = lambda: False  # closed, and every entry delivered
         self.put_count = self.get_count = 0
+        self.preloaded = 0  # replayed items put in by the runner (core.queues.LocalQueue.preloaded)
         #: Entries this process is known to have added (written and answered) and, of them, read for the first
         #: time: in a solo run, what vanishes with the run's keys is the difference (vanished()).
         self.added = self.read_new = 0
@@ -185,7 +186,6 @@ class RedisQueue:
         anything is added."""
         return self.put_payloads(self.encoder.encode(items), wait=wait)
 
-
     def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
         """put_many() of items already written as JSON (core.redis_settle.encode_all). One script call that
         records its call id with the entries, so that a retry after a lost reply does not add them again."""
@@ -222,8 +222,11 @@ class RedisQueue:
         return length - pending
 
     def preload(self, items: list[Any]) -> int:
-        """Items replayed into this queue (beyond maxsize, as for a local queue)."""
-        self.put_many(list(items), wait=False)
+        """Items replayed into this queue (beyond maxsize, as for a local queue), counted as preloaded, not put."""
+        items = list(items)
+        self.put_many(items, wait=False)
+        self.put_count -= len(items)
+        self.preloaded += len(items)
         return len(items)
 
     def wait_for_room(self, count: int) -> float:

@@ -107,15 +107,19 @@ def test_an_output_a_closed_queue_refused_is_counted_by_the_queue(tmp_path, key)
     assert table[5].split()[:7] == ["Numbers", "5", "6", "0", "1", "6", "0"]
 
 
-def test_items_a_replay_preloads_beyond_maxsize_are_counted_as_preloaded(tmp_path, key):
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_items_a_replay_preloads_beyond_maxsize_are_counted_as_preloaded(tmp_path, key, backend):
     """A replay puts its items in at once, beyond maxsize (a replay showed high water 1003 over maxsize 1000,
-    and put counted items nobody emitted); progress counts them in its total."""
+    and put counted items nobody emitted); progress counts them in its total. The same for a Redis queue."""
     text = pipeline(
         {"Numbers": 10, "Out": 100},
         source("Source", [100], "Numbers"),
         stage("Middle", "Source", "Numbers", ["Out"]),
         stage("Sink", "Collect", "Out", key=key),
     )
+    if backend == "redis":
+        text = text.replace("  - name: Numbers\n    maxsize: 10\n", "  - name: Numbers\n    maxsize: 10\n    backend: redis\n")
+        assert "backend: redis" in text
     executor = start(tmp_path, text, replay={"Middle": list(range(12))})
     report = finish(executor)
 
