@@ -9,19 +9,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.bottleneck import QueueLoad
-from core.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
-from core.paths import data_dir
-from core.errors import StartupError
-from core.imports import preload, preload_modules
-from core.group import WorkerGroup
-from core.ledger import DeadLetters
-from core.loop import Instance
-from core.queues import LocalQueue
-from core.replay import check_replay
-from core.report import RunReport, Snapshot, build_report
-from core.modes import make_runner
-from core.worker import holds
+from core.run.bottleneck import QueueLoad
+from core.pipeline.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
+from core.base.paths import data_dir
+from core.base.errors import StartupError
+from core.pipeline.imports import preload, preload_modules
+from core.run.group import WorkerGroup
+from core.run.ledger import DeadLetters
+from core.run.loop import Instance
+from core.transport.local import LocalQueue
+from core.pipeline.replay import check_replay
+from core.run.report import RunReport, Snapshot, build_report
+from core.modes.choice import make_runner
+from core.api.worker import holds
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class YamlPipelineExecutor(threading.Thread):
     `replay` ({group: [items]}) runs those items instead of the sources' input values: each goes into
     the input of its group (a source's values back to that source), and the pipeline runs on from there.
     With queues of `backend: redis` the run can span processes and machines: `run_id` names the run they
-    share (RUN_ID, or a new one) and `only` the groups this process runs (core/distributed.py).
+    share (RUN_ID, or a new one) and `only` the groups this process runs (core/run/distributed.py).
     """
 
     def __init__(self, pipeline_location: str | Path, *, sets: list[str] = (),
@@ -50,7 +50,7 @@ class YamlPipelineExecutor(threading.Thread):
             check_replay(replay, self.spec)
         self.distributed = None
         if any(q.backend == "redis" for q in self.spec.queues.values()) or run_id or only:
-            from core.distributed import Distributed
+            from core.run.distributed import Distributed
             self.distributed = Distributed(self.spec, run_id=run_id, only=only)
         self.monitor_interval_s = monitor_interval_s
         self.sample_interval_s = sample_interval_s
@@ -64,7 +64,7 @@ class YamlPipelineExecutor(threading.Thread):
         self._changed = threading.Event()
         self._ended: set[str] = set()  # queues that got their DONEs or were closed
         self._preloads: list[tuple[Any, list[Any]]] = []  # replayed items, put in once the run is open
-        self._early_imports: threading.Thread | None = None  # imports the workers' `preload` (core/imports.py)
+        self._early_imports: threading.Thread | None = None  # imports the workers' `preload` (core/pipeline/imports.py)
         self.run_report: dict | None = None
         self.queues = {q.name: self._make_queue(q) for q in self.spec.queues.values()}
         self.loads = {name: QueueLoad() for name in self.queues}
@@ -124,7 +124,7 @@ class YamlPipelineExecutor(threading.Thread):
         self.started_at = started = time.monotonic()
         reason, error = "finished", None
         # The modules the workers of this process will import, imported while the groups open (worker processes
-        # have theirs imported in the fork server: core/processes.py). Last group first: a source's thread
+        # have theirs imported in the fork server: core/modes/processes.py). Last group first: a source's thread
         # imports its own modules as soon as it starts, so the two import different modules side by side
         # instead of one waiting for the other's (at 256 requests in flight: 22 ms less than without, 11 ms
         # less than in file order).
@@ -252,7 +252,7 @@ class YamlPipelineExecutor(threading.Thread):
                     self.distributed.group_finished(group.name)
         for name, queue in self.queues.items():
             if name in self._ended or queue.closed or getattr(queue, "is_redis", False):
-                continue  # a Redis queue ends by its own proof (core/redis_ends.py)
+                continue  # a Redis queue ends by its own proof (core/transport/redis/ends.py)
             reader = self.groups[self.spec.consumer(name).name]
             if all(self.groups[w.name].finished() for w in self.spec.producers(name)):
                 queue.put_done(reader.runner.readers)

@@ -23,7 +23,7 @@ from workers.yahoo_finance_worker import YahooFinancePriceAsyncScheduler  # noqa
 
 
 class Group:
-    """What a worker sees of its group (core/group.py WorkerGroup): name, spec.instances, stop, resource."""
+    """What a worker sees of its group (core/run/group.py WorkerGroup): name, spec.instances, stop, resource."""
 
     def __init__(self, instances: int) -> None:
         self.name = "YahooFinanceWorker"

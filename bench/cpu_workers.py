@@ -35,7 +35,7 @@ class Spin(Worker):
 class PacedStamps(Worker):
     """A source: input value n is emitted at start + n x interval_s, as the time.monotonic() it left.
 
-    Not a generator: a generator's outputs go on only once it has finished (core/spool.py), which would
+    Not a generator: a generator's outputs go on only once it has finished (core/run/spool.py), which would
     hold every stamp until the last; one input value per item goes on at once.
     """
 

@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds before each chart answer")
     parser.add_argument("--max-symbols", type=int, default=3521, help="chart answers to make in advance")
     args = parser.parse_args()
-    from core.descriptors import reserve
+    from core.base.descriptors import reserve
     reserve()  # before its stdin thread: the first run's burst of connections never waits for the table
     asyncio.run(serve(args.latency, args.max_symbols))
 

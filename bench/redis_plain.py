@@ -2,12 +2,12 @@
 
     python bench/redis_plain.py --mode script|multi|single --items 100000 [--batch 100] [--prefill] [--redis-url URL]
 
-A producer thread writes N items (JSON, fields `d` and `n` as core/redis_queue.py writes them) with XADD in
+A producer thread writes N items (JSON, fields `d` and `n` as core/transport/redis/queue.py writes them) with XADD in
 pipelined batches of --batch; the main thread reads them as one consumer of a consumer group with
 XREADGROUP COUNT --batch, decodes each, and settles each batch the way the runner does, by one of:
 
 - script: one server-side Lua script per batch: XPENDING for this consumer (the ownership check), then
-  XACK and XDEL of the entries it owns (core/redis_scripts.py SETTLE without outputs);
+  XACK and XDEL of the entries it owns (core/transport/redis/scripts.py SETTLE without outputs);
 - multi: XPENDING for this consumer (a round trip), then XACK and XDEL in one MULTI/EXEC;
 - single: XREADGROUP COUNT 1 and the script above for each item: one item at a time.
 

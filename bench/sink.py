@@ -22,7 +22,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
-from core.database import SqlAlchemyDatabase, database_url, open_database  # noqa: E402
+from core.storage.database import SqlAlchemyDatabase, database_url, open_database  # noqa: E402
 from workers.postgres_worker import COLUMNS, PostgresWorker  # noqa: E402
 
 

@@ -5,7 +5,7 @@ it is imports (python -X importtime), with the imports that cost most.
 
 Each run is measured from outside (bench/measure.py). `python -c pass` is the interpreter's own start. The
 import table is the median over the -X importtime runs of each module's cumulative time (its own plus what
-it imported first), for the modules main.py's chain imports directly (core.cli's own imports, main.py being
+it imported first), for the modules main.py's chain imports directly (core.app.cli's own imports, main.py being
 a thin launcher).
 """
 from __future__ import annotations
@@ -45,11 +45,11 @@ def importtime() -> tuple[float, dict[str, tuple[int, float, float]]]:
 
 
 def cli_children(modules: list[tuple[str, tuple[int, float, float]]]) -> list[str]:
-    """The modules core.cli imported itself (-X importtime prints them at depth 1, just before core.cli)."""
+    """The modules core.app.cli imported itself (-X importtime prints them at depth 1, just before core.app.cli)."""
     children: list[str] = []
     for name, (depth, _, _) in modules:
         if depth == 0:
-            if name == "core.cli":
+            if name == "core.app.cli":
                 return children
             children = []
         elif depth == 1:
@@ -80,8 +80,8 @@ def main() -> None:
     total_s = statistics.median(total for total, _ in imports)
     print(f"\nimports (sum of -X importtime self times, median of {args.repeat}): {total_s:.3f} s")
     names = imports[0][1]
-    top_level = [name for name, (depth, _, _) in names.items() if depth == 0 and name != "core.cli"]
-    top_level += cli_children(list(names.items()))  # main.py is a thin launcher: the chain starts in core.cli
+    top_level = [name for name, (depth, _, _) in names.items() if depth == 0 and name != "core.app.cli"]
+    top_level += cli_children(list(names.items()))  # main.py is a thin launcher: the chain starts in core.app.cli
     cumulative = {name: statistics.median(run[name][2] for _, run in imports if name in run) for name in top_level}
     own = {name: statistics.median(run[name][1] for _, run in imports if name in run) for name in names}
     print("\n| top-level import (first imported by main.py's chain) | cumulative ms | share of imports |")

@@ -4,7 +4,7 @@ a batch write (an instance ended by SystemExit, outside the per-item error handl
 record the database refuses."""
 from __future__ import annotations
 
-from core.database import database_url
+from core.storage.database import database_url
 from fixture_workers import CrashesInSetup
 from workers.postgres_worker import PostgresMasterScheduler
 from workers.yahoo_finance_worker import YahooFinancePriceScheduler

@@ -369,12 +369,12 @@ class ProcessState(Worker):
 
 class CollectorState(ProcessState):
     """Records whether cyclic garbage collection is on and start-up's objects are frozen in its process
-    (core/collector.py), once start-up is over there: an instance can end before another one of its process
+    (core/base/collector.py), once start-up is over there: an instance can end before another one of its process
     has even set up (seen on a loaded machine); and the size of that process's descriptor table
-    (core/descriptors.py)."""
+    (core/base/descriptors.py)."""
 
     def state(self) -> dict[str, Any]:
-        from core.collector import startup_gc
+        from core.base.collector import startup_gc
         deadline = time.monotonic() + 10
         while startup_gc.paused and time.monotonic() < deadline:  # no event to wait on: gc has no hook
             time.sleep(0.01)

@@ -12,10 +12,10 @@ import threading
 import pytest
 
 import fixture_workers
-from core.replay import read_replay
-from core.report import Snapshot
-from core.ledger import Counts
-from core.status import Progress
+from core.pipeline.replay import read_replay
+from core.run.report import Snapshot
+from core.run.ledger import Counts
+from core.app.status import Progress
 from test_executor import (JOIN_TIMEOUT_S, _mode, assert_accounted, dead_letters, finish, groups, in_mode,  # noqa: F401
                            key, mode, pipeline, run, source, stage, start)
 from yaml_reader import YamlPipelineExecutor
@@ -276,7 +276,7 @@ def test_replay_sends_each_item_back_to_the_group_that_dead_lettered_it(tmp_path
 
 def test_replay_keeps_the_types_of_what_failed(tmp_path):
     from datetime import datetime, timezone
-    from core.ledger import DeadLetters
+    from core.run.ledger import DeadLetters
 
     letters = DeadLetters(tmp_path / "dl.jsonl", "pipeline")
     record = {"symbol": "BRK.B", "price": 412.5, "extracted_time": datetime(2026, 11, 26, 16, 0, tzinfo=timezone.utc),
@@ -289,7 +289,7 @@ def test_replay_keeps_the_types_of_what_failed(tmp_path):
 
 def test_a_malformed_dead_letter_line_is_reported_with_its_line_number(tmp_path):
     import pytest
-    from core.config import ConfigError
+    from core.pipeline.config import ConfigError
 
     path = tmp_path / "dl.jsonl"
     path.write_text(json.dumps({"group": "Stage", "item": 1}) + "\n{not json\n" + json.dumps({"item": 2}) + "\n")
@@ -384,7 +384,7 @@ def test_a_forced_exit_sees_an_item_just_taken(tmp_path, key, monkeypatch):
     """An item taken from a queue and not yet in its taker's books (an instance between its take and the item
     in hand, a worker process's feeder between taking items and sending them) must be recorded by a forced
     exit. The gap is held open here: the take returns only once the exit has run."""
-    from core.queues import LocalQueue
+    from core.transport.local import LocalQueue
 
     exited, taken = threading.Event(), threading.Event()
     get, get_items = LocalQueue.get, LocalQueue.get_items

@@ -1,4 +1,4 @@
-"""Bottleneck hints: core.bottleneck.hints on constructed loads, and real runs with one deliberately slow stage.
+"""Bottleneck hints: core.run.bottleneck.hints on constructed loads, and real runs with one deliberately slow stage.
 
 The real runs push 100 items through a stage that sleeps 10 ms per item with one instance, while every
 other stage takes microseconds: the slow stage is busy ~99% of the ~1 s run and its input queue stays full,
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import fixture_workers
-from core.bottleneck import QueueLoad, StageLoad, hints
+from core.run.bottleneck import QueueLoad, StageLoad, hints
 from yaml_reader import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 30.0

@@ -1,4 +1,4 @@
-"""core.queues.LocalQueue and DONE: order, blocking, waking on close, freezing, and never losing an item.
+"""core.transport.local.LocalQueue and DONE: order, blocking, waking on close, freezing, and never losing an item.
 
 A call that must block is shown parked in the queue's wait and not woken (tests/blocking.py), not merely
 still running after a moment, which a loaded machine gives whether or not the call would block."""
@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from blocking import wait_parked
-from core.queues import DONE, Delivery, Empty, LocalQueue
+from core.transport.local import DONE, Delivery, Empty, LocalQueue
 
 JOIN_TIMEOUT_S = 5.0
 

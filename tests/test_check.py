@@ -10,9 +10,9 @@ import pytest
 
 from conftest import ROOT, run_main
 from pipeline_text import line, write
-from core.config import ConfigError, load_pipeline
-from core.paths import module_search_paths, use_module_search_paths
-from core.yaml_lines import MAX_ALIAS_NODES, MAX_DEPTH
+from core.pipeline.config import ConfigError, load_pipeline
+from core.base.paths import module_search_paths, use_module_search_paths
+from core.pipeline.yaml_lines import MAX_ALIAS_NODES, MAX_DEPTH
 
 VALID = """\
 queues:

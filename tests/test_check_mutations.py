@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SHIPPED_PIPELINE, run_main
-from core import cli
-from core.config import ConfigError, load_pipeline
+from core.app import cli
+from core.pipeline.config import ConfigError, load_pipeline
 from pipeline_text import line
 
 SHIPPED = Path(SHIPPED_PIPELINE).read_text(encoding="utf-8")

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline_text import line, write
 from conftest import ROOT, SHIPPED_PIPELINE, MainRun, local_pipeline, run_main
-from core.imports import init_params
+from core.pipeline.imports import init_params
 from sites import FakeSites
 from workers.yahoo_finance_worker import YahooFinancePriceScheduler
 
@@ -120,7 +120,7 @@ def stats(path: Path) -> dict:
 
 def status_lines(stderr: str) -> list[str]:
     """The plain status lines in a log, without their timestamp and logger prefix."""
-    return [text.split("core.status: ", 1)[1] for text in stderr.splitlines() if " core.status: status " in text]
+    return [text.split("core.app.status: ", 1)[1] for text in stderr.splitlines() if " core.app.status: status " in text]
 
 
 def test_help_documents_the_operator_flags():
@@ -435,7 +435,7 @@ def test_quiet_turns_the_status_lines_off(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert status_lines(result.stderr) == []
-    assert "core.status" not in result.stderr
+    assert "core.app.status" not in result.stderr
     assert result.stdout.splitlines()[-1].startswith("pipeline: finished in ")
 
 
@@ -584,8 +584,8 @@ def test_log_level_warning_hides_info(tmp_path):
     assert result.returncode == 1, result.stderr  # 1 and 3 failed
     *warnings, summary = [text.split(" ", 2)[2] for text in result.stderr.splitlines()]
     assert warnings == [
-        "WARNING Sink-0 core.loop: Sink-0 failed on 1: odd number 1",
-        "WARNING Sink-0 core.loop: Sink-0 failed on 3: odd number 3",
+        "WARNING Sink-0 core.run.loop: Sink-0 failed on 1: odd number 1",
+        "WARNING Sink-0 core.run.loop: Sink-0 failed on 3: odd number 3",
     ]
     # A run that did not exit 0 logs its summary as an error, so a WARNING log still says how it ended.
     assert summary == f"ERROR   MainThread main: {result.stdout.strip()}"

@@ -1,4 +1,4 @@
-"""core.codec: every value it writes reads back as itself, and every text it cannot have written is one error,
+"""core.base.codec: every value it writes reads back as itself, and every text it cannot have written is one error,
 codec.Undecodable (a ValueError), whatever is wrong with it: bad JSON, bad UTF-8, nesting too deep, an unknown
 tag, a tag whose value has the wrong shape."""
 from __future__ import annotations
@@ -10,8 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from core import codec
-
+from core.base import codec
 UNDECODABLE = {
     "decimal that is not a number": '{"$type": "decimal", "value": "abc"}',
     "decimal not text": '{"$type": "decimal", "value": 5}',

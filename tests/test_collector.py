@@ -1,7 +1,7 @@
-"""Cyclic garbage collection around start-up (core/collector.py): held off until every instance has set up,
+"""Cyclic garbage collection around start-up (core/base/collector.py): held off until every instance has set up,
 never longer than its limit, then resumed with start-up's objects frozen; in the main process and in worker
 processes alike, as `python main.py` runs a pipeline. The same runs check the descriptor table was grown
-before the first thread (core/descriptors.py; its own tests are in test_descriptors.py)."""
+before the first thread (core/base/descriptors.py; its own tests are in test_descriptors.py)."""
 from __future__ import annotations
 
 import gc
@@ -13,8 +13,8 @@ import pytest
 
 import fixture_workers
 from conftest import ROOT, run_stage
-from core.collector import YOUNG_THRESHOLD, StartupCollection
-from core.descriptors import RESERVED
+from core.base.collector import YOUNG_THRESHOLD, StartupCollection
+from core.base.descriptors import RESERVED
 from test_descriptors import reserved_here
 
 

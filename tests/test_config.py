@@ -1,4 +1,4 @@
-"""core.config.load_pipeline: every problem a pipeline file can have, named with its file, line and key."""
+"""core.pipeline.config.load_pipeline: every problem a pipeline file can have, named with its file, line and key."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_text import line, write
 from conftest import ROOT, SHIPPED_PIPELINE, run_main
-from core.config import ConfigError, load_pipeline
+from core.pipeline.config import ConfigError, load_pipeline
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -611,7 +611,7 @@ def test_the_loader_keeps_a_long_list_in_little_more_than_its_values():
     # 10,000 integers (28 bytes each): PyYAML's node tree held a ScalarNode and two Marks per value, ~880 bytes
     # a value at the peak (180 MiB for 200,000); now the values, the list and a line number apiece.
     import tracemalloc
-    from core.yaml_lines import load_with_lines
+    from core.pipeline.yaml_lines import load_with_lines
 
     count = 10_000
     text = "values:\n" + "".join(f"  - {1_000_000 + index}\n" for index in range(count))

@@ -32,13 +32,13 @@ MAY_IMPORT = {"core": {"core"}, "workers": {"core", "workers"}, "yaml_reader": {
 #: The import circles of today, each as the sorted modules of one strongly connected component (issue 16,
 #: item 26). Issue 17 removes them; remove each from here as it goes (the ratchet test demands it).
 KNOWN_CIRCLES = [
-    ["core.batching", "core.config", "core.course", "core.course_queues", "core.group", "core.imports",
-     "core.loop", "core.worker", "workers.base"],
-    ["core.redis_queue", "core.redis_settle"],
+    ["core.run.batching", "core.pipeline.config", "core.modes.course", "core.modes.course_queues", "core.run.group", "core.pipeline.imports",
+     "core.run.loop", "core.api.worker", "workers.base"],
+    ["core.transport.redis.queue", "core.transport.redis.settle"],
 ]
 #: The upward imports of today, as (importer, imported): the command line in core runs the executor, and the
 #: class resolution in core knows the shipped workers' base module.
-KNOWN_UPWARD = [("core.cli", "yaml_reader"), ("core.imports", "workers"), ("core.imports", "workers.base")]
+KNOWN_UPWARD = [("core.app.cli", "yaml_reader"), ("core.pipeline.imports", "workers"), ("core.pipeline.imports", "workers.base")]
 
 
 @dataclass(frozen=True)
@@ -224,20 +224,20 @@ def test_no_module_imports_a_private_name():
 
 @pytest.mark.parametrize("code, heavy", [
     # An asyncio HTTP stage needs aiohttp, not requests (the blocking client's library).
-    ("import core.aiohttp_client", "requests"),
+    ("import core.http.aiohttp_client", "requests"),
     # A PostgreSQL sink talks psycopg2 directly: SQLAlchemy costs a run 0.1 s of CPU before its first row.
-    ("from core.database import database_url, open_database\n"
+    ("from core.storage.database import database_url, open_database\n"
      "open_database(database_url({'DATABASE_URL': 'postgresql://app@127.0.0.1:9/prices'})).close()\n"
      "import workers.postgres_worker", "sqlalchemy"),
     # A pipeline of thread groups (the shipped one, --check) never needs asyncio: 18 ms of start-up; nor does
     # a worker process running threads (the fork server preloads these modules).
-    ("import core.cli, yaml_reader, core.modes, core.child, core.loop, core.runners, core.group, core.processes\n"
+    ("import core.app.cli, yaml_reader, core.modes.choice, core.modes.child, core.run.loop, core.modes.threads, core.run.group, core.modes.processes\n"
      "from yaml_reader import YamlPipelineExecutor\n"
      "YamlPipelineExecutor('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "asyncio"),
     # A worker process imports main.py again (multiprocessing does, as __mp_main__): it must run nothing there.
-    ("import main", "core.config"),
+    ("import main", "core.pipeline.config"),
     # A worker process finds the worker modules without the config stack (PyYAML and the checks: 18 ms a process).
-    ("import core.child, core.loop, core.runners\nfrom core.paths import use_module_search_paths\n"
+    ("import core.modes.child, core.run.loop, core.modes.threads\nfrom core.base.paths import use_module_search_paths\n"
      "use_module_search_paths('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "yaml"),
 ])
 def test_a_run_imports_only_the_libraries_its_stages_use(code, heavy):
@@ -269,10 +269,10 @@ def test_the_modules_a_worker_preloads_are_imported_before_it_needs_them(tmp_pat
 
 
 def test_preload_imports_in_order_and_leaves_failures_to_the_worker():
-    from core.imports import preload
+    from core.pipeline.imports import preload
 
     assert preload([]) is None
-    code = ("import sys\nfrom core.imports import preload\n"
+    code = ("import sys\nfrom core.pipeline.imports import preload\n"
             "thread = preload(['no_such_module_anywhere', 'fixture_preloaded', 'json'])\nthread.join(10)\n"
             "print(thread.name, thread.is_alive(), 'fixture_preloaded' in sys.modules, 'json' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -282,12 +282,12 @@ def test_preload_imports_in_order_and_leaves_failures_to_the_worker():
 
 
 def test_preload_accepts_one_name_or_a_tuple_of_names_and_nothing_else():
-    from core.imports import preload_modules
+    from core.pipeline.imports import preload_modules
 
     def worker(preload):
         return type("Stage", (), {"preload": preload})
 
     assert preload_modules(worker("lxml.html")) == ("lxml.html",)
-    assert preload_modules(worker(["core.http", "lxml.html"])) == ("core.http", "lxml.html")
+    assert preload_modules(worker(["core.http.client", "lxml.html"])) == ("core.http.client", "lxml.html")
     assert preload_modules(worker(42)) == () and preload_modules(worker(("json", 1))) == ()
     assert preload_modules(object) == ()

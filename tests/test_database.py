@@ -1,4 +1,4 @@
-"""core.database: a DATABASE_URL whose driver is missing is a settings error (exit 2) that says what to install."""
+"""core.storage.database: a DATABASE_URL whose driver is missing is a settings error (exit 2) that says what to install."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,8 +7,8 @@ import traceback
 import pytest
 
 from conftest import SHIPPED_PIPELINE, run_main
-from core.config import SettingsError
-from core.database import DatabaseConfigError, database_url
+from core.pipeline.config import SettingsError
+from core.storage.database import DatabaseConfigError, database_url
 
 PASSWORD = "hunter2-s3cret"
 

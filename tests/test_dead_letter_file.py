@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 from conftest import ROOT, run_main
-from core.replay import read_replay
+from core.pipeline.replay import read_replay
 from pipeline_text import source_to_sink
 
 LIMIT_BYTES = 4096
@@ -31,7 +31,7 @@ def limited() -> None:
 WRITER = textwrap.dedent("""\
     import json, logging, sys
     from pathlib import Path
-    from core.ledger import DeadLetters
+    from core.run.ledger import DeadLetters
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
     letters = DeadLetters(Path(sys.argv[1]), "pipeline")
     written = [letters.write(group="Sink", item={"n": n, "pad": "x" * 50}, error=f"failed {n}") for n in range(60)]

@@ -1,9 +1,9 @@
-"""Deadlines for many tasks kept by one timer (core/deadlines.py), as the asyncio HTTP client uses them for
+"""Deadlines for many tasks kept by one timer (core/http/deadlines.py), as the asyncio HTTP client uses them for
 every try in flight: each block ends by its deadline with TimeoutError, a moved deadline counts from then on,
 a cancellation from outside stays a cancellation, and the loop holds one timer however many blocks run.
 
 These need Python 3.11 (the README says 3.11+): telling a cancellation from outside from the block's own
-deadline takes Task.cancelling() and Task.uncancel(). On 3.10 core/deadlines.py falls back to treating every
+deadline takes Task.cancelling() and Task.uncancel(). On 3.10 core/http/deadlines.py falls back to treating every
 cancellation of an expired block as its timeout, and a stop's cancel arriving as the deadline passes becomes
 a TimeoutError (test_a_cancellation_from_outside_stays_a_cancellation fails there)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from core.deadlines import Deadlines
+from core.http.deadlines import Deadlines
 
 SLACK_S = 0.25  # how late a deadline may be seen on a loaded machine
 

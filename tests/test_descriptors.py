@@ -1,4 +1,4 @@
-"""The descriptor table grown while a process has one thread (core/descriptors.py): by `python main.py` and by
+"""The descriptor table grown while a process has one thread (core/base/descriptors.py): by `python main.py` and by
 every worker process (checked on real runs in test_collector.py), here reserve() itself, each case in a fresh
 interpreter (its table as exec left it: 64 slots, or more when its parent had many descriptors open)."""
 from __future__ import annotations
@@ -11,13 +11,13 @@ import sys
 import pytest
 
 from conftest import ROOT
-from core.descriptors import RESERVED
+from core.base.descriptors import RESERVED
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 
 PROBE = """
 import json, os, sys
-from core.descriptors import reserve
+from core.base.descriptors import reserve
 
 def table():
     with open("/proc/self/status") as status:

@@ -19,7 +19,7 @@ from multiprocessing import forkserver
 
 import fixture_workers
 from blocking import wait_parked
-from core.queues import DONE
+from core.transport.local import DONE
 from yaml_reader import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 20.0

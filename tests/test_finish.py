@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import fixture_workers
-from core import cli
+from core.app import cli
 from test_executor import pipeline, source, stage
 from yaml_reader import YamlPipelineExecutor
 

@@ -10,8 +10,8 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from core.aiohttp_client import AsyncHttpClient
-from core.http import BodyTooLarge, CircuitOpen, FetchError, HttpSettings, Page, Stopped
+from core.http.aiohttp_client import AsyncHttpClient
+from core.http.client import BodyTooLarge, CircuitOpen, FetchError, HttpSettings, Page, Stopped
 from pg_cluster import free_port
 from sites import MARKET_TIME, SP500_PAGE, FakeSites, Fault, StubGroup, chart_body, price_for
 from workers.base import ItemError
@@ -268,7 +268,7 @@ def test_close_after_aclose_is_a_no_op(sites: FakeSites) -> None:
 
 def test_tries_in_flight_share_one_deadline_timer(sites: FakeSites) -> None:
     """Each try is bounded by its deadline, then its body by its budget; the client keeps those with one
-    timer for every try in flight (core/deadlines.py), not one or two each (asyncio.timeout_at)."""
+    timer for every try in flight (core/http/deadlines.py), not one or two each (asyncio.timeout_at)."""
     sites.latency_s = 1.0
     settings = HttpSettings(user_agent="aiohttp-tests", connect_timeout_s=5, read_timeout_s=5, retries=0,
                             pool_size=20)

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from core.http import (BodyTooLarge, CircuitOpen, DeadlineExceeded, FetchError, HttpClient, HttpSettings, Stopped,
+from core.http.client import (BodyTooLarge, CircuitOpen, DeadlineExceeded, FetchError, HttpClient, HttpSettings, Stopped,
                        endpoint_of)
-from core.http_policy import HttpPolicy
+from core.http.policy import HttpPolicy
 from pg_cluster import free_port
 from sites import FakeSites, Fault, chart_body
 

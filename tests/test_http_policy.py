@@ -9,7 +9,7 @@ from email.utils import formatdate
 
 import pytest
 
-from core.http_policy import (
+from core.http.policy import (
     CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, RequestPlan, Step, Stopped, retry_after_s,
 )
 

@@ -1,10 +1,10 @@
-"""core.logs.parse_log_level: a level in any case, or a settings error that lists the levels."""
+"""core.app.logs.parse_log_level: a level in any case, or a settings error that lists the levels."""
 from __future__ import annotations
 
 import pytest
 
-from core.config import SettingsError
-from core.logs import parse_log_level
+from core.pipeline.config import SettingsError
+from core.app.logs import parse_log_level
 
 
 @pytest.mark.parametrize("text, level", [

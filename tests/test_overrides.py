@@ -1,4 +1,4 @@
-"""${VAR} expansion and --set overrides, through core.config.load_pipeline(path, sets=..., env=...).
+"""${VAR} expansion and --set overrides, through core.pipeline.config.load_pipeline(path, sets=..., env=...).
 
 Each problem is checked as printed (`file:line: key: message`, or `--set ARG: key: message` for a value
 that came from the command line), with line numbers computed from the text the test writes.
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_text import line, write
-from core.config import ConfigError, PipelineSpec, load_pipeline
+from core.pipeline.config import ConfigError, PipelineSpec, load_pipeline
 
 PIPELINE = """\
 queues:

@@ -1,5 +1,5 @@
 """The sink's table and writes, against the real PostgreSQL and a SQLite file; and which database the
-environment picks (core.database)."""
+environment picks (core.storage.database)."""
 from __future__ import annotations
 
 import getpass
@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import MainRun, local_pipeline, run_main
-from core import codec
-from core.database import (PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine, open_database,
+from core.base import codec
+from core.storage.database import (PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine, open_database,
                            settings_hint)
-from core.redact import redact
-from core.errors import StartupError
+from core.base.redact import redact
+from core.base.errors import StartupError
 from sites import MARKET_TIME, SP500_PAGE, FakeSites
 from workers.postgres_worker import COLUMNS, PostgresWorker
 from workers.wiki_worker import parse_constituents
@@ -338,7 +338,7 @@ def open_connections(database, pg_admin) -> int:
                                     "AND application_name = 'yaml-pipeline'"), {"db": database.url.database}).scalar()
 
 
-# --- which database: core.database.database_url -------------------------------------------------------------
+# --- which database: core.storage.database.database_url -------------------------------------------------------------
 
 
 def test_database_url_wins_and_plain_postgresql_gets_the_installed_driver():

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from core.queues import DONE, LocalQueue
+from core.transport.local import DONE, LocalQueue
 
 JOIN_TIMEOUT_S = 5.0
 

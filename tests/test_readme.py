@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 
 from conftest import ROOT, SHIPPED_PIPELINE
-from core.config import load_pipeline
-from core.graph import mermaid
+from core.pipeline.config import load_pipeline
+from core.pipeline.graph import mermaid
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -24,7 +24,7 @@ def test_ci_runs_the_readme_test_command_word_for_word():
 
 
 def test_every_command_line_flag_is_documented():
-    from core.cli import build_parser
+    from core.app.cli import build_parser
 
     flags = [action.option_strings[-1] for action in build_parser()._actions
              if action.option_strings and action.option_strings[-1] != "--help"]

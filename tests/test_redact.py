@@ -1,4 +1,4 @@
-"""core.redact: secrets masked wherever text is shown, in every form they can be printed in, and items kept exact.
+"""core.base.redact: secrets masked wherever text is shown, in every form they can be printed in, and items kept exact.
 
 Each secret here is registered the way a run registers it (DATABASE_URL, POSTGRES_PASSWORD, REDIS_URL), so the
 test sees what a run would print. Secrets stay registered for the rest of the test process: each test uses a
@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import pytest
 
-from core.database import database_url, describe
-from core.ledger import DeadLetters
-from core.redact import MASK, RedactingFormatter, redact
-from core.replay import read_replay
+from core.storage.database import database_url, describe
+from core.run.ledger import DeadLetters
+from core.base.redact import MASK, RedactingFormatter, redact
+from core.pipeline.replay import read_replay
 
 
 def unique(prefix: str) -> str:
@@ -88,7 +88,7 @@ def test_a_password_is_masked_in_json_and_repr_text_too():
 
 
 def test_redact_data_masks_every_string_and_keeps_the_shape():
-    from core.redact import redact_data
+    from core.base.redact import redact_data
 
     secret = unique("s3cret-")
     database_url({"POSTGRES_PASSWORD": secret})
@@ -136,8 +136,8 @@ def test_a_dead_letter_keeps_its_item_exact_and_masks_its_error(tmp_path):
 def test_the_stats_file_and_the_summary_hold_no_password(tmp_path, capsys):
     import argparse
 
-    from core.cli import finish
-    from core.report import RunReport
+    from core.app.cli import finish
+    from core.run.report import RunReport
 
     secret = unique('pa"ss\\w-')
     database_url({"POSTGRES_PASSWORD": secret})
@@ -157,8 +157,8 @@ def test_the_stats_file_and_the_summary_hold_no_password(tmp_path, capsys):
 def test_a_dead_letter_in_redis_keeps_its_item_exact_and_masks_its_error():
     from types import SimpleNamespace
 
-    from core import codec
-    from core.redis_settle import Settler
+    from core.base import codec
+    from core.transport.redis.settle import Settler
 
     secret = unique("redis-dl-secret-")
     database_url({"POSTGRES_PASSWORD": secret})

@@ -363,7 +363,7 @@ def test_redis_unreachable_at_start_fails_before_fetching(sites, tmp_path, relia
 def redis_leftovers(server: RedisServer) -> dict[str, list[Any]]:
     """What the run's queues still hold in Redis (read back from the AOF after the run: the test starts the
     server again for that): per queue, the items of its entries, delivered or not."""
-    from core import codec
+    from core.base import codec
     server.start()
     left: dict[str, list[Any]] = {}
     with server.client() as client:
@@ -532,7 +532,7 @@ def test_run_keys_vanishing_stops_the_run_loudly(tmp_path, db, redis_server, rel
                 "every process stops with exit 1 saying the run's state is gone; what they held is dead-lettered; "
                 "counted: stored + dead letters + *not run* = what FLUSHALL destroyed; every symbol in one of them, "
                 "none stored twice or both stored and dead-lettered", exit_code=1, max_s=40)
-    from core import codec
+    from core.base import codec
     with FakeSites(latency_s=0.02) as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
         run.start("A", "WikiWorker,PostgresWorker")
         b = run.start("B", "YahooFinanceWorker")
@@ -626,8 +626,8 @@ def test_a_read_whose_reply_was_lost_is_taken_back_on_retry(redis_server):
     """A read the server answered while the connection dropped (a restart) delivered entries this consumer
     never saw: the retry takes them back at once, rather than after visibility_timeout_s."""
     import redis as redis_py
-    from core.redis_queue import RedisQueue
-    from core.redis_run import RedisRun
+    from core.transport.redis.queue import RedisQueue
+    from core.transport.redis.client import RedisRun
 
     run = RedisRun(redis_server.url(), "pipeline", f"test-{uuid.uuid4().hex[:8]}")
     try:

@@ -22,10 +22,10 @@ import redis
 
 import fixture_workers
 import redis_fixture_workers
-from core.errors import ItemError, Returned
-from core.redis_queue import RedisQueue
-from core.redis_run import MAX_BULK_BYTES, RedisRun
-from core.redis_settle import STAGE_AFTER_CHARS, RedisExits
+from core.base.errors import ItemError, Returned
+from core.transport.redis.queue import RedisQueue
+from core.transport.redis.client import MAX_BULK_BYTES, RedisRun
+from core.transport.redis.settle import STAGE_AFTER_CHARS, RedisExits
 from redis_server import RedisServer
 from yaml_reader import YamlPipelineExecutor
 
@@ -117,8 +117,8 @@ def exits_over(queue: RedisQueue, outputs: list[Any]) -> Any:
 
 
 def test_check_refuses_what_a_redis_output_cannot_take_and_is_free_without_one(run_id_queue):
-    from core.group import LocalExits
-    from core.queues import LocalQueue
+    from core.run.group import LocalExits
+    from core.transport.local import LocalQueue
 
     queue, out = run_id_queue
     local = LocalQueue("Local", 10)
@@ -134,7 +134,7 @@ def test_check_refuses_what_a_redis_output_cannot_take_and_is_free_without_one(r
 def test_what_check_wrote_is_sent_as_it_was_checked_and_what_it_keeps_is_bounded(run_id_queue):
     """emit() reuses the JSON check() wrote (an output is written once, not twice), as it was when checked;
     what was checked and never sent (its item failed) is pushed out by what comes after."""
-    from core.redis_settle import Encoder
+    from core.transport.redis.settle import Encoder
 
     queue, out = run_id_queue
     exits = RedisExits(exits_over(queue, [out]))
@@ -286,7 +286,7 @@ def staged_lists(executor: YamlPipelineExecutor, client: redis.Redis) -> dict[st
 
 
 def test_a_generators_outputs_wait_in_redis_not_in_memory_and_go_on_in_one_step(tmp_path, key, monkeypatch):
-    """The loop sends a generator's outputs once it has finished (core/spool.py), in parts past its memory;
+    """The loop sends a generator's outputs once it has finished (core/run/spool.py), in parts past its memory;
     RedisExits stages those parts in Redis, and the final settle moves them on with the acknowledgement. Looked
     at as the final part arrives: most outputs wait in Redis, this process holds less than the bound, and none
     has reached the next queue."""
@@ -318,7 +318,7 @@ def test_a_generators_outputs_wait_in_redis_not_in_memory_and_go_on_in_one_step(
 
 
 def test_a_generator_that_fails_after_2500_outputs_sends_nothing_on(tmp_path, key):
-    """Its outputs wait in the spool until it finishes (core/spool.py): it fails first, so none is staged or sent."""
+    """Its outputs wait in the spool until it finishes (core/run/spool.py): it fails first, so none is staged or sent."""
     executor = start(tmp_path, fan_pipeline(key, fail_after=2500))
     report = finish(executor)
     with client_of(executor) as client:

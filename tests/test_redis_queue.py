@@ -15,10 +15,10 @@ from typing import Any, Iterator
 import pytest
 import redis
 
-from core.errors import ItemError
-from core.queues import DONE, Empty
-from core.redis_queue import RedisQueue
-from core.redis_run import RedisRun
+from core.base.errors import ItemError
+from core.transport.local import DONE, Empty
+from core.transport.redis.queue import RedisQueue
+from core.transport.redis.client import RedisRun
 
 WAIT_S = 10.0
 
@@ -269,11 +269,11 @@ def test_a_process_running_no_source_does_not_claim_the_run_is_done(run_id, tmp_
                     line = process.stderr.readline()
                     if not line:
                         break
-                    status = line if "core.status" in line else status
+                    status = line if "core.app.status" in line else status
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
-    assert "core.status" in status, "no status line"
+    assert "core.app.status" in status, "no status line"
     assert "total not known" in status and "100%" not in status, status
     assert process.returncode == 130
 

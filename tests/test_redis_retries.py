@@ -14,9 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from core.queues import Delivery
-from core.redis_queue import RedisQueue
-from core.redis_run import RedisRun
+from core.transport.local import Delivery
+from core.transport.redis.queue import RedisQueue
+from core.transport.redis.client import RedisRun
 from redis_proxy import RedisProxy
 from redis_server import RedisServer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_main
-from core.config import ConfigError
-from core.replay import check_replay, read_replay
+from core.pipeline.config import ConfigError
+from core.pipeline.replay import check_replay, read_replay
 from pipeline_text import source_to_sink, write
 from yaml_reader import YamlPipelineExecutor
 
@@ -152,7 +152,7 @@ def test_cli_replay_of_a_line_that_crashed_the_reader_exits_2_at_its_line(tmp_pa
 def test_an_item_holding_line_separators_of_unicode_replays_as_written(tmp_path):
     # The ledger writes JSON with ensure_ascii=False: U+2028, U+0085 and a form feed stay raw in the line, and
     # str.splitlines() would cut the line at each of them.
-    from core.ledger import DeadLetters
+    from core.run.ledger import DeadLetters
 
     item = {"name": "a\u2028b\u0085c\x0cd\x1ce", "n": 1}
     letters = DeadLetters(tmp_path / "dl.jsonl", "pipeline")
@@ -169,7 +169,7 @@ def test_random_mutations_of_a_dead_letter_file_are_read_or_refused_line_by_line
     import random
     from datetime import datetime, timezone
     from decimal import Decimal
-    from core.ledger import DeadLetters
+    from core.run.ledger import DeadLetters
 
     letters = DeadLetters(tmp_path / "written.jsonl", "pipeline")
     for item in [1, "a\u2028b", (1, [2, 3]), {"price": Decimal("1.5"), 3: b"\x00"},

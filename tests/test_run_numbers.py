@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import fixture_workers
-from core.queues import Delivery, LocalQueue
-from core.status import Progress, status_line
+from core.transport.local import Delivery, LocalQueue
+from core.app.status import Progress, status_line
 from test_executor import finish, groups, pipeline, queues, source, stage
 from yaml_reader import YamlPipelineExecutor
 

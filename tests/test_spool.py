@@ -1,12 +1,12 @@
-"""core.spool: a generator's outputs held in memory, then on disk, and given back in order."""
+"""core.run.spool: a generator's outputs held in memory, then on disk, and given back in order."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from core.errors import ItemError
-from core.spool import CHUNK, Spool
+from core.base.errors import ItemError
+from core.run.spool import CHUNK, Spool
 
 
 def test_a_small_spool_stays_in_memory_and_gives_its_outputs_in_one_chunk():

@@ -7,7 +7,7 @@ import inspect
 import lxml.html
 import pytest
 
-from core.http import HttpClient, HttpSettings
+from core.http.client import HttpClient, HttpSettings
 from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup, peak_rss_growth_bytes
 from workers.base import ItemError
 from workers.wiki_worker import WikiWorker, WikiWorkerAsyncScheduler, WikiWorkerMasterScheduler, parse_constituents

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SHIPPED_PIPELINE, run_main
-from core.http import HttpClient, HttpSettings
-from core.http_policy import HttpPolicy
+from core.http.client import HttpClient, HttpSettings
+from core.http.policy import HttpPolicy
 from sites import FIXTURES, MARKET_TIME, FakeSites, Fault, StubGroup, chart_body, price_for, quote_body
 from workers.base import ItemError
 from workers.yahoo_finance_worker import (

@@ -1,6 +1,6 @@
 """The worker API, where users' existing workers import it from: `from workers.base import Worker`."""
 from __future__ import annotations
 
-from core.worker import BatchWorker, ItemError, Worker
+from core.api.worker import BatchWorker, ItemError, Worker
 
 __all__ = ["BatchWorker", "ItemError", "Worker"]

@@ -6,12 +6,12 @@ import numbers
 import os
 from typing import TYPE_CHECKING, Any
 
-from core.http_policy import MAX_BODY_BYTES, HttpSettings
+from core.http.policy import MAX_BODY_BYTES, HttpSettings
 from workers.base import Worker
 
 if TYPE_CHECKING:
-    from core.aiohttp_client import AsyncHttpClient
-    from core.http import HttpClient
+    from core.http.aiohttp_client import AsyncHttpClient
+    from core.http.client import HttpClient
 
 # Params that must be > 0, and params that must be >= 0 (the import check has made sure they are numbers).
 _POSITIVE = ("connect_timeout_s", "read_timeout_s", "item_deadline_s")
@@ -22,7 +22,7 @@ class HttpWorker(Worker):
     """Worker whose instances share one HttpClient (session, retries, rate limit, breakers) per group."""
 
     #: requests, imported while the run starts (Worker.preload).
-    preload = ("core.http",)
+    preload = ("core.http.client",)
     #: Environment variable that overrides DEFAULT_USER_AGENT for this kind of worker.
     USER_AGENT_ENV = "HTTP_USER_AGENT"
     DEFAULT_USER_AGENT = "yaml-pipeline-runner/1.0 (python-requests)"
@@ -60,7 +60,7 @@ class HttpWorker(Worker):
     @property
     def http(self) -> HttpClient:
         """The group's blocking client, made on first use."""
-        from core.http import HttpClient  # here, not at the top: --check need not load requests
+        from core.http.client import HttpClient  # here, not at the top: --check need not load requests
         return self.group.resource("http", lambda: HttpClient(self.http_settings, stop=self.group.stop))
 
 
@@ -72,7 +72,7 @@ class AsyncHttpWorker(HttpWorker):
     """
 
     #: aiohttp (and not requests), imported while the run starts (Worker.preload).
-    preload = ("core.aiohttp_client",)
+    preload = ("core.http.aiohttp_client",)
 
     def setup(self) -> None:
         """Make the group's client (importing aiohttp, about 0.1 s) as the loop starts, while the stages
@@ -83,6 +83,6 @@ class AsyncHttpWorker(HttpWorker):
     @property
     def aio_http(self) -> AsyncHttpClient:
         """The group's AsyncHttpClient; its session is made in the running loop on its first request."""
-        from core.aiohttp_client import AsyncHttpClient  # only coroutine workers need aiohttp
+        from core.http.aiohttp_client import AsyncHttpClient  # only coroutine workers need aiohttp
 
         return self.group.resource("aiohttp", lambda: AsyncHttpClient(self.http_settings, stop=self.group.stop))

@@ -5,12 +5,12 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from core.database import Table
-from core.errors import StartupError
+from core.storage.database import Table
+from core.base.errors import StartupError
 from workers.base import BatchWorker
 
 if TYPE_CHECKING:
-    from core.database import PostgresDatabase, SqlAlchemyDatabase
+    from core.storage.database import PostgresDatabase, SqlAlchemyDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def prices_table(name: str = "prices") -> Table:
 
 
 class PostgresWorker:
-    """Writes price records to one table of one database (core.database.open_database)."""
+    """Writes price records to one table of one database (core.storage.database.open_database)."""
 
     def __init__(self, database: PostgresDatabase | SqlAlchemyDatabase, table: str = "prices") -> None:
         self.database = database
@@ -124,7 +124,7 @@ class PostgresMasterScheduler(BatchWorker):
 
     def open_group(self) -> None:
         """Connect and create the table before anything is fetched, so a wrong database fails in seconds."""
-        from core.database import describe, settings_hint
+        from core.storage.database import describe, settings_hint
         writer = self._writer()
         where = describe(writer.database.url)
         logger.info("%s: storing into %s, table %s", self.group.name, where, self.table)
@@ -150,7 +150,7 @@ class PostgresMasterScheduler(BatchWorker):
 
     def _writer(self) -> PostgresWorker:
         def make() -> PostgresWorker:
-            from core.database import database_url, open_database
+            from core.storage.database import database_url, open_database
             database = open_database(database_url(), pool_size=self.group.spec.instances,
                                      connect_timeout_s=self.connect_timeout_s,
                                      statement_timeout_s=self.statement_timeout_s)

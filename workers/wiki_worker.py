@@ -10,7 +10,7 @@ from workers.http_worker import AsyncHttpWorker, HttpWorker
 if TYPE_CHECKING:
     import lxml.html
 
-    from core.http import HttpClient
+    from core.http.client import HttpClient
 
 logger = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Generator
 from urllib.parse import quote
 
-from core.http_policy import Page, Stopped
+from core.http.policy import Page, Stopped
 from workers.base import ItemError
 from workers.http_worker import AsyncHttpWorker, HttpWorker
 
 if TYPE_CHECKING:
-    from core.aiohttp_client import AsyncHttpClient
-    from core.http import HttpClient
+    from core.http.aiohttp_client import AsyncHttpClient
+    from core.http.client import HttpClient
 
 CHART_URL = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
 QUOTE_URL = "https://finance.yahoo.com/quote/{symbol}"
@@ -141,7 +141,7 @@ class YahooFinancePriceWorker:
 
     def get_price(self, symbol: str) -> dict[str, Any]:
         """One record: symbol (as Wikipedia writes it), price, currency, market_time, extracted_time (UTC)."""
-        from core.http import page_of
+        from core.http.client import page_of
         steps = self.steps(symbol, self.http.policy.deadline())
         try:
             fetch = next(steps)

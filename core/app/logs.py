@@ -1,0 +1,49 @@
+"""Logging for a run: to stderr (through rich when the live status is on), optionally to a file, secrets masked."""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+
+from core.pipeline.problems import SettingsError
+from core.base.redact import RedactingFormatter
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # names the logging module itself accepts
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
+RICH_FORMAT = "%(threadName)s %(name)s: %(message)s"  # rich adds the time and level itself
+
+logger = logging.getLogger("main")
+
+
+def parse_log_level(text: str) -> str:
+    """A log level written in any case (`debug`, `Info`, `warn`) as logging's name for it (`WARNING`)."""
+    name = str(text).strip().upper()
+    name = LEVEL_ALIASES.get(name, name)
+    if name not in LOG_LEVELS:
+        raise SettingsError(f"unknown log level {text!r}: use one of {', '.join(LOG_LEVELS)} (any case)")
+    return name
+
+
+def setup_logging(level: str, *, log_file: str | None = None, console: Any = None) -> None:
+    """Log at `level` to stderr (through `console` when given, so log lines print above the live table)
+    and to `log_file`; uncaught errors in any thread go through the same masking formatter."""
+    if console is not None:  # a rich Console: the live status is on
+        from rich.logging import RichHandler
+        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
+                                               rich_tracebacks=False)
+        handler.setFormatter(RedactingFormatter(RICH_FORMAT))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    handlers = [handler]
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+        handlers.append(file_handler)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
+    sys.excepthook = lambda kind, exc, tb: logger.critical("uncaught error", exc_info=(kind, exc, tb))
+    threading.excepthook = lambda args: logger.critical(
+        "uncaught error in thread %s", args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))

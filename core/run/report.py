@@ -1,0 +1,240 @@
+"""What a run did: counts per worker group and per queue, how it ended, and the exit code that says so."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+
+from core.run.bottleneck import QueueLoad, StageLoad, hints
+from core.run.ledger import Counts
+
+if TYPE_CHECKING:
+    from core.pipeline.config import PipelineSpec
+    from core.transport.local import LocalQueue
+    from core.run.group import WorkerGroup
+    from core.run.ledger import DeadLetters
+
+EXIT_OK = 0
+EXIT_ITEMS_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the same pipeline holds the lock; try again later
+#: How a run can end. finished: it ran to its end (exit 0, or 1 if items failed); interrupted: stopped by a
+#: signal and drained (128 + signal); failed: it could not start, or ran and nothing reached a sink (1);
+#: forced: a second signal or the shutdown watchdog exited at once, the items in hand dead-lettered first
+#: (128 + signal); config-error: the pipeline file or a setting is wrong, nothing ran (2); locked: another
+#: run of the same file holds the lock, nothing ran (75).
+FINISH_REASONS = ("finished", "interrupted", "failed", "forced", "config-error", "locked")
+
+
+@dataclass
+class GroupReport:
+    """Final counts of one worker group: received == processed + dead_lettered + returned + in_flight, and
+    in_flight (received, then neither settled nor given back: lost) is 0 unless something went wrong."""
+
+    name: str
+    instances: int
+    sink: bool
+    crashed: int
+    received: int
+    processed: int
+    emitted: int
+    stored: int
+    failed: int
+    dead_lettered: int
+    in_flight: int
+    busy_pct: float = 0.0  # share of the run its instances spent working (waits for a full output excluded)
+    items_per_s: float = 0.0
+    stores: bool = False  # a batching or flushing sink: `stored` counts items written (a plain sink only processes)
+    mode: str = "threads"  # how its instances ran: threads or async
+    returned: int = 0  # taken, then given back to their queue (or to another owner) unsettled
+
+
+@dataclass
+class QueueReport:
+    """Final counts of one queue: put + refused is what its producers emitted, put + preloaded == taken + left,
+    and its reader group received taken + refused (see core.transport.local.LocalQueue)."""
+
+    name: str
+    maxsize: int
+    put: int
+    taken: int
+    left: int
+    high_water: int  # the most items waiting at once; above maxsize only by what was preloaded
+    preloaded: int = 0  # put in by the runner beyond maxsize: a replay's items
+    refused: int = 0  # offered after it was closed: dead-lettered by its reader group
+    full_pct: float = 0.0  # share of samples at 90% of maxsize or more
+    nonempty_pct: float = 0.0
+    mean_size: float = 0.0
+
+
+@dataclass
+class RunReport:
+    """The end of a run, as printed in the summary and written by --stats-json."""
+
+    pipeline: str
+    finish_reason: str  # one of FINISH_REASONS
+    duration_s: float
+    groups: list[GroupReport] = field(default_factory=list)
+    queues: list[QueueReport] = field(default_factory=list)
+    dead_letter_path: str | None = None
+    dead_letters: int = 0
+    dead_letter_write_errors: int = 0  # records the file refused: those items are lost, and the run fails
+    error: str | None = None  # the first thing that went wrong, in one line
+    signal: int | None = None
+    #: Input values of the sources that no instance started (a run that never ran, or ended early);
+    #: None when the pipeline file could not be read far enough to know them.
+    not_started: int | None = 0
+    hints: list[str] = field(default_factory=list)
+    #: With Redis queues, from the process that reports the run: every process's counts, and each queue's ledger.
+    run: dict | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 all items handled; 1 some failed or were lost, a worker crashed or the run could not start;
+        2 bad config; 75 another run holds the lock; 128 + signal number when stopped by a signal."""
+        if self.finish_reason == "config-error":
+            return EXIT_CONFIG
+        if self.finish_reason == "locked":
+            return EXIT_LOCKED
+        if self.signal is not None:
+            return 128 + self.signal
+        if self.finish_reason != "finished" or self.dead_letters or self.lost or self.dead_letter_write_errors:
+            return EXIT_ITEMS_FAILED
+        if any(group.crashed for group in self.groups):
+            return EXIT_ITEMS_FAILED
+        if self.run and self.run["ledger"].get("dead letters in Redis", {}).get("added"):
+            return EXIT_ITEMS_FAILED  # the process reporting a run says how the whole run went
+        return EXIT_OK
+
+    @property
+    def lost(self) -> int:
+        """Items neither processed nor dead-lettered, anywhere: not 0 means a bug, and the run fails."""
+        return sum(group.in_flight for group in self.groups) + sum(queue.left for queue in self.queues)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the exit code and groups and queues keyed by name."""
+        data = asdict(self)
+        data["groups"] = {g.pop("name"): g for g in data["groups"]}
+        data["queues"] = {q.pop("name"): q for q in data["queues"]}
+        data["exit_code"] = self.exit_code
+        data["lost"] = self.lost
+        return data
+
+    def summary(self) -> str:
+        """One line for the end of the log (and stdout): how it ended and why, per group, the dead letters."""
+        why = f" ({self.error})" if self.error else ""
+        if not self.groups:  # it never ran
+            waiting = "" if not self.not_started else f"; {self.not_started} input value(s) not started"
+            return f"{self.pipeline}: {self.finish_reason}{why}; nothing was run{waiting}; exit {self.exit_code}"
+        stages = ", ".join(_stage(group) for group in self.groups)
+        letters = (f"{self.dead_letters} dead letters in {self.dead_letter_path}" if self.dead_letters
+                   else "no dead letters")
+        if self.dead_letter_write_errors:
+            letters += f"; {self.dead_letter_write_errors} DEAD LETTERS COULD NOT BE WRITTEN (see the log)"
+        lost = f"; {self.lost} ITEMS UNACCOUNTED FOR" if self.lost else ""
+        return (f"{self.pipeline}: {self.finish_reason}{why} in {self.duration_s:.1f}s; {stages}; "
+                f"{letters}{lost}{_run_summary(self.run)}; exit {self.exit_code}")
+
+    def table(self) -> str:
+        """The end-of-run report: a row per worker group and per queue, then the hints."""
+        rows = [f"{'group':<24}{'inst':>5}{'received':>10}{'done':>8}{'dead':>8}{'emitted':>9}{'stored':>8}"
+                f"{'failed':>8}{'busy%':>7}{'items/s':>9}"]
+        rows += [f"{g.name:<24}{g.instances:>5}{g.received:>10}{g.processed:>8}{g.dead_lettered:>8}{g.emitted:>9}"
+                 f"{g.stored:>8}{g.failed:>8}{g.busy_pct:>7.0f}{g.items_per_s:>9.1f}" for g in self.groups]
+        rows.append(f"{'queue':<24}{'max':>5}{'put':>10}{'preloaded':>10}{'refused':>8}{'taken':>9}{'left':>6}"
+                    f"{'high':>8}{'full%':>7}{'nonempty%':>10}")
+        rows += [f"{q.name:<24}{q.maxsize:>5}{q.put:>10}{q.preloaded:>10}{q.refused:>8}{q.taken:>9}{q.left:>6}"
+                 f"{q.high_water:>8}{q.full_pct:>7.0f}{q.nonempty_pct:>10.0f}" for q in self.queues]
+        rows += [f"hint: {hint}" for hint in self.hints]
+        return "\n".join(rows)
+
+
+def _run_summary(run: dict | None) -> str:
+    """'; run R over 3 processes: G 503 in, ...; queues: Q 503 added, 0 left' for the reporting process."""
+    if not run:
+        return ""
+    groups = ", ".join(f"{name} {int(c['received'] - c['returned'])} in, {int(c['emitted'])} out"
+                       + (f", {int(c['dead_lettered'])} dead-lettered" if c["dead_lettered"] else "")
+                       for name, c in run["groups"].items())
+    queues = ", ".join(f"{name} {q['added']} added, {q.get('left', 0)} left" for name, q in run["ledger"].items())
+    late = f" ({len(run['unfinished'])} process(es) had not finished)" if run["unfinished"] else ""
+    return f"; run {run['run_id']} over {len(run['processes'])} process(es){late}: {groups}; queues: {queues}"
+
+
+def _stage(group: GroupReport) -> str:
+    """'G 503 in, 501 done, 2 dead-lettered, 501 out': what it received, then where each item went (they add
+    up to what it received), then what it sent on."""
+    done = f"stored {group.stored}" if group.stores else f"{group.processed} done"
+    parts = [f"{group.received} in", done]
+    parts += [f"{count} {what}" for count, what in ((group.dead_lettered, "dead-lettered"),
+                                                    (group.returned, "returned"),
+                                                    (group.in_flight, "unaccounted for")) if count]
+    if not group.sink:
+        parts.append(f"{group.emitted} out")
+    if group.crashed:
+        parts.append(f"{group.crashed} crashed")
+    return f"{group.name} {', '.join(parts)}"
+
+
+class Snapshot(NamedTuple):
+    """A run in progress: per group (name, alive, instances, counts), per queue (name, size, maxsize),
+    and progress: `total` items into the pipeline (what the sources emitted once they have all ended, and what
+    a replay put in), `settled` of them done with: stored by a sink, or `dead_lettered` on the way."""
+
+    elapsed_s: float
+    groups: list[tuple[str, int, int, Counts]]
+    queues: list[tuple[str, int, int]]
+    total: int | None
+    settled: int
+    dead_lettered: int = 0  # of the settled: the rest were stored
+
+    @property
+    def stored(self) -> int:
+        """Settled items that a sink stored (processed)."""
+        return self.settled - self.dead_lettered
+
+
+def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iterable[LocalQueue],
+                 loads: dict[str, QueueLoad], *, reason: str, error: str | None, duration_s: float,
+                 dead_letters: DeadLetters, signal: int | None, not_started: int = 0) -> RunReport:
+    """The RunReport of a run, with the bottleneck hints. A run that went to its end but got nothing to
+    a sink while items failed or a group crashed is `failed`, with the first error as the reason."""
+    group_reports, stages, crashes = [], [], []
+    for group in groups:
+        counts, instances = group.counts(), group.runner.size
+        busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 and instances else 0.0
+        rate = counts.processed / duration_s if duration_s > 0 else 0.0
+        crashes += [f"{i.name} crashed: {type(i.crash).__name__}: {i.crash}" for i in group.instances if i.crash]
+        group_reports.append(GroupReport(
+            name=group.name, instances=instances, sink=not group.outputs, crashed=group.crashed(),
+            received=counts.received, processed=counts.processed, emitted=counts.emitted, stored=counts.stored,
+            failed=counts.failed, dead_lettered=counts.dead_lettered, in_flight=counts.in_flight,
+            busy_pct=round(100 * busy, 1), items_per_s=round(rate, 2),
+            stores=any(i.batching or getattr(i, "flushing", False) for i in group.instances), mode=group.mode, returned=counts.returned))
+        stages.append(StageLoad(
+            name=group.name, instances=instances, busy=busy, items_per_s=rate,
+            input_queue=group.spec.input_queue, input_load=loads.get(group.spec.input_queue),
+            requests_per_second=float(group.spec.params.get("requests_per_second") or 0)))
+    queue_reports = []
+    for queue in queues:
+        load = loads[queue.name]
+        queue_reports.append(QueueReport(
+            name=queue.name, maxsize=queue.maxsize, put=queue.put_count, taken=queue.get_count,
+            left=queue.qsize(), high_water=queue.high_water, preloaded=getattr(queue, "preloaded", 0),
+            refused=getattr(queue, "refused", 0),
+            full_pct=round(100 * load.fraction(load.full), 1), nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
+            mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0))
+    flowed = any(g.received for g in group_reports if g.sink)
+    if reason == "finished" and not flowed and (dead_letters.first_error or crashes):
+        reason, error = "failed", error or dead_letters.first_error or crashes[0]
+    report = RunReport(
+        pipeline=spec.name, finish_reason=reason, duration_s=round(duration_s, 3), groups=group_reports,
+        queues=queue_reports, dead_letter_path=str(dead_letters.path), dead_letters=dead_letters.count,
+        dead_letter_write_errors=dead_letters.write_errors, error=_one_line(error), signal=signal,
+        not_started=not_started, hints=hints(stages) if reason == "finished" and flowed else [])
+    if report.dead_letter_write_errors and not report.error:
+        report.error = f"the dead-letter file could not be written: {dead_letters.first_write_error}"
+    return report
+
+
+def _one_line(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.split())

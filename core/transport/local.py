@@ -1,0 +1,454 @@
+"""Queues between worker groups: the interface every transport offers, the in-process one, and DONE.
+
+A queue is a small interface (put, get with a timeout, put_done, close, qsize, pending) with one class
+per transport; nothing above it knows which. `get` hands out a Delivery: the item plus what its transport
+needs to settle it later (nothing here; a stream entry's id for Redis).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Iterable
+
+
+logger = logging.getLogger(__name__)
+
+
+class _Done:
+    """Type of DONE; compare with `is DONE`."""
+
+    def __repr__(self) -> str:
+        return "DONE"
+
+    def __reduce__(self) -> str:
+        # Unpickles as the module's DONE, so `is DONE` holds across processes too.
+        return "DONE"
+
+
+#: End of stream, the one sentinel. Once every instance of every group writing to a queue has ended,
+#: the executor puts one DONE per reader instance into it; a reader instance stops at the first DONE it
+#: takes. A closed queue hands out DONE to every caller once it is empty.
+DONE = _Done()
+
+
+class _Nudge:
+    """Type of NUDGE."""
+
+    def __repr__(self) -> str:
+        return "NUDGE"
+
+
+#: In a reader's buffer, never an item: "nothing new will come for now". A reader that takes it sees Empty, as
+#: after its idle time, so an instance holding a batch writes it (core/transport/redis/queue.py puts it there; a process
+#: group's feeder passes it on to its worker processes).
+NUDGE = _Nudge()
+
+
+class Empty(Exception):
+    """Raised by get() when the timeout passed with nothing to take."""
+
+
+class Delivery:
+    """One item handed to a reader, and what its transport needs to settle it (`token`); `token_seq` is its
+    number on the way to and from a worker process."""
+
+    __slots__ = ("item", "token", "token_seq")
+
+    def __init__(self, item: Any, token: Any = None) -> None:
+        self.item = item
+        self.token = token
+        self.token_seq = None
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.item!r})"
+
+
+#: Called under a queue's lock with the Delivery being taken (see LocalQueue.get).
+Hold = Callable[[Delivery], None]
+
+
+class LocalQueue:
+    """The in-process transport: a named bounded FIFO whose blocked put/get wake at once on close.
+
+    queue.Queue cannot be woken from outside (Queue.shutdown is Python 3.13+), so a stopping pipeline
+    would have to poll; this one uses two conditions on one lock and close() notifies both.
+    """
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.name = name
+        self.maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._closed = False
+        self._frozen = False
+        self._rejecting = 0  # close() calls handing refused items to on_reject: readers wait for the end
+        self._async_waiters: deque[tuple[Any, Any]] = deque()  # (event loop, future) of tasks waiting for items
+        self._dones = 0  # DONE markers in _items, so qsize() need not scan
+        #: A producer waiting for room is woken once a quarter of the queue is free, not at every free slot:
+        #: one faster than its readers would otherwise be woken (and take the GIL) for every item they take,
+        #: and readers still have three quarters of the queue to work on meanwhile.
+        self._refill_at = max(maxsize // 4, 1)
+        self._eager = 0  # readers waiting in get() or get_items() for one item
+        self._patient: list[int] = []  # the wake_at of each reader waiting in get() for more than one item
+        self._wake_min = 1  # wake waiting readers once this many items are queued: one of them when none is
+        #                     patient, else every one (they wait for different amounts; each checks its own)
+        #: Receives each item refused because the queue is closed (its reader group dead-letters it).
+        self.on_reject: Callable[[Any], None] = _drop_nothing
+        #: The queue's ledger. put: items producers put in (so put + refused is what its producers emitted);
+        #: preloaded: items the runner put in itself, beyond maxsize (a replay's, a source's input values);
+        #: refused: items offered once it was closed, handed to on_reject (its reader group dead-letters them);
+        #: taken: items its readers took, and those a close or freeze took out for them (minus any given back).
+        #: So put + preloaded == taken + qsize(), and its reader received taken + refused.
+        self.put_count = 0
+        self.preloaded = 0
+        self.refused = 0
+        self.get_count = 0
+        self.high_water = 0  # the most items waiting at once: above maxsize only by what was preloaded
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called: puts are refused, gets drain to DONE."""
+        return self._closed
+
+    def qsize(self) -> int:
+        """Items waiting now, DONE markers excluded."""
+        with self._lock:
+            return len(self._items) - self._dones
+
+    def pending(self) -> list[Any]:
+        """A copy of the items waiting now, DONE markers excluded; nothing is taken or woken."""
+        with self._lock:
+            return [item for item in self._items if item is not DONE]
+
+    def put(self, item: Any) -> bool:
+        """Block while full; False (and the item handed to on_reject) if the queue is closed."""
+        with self._not_full:
+            while (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                self._not_full.wait()
+            if not self._closed:
+                self._append(item)
+                return True
+            self.refused += 1
+        self.on_reject(item)
+        return False
+
+    def put_many(self, items: list[Any]) -> float:
+        """put() each item in order, taking the lock once per run of room rather than once per item; return
+        the seconds spent waiting for room."""
+        start, waited = 0, 0.0
+        while start < len(items):
+            with self._not_full:
+                if (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                    began = time.perf_counter()
+                    while (len(self._items) >= self.maxsize or self._frozen) and not self._closed:
+                        self._not_full.wait()
+                    waited += time.perf_counter() - began
+                if self._closed:
+                    self.refused += len(items) - start
+                    break
+                room = self.maxsize - len(self._items)
+                for item in items[start:start + room]:
+                    self._append(item)
+                start += room
+        for item in items[start:]:
+            self.on_reject(item)
+        return waited
+
+    def put_nowait(self, item: Any) -> bool | None:
+        """Like put() but never waits: None when the queue is full (nothing done)."""
+        with self._lock:
+            if not self._closed:
+                if len(self._items) >= self.maxsize or self._frozen:
+                    return None
+                self._append(item)
+                return True
+            self.refused += 1
+        self.on_reject(item)
+        return False
+
+    def put_some(self, items: list[Any]) -> int:
+        """Put as many of `items`, in order, as there is room for now, never waiting; return how many were
+        dealt with (put, or handed to on_reject because the queue is closed). The rest is the caller's."""
+        with self._lock:
+            if not self._closed:
+                room = 0 if self._frozen else max(self.maxsize - len(self._items), 0)
+                for item in items[:room]:
+                    self._append(item)
+                return min(room, len(items))
+            self.refused += len(items)
+        for item in items:
+            self.on_reject(item)
+        return len(items)
+
+    def preload(self, items: Iterable[Any]) -> int:
+        """Append items beyond maxsize (a source's input values, a replay), counted as preloaded, not put;
+        return how many went in (a closed queue hands them to on_reject instead)."""
+        items = list(items)
+        with self._lock:
+            if not self._closed:
+                self.preloaded += self._append_uncounted(items)
+                return len(items)
+            self.refused += len(items)
+        for item in items:  # outside the lock, as in close()
+            self.on_reject(item)
+        return 0
+
+    def give_back(self, deliveries: list[Delivery]) -> None:
+        """Items taken and not started go back (a worker process ended before it took them): untaken again,
+        not put a second time."""
+        items = [delivery.item for delivery in deliveries]
+        with self._lock:
+            if not self._closed:
+                self.get_count -= self._append_uncounted(items)
+                return
+            self.get_count -= len(items)
+            self.refused += len(items)
+        for item in items:
+            self.on_reject(item)
+
+    def put_done(self, count: int) -> None:
+        """Append `count` DONE markers; they never wait for room, so ending never blocks."""
+        with self._lock:
+            self._items.extend([DONE] * count)
+            self._dones += count
+            self._not_empty.notify_all()
+            self._wake_async(None)
+
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
+        """The next Delivery, or DONE once closed and empty; raise Empty after timeout_s of nothing.
+
+        `hold`, if given, receives the Delivery under the queue's lock, before get() returns: the taker's
+        books have it from the very moment it left the queue (so a forced exit, which freezes the queue
+        first, finds every item either in the queue or in someone's hand, never in between).
+
+        `wake_at`: a reader filling a batch may sleep until that many items are queued (its batch's room),
+        so it is woken once per batch instead of once per item (each wake-up of a thread costs a context
+        switch and the GIL). A DONE, a close or the timeout wake it sooner; it then takes what is there.
+        Either way it takes one item per call.
+        """
+        # At most what leaves a producer waiting on a full queue its room once this reader has taken its
+        # share (see _refill_at): else each would wait for the other until the reader's timeout.
+        wake_at = min(max(wake_at, 1), self.maxsize - self._refill_at + 1)
+        with self._not_empty:
+            if self._ready(wake_at):
+                return self._take(hold)
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            self._waiting(wake_at, +1)
+            try:
+                while not self._ready(wake_at):
+                    if self._ended():
+                        return DONE
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        if self._items and not self._frozen:
+                            break  # fewer than wake_at came in time: take what is there
+                        raise Empty
+                    self._not_empty.wait(remaining)
+            finally:
+                self._waiting(wake_at, -1)
+            return self._take(hold)
+
+    def _ended(self) -> bool:
+        """Under the lock: closed with nothing left to take, and every item it refused recorded."""
+        return self._closed and not self._frozen and not self._items and not self._rejecting
+
+    def _ready(self, wake_at: int) -> bool:
+        """Under the lock: whether a reader asking for `wake_at` items should take one now."""
+        return bool(self._items) and not self._frozen and (
+            wake_at == 1 or len(self._items) >= wake_at or self._dones > 0)
+
+    def _waiting(self, wake_at: int, change: int) -> None:
+        """Under the lock: a reader starts (+1) or stops (-1) waiting for `wake_at` items."""
+        if change > 0:
+            self._eager += wake_at == 1
+            if wake_at > 1:
+                self._patient.append(wake_at)
+        else:
+            self._eager -= wake_at == 1
+            if wake_at > 1:
+                self._patient.remove(wake_at)
+        self._wake_min = 1 if self._eager or not self._patient else min(self._patient)
+
+    def get_items(self, max_items: int, timeout_s: float | None = None,
+                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
+        """Wait like get() for the first, then take up to `max_items` without waiting: (items, True if a DONE
+        came after them). Raise Empty after timeout_s of nothing. For a feeder that moves items on in bulk;
+        `hold` receives the items under the lock, as get()'s does."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._not_empty:
+            self._waiting(1, +1)
+            try:
+                while not self._items or self._frozen:
+                    if self._ended():
+                        return [], True
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise Empty
+                    self._not_empty.wait(remaining)
+            finally:
+                self._waiting(1, -1)
+            items, queued = [], self._items
+            while queued and len(items) < max_items:
+                item = queued.popleft()
+                if item is DONE:
+                    self._dones -= 1
+                    break
+                items.append(item)
+            else:
+                item = None
+            self.get_count += len(items)
+            self._not_full.notify_all()
+            if hold is not None and items:
+                hold(items)
+            return items, item is DONE
+
+    def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:
+        """For an asyncio task, in its loop: the next delivery (or DONE) at once, or a future that the next
+        put, put_done or close resolves (then ask again); forget_waiter() it if you stop waiting."""
+        with self._lock:
+            if self._items and not self._frozen:
+                return self._take(hold)
+            if self._ended():
+                return DONE
+            future = loop.create_future()
+            self._async_waiters.append((loop, future))
+            return future
+
+    def forget_waiter(self, future: Any) -> None:
+        """A task stopped waiting (its idle timeout). If a put had already woken it, the wake-up goes on to
+        the next task waiting, so no item waits for a task that is asleep."""
+        with self._lock:
+            waiting = len(self._async_waiters)
+            self._async_waiters = deque(waiter for waiter in self._async_waiters if waiter[1] is not future)
+            if len(self._async_waiters) == waiting and self._items:
+                self._wake_async(1)
+
+    def get_nowait(self, hold: Hold | None = None) -> Delivery | Any:
+        """get() without waiting."""
+        with self._lock:
+            if self._items and not self._frozen:
+                return self._take(hold)
+            if self._ended():
+                return DONE
+        raise Empty
+
+    def ack(self, delivery: Delivery) -> None:
+        """The delivery is settled; an in-process queue has nothing to do."""
+
+    def close(self) -> int:
+        """Refuse further puts, wake every waiter, hand queued items to on_reject; return their count.
+        A frozen queue thaws: its waiters see it closed. If the handler raised, the first error is raised once
+        every item was handed to it.
+
+        The handler runs outside the lock (it records each item: a file, a group's books, perhaps this queue's
+        size), each item on its own, so one it fails on cannot cost the others; no reader sees the queue ended
+        until every item was handed over, so its group's count is whole when its readers end."""
+        with self._lock:
+            self._closed = True
+            self._frozen = False
+            left = [item for item in self._items if item is not DONE]
+            self._items.clear()
+            self._dones = 0
+            self.get_count += len(left)  # taken out for the reader group, which dead-letters them
+            self._rejecting += 1
+            self._not_full.notify_all()  # producers see it closed: what they put is rejected
+        failed: Exception | None = None
+        try:
+            for item in left:
+                try:
+                    self.on_reject(item)
+                except Exception as exc:  # noqa: BLE001 - the others must still be recorded; raised below
+                    logger.critical("%s: an item refused by the closed queue could not be recorded: %r", self.name,
+                                    item, exc_info=True)
+                    failed = failed or exc
+        finally:
+            with self._lock:
+                self._rejecting -= 1
+                self._not_empty.notify_all()
+                self._wake_async(None)
+        if failed is not None:
+            raise failed
+        return len(left)
+
+    def freeze(self) -> list[Any]:
+        """For a forced exit: from now on nothing goes in or out (callers wait for good); take out and
+        return what is queued, for the caller to record."""
+        with self._lock:
+            self._frozen = True
+            left = [item for item in self._items if item is not DONE]
+            self._items.clear()
+            self._dones = 0
+            self.get_count += len(left)
+            return left
+
+    def _append_uncounted(self, items: list[Any]) -> int:
+        """Under the lock: append `items` as _append does, without counting them as put; return how many."""
+        for item in items:
+            self._append(item)
+        self.put_count -= len(items)
+        return len(items)
+
+    def _append(self, item: Any) -> None:
+        self._items.append(item)
+        self.put_count += 1
+        if len(self._items) - self._dones > self.high_water:
+            self.high_water = len(self._items) - self._dones
+        if len(self._items) >= self._wake_min:
+            if self._patient:
+                self._not_empty.notify_all()
+            else:
+                notify(self._not_empty)
+        if self._async_waiters:
+            self._wake_async(1)
+
+    def _wake_async(self, count: int | None) -> None:
+        """Under the lock: wake `count` waiting tasks (None: all), each in its own event loop."""
+        while self._async_waiters and (count is None or count > 0):
+            loop, future = self._async_waiters.popleft()
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # its loop has closed: nobody waits there any more
+                continue
+            if count is not None:
+                count -= 1
+
+    def _take(self, hold: Hold | None = None) -> Delivery | Any:
+        item = self._items.popleft()
+        if self.maxsize - len(self._items) >= self._refill_at:
+            notify_all(self._not_full)
+        if item is DONE:
+            self._dones -= 1
+            return DONE
+        self.get_count += 1
+        delivery = Delivery(item)
+        if hold is not None:
+            hold(delivery)
+        return delivery
+
+
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def notify(condition: threading.Condition) -> None:
+    """notify() only when someone waits: with a plain Lock, Condition.notify() checks ownership by taking
+    and releasing the lock again, which costs more than the rest of a put on the hot path."""
+    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+        condition.notify()
+
+
+def notify_all(condition: threading.Condition) -> None:
+    """notify_all() only when someone waits (see notify)."""
+    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+        condition.notify_all()
+
+
+def _drop_nothing(item: Any) -> None:
+    raise RuntimeError(f"queue closed with no on_reject handler; item {item!r} would be lost")

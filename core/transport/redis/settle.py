@@ -1,0 +1,505 @@
+"""Settling Redis entries: the Settler sends what instances are done with in batches (one script call
+per kind, core/transport/redis/scripts.py), and RedisExits is how items of a group reading a Redis queue leave it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from core.base import codec
+from core.base.errors import ItemError, Returned
+from core.transport.local import Delivery
+from core.base.redact import redact
+from core.transport.redis.client import KEY_TTL_S, RedisLost
+
+if TYPE_CHECKING:
+    from core.transport.redis.queue import RedisQueue
+
+logger = logging.getLogger(__name__)
+
+CALL_ITEMS = 1000  # items settled by one script call at most (its acknowledgement lists them all)
+CALL_CHARS = 8 * 1024 * 1024  # and the outputs of one call, in characters: a batch of large items goes in several
+#: A generator's outputs bound for Redis are held here per item up to this many characters of JSON, or this
+#: many outputs (a short one costs more as a Python object than as text), then staged in Redis (a list of the
+#: entry's own) until its item is settled: memory stays bounded per item.
+STAGE_AFTER_CHARS = 1024 * 1024
+STAGE_AFTER_OUTPUTS = 4096
+#: What the server answers when a command is too large for it. (An item far over proto-max-bulk-len gets no
+#: answer: the server closes the connection while it is written, so the size is checked before it is sent.)
+SIZE_REFUSALS = ("invalid bulk length", "invalid multibulk length", "max query buffer", "query buffer")
+
+
+class _Refused(Exception):
+    """Items of a call the server takes no more (proto-max-bulk-len lowered since they were checked)."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(indexes)
+        self.indexes = indexes
+
+
+class _Request:
+    """One item to settle: `kind` settle or dead, its payloads (or dead-letter record), output streams,
+    staging list, and who waits for the answer."""
+
+    __slots__ = ("kind", "delivery", "data", "keys", "stage", "deliver")
+
+    def __init__(self, kind: str, delivery: Delivery, data: Any, keys: tuple[str, ...], stage: str | None) -> None:
+        self.kind, self.delivery, self.data, self.keys, self.stage = kind, delivery, data, keys, stage
+        self.deliver: Callable[[Any], None] = lambda result: None
+
+    def chars(self) -> int:
+        return sum(len(payload) for payload in self.data) if self.kind == "settle" else len(self.data)
+
+    def largest_bytes(self) -> int:
+        values = self.data if self.kind == "settle" else [self.data]
+        return max((len(value.encode("utf-8")) for value in values), default=0)
+
+
+class Settler:
+    """Settles a queue's entries in batches: instances hand it what they are done with and wait; one thread
+    sends everything that piled up meanwhile as one script call per kind."""
+
+    def __init__(self, queue: RedisQueue) -> None:
+        self.queue = queue
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._waiting: list[_Request] = []
+        self._closed = False
+        self.thread = threading.Thread(target=self._loop, name=f"{queue.name}-settler", daemon=True)
+        self.thread.start()
+        self.dead_letters: Any = None  # the local file, set by the executor
+
+    def settle(self, delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...] = (),
+               on_result: Callable[[Any], None] | None = None) -> bool | None:
+        """Acknowledge, with `outputs` added to `output_keys` in the same step when given. With `on_result`,
+        return at once and call it later with True, False (another consumer owns the entry now: nothing
+        was written) or the exception; without it, wait and return True or False."""
+        payloads = encode_all(outputs or (), self.queue.run.max_bulk_bytes)
+        return self.settle_payloads(delivery, payloads, output_keys, on_result=on_result)
+
+    def settle_payloads(self, delivery: Delivery, payloads: list[str], output_keys: tuple[str, ...] = (), *,
+                        stage: str | None = None, on_result: Callable[[Any], None] | None = None) -> bool | None:
+        """settle() with the outputs already written as JSON (encode_all), after what `stage` holds for it."""
+        request = _Request("settle", delivery, payloads, output_keys, stage)
+        if on_result is None:
+            return self._wait(request)
+        self._submit(request, on_result)
+        return None
+
+    async def asettle(self, delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...] = ()) -> bool:
+        """settle() for an asyncio task: it waits without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        def deliver(result: Any) -> None:
+            loop.call_soon_threadsafe(_set, future, result)
+        payloads = encode_all(outputs or (), self.queue.run.max_bulk_bytes)
+        self._submit(_Request("settle", delivery, payloads, output_keys, None), deliver)
+        result = await future
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def dead(self, delivery: Delivery, error: str, *, kind: str, attempts: int = 1, stage: str | None = None,
+             on_result: Callable[[Any], None] | None = None) -> bool | None:
+        """Dead-letter into the run's dead-letter stream with the acknowledgement (what `stage` holds for it
+        is dropped); False if not ours. With `on_result`, return at once and answer there."""
+        request = _Request("dead", delivery, self._record(delivery.item, error, kind, attempts), (), stage)
+        if on_result is None:
+            return self._wait(request)
+        self._submit(request, on_result)
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._ready.notify()
+        self.thread.join(5)
+
+    def _record(self, item: Any, error: str, kind: str, attempts: int) -> str:
+        queue = self.queue
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "group": queue.group,
+                  "queue": queue.name, "kind": kind, "item": codec.encode(item, strict=False),
+                  "error": redact(error), "attempts": attempts, "process": queue.run.process_id}
+        text = json.dumps(record)  # the error is masked; the item is kept exact (a replay must be the same item)
+        limit = queue.run.max_bulk_bytes
+        if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+            # Too large for the server (the item was refused for its size, say): the run's stream gets its
+            # start; the local dead-letter file has it whole.
+            record["item"] = {codec.TAG: "repr", "value": redact(f"{repr(item)[:1000]}... (too large for Redis whole)")}
+            text = json.dumps(record)
+        return text
+
+    def _wait(self, request: _Request) -> bool:
+        done = threading.Event()
+        result: list[Any] = []
+        def deliver(outcome: Any) -> None:
+            result.append(outcome)
+            done.set()
+        self._submit(request, deliver)
+        done.wait()
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    def _submit(self, request: _Request, deliver: Callable[[Any], None]) -> None:
+        lost = self.queue.run.lost
+        if lost is not None:  # nothing can be settled now; and the asker may be this settler's own thread
+            deliver(lost)  # (stopping the run when it found Redis lost), which must not wait for itself
+            return
+        request.deliver = deliver
+        with self._lock:
+            self._waiting.append(request)
+            self._ready.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._closed:
+                    self._ready.wait()
+                batch, self._waiting = self._waiting, []
+                if not batch and self._closed:
+                    return
+            try:
+                results = self._send(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiter (RedisLost, mostly)
+                results = [exc] * len(batch)
+            self.queue.settled([request.delivery.token[0] for request, ok in zip(batch, results)
+                                if ok is True or ok is False])
+            for request, ok in zip(batch, results):
+                request.deliver(ok)
+
+    def _send(self, batch: list[_Request]) -> list[Any]:
+        """One script call per kind and output streams (or several, for a batch too large for one)."""
+        results: dict[int, Any] = {}
+        by_outputs: dict[tuple, list[int]] = {}
+        for index, request in enumerate(batch):
+            by_outputs.setdefault((request.kind, request.keys), []).append(index)
+        for (kind, keys), indexes in by_outputs.items():
+            for call in _calls(batch, indexes):
+                for index, ok in zip(call, self._call(kind, keys, [batch[i] for i in call])):
+                    results[index] = ok
+        return [results[index] for index in range(len(batch))]
+
+    def _call(self, kind: str, keys: tuple[str, ...], requests: list[_Request]) -> list[Any]:
+        """One script call for `requests`; an item the server refuses for its size gets an ItemError, the
+        others are sent without it."""
+        queue, run = self.queue, self.queue.run
+        field, seq = run.call_id(f"settle:{queue.name}")
+        stages = [request.stage for request in requests if request.stage]
+        args: list[Any] = [queue.group, run.process_id, field, seq]
+        if kind == "settle":
+            args.append(len(keys))
+            for request in requests:
+                args += [request.delivery.token[0], 1 if request.stage else 0, len(request.data), *request.data]
+            script, script_keys = queue.scripts["settle"], [queue.key, run.key("calls"), *keys, *stages]
+        else:
+            for request in requests:
+                args += [request.delivery.token[0], 1 if request.stage else 0, request.data]
+            script, script_keys = queue.scripts["dead"], [queue.key, run.key("dead"), run.key("calls"), *stages]
+
+        def recheck() -> None:
+            run.refresh_limits()
+            too_large = [i for i, request in enumerate(requests) if request.largest_bytes() > run.max_bulk_bytes]
+            if too_large:
+                raise _Refused(too_large)
+
+        try:
+            return [bool(ok) for ok in run.call(lambda: script(keys=script_keys, args=args), before_retry=recheck)]
+        except _Refused as refused:
+            refusals = {i: _too_large(requests[i].largest_bytes(), run.max_bulk_bytes) for i in refused.indexes}
+        except run.response_error as exc:
+            if not any(text in str(exc) for text in SIZE_REFUSALS):
+                raise
+            if len(requests) > 1:  # which one? each on its own
+                return [ok for request in requests for ok in self._call(kind, keys, [request])]
+            refusals = {0: ItemError(f"refused by Redis for its size: {exc}")}
+        rest = [request for i, request in enumerate(requests) if i not in refusals]
+        answers = iter(self._call(kind, keys, rest) if rest else [])
+        return [refusals[i] if i in refusals else next(answers) for i in range(len(requests))]
+
+
+def _calls(batch: list[_Request], indexes: list[int]) -> list[list[int]]:
+    """`indexes` of `batch` cut into script calls of at most CALL_ITEMS items and CALL_CHARS characters."""
+    calls: list[list[int]] = [[]]
+    chars = 0
+    for index in indexes:
+        size = batch[index].chars()
+        if calls[-1] and (len(calls[-1]) >= CALL_ITEMS or chars + size > CALL_CHARS):
+            calls.append([])
+            chars = 0
+        calls[-1].append(index)
+        chars += size
+    return calls
+
+
+class _Parts:
+    """What a generator emitted so far for one item bound for Redis: held here, then staged in Redis."""
+
+    __slots__ = ("payloads", "chars", "count", "staged")
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+        self.chars = 0
+        self.count = 0  # outputs emitted for the item so far (held, staged, or put to local queues)
+        self.staged = False
+
+
+class RedisExits:
+    """Where items of a group reading a Redis queue go. Outputs to Redis queues of the run and the
+    acknowledgement are one atomic step that a stale owner cannot take (exactly once between Redis queues);
+    outputs to local queues are put first, then the entry acknowledged (at least once)."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+        self.input: RedisQueue = group.input
+        self.redis_outputs = [queue for queue in group.outputs if getattr(queue, "is_redis", False)]
+        self.redis_keys = tuple(queue.key for queue in self.redis_outputs)
+        self.local = [queue for queue in group.outputs if not getattr(queue, "is_redis", False)]
+        self._parts: dict[int, _Parts] = {}  # a generator's outputs for Redis, until its item is settled
+        self.input.on_dead = lambda item, error, kind: group.abandon([item], error, kind=kind, received=True)
+
+    def check(self, outputs: list[Any]) -> None:
+        """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
+        what JSON carries); nothing is sent."""
+        if self.redis_outputs:
+            self.redis_outputs[0].encoder.check(outputs)
+
+    def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        payloads = self._encode(outputs)  # an output Redis cannot take fails the item before anything is sent
+        waited = sum(queue.put_many(outputs) or 0.0 for queue in self.local) if outputs else 0.0
+        waited += sum(queue.wait_for_room(len(payloads)) for queue in self.redis_outputs) if payloads else 0.0
+        if final:
+            self._settle(delivery, payloads, len(outputs))
+        elif self._hold(delivery, payloads, len(outputs)):
+            self._stage(delivery)
+        return waited
+
+    async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
+        payloads = self._encode(outputs)
+        waited, loop = 0.0, asyncio.get_running_loop()
+        for queue in self.local if outputs else ():  # off the event loop: a full local queue or Redis's answer
+            waited += await loop.run_in_executor(None, queue.put_many, outputs) or 0.0
+        for queue in self.redis_outputs if payloads else ():
+            waited += await loop.run_in_executor(None, queue.wait_for_room, len(payloads))
+        if final:
+            self._settle(delivery, payloads, len(outputs))
+        elif self._hold(delivery, payloads, len(outputs)):
+            await loop.run_in_executor(None, self._stage, delivery)
+        return waited
+
+    def emit_many(self, emits: list[tuple[Delivery, list[Any], bool]]) -> list[BaseException | None]:
+        """emit() each (delivery, outputs, final) a worker process reported; the error of each (None: sent)."""
+        errors: list[BaseException | None] = []
+        for delivery, outputs, final in emits:
+            try:
+                self.emit(delivery, outputs, final=final)
+            except Exception as exc:  # noqa: BLE001 - that item's error (an output JSON cannot carry)
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
+
+    def stored(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self.input.settler.settle(delivery, None, on_result=lambda ok, d=delivery: self._stored(ok, d))
+
+    def _encode(self, outputs: list[Any]) -> list[str]:
+        return self.redis_outputs[0].encoder.encode(outputs) if self.redis_outputs and outputs else []
+
+    def _hold(self, delivery: Delivery, payloads: list[str], count: int) -> bool:
+        """Keep a part of a generator's outputs for Redis; True when what is held is due to be staged."""
+        parts = self._parts.get(id(delivery))
+        if parts is None:
+            parts = self._parts[id(delivery)] = _Parts()
+        parts.count += count
+        if payloads:
+            parts.payloads += payloads
+            parts.chars += sum(len(payload) for payload in payloads)
+        return parts.chars >= STAGE_AFTER_CHARS or len(parts.payloads) >= STAGE_AFTER_OUTPUTS
+
+    def _stage(self, delivery: Delivery) -> None:
+        """Move what is held for the item to its staging list in Redis (Returned if it is another's now)."""
+        parts = self._parts[id(delivery)]
+        queue, run = self.input, self.input.run
+        entry_id = delivery.token[0]
+        field, seq = run.thread_call_id()
+        keys = [queue.key, queue.stage_key(entry_id), run.key("calls")]
+        args = [queue.group, run.process_id, entry_id, field, seq, KEY_TTL_S, *parts.payloads]
+        (ok,) = run.call(lambda: queue.scripts["stage"](keys=keys, args=args))
+        if not ok:
+            self._parts.pop(id(delivery), None)
+            raise Returned(f"{entry_id} is owned by another consumer now")
+        parts.staged, parts.payloads, parts.chars = True, [], 0
+
+    def _settle(self, delivery: Delivery, payloads: list[str], count: int) -> None:
+        """Hand the settlement to the settler and go on: the entry stays pending in Redis (and counted in
+        hand by the fetcher) until it is done, and an answer that it was another's corrects the books."""
+        parts = self._parts.pop(id(delivery), None)
+        stage = None
+        if parts is not None:
+            payloads, count = parts.payloads + payloads, parts.count + count
+            stage = self.input.stage_key(delivery.token[0]) if parts.staged else None
+        self.input.settler.settle_payloads(delivery, payloads, self.redis_keys, stage=stage,
+                                           on_result=lambda ok: self._settled(ok, delivery, count))
+        for queue in self.redis_outputs:
+            queue.put_count += count
+
+    def _settled(self, ok: Any, delivery: Delivery, emitted: int) -> None:
+        if ok is True:
+            for queue in self.redis_outputs:
+                queue.added += emitted
+            return
+        unsent = 0 if self.local else emitted  # what went to local queues went on
+        if ok is False:
+            logger.warning("%s: %s was claimed by another consumer before it was settled here: its outputs "
+                           "were not written; that consumer settles it", self.group.name, delivery.token[0])
+        elif isinstance(ok, ItemError):
+            self._refused(delivery, emitted, ok)
+            return
+        else:
+            logger.error("%s: settling %s failed (%s); it stays pending in Redis", self.group.name,
+                         delivery.token[0], ok)
+            if self.redis_keys:
+                # Its outputs were to be written with the acknowledgement, so none were: recorded here as
+                # unsettled, as an item in hand when Redis is lost must be.
+                self.group.unsettled_dead_letter(delivery.item, unsent, (
+                    f"unsettled: processed, but settling it in Redis failed ({ok}), so its outputs were not sent; "
+                    "it stays pending there, and another process may take it"))
+                return
+        self.group.unsettled(unsent)
+
+    def _refused(self, delivery: Delivery, emitted: int, error: ItemError) -> None:
+        """Redis refused the item's outputs for their size as they were settled: the item's error, as if its
+        emit had raised it. Dead-lettered with the acknowledgement (asked without waiting: this is the
+        settler's own thread)."""
+        why = f"ItemError: {error}"
+        logger.warning("%s failed on %r: %s", self.group.name, delivery.item, why)
+
+        def recorded(ok: Any) -> None:
+            if ok is True:
+                self.group.unsettled_dead_letter(delivery.item, 0 if self.local else emitted, why, kind="failed")
+            elif ok is False:
+                self.group.unsettled(0 if self.local else emitted)
+            else:
+                self.group.unsettled_dead_letter(delivery.item, 0 if self.local else emitted, (
+                    f"unsettled: {why}; and Redis could not be reached to settle it ({ok}): it stays pending "
+                    "there, and another process may take it"))
+
+        self.input.settler.dead(delivery, why, kind="failed", on_result=recorded)
+
+    def _stored(self, ok: Any, delivery: Delivery) -> None:
+        if ok is not True:
+            logger.warning("%s: %s was stored here but not acknowledged (%s); if another consumer stores it "
+                           "again, the sink's unique key makes that a no-op", self.group.name, delivery.token[0],
+                           "claimed by another consumer" if ok is False else ok)
+
+    def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
+        parts = self._parts.pop(id(delivery), None)
+        stage = self.input.stage_key(delivery.token[0]) if parts is not None and parts.staged else None
+        try:
+            ours = self.input.settler.dead(delivery, error, kind=kind, attempts=attempts, stage=stage)
+        except RedisLost:
+            kind, error = "unsettled", (f"{error}; and Redis could not be reached to settle it: it stays pending "
+                                        "there and another process may take it")
+        else:
+            if not ours:
+                raise Returned(f"{delivery.token[0]} is owned by another consumer now")
+        return self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
+                                             attempts=attempts, kind=kind)
+
+
+def _set(future: Any, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def encode(item: Any) -> str:
+    """An item as JSON for Redis; ItemError when it holds something JSON cannot carry."""
+    try:
+        return codec.dumps(item)
+    except (ValueError, RecursionError) as exc:  # NotEncodable, a circular reference, nesting too deep
+        raise ItemError(f"cannot be written to a Redis queue: {exc}") from None
+
+
+def encode_all(items: Any, limit_bytes: int) -> list[str]:
+    """Items as JSON for Redis; ItemError when one holds what JSON cannot carry, or is larger than the server
+    takes (`limit_bytes`, its proto-max-bulk-len)."""
+    payloads = [encode(item) for item in items]
+    quarter = limit_bytes // 4  # a text of fewer characters fits whatever they are (UTF-8: 4 bytes at most)
+    for payload in payloads:
+        if len(payload) > quarter:
+            size = len(payload.encode("utf-8"))
+            if size > limit_bytes:
+                raise _too_large(size, limit_bytes)
+    return payloads
+
+
+class Encoder:
+    """Writes items as a run's Redis queues take them (encode_all), and remembers what check() wrote for
+    emit() to reuse: the loop checks a generator's outputs as they are yielded and sends them later, and
+    JSON costs 1.6 µs for a number, 7.5 µs for a price record, against about 22 µs per item for a whole hop.
+
+    Kept by the output's identity (the object is held, so its id cannot be reused meanwhile), at most
+    REMEMBER_OUTPUTS outputs and REMEMBER_CHARS characters: an item that failed after its check leaves its
+    entries to be pushed out by the next ones. An object changed between its check and its emit goes on as
+    it was when it was yielded."""
+
+    REMEMBER_OUTPUTS = 1024
+    REMEMBER_CHARS = 4 * 1024 * 1024
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self._lock = threading.Lock()
+        self._checked: dict[int, tuple[Any, str]] = {}
+        self._chars = 0
+
+    def check(self, items: list[Any]) -> None:
+        """ItemError when one of `items` cannot go to Redis; what was written is kept for encode()."""
+        limit_bytes, kept = self.run.max_bulk_bytes, []
+        for item in items:  # encode_all(), written out: the loop may check each output as it is yielded
+            payload = encode(item)
+            if len(payload) > limit_bytes // 4 and len(payload.encode("utf-8")) > limit_bytes:
+                raise _too_large(len(payload.encode("utf-8")), limit_bytes)
+            if type(item) not in _SCALARS and len(payload) <= self.REMEMBER_CHARS // 4:
+                kept.append((item, payload))  # a number or a string is written again faster than remembered
+        if not kept:
+            return
+        with self._lock:
+            for item, payload in kept:
+                old = self._checked.pop(id(item), None)
+                self._chars += len(payload) - (len(old[1]) if old else 0)
+                self._checked[id(item)] = (item, payload)
+            while len(self._checked) > self.REMEMBER_OUTPUTS or self._chars > self.REMEMBER_CHARS:
+                _, (_, payload) = _pop_oldest(self._checked)
+                self._chars -= len(payload)
+
+    def encode(self, items: list[Any]) -> list[str]:
+        """encode_all(items), reusing what check() wrote for them."""
+        if not self._checked:
+            return encode_all(items, self.run.max_bulk_bytes)
+        with self._lock:
+            found = [self._checked.pop(id(item), None) for item in items]
+            self._chars -= sum(len(hit[1]) for hit in found if hit is not None)
+        payloads = [hit[1] if hit is not None and hit[0] is item else None for item, hit in zip(items, found)]
+        missing = [item for item, payload in zip(items, payloads) if payload is None]
+        if missing:
+            fresh = iter(encode_all(missing, self.run.max_bulk_bytes))
+            payloads = [payload if payload is not None else next(fresh) for payload in payloads]
+        return payloads
+
+
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+
+
+def _pop_oldest(checked: dict[int, tuple[Any, str]]) -> tuple[int, tuple[Any, str]]:
+    key = next(iter(checked))
+    return key, checked.pop(key)
+
+
+def _too_large(size: int, limit_bytes: int) -> ItemError:
+    return ItemError(f"cannot be written to a Redis queue: {size} bytes as JSON, more than the server takes "
+                     f"(proto-max-bulk-len {limit_bytes})")
