@@ -34,7 +34,7 @@ workers:
 
 
 def runner_items_per_s(items: int, workdir: Path) -> float:
-    from yaml_reader import YamlPipelineExecutor
+    from core.app.executor import YamlPipelineExecutor
 
     path = workdir / "three.yaml"
     path.write_text(THREE_STAGES.format(maxsize=1000, source="CountSource", items=items, sink="Discard",
@@ -83,7 +83,7 @@ def slow_sink_peak_rss(items: int, maxsize: int, workdir: Path) -> dict:
         maxsize=maxsize, source="RecordSource", items=items, sink="SlowSink",
         sink_params=", params: {batch_size: 500, delay_s: 0.02, flush_interval_s: 1.0}"))
     code = ("import json, resource, sys, time; sys.path.insert(0, sys.argv[1]);"
-            "from yaml_reader import YamlPipelineExecutor;"
+            "from core.app.executor import YamlPipelineExecutor;"
             "e = YamlPipelineExecutor(sys.argv[2], dead_letter_path=sys.argv[3]); t = time.perf_counter();"
             "e.start(); e.join(600);"
             "print(json.dumps({'seconds': time.perf_counter() - t, 'exit': e.report.exit_code,"

@@ -18,7 +18,7 @@ from core.run.ledger import Counts
 from core.app.status import Progress
 from test_executor import (JOIN_TIMEOUT_S, _mode, assert_accounted, dead_letters, finish, groups, in_mode,  # noqa: F401
                            key, mode, pipeline, run, source, stage, start)
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 
 def items_of(records: list[dict]) -> list:

@@ -14,7 +14,7 @@ import pytest
 
 import fixture_workers
 from core.run.bottleneck import QueueLoad, StageLoad, hints
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 30.0
 ITEMS = 100

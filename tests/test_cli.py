@@ -562,7 +562,7 @@ def test_log_file_names_the_thread_that_wrote_each_line(tmp_path):
 
     assert result.returncode == 1, result.stderr  # AAPL was dead-lettered
     log = log_path.read_text()
-    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.loop: YahooFinanceWorker-[0-3] failed on "
+    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.run\.loop: YahooFinanceWorker-[0-3] failed on "
                      r"'AAPL': ", log, re.MULTILINE), log
     assert re.search(r"^\S+ \S+ INFO    WikiWorker-0 workers\.wiki_worker: WikiWorker-0: 503 symbols from ", log,
                      re.MULTILINE), log
@@ -597,5 +597,5 @@ def test_log_level_debug_shows_the_runner_at_work(tmp_path):
     result = main(["--pipeline", str(path), "--log-level", "DEBUG", "--quiet"], tmp_path)
 
     assert result.returncode == 1, result.stderr
-    assert " DEBUG   YamlPipelineExecutor yaml_reader: Numbers: every producer ended; sent 1 DONE\n" in result.stderr
+    assert " DEBUG   YamlPipelineExecutor core.app.executor: Numbers: every producer ended; sent 1 DONE\n" in result.stderr
     assert " INFO    MainThread main: run report:\n" in result.stderr

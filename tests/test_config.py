@@ -453,7 +453,7 @@ def test_batch_worker_params_are_checked_through_the_base_class(tmp_path):
 
 
 def test_params_the_class_refuses_are_a_config_error_before_any_thread(tmp_path):
-    from yaml_reader import YamlPipelineExecutor
+    from core.app.executor import YamlPipelineExecutor
 
     text = VALID.replace("class: Collect", "class: BatchCollect").replace(
         "key: config-test", "key: config-test\n      batch_size: 0")

@@ -2,17 +2,15 @@
 function, a submodule named in `from x import y`, `importlib.import_module` of a constant name), no module
 reaches for another's private names, and a run imports only the libraries its stages use.
 
-Import circles and upward imports are counted over core/, workers/, yaml_reader.py and main.py. Two circles
-exist today; issue 17 removes them by restructuring the packages. Until then one test demands that there are
-none (a strict xfail, so it fails the day they are gone and the marker must come off), and another holds the
-known ones to the exact list below, so a new circle, a circle grown by a module, or a new upward import fails
-at once, and a circle removed must be removed from the list too.
+Import circles and upward imports are counted over core/, workers/, yaml_reader.py and main.py: there are none,
+and the layers inside core/ (import-linter's contracts in pyproject.toml) are checked by test_import_contracts.
 """
 from __future__ import annotations
 
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,17 +27,6 @@ CHECKED = ("core", "workers", "yaml_reader.py", "main.py")
 #: framework never imports workers/, the user's package, which imports the framework).
 MAY_IMPORT = {"core": {"core"}, "workers": {"core", "workers"}, "yaml_reader": {"core", "yaml_reader"},
               "main": {"core", "yaml_reader", "main"}}
-#: The import circles of today, each as the sorted modules of one strongly connected component (issue 16,
-#: item 26). Issue 17 removes them; remove each from here as it goes (the ratchet test demands it).
-KNOWN_CIRCLES = [
-    ["core.run.batching", "core.pipeline.config", "core.modes.course", "core.modes.course_queues", "core.run.group", "core.pipeline.imports",
-     "core.run.loop", "core.api.worker", "workers.base"],
-    ["core.transport.redis.queue", "core.transport.redis.settle"],
-]
-#: The upward imports of today, as (importer, imported): the command line in core runs the executor, and the
-#: class resolution in core knows the shipped workers' base module.
-KNOWN_UPWARD = [("core.app.cli", "yaml_reader"), ("core.pipeline.imports", "workers"), ("core.pipeline.imports", "workers.base")]
-
 
 @dataclass(frozen=True)
 class Import:
@@ -160,26 +147,13 @@ def upward_imports(imports: list[Import]) -> list[Import]:
             if found.imported.split(".")[0] not in MAY_IMPORT[found.importer.split(".")[0]]]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 removes them")
 def test_no_import_circle_at_all():
     circles = circles_in(project_imports())
     assert circles == [], _described(circles)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 removes them")
 def test_no_upward_import_at_all():
     assert [str(found) for found in upward_imports(project_imports())] == []
-
-
-def test_no_new_import_circle_nor_upward_import():
-    """The ratchet: exactly the known circles and upward imports, no more (a new one, or a module joining a
-    circle, fails here) and no fewer (one removed must come off the lists, so they stay the truth)."""
-    imports = project_imports()
-    circles = circles_in(imports)
-    assert circles == KNOWN_CIRCLES, _described(circles)
-    upward = upward_imports(imports)
-    assert sorted({(found.importer, found.imported) for found in upward}) == KNOWN_UPWARD, \
-        "\n".join(map(str, upward))
 
 
 def test_the_checker_sees_every_kind_of_import(tmp_path):
@@ -232,7 +206,7 @@ def test_no_module_imports_a_private_name():
     # A pipeline of thread groups (the shipped one, --check) never needs asyncio: 18 ms of start-up; nor does
     # a worker process running threads (the fork server preloads these modules).
     ("import core.app.cli, yaml_reader, core.modes.choice, core.modes.child, core.run.loop, core.modes.threads, core.run.group, core.modes.processes\n"
-     "from yaml_reader import YamlPipelineExecutor\n"
+     "from core.app.executor import YamlPipelineExecutor\n"
      "YamlPipelineExecutor('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "asyncio"),
     # A worker process imports main.py again (multiprocessing does, as __mp_main__): it must run nothing there.
     ("import main", "core.pipeline.config"),
@@ -291,3 +265,37 @@ def test_preload_accepts_one_name_or_a_tuple_of_names_and_nothing_else():
     assert preload_modules(worker(["core.http.client", "lxml.html"])) == ("core.http.client", "lxml.html")
     assert preload_modules(worker(42)) == () and preload_modules(worker(("json", 1))) == ()
     assert preload_modules(object) == ()
+
+
+# --- the layers of core/ (import-linter, pyproject.toml) ----------------------------------------------------
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """`lint-imports` (import-linter) on the tree at `root`, with that tree's pyproject.toml."""
+    command = [str(Path(sys.executable).parent / "lint-imports"), "--config", str(root / "pyproject.toml"),
+               "--no-cache"]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def test_import_contracts():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "3 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("importer, line", [
+    ("core/base/errors.py", "from core.app import cli"),  # a layer reaching up
+    ("core/transport/local.py", "from core.run import ledger"),  # a transport reaching into the run
+    ("core/run/loop.py", "from workers import base"),  # the framework reaching into the user's package
+    ("core/transport/redis/client.py", "from core.http import policy"),  # a sibling reaching for another
+])
+def test_the_contracts_catch_an_import_that_breaks_them(tmp_path, importer, line):
+    for part in ("core", "workers"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / importer
+    target.write_text(target.read_text() + f"\n\ndef _reaching():\n    {line}  # noqa\n")
+
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "BROKEN" in result.stdout or "broken" in result.stdout

@@ -17,7 +17,7 @@ import fixture_workers
 from conftest import ROOT, run_main
 from sites import SP500_PAGE, FakeSites
 from workers.wiki_worker import parse_constituents
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 COURSE_PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scrapper_pipeline.yaml"
 WIKI_URL = "https://en.wikipedia.org/wiki/List_of_S%26P_500_companies"

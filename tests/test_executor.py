@@ -20,7 +20,7 @@ from multiprocessing import forkserver
 import fixture_workers
 from blocking import wait_parked
 from core.transport.local import DONE
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 20.0
 MONITOR_INTERVAL_S = 600.0
@@ -530,7 +530,7 @@ def test_done_is_not_an_item(tmp_path, key):
 
 @pytest.mark.parametrize("mode", ["threads"])
 def test_concurrent_stop_requests_stop_the_run_once(tmp_path, key, monkeypatch):
-    import yaml_reader
+    from core.app import executor as yaml_reader
 
     path = tmp_path / "pipeline.yaml"
     path.write_text(pipeline({"Numbers": 5}, source("Source", range(3), "Numbers"),

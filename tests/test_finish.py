@@ -11,7 +11,7 @@ import pytest
 import fixture_workers
 from core.app import cli
 from test_executor import pipeline, source, stage
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 
 @pytest.fixture

@@ -314,7 +314,7 @@ def test_an_error_handling_a_worker_processs_messages_ends_that_process_not_the_
     there) must not leave the run waiting for that process forever: it is ended as if it had died, what its
     instances held is dead-lettered, a replacement takes the rest, and the run ends with every item accounted."""
     from core.modes.processes import Unit
-    from yaml_reader import YamlPipelineExecutor
+    from core.app.executor import YamlPipelineExecutor
 
     handle_batch, batches = Unit._handle_batch, []
 

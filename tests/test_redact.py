@@ -58,7 +58,7 @@ def test_the_password_field_of_any_url_is_masked_whatever_its_length():
 
 
 def test_a_redis_password_that_needs_url_encoding_is_masked_in_both_forms(tmp_path, monkeypatch):
-    from yaml_reader import YamlPipelineExecutor
+    from core.app.executor import YamlPipelineExecutor
 
     decoded = unique("p@ss/w:rd ")
     encoded = quote(decoded, safe="")

@@ -25,9 +25,10 @@ import redis_fixture_workers
 from core.base.errors import ItemError, Returned
 from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import MAX_BULK_BYTES, RedisRun
-from core.transport.redis.settle import STAGE_AFTER_CHARS, RedisExits
+from core.run.redis_exits import RedisExits
+from core.transport.redis.settle import STAGE_AFTER_CHARS
 from redis_server import RedisServer
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 30.0
 WAIT_S = 10.0

@@ -371,7 +371,7 @@ def test_a_tests_runs_are_in_the_tests_database_under_a_prefix_of_its_own(tmp_pa
     import sys
     from pathlib import Path
 
-    from yaml_reader import YamlPipelineExecutor
+    from core.app.executor import YamlPipelineExecutor
 
     root = Path(__file__).resolve().parent.parent
     pipeline = tmp_path / "transport-test.yaml"

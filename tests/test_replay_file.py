@@ -12,7 +12,7 @@ from conftest import ROOT, run_main
 from core.pipeline.config import ConfigError
 from core.pipeline.replay import check_replay, read_replay
 from pipeline_text import source_to_sink, write
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 PIPELINE = source_to_sink([1, 2, 3], key="replay-file-test")
 

@@ -18,7 +18,7 @@ import fixture_workers
 from core.transport.local import Delivery, LocalQueue
 from core.app.status import Progress, status_line
 from test_executor import finish, groups, pipeline, queues, source, stage
-from yaml_reader import YamlPipelineExecutor
+from core.app.executor import YamlPipelineExecutor
 
 WAIT_S = 10.0
 

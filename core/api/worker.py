@@ -4,14 +4,24 @@ a child process) and everything around the item (queues, DONE, counting, dead le
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import Any, Callable, Protocol
 
 from core.base.errors import ItemError
 
-if TYPE_CHECKING:
-    from core.run.group import WorkerGroup
+__all__ = ["BatchWorker", "Group", "ItemError", "Worker", "flushes", "holds", "is_async"]
 
-__all__ = ["BatchWorker", "ItemError", "Worker", "flushes", "holds", "is_async"]
+
+class Group(Protocol):
+    """What a worker sees of its group (core.run.group.WorkerGroup): its name, spec, stop event and the
+    resources its instances share."""
+
+    name: str
+    spec: Any  # core.pipeline.specs.WorkerSpec
+    stop: threading.Event
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        """The one object under `key` for the whole group (in this process), made by `factory` on first use."""
 
 
 class Worker:
@@ -38,7 +48,7 @@ class Worker:
     flush_every: int = 1000
     flush_interval_s: float = 1.0
 
-    def __init__(self, *, group: WorkerGroup, index: int = 0) -> None:
+    def __init__(self, *, group: Group, index: int = 0) -> None:
         self.group = group
         self.index = index
         self.name = f"{group.name}-{index}"

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", why)
         return finish(args, not_run("?", "config-error", why))
     path = pipeline_path(location)
-    from yaml_reader import YamlPipelineExecutor  # imported once the command line is sound: it pulls in a lot
+    from core.app.executor import YamlPipelineExecutor  # imported once the command line is sound: it pulls in a lot
     try:
         replay = _read_replay(args.replay)
         only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         first = str(exc.problems[0]) + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
         return finish(args, not_run(path.stem, "config-error", first, _input_values_in(path)))
     if args.check:
-        from core.modes.choice import describe_mode
+        from core.api.kinds import describe_mode
         spec = executor.spec
         print(f"{spec.path}: OK, {len(spec.queues)} queues, {len(spec.workers)} worker groups")
         for worker in spec.workers:

@@ -6,21 +6,14 @@ from typing import Any, Callable
 
 from core.run.loop import Instance
 from core.modes.threads import ThreadRunner
+from core.api.kinds import is_course_class
 from core.api.worker import is_async
-
-
-def describe_mode(spec: Any, cls: type) -> str:
-    """Where a group's instances will run, for --check and --graph: '4 threads', '128 asyncio tasks',
-    '2 processes x 16 asyncio tasks'."""
-    per = f"{spec.instances} asyncio task{'s' * (spec.instances != 1)}" if is_async(cls) else \
-        f"{spec.instances} thread{'s' * (spec.instances != 1)}"
-    return f"{spec.processes} process{'es' * (spec.processes != 1)} x {per}" if spec.processes else per
 
 
 def exits_for(group: Any) -> Any:
     """How a group's items leave: settled with a Redis input (core/transport/redis/queue.py), or put on locally."""
     if getattr(group.input, "is_redis", False):
-        from core.transport.redis.settle import RedisExits
+        from core.run.redis_exits import RedisExits
         return RedisExits(group)
     from core.run.group import LocalExits
     return LocalExits(group)
@@ -29,7 +22,7 @@ def exits_for(group: Any) -> Any:
 def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeline_path: str) -> Any:
     """Where a group's instances run: worker processes (`processes: P`), asyncio tasks (an `async def
     process`), or threads. Raises what the class raises when it refuses its params."""
-    from core.modes.course import CourseRunner, is_course_class
+    from core.modes.course import CourseRunner
     if is_course_class(cls):  # a course-style threading.Thread subclass: its own loop, in threads
         return CourseRunner(group, cls, on_exit=on_exit)
     if group.spec.processes:

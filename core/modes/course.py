@@ -33,17 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Keyword arguments the runner passes to a course-style class; they cannot be params.
-RUNNER_KWARGS = ("input_queue", "output_queue", "input_values")
-
-
-def is_course_class(cls: Any) -> bool:
-    """True for a `threading.Thread` subclass that is not a Worker: a course-style worker class."""
-    from core.api.worker import Worker
-
-    return isinstance(cls, type) and issubclass(cls, threading.Thread) and not issubclass(cls, Worker)
-
-
 class CourseInstance:
     """One course-style thread and its ledger; the adapters report to it from that thread."""
 

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from core.modes.course import CourseInstance
-    from core.transport.local import LocalQueue
+from core.run.ledger import Counts
+from core.transport.local import LocalQueue
+
+
+class CourseInstance(Protocol):
+    """What the adapters need of the instance they serve (core.modes.course.CourseInstance)."""
+
+    counts: Counts
+
+    def take(self, timeout_s: float | None, block: bool) -> Any:
+        """The next item or 'DONE'; queue.Empty after `timeout_s` of nothing."""
+
+    def pending(self) -> int:
+        """Items waiting, a pending end counting as one."""
+
+    def waiting(self) -> bool:
+        """Whether a get() would return at once (the end counts)."""
 
 #: What a course-style worker reads where the runner's own DONE would be, and what it may put itself.
 COURSE_DONE = "DONE"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from core.pipeline.config import PipelineSpec
-from core.modes.choice import describe_mode
+from core.api.kinds import describe_mode
 
 
 def mermaid(spec: PipelineSpec) -> str:

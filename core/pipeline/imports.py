@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from core.modes.course import RUNNER_KWARGS, is_course_class
+from core.api.kinds import RUNNER_KWARGS, is_course_class
+from core.api.worker import Worker
 from core.base.paths import labelled_search_paths, use_module_search_paths
 from core.pipeline.problems import Checker, did_you_mean
 from core.pipeline.specs import WorkerSpec
@@ -53,8 +54,6 @@ def preload(modules: list[str]) -> threading.Thread | None:
 
 def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path: str | Path) -> dict[str, type]:
     """Import each worker's class (looking beside the pipeline too) and check its params; the classes by group."""
-    from workers.base import Worker  # here, not at the top: workers.base may import core.run.group -> core.pipeline.config -> us
-
     use_module_search_paths(pipeline_path)
     classes: dict[str, type] = {}
     for worker in workers:
@@ -158,8 +157,6 @@ def own_param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str
 
 def init_params(cls: type) -> dict[str, inspect.Parameter] | None:
     """Keyword parameters a Worker subclass takes over the MRO, or None if it takes any keyword."""
-    from workers.base import Worker
-
     found: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if klass is Worker or klass is object:

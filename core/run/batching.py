@@ -7,14 +7,28 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+import threading
+from typing import Any, Callable, Protocol
 
+from core.api.worker import BatchWorker, holds
 from core.transport.local import Delivery
-from core.api.worker import holds
 
-if TYPE_CHECKING:
-    from core.run.loop import Instance
-    from core.api.worker import BatchWorker
+
+class Instance(Protocol):
+    """What a batch needs of the instance it belongs to (core.run.loop.Instance)."""
+
+    name: str
+    worker: Any  # a BatchWorker, or a Worker that defines flush()
+    stop: threading.Event
+
+    def in_hand(self) -> list[Delivery]:
+        """Deliveries taken and not yet settled."""
+
+    def stored(self, deliveries: list[Delivery]) -> None:
+        """These were written: settle and count them."""
+
+    def fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:
+        """Dead-letter one delivery with `exc`."""
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +91,12 @@ class Batch:
             held = {id(d) for d in self.instance.in_hand()}
             for delivery in batch:
                 if id(delivery) in held:
-                    self.instance._fail(delivery, exc, log=False)
+                    self.instance.fail(delivery, exc, log=False)
 
     def _write(self, batch: list[Delivery]) -> None:
         error = self._write_with_retries(batch)
         if error is None:
-            self.instance._stored(batch)
+            self.instance.stored(batch)
         elif not self.worker.is_transient(error) and len(batch) > 1:
             half = len(batch) // 2
             self._write(batch[:half])
@@ -91,7 +105,7 @@ class Batch:
             logger.error("%s: %d item(s) could not be written, dead-lettering them: %s: %s",
                          self.instance.name, len(batch), type(error).__name__, error)
             for delivery in batch:
-                self.instance._fail(delivery, error, log=False)
+                self.instance.fail(delivery, error, log=False)
 
     def _write_with_retries(self, batch: list[Delivery]) -> BaseException | None:
         worker = self.worker

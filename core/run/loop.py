@@ -149,7 +149,7 @@ class Instance:
                 except Returned:
                     self._returned(delivery)
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-                    self._fail(delivery, exc, sent=sent[0])
+                    self.fail(delivery, exc, sent=sent[0])
                 else:
                     if self._emitted(delivery):
                         await self._aflush()
@@ -222,7 +222,7 @@ class Instance:
             except Exception as exc:  # noqa: BLE001 - the items it covered are recorded, then the loop goes on
                 self._flush_failed(batch, exc)
             else:
-                self._stored(batch)
+                self.stored(batch)
 
     async def _aflush(self) -> None:
         if self._batch is not None and (batch := self._batch.take()):
@@ -231,7 +231,7 @@ class Instance:
             except Exception as exc:  # noqa: BLE001
                 self._flush_failed(batch, exc)
             else:
-                self._stored(batch)
+                self.stored(batch)
 
     def _flush_failed(self, batch: list[Delivery], exc: Exception) -> None:
         logger.error("%s: flush() failed, dead-lettering the %d item(s) it was to write out: %s: %s",
@@ -271,7 +271,7 @@ class Instance:
         except Returned:
             self._returned(delivery)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-            self._fail(delivery, exc, sent=sent[0])
+            self.fail(delivery, exc, sent=sent[0])
         else:
             return self._emitted(delivery)
         return False
@@ -315,7 +315,8 @@ class Instance:
             self._release(delivery)
             return False
 
-    def _stored(self, deliveries: list[Delivery]) -> None:
+    def stored(self, deliveries: list[Delivery]) -> None:
+        """A batch was written (or a flush() covered these): settle and count them."""
         with self._settling:
             if self._given_up:
                 return
@@ -331,7 +332,8 @@ class Instance:
                 self.counts.returned += 1
                 self._release(delivery)
 
-    def _fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:
+    def fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:
+        """Dead-letter the item with `exc` (logged unless `log` is False; `sent` of its outputs went on)."""
         if log and isinstance(exc, ItemError):
             logger.warning("%s failed on %r: %s", self.name, delivery.item, exc)
         elif log:

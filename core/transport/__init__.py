@@ -1,0 +1,2 @@
+"""Queues: the local bounded queue (local) and Redis streams (redis/). A transport never sees groups, ledgers
+or dead-letter files: they reach it as callbacks. Imports core.pipeline, core.api and core.base."""
