@@ -13,7 +13,8 @@ from typing import Any, Callable
 import pytest
 
 from blocking import wait_parked
-from core.transport.local import DONE, Delivery, Empty, LocalQueue
+from core.transport.base import DONE, Delivery, Empty
+from core.transport.local import LocalQueue
 
 JOIN_TIMEOUT_S = 5.0
 

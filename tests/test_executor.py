@@ -19,7 +19,7 @@ from multiprocessing import forkserver
 
 import fixture_workers
 from blocking import wait_parked
-from core.transport.local import DONE
+from core.transport.base import DONE
 from core.app.executor import YamlPipelineExecutor
 
 JOIN_TIMEOUT_S = 20.0

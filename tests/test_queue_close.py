@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from core.transport.local import DONE, LocalQueue
+from core.transport.base import DONE
+
+from core.transport.local import LocalQueue
 
 JOIN_TIMEOUT_S = 5.0
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from core.base.errors import ItemError
-from core.transport.local import DONE, Empty
+from core.transport.base import DONE, Empty
 from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import RedisRun
 

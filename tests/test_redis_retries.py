@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from core.transport.local import Delivery
+from core.transport.base import Delivery
 from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import RedisRun
 from redis_proxy import RedisProxy

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import fixture_workers
-from core.transport.local import Delivery, LocalQueue
+from core.transport.base import Delivery
+from core.transport.local import LocalQueue
 from core.app.status import Progress, status_line
 from test_executor import finish, groups, pipeline, queues, source, stage
 from core.app.executor import YamlPipelineExecutor

@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from core.base.collector import startup_gc
 from core.base.descriptors import reserve
-from core.transport.local import DONE, NUDGE, Delivery, Empty, Hold, LocalQueue, notify
+from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold, notify
+from core.transport.local import LocalQueue
 
 logger = logging.getLogger(__name__)
 

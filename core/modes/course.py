@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from core.modes.course_queues import COURSE_DONE, CourseInbox, CourseOutbox
 from core.run.ledger import Counts
-from core.transport.local import DONE, Delivery, Empty, LocalQueue
+from core.transport.base import DONE, Delivery, Empty
+from core.transport.local import LocalQueue
 
 if TYPE_CHECKING:
     from core.run.group import WorkerGroup

@@ -30,7 +30,7 @@ from core.modes.child import ChildSpec, child_main
 from core.run.ledger import Counts
 from core.base.errors import Returned
 from core.pipeline.imports import preload_modules
-from core.transport.local import NUDGE, Delivery, Empty, notify
+from core.transport.base import NUDGE, Delivery, Empty, notify
 from core.api.worker import BatchWorker, flushes, holds, is_async
 from core.pipeline.yaml_lines import plain
 

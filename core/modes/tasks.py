@@ -9,7 +9,7 @@ import threading
 from typing import Any, Callable
 
 from core.run.loop import Instance
-from core.transport.local import Delivery, Empty, Hold
+from core.transport.base import Delivery, Empty, Hold
 from core.modes.threads import join_all
 
 

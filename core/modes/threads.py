@@ -10,7 +10,8 @@ import threading
 import time
 
 from core.run.loop import Instance
-from core.transport.local import Delivery, LocalQueue
+from core.transport.base import Delivery
+from core.transport.local import LocalQueue
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any, Callable, Protocol
 
 from core.api.worker import BatchWorker, holds
-from core.transport.local import Delivery
+from core.transport.base import Delivery
 
 
 class Instance(Protocol):

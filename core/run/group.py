@@ -7,7 +7,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from core.run.ledger import Counts, DeadLetters
-from core.transport.local import Delivery, LocalQueue
+from core.transport.base import Delivery
+from core.transport.local import LocalQueue
 
 if TYPE_CHECKING:
     from core.pipeline.config import WorkerSpec

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol
 from core.base.collector import startup_gc
 from core.base.errors import ItemError, Returned
 from core.run.ledger import Counts
-from core.transport.local import DONE, Delivery, Empty, Hold
+from core.transport.base import DONE, Delivery, Empty, Hold
 from core.run.batching import Batch
 from core.run.spool import Spool
 from core.api.worker import BatchWorker, Worker, flushes

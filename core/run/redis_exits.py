@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from core.base.errors import ItemError, Returned
-from core.transport.local import Delivery
+from core.transport.base import Delivery
 from core.transport.redis.client import KEY_TTL_S, RedisLost
 from core.transport.redis.queue import RedisQueue
 from core.transport.redis.settle import STAGE_AFTER_CHARS, STAGE_AFTER_OUTPUTS

@@ -1,8 +1,5 @@
-"""Queues between worker groups: the interface every transport offers, the in-process one, and DONE.
-
-A queue is a small interface (put, get with a timeout, put_done, close, qsize, pending) with one class
-per transport; nothing above it knows which. `get` hands out a Delivery: the item plus what its transport
-needs to settle it later (nothing here; a stream entry's id for Redis).
+"""The in-process queue between worker groups (core/transport/base.py's interface): bounded, with DONE per reader,
+closing that rejects what waits (to be dead-lettered), and asyncio waiters.
 """
 from __future__ import annotations
 
@@ -12,61 +9,9 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
+from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold, notify, notify_all
 
 logger = logging.getLogger(__name__)
-
-
-class _Done:
-    """Type of DONE; compare with `is DONE`."""
-
-    def __repr__(self) -> str:
-        return "DONE"
-
-    def __reduce__(self) -> str:
-        # Unpickles as the module's DONE, so `is DONE` holds across processes too.
-        return "DONE"
-
-
-#: End of stream, the one sentinel. Once every instance of every group writing to a queue has ended,
-#: the executor puts one DONE per reader instance into it; a reader instance stops at the first DONE it
-#: takes. A closed queue hands out DONE to every caller once it is empty.
-DONE = _Done()
-
-
-class _Nudge:
-    """Type of NUDGE."""
-
-    def __repr__(self) -> str:
-        return "NUDGE"
-
-
-#: In a reader's buffer, never an item: "nothing new will come for now". A reader that takes it sees Empty, as
-#: after its idle time, so an instance holding a batch writes it (core/transport/redis/queue.py puts it there; a process
-#: group's feeder passes it on to its worker processes).
-NUDGE = _Nudge()
-
-
-class Empty(Exception):
-    """Raised by get() when the timeout passed with nothing to take."""
-
-
-class Delivery:
-    """One item handed to a reader, and what its transport needs to settle it (`token`); `token_seq` is its
-    number on the way to and from a worker process."""
-
-    __slots__ = ("item", "token", "token_seq")
-
-    def __init__(self, item: Any, token: Any = None) -> None:
-        self.item = item
-        self.token = token
-        self.token_seq = None
-
-    def __repr__(self) -> str:
-        return f"Delivery({self.item!r})"
-
-
-#: Called under a queue's lock with the Delivery being taken (see LocalQueue.get).
-Hold = Callable[[Delivery], None]
 
 
 class LocalQueue:
@@ -435,19 +380,6 @@ class LocalQueue:
 def _resolve(future: Any) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def notify(condition: threading.Condition) -> None:
-    """notify() only when someone waits: with a plain Lock, Condition.notify() checks ownership by taking
-    and releasing the lock again, which costs more than the rest of a put on the hot path."""
-    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
-        condition.notify()
-
-
-def notify_all(condition: threading.Condition) -> None:
-    """notify_all() only when someone waits (see notify)."""
-    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
-        condition.notify_all()
 
 
 def _drop_nothing(item: Any) -> None:

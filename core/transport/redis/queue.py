@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from core.base import codec
 from core.base.errors import ItemError
-from core.transport.local import DONE, NUDGE, Delivery, Empty, Hold, LocalQueue, notify
+from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold, notify
+from core.transport.local import LocalQueue
 from core.transport.redis.client import RedisLost, RedisRun
 from core.transport.redis.scripts import CLAIM, DEAD, FILL_ONCE, HAND_BACK, PUT, RELEASE, RENEW, SETTLE, STAGE
 from core.transport.redis.settle import SIZE_REFUSALS, Encoder, Settler

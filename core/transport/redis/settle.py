@@ -12,7 +12,7 @@ from typing import Any, Callable, Protocol
 
 from core.base import codec
 from core.base.errors import ItemError
-from core.transport.local import Delivery
+from core.transport.base import Delivery
 from core.base.redact import redact
 from core.transport.redis.client import RedisLost
 

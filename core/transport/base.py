@@ -1,0 +1,113 @@
+"""What every transport's queue offers and hands out: the interface (Queue), a Delivery (the item and what its
+transport needs to settle it), the DONE and NUDGE sentinels, Empty. One class per transport implements it:
+core/transport/local.py in this process, core/transport/redis/queue.py in Redis streams; nothing above a queue
+knows which.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, Protocol
+
+
+class _Done:
+    """Type of DONE; compare with `is DONE`."""
+
+    def __repr__(self) -> str:
+        return "DONE"
+
+    def __reduce__(self) -> str:
+        # Unpickles as the module's DONE, so `is DONE` holds across processes too.
+        return "DONE"
+
+
+#: End of stream, the one sentinel. Once every instance of every group writing to a queue has ended,
+#: the executor puts one DONE per reader instance into it; a reader instance stops at the first DONE it
+#: takes. A closed queue hands out DONE to every caller once it is empty.
+DONE = _Done()
+
+
+class _Nudge:
+    """Type of NUDGE."""
+
+    def __repr__(self) -> str:
+        return "NUDGE"
+
+
+#: In a reader's buffer, never an item: "nothing new will come for now". A reader that takes it sees Empty, as
+#: after its idle time, so an instance holding a batch writes it (core/transport/redis/queue.py puts it there; a process
+#: group's feeder passes it on to its worker processes).
+NUDGE = _Nudge()
+
+
+class Empty(Exception):
+    """Raised by get() when the timeout passed with nothing to take."""
+
+
+class Delivery:
+    """One item handed to a reader, and what its transport needs to settle it (`token`); `token_seq` is its
+    number on the way to and from a worker process."""
+
+    __slots__ = ("item", "token", "token_seq")
+
+    def __init__(self, item: Any, token: Any = None) -> None:
+        self.item = item
+        self.token = token
+        self.token_seq = None
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.item!r})"
+
+
+#: Called under a queue's lock with the Delivery being taken (see LocalQueue.get).
+Hold = Callable[[Delivery], None]
+
+
+class Queue(Protocol):
+    """A bounded queue between worker groups, whatever its transport."""
+
+    name: str
+    maxsize: int
+
+    def put_many(self, items: list[Any]) -> float:
+        """Add items, waiting for room; return the seconds spent waiting."""
+
+    def preload(self, items: Iterable[Any]) -> int:
+        """Add items beyond maxsize (a source's input values, a replay); return how many."""
+
+    def put_done(self, count: int) -> None:
+        """Add `count` DONEs: one for each reader instance."""
+
+    def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
+        """The next delivery (or DONE); Empty after `timeout_s`; `hold` gets it under the queue's lock."""
+
+    def get_items(self, max_items: int, timeout_s: float | None = None,
+                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
+        """Up to `max_items` items at once, and whether a DONE came."""
+
+    def give_back(self, deliveries: list[Delivery]) -> None:
+        """Deliveries taken and not processed go back, unsettled."""
+
+    def ack(self, delivery: Delivery) -> None:
+        """The delivery is settled."""
+
+    def close(self) -> int:
+        """Take no more items; what waits is rejected (dead-lettered by the owner). Return how many."""
+
+    def freeze(self) -> list[Any]:
+        """For a forced exit: stop every reader and writer at once and return what waits."""
+
+    def qsize(self) -> int:
+        """Items waiting."""
+
+
+def notify(condition: threading.Condition) -> None:
+    """notify() only when someone waits: with a plain Lock, Condition.notify() checks ownership by taking
+    and releasing the lock again, which costs more than the rest of a put on the hot path."""
+    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+        condition.notify()
+
+
+def notify_all(condition: threading.Condition) -> None:
+    """notify_all() only when someone waits (see notify)."""
+    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+        condition.notify_all()
