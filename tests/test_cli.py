@@ -562,7 +562,7 @@ def test_log_file_names_the_thread_that_wrote_each_line(tmp_path):
 
     assert result.returncode == 1, result.stderr  # AAPL was dead-lettered
     log = log_path.read_text()
-    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.run\.loop: YahooFinanceWorker-[0-3] failed on "
+    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.run\.hand: YahooFinanceWorker-[0-3] failed on "
                      r"'AAPL': ", log, re.MULTILINE), log
     assert re.search(r"^\S+ \S+ INFO    WikiWorker-0 workers\.wiki_worker: WikiWorker-0: 503 symbols from ", log,
                      re.MULTILINE), log
@@ -584,8 +584,8 @@ def test_log_level_warning_hides_info(tmp_path):
     assert result.returncode == 1, result.stderr  # 1 and 3 failed
     *warnings, summary = [text.split(" ", 2)[2] for text in result.stderr.splitlines()]
     assert warnings == [
-        "WARNING Sink-0 core.run.loop: Sink-0 failed on 1: odd number 1",
-        "WARNING Sink-0 core.run.loop: Sink-0 failed on 3: odd number 3",
+        "WARNING Sink-0 core.run.hand: Sink-0 failed on 1: odd number 1",
+        "WARNING Sink-0 core.run.hand: Sink-0 failed on 3: odd number 3",
     ]
     # A run that did not exit 0 logs its summary as an error, so a WARNING log still says how it ended.
     assert summary == f"ERROR   MainThread main: {result.stdout.strip()}"

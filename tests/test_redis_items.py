@@ -118,7 +118,7 @@ def exits_over(queue: RedisQueue, outputs: list[Any]) -> Any:
 
 
 def test_check_refuses_what_a_redis_output_cannot_take_and_is_free_without_one(run_id_queue):
-    from core.run.group import LocalExits
+    from core.run.exits import LocalExits
     from core.transport.local import LocalQueue
 
     queue, out = run_id_queue

@@ -15,7 +15,7 @@ def exits_for(group: Any) -> Any:
     if getattr(group.input, "is_redis", False):
         from core.run.redis_exits import RedisExits
         return RedisExits(group)
-    from core.run.group import LocalExits
+    from core.run.exits import LocalExits
     return LocalExits(group)
 
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from core.run.ledger import Counts, DeadLetters
 from core.transport.base import Delivery
@@ -12,9 +11,23 @@ from core.transport.local import LocalQueue
 
 if TYPE_CHECKING:
     from core.pipeline.config import WorkerSpec
-    from core.run.loop import Instance
 
 logger = logging.getLogger(__name__)
+
+
+class Member(Protocol):
+    """One of a group's instances (core.run.loop.Instance, a worker process's Unit, a course-style instance)."""
+
+    name: str
+    counts: Counts
+    finished: bool
+    crash: BaseException | None
+
+    def in_hand(self) -> list[Delivery]:
+        """Deliveries taken and not yet settled."""
+
+    def give_up(self) -> list[Delivery]:
+        """For a forced exit: what it holds now; from then on it records nothing."""
 
 
 class WorkerGroup:
@@ -28,7 +41,7 @@ class WorkerGroup:
         self.outputs = list(outputs)
         self.dead_letters = dead_letters
         self.stop = stop or threading.Event()
-        self.instances: list[Instance] = []
+        self.instances: list[Member] = []
         self.is_source = spec.input_queue is None
         self.not_started = 0  # input values dead-lettered because no instance took them
         self.runner: Any = None  # core.modes.threads: where the instances run
@@ -148,95 +161,3 @@ class WorkerGroup:
                 await resource.aclose()
             except Exception:  # noqa: BLE001
                 logger.exception("%s: closing %s failed", self.name, key)
-
-
-class LocalExits:
-    """How items of a group running in this process leave it: outputs into the output queues, records
-    into the dead-letter file; the delivery is then settled with its input queue. Every output is checked
-    against every output queue before any is sent (a Redis queue takes only what JSON carries)."""
-
-    def __init__(self, group: WorkerGroup) -> None:
-        self.group = group
-        self.outputs = group.outputs
-        self.input = group.input
-        self._redis = [queue for queue in self.outputs if getattr(queue, "is_redis", False)]
-
-    def check(self, outputs: list[Any]) -> None:
-        """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
-        what JSON carries); nothing is sent."""
-        if self._redis:
-            self._redis[0].encoder.check(outputs)
-
-    def _payloads(self, outputs: list[Any]) -> list[str] | None:
-        """The outputs as a Redis queue takes them (ItemError if one cannot be), or None without one: written
-        once, for every Redis queue of the fan-out."""
-        return self._redis[0].encoder.encode(outputs) if self._redis and outputs else None
-
-    def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
-        payloads = self._payloads(outputs)  # before anything is sent: an output one queue refuses fails the item
-        blocked_s = 0.0
-        for queue in self.outputs if outputs else ():
-            if payloads is not None and getattr(queue, "is_redis", False):
-                blocked_s += queue.put_payloads(payloads)
-                continue
-            done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now
-            if done < len(outputs):
-                blocked_s += queue.put_many(outputs[done:])  # the rest waits for room
-        if final:
-            self.input.ack(delivery)
-        return blocked_s
-
-    async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
-        payloads = self._payloads(outputs)
-        blocked_s = 0.0
-        for queue in self.outputs if outputs else ():
-            is_redis = payloads is not None and getattr(queue, "is_redis", False)
-            done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now, in the loop
-            if done < len(outputs):
-                import asyncio  # loaded already: this runs in an event loop (a threads-only run never loads it)
-
-                started = time.perf_counter()  # wait for room (or for Redis) off the event loop
-                send = (lambda q=queue: q.put_payloads(payloads)) if is_redis else \
-                    (lambda q=queue, rest=outputs[done:]: q.put_many(rest))
-                await asyncio.get_running_loop().run_in_executor(None, send)
-                blocked_s += time.perf_counter() - started
-        if final:
-            self.input.ack(delivery)
-        return blocked_s
-
-    def emit_many(self, emits: list[tuple[Delivery, list[Any], bool]]) -> list[BaseException | None]:
-        """emit() for a batch of (delivery, outputs, final), each queue filled in one go; the error of each
-        (None: sent). What worker processes report arrives this way. An item with an output one queue
-        cannot take sends none of its outputs anywhere."""
-        errors: list[BaseException | None] = []
-        outputs: list[Any] = []
-        payloads: list[str] = []
-        for _, items, _ in emits:
-            try:
-                encoded = self._payloads(items)
-            except Exception as exc:  # noqa: BLE001 - that item's error (an output JSON cannot carry)
-                errors.append(exc)
-                continue
-            errors.append(None)
-            outputs += items
-            payloads += encoded or ()
-        for queue in self.outputs if outputs else ():
-            if getattr(queue, "is_redis", False):
-                queue.put_payloads(payloads)
-            else:
-                queue.put_many(outputs)
-        for (delivery, _, final), error in zip(emits, errors):
-            if final and error is None:
-                self.input.ack(delivery)
-        return errors
-
-    def stored(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            self.input.ack(delivery)
-
-    def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
-        written = self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
-                                                attempts=attempts, kind=kind)
-        self.input.ack(delivery)
-        return written
-

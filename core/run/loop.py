@@ -11,15 +11,18 @@ import inspect
 import logging
 import threading
 import time
-from typing import Any, Awaitable, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Protocol
 
 from core.base.collector import startup_gc
-from core.base.errors import ItemError, Returned
-from core.run.ledger import Counts
+from core.base.errors import Returned
+from core.run.hand import Hand
 from core.transport.base import DONE, Delivery, Empty, Hold
 from core.run.batching import Batch
 from core.run.spool import Spool
 from core.api.worker import BatchWorker, Worker, flushes
+
+if TYPE_CHECKING:
+    from core.run.exits import Exits
 
 logger = logging.getLogger(__name__)
 
@@ -29,28 +32,6 @@ class Inbox(Protocol):
 
     def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
         """The next delivery (or DONE); `hold` gets it under the queue's lock, before get() returns."""
-
-
-class Exits(Protocol):
-    """Where an instance's items go, and how they are settled with their transport."""
-
-    def check(self, outputs: list[Any]) -> None:
-        """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only what
-        JSON carries); nothing is sent. Called on a generator's outputs that go to disk while it runs."""
-
-    def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
-        """Send every output to every output queue; with `final`, the delivery is then settled. Raise only
-        before anything was sent. Return the seconds spent waiting for room downstream. An item's outputs
-        come in one call, or, past core.run.spool.MEMORY_OUTPUTS, in parts (`final` False) once it has finished."""
-
-    async def aemit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
-        """emit() without blocking an event loop."""
-
-    def stored(self, deliveries: list[Delivery]) -> None:
-        """A batch sink wrote these: settle them."""
-
-    def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
-        """Record the item as dead-lettered and settle it; False when the record could not be written."""
 
 
 class Instance:
@@ -63,22 +44,17 @@ class Instance:
         self.name = worker.name
         self.exits = exits
         self.stop = stop
-        self.counts = Counts()
         self.crash: BaseException | None = None
         self.finished = False
         self.batching = isinstance(worker, BatchWorker)
         self.flushing = flushes(type(worker))  # its items are settled once a flush() after them has returned
         self._on_exit = on_exit
         self._clock = clock
-        self._current: Delivery | None = None  # the item being processed
-        # Settling an item (its counts, its dead letter) and giving up at a forced exit exclude each other: an item
-        # is recorded by the instance or by the exit, once. Never held while waiting for room downstream.
-        self._settling = threading.Lock()
-        self._given_up = False
-        self._hold = self._hold_delivery  # one bound method for every take (the child's inbox keys on it)
-        # A batching sink's items until their batch is settled; a flushing worker's, processed, until flushed.
-        self._held: dict[int, Delivery] = {}
-        self._batch = Batch(self, clock) if self.batching or self.flushing else None
+        self.hand = Hand(self.name, exits, batching=self.batching, flushing=self.flushing)
+        self.counts = self.hand.counts
+        self._hold = self.hand.take  # one bound method for every take (the child's inbox keys on it)
+        self._batch = Batch(self.hand, worker, stop, clock) if self.batching or self.flushing else None
+        self.hand.batch = self._batch
         startup_gc.expect()  # start-up ends for the collector once every instance has set up
 
     # --- the drivers ------------------------------------------------------------------------------
@@ -99,7 +75,7 @@ class Instance:
                         if ended:
                             break
                 elif self._handle(delivery) and self.flushing:
-                    self._flush()
+                    self._batch.flush()
                 self.counts.busy_s += time.perf_counter() - started
             self._write_out()
         except BaseException as exc:  # recorded and logged: the thread ends here either way
@@ -147,11 +123,11 @@ class Instance:
                         outputs = _outputs(await result if inspect.isawaitable(result) else result)
                         await self._asend(delivery, outputs, sent, final=True)
                 except Returned:
-                    self._returned(delivery)
+                    self.hand.returned(delivery)
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-                    self.fail(delivery, exc, sent=sent[0])
+                    self.hand.fail(delivery, exc, sent=sent[0])
                 else:
-                    if self._emitted(delivery):
+                    if self.hand.emitted(delivery):
                         await self._aflush()
                 self.counts.busy_s += time.perf_counter() - started
             await self._aflush()
@@ -167,27 +143,6 @@ class Instance:
             self._end()
 
     # --- what the drivers share ------------------------------------------------------------------
-
-    def in_hand(self) -> list[Delivery]:
-        """Deliveries taken and not yet settled (the batch included), for a forced exit to record.
-        Read from another thread: each read below is one step under the GIL, so it sees a whole state."""
-        current = self._current
-        while True:
-            try:
-                held = list(self._held.values())
-                break
-            except RuntimeError:  # changed while read: read again
-                continue
-        return ([current] if current is not None else []) + [d for d in held if d is not current]
-
-    def _hold_delivery(self, delivery: Delivery) -> None:
-        """Under the queue's lock, as the item leaves it: in hand and received, so that a forced exit (which
-        freezes the queues first) finds every item in a queue or in a hand."""
-        self.counts.received += 1
-        if self.batching:
-            self._held[id(delivery)] = delivery
-        else:
-            self._current = delivery
 
     def _wait_s(self) -> float:
         """How long to wait for an item: idle_timeout_s, or until a batch under way is due."""
@@ -209,35 +164,12 @@ class Instance:
 
     def _write_out(self) -> None:
         """Write the batch under way, or flush what the worker buffered."""
-        if self.batching:
+        if self._batch is not None:
             self._batch.flush()
-        elif self.flushing:
-            self._flush()
-
-    def _flush(self) -> None:
-        """worker.flush(): the items processed since the last one are then settled, or dead-lettered if it raised."""
-        if batch := self._batch.take():
-            try:
-                self.worker.flush()
-            except Exception as exc:  # noqa: BLE001 - the items it covered are recorded, then the loop goes on
-                self._flush_failed(batch, exc)
-            else:
-                self.stored(batch)
 
     async def _aflush(self) -> None:
-        if self._batch is not None and (batch := self._batch.take()):
-            try:
-                await _maybe_await(self.worker.flush())
-            except Exception as exc:  # noqa: BLE001
-                self._flush_failed(batch, exc)
-            else:
-                self.stored(batch)
-
-    def _flush_failed(self, batch: list[Delivery], exc: Exception) -> None:
-        logger.error("%s: flush() failed, dead-lettering the %d item(s) it was to write out: %s: %s",
-                     self.name, len(batch), type(exc).__name__, exc, exc_info=exc)
-        for delivery in batch:
-            self._dead_letter(delivery, f"flush() failed: {type(exc).__name__}: {exc}", failed=True)
+        if self._batch is not None:
+            await self._batch.aflush()
 
     def _top_up(self, inbox: Inbox) -> bool:
         """A batch fell due before it was full: what is queued by now goes into it (up to its size) before it
@@ -269,11 +201,11 @@ class Instance:
             else:
                 self._send(delivery, _outputs(result), sent, final=True)
         except Returned:
-            self._returned(delivery)
+            self.hand.returned(delivery)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-            self.fail(delivery, exc, sent=sent[0])
+            self.hand.fail(delivery, exc, sent=sent[0])
         else:
-            return self._emitted(delivery)
+            return self.hand.emitted(delivery)
         return False
 
     def _send(self, delivery: Delivery, outputs: list[Any], sent: list[int], *, final: bool = False) -> None:
@@ -290,77 +222,15 @@ class Instance:
             self.counts.emitted += len(outputs)
             sent[0] += len(outputs)
 
+    def in_hand(self) -> list[Delivery]:
+        """Deliveries taken and not yet settled (the batch included), for a forced exit to record."""
+        return self.hand.in_hand()
+
     def give_up(self) -> list[Delivery]:
         """For a forced exit: what this instance holds now, which the exit records; from now on it records
         nothing (an item it finishes after this was recorded by the exit as abandoned: it may have been
         completed)."""
-        with self._settling:
-            self._given_up = True
-            left = self.in_hand()
-            self._current = None
-            self._held.clear()
-        return left
-
-    def _emitted(self, delivery: Delivery) -> bool:
-        """The item was processed and its outputs sent; True when a flushing worker's items are now to be flushed
-        (the item itself is held until then)."""
-        with self._settling:
-            if self._given_up:
-                return False
-            if self.flushing:
-                self._held[id(delivery)] = delivery  # in hand still, now as held (read by in_hand from any thread)
-                self._current = None
-                return self._batch.add(delivery)
-            self.counts.processed += 1
-            self._release(delivery)
-            return False
-
-    def stored(self, deliveries: list[Delivery]) -> None:
-        """A batch was written (or a flush() covered these): settle and count them."""
-        with self._settling:
-            if self._given_up:
-                return
-            self.exits.stored(deliveries)
-            self.counts.stored += len(deliveries)
-            self.counts.processed += len(deliveries)
-            for delivery in deliveries:
-                self._release(delivery)
-
-    def _returned(self, delivery: Delivery) -> None:
-        with self._settling:
-            if not self._given_up:
-                self.counts.returned += 1
-                self._release(delivery)
-
-    def fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0) -> None:
-        """Dead-letter the item with `exc` (logged unless `log` is False; `sent` of its outputs went on)."""
-        if log and isinstance(exc, ItemError):
-            logger.warning("%s failed on %r: %s", self.name, delivery.item, exc)
-        elif log:
-            logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc,
-                           exc_info=exc)
-        error = f"{type(exc).__name__}: {exc}"
-        if sent:
-            error += f" (after {sent} of its outputs had gone on)"
-        self._dead_letter(delivery, error, attempts=getattr(exc, "attempts", 1), failed=True)
-
-    def _dead_letter(self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed",
-                     failed: bool = False) -> None:
-        with self._settling:
-            if self._given_up:
-                return
-            self.counts.failed += failed
-            if self.exits.dead_letter(delivery, error, attempts=attempts, kind=kind):
-                self.counts.dead_lettered += 1
-            else:
-                self.counts.unrecorded += 1
-            self._release(delivery)
-
-    def _release(self, delivery: Delivery) -> None:
-        if delivery is self._current:
-            self._current = None
-        else:
-            self._held.pop(id(delivery), None)
+        return self.hand.give_up()
 
     def _crashed(self, exc: BaseException) -> None:
         self.crash = exc
@@ -380,7 +250,7 @@ class Instance:
             why = f"{type(self.crash).__name__}: {self.crash}" if self.crash else "the instance ended"
             logger.error("%s ended holding %d item(s); dead-lettering them", self.name, len(left))
             for delivery in left:
-                self._dead_letter(delivery, f"crashed: {why}", kind="crashed")
+                self.hand.dead_letter(delivery, f"crashed: {why}", kind="crashed")
         if self._batch is not None:
             self._batch.clear()
         self.finished = True
