@@ -597,5 +597,5 @@ def test_log_level_debug_shows_the_runner_at_work(tmp_path):
     result = main(["--pipeline", str(path), "--log-level", "DEBUG", "--quiet"], tmp_path)
 
     assert result.returncode == 1, result.stderr
-    assert " DEBUG   YamlPipelineExecutor core.app.executor: Numbers: every producer ended; sent 1 DONE\n" in result.stderr
+    assert " DEBUG   YamlPipelineExecutor core.run.ends: Numbers: every producer ended; sent 1 DONE\n" in result.stderr
     assert " INFO    MainThread main: run report:\n" in result.stderr

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from core.run.bottleneck import QueueLoad
 from core.pipeline.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
-from core.base.paths import data_dir
+from core.base.paths import default_dead_letter_path
 from core.base.errors import StartupError
 from core.pipeline.imports import preload, preload_modules
+from core.run.ends import Ends
 from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
@@ -55,14 +54,13 @@ class YamlPipelineExecutor(threading.Thread):
         self.monitor_interval_s = monitor_interval_s
         self.sample_interval_s = sample_interval_s
         self.started_at: float | None = None
-        self.dead_letters = DeadLetters(Path(dead_letter_path or _default_dead_letter_path(self.spec.name)),
+        self.dead_letters = DeadLetters(Path(dead_letter_path or default_dead_letter_path(self.spec.name)),
                                         self.spec.name)
         self.stop_event = threading.Event()
         self._stop_lock = threading.Lock()  # one stop request acts; any other (a signal, Redis lost) returns
         self.stop_signal: int | None = None
         self.report: RunReport | None = None
         self._changed = threading.Event()
-        self._ended: set[str] = set()  # queues that got their DONEs or were closed
         self._preloads: list[tuple[Any, list[Any]]] = []  # replayed items, put in once the run is open
         self._early_imports: threading.Thread | None = None  # imports the workers' `preload` (core/pipeline/imports.py)
         self.run_report: dict | None = None
@@ -70,6 +68,7 @@ class YamlPipelineExecutor(threading.Thread):
         self.loads = {name: QueueLoad() for name in self.queues}
         runs_here = self.distributed.groups if self.distributed else [w.name for w in self.spec.workers]
         self.groups = {w.name: self._make_group(w, replay) for w in self.spec.workers if w.name in runs_here}
+        self.ends = Ends(self.spec, self.distributed)
         # The process that runs a sink (or was asked) prints the whole run's report.
         self.reports_run = self.distributed is not None and (report or any(not g.outputs for g in self.groups.values()))
 
@@ -92,7 +91,7 @@ class YamlPipelineExecutor(threading.Thread):
             if group.outputs or shared:  # not a sink (or this process leaves a shared queue): input closed
                 group.input.close()
                 if group.spec.input_queue:
-                    self._ended.add(group.spec.input_queue)
+                    self.ends.ended.add(group.spec.input_queue)
         self._changed.set()
 
     def abandon(self, why: str = ABANDONED) -> int:
@@ -239,25 +238,7 @@ class YamlPipelineExecutor(threading.Thread):
                     return
 
     def _propagate_ends(self) -> None:
-        """DONE into each queue whose producers have all ended; close a queue whose readers all ended."""
-        for group in self.groups.values():
-            if group.finished() and not group.input.closed:
-                refused = group.input.close()
-                if refused:
-                    logger.warning("%s: every instance has ended; %d queued item(s) dead-lettered",
-                                   group.name, refused)
-        if self.distributed is not None:
-            for group in self.groups.values():
-                if group.finished():
-                    self.distributed.group_finished(group.name)
-        for name, queue in self.queues.items():
-            if name in self._ended or queue.closed or getattr(queue, "is_redis", False):
-                continue  # a Redis queue ends by its own proof (core/transport/redis/ends.py)
-            reader = self.groups[self.spec.consumer(name).name]
-            if all(self.groups[w.name].finished() for w in self.spec.producers(name)):
-                queue.put_done(reader.runner.readers)
-                self._ended.add(name)
-                logger.debug("%s: every producer ended; sent %d DONE", name, reader.runner.readers)
+        self.ends.propagate(self.groups, self.queues)
 
     def _finish(self) -> None:
         if self._early_imports is not None:
@@ -313,11 +294,3 @@ class YamlPipelineExecutor(threading.Thread):
         settled = dropped + (sink.processed + sink.dead_lettered if sink is not None else 0)
         dead_lettered = dropped + (sink.dead_lettered if sink is not None else 0)
         return Snapshot(elapsed, groups, queues, total, settled, dead_lettered)
-
-
-def _default_dead_letter_path(pipeline: str) -> Path:
-    configured = os.environ.get("DEAD_LETTER_PATH")
-    if configured:
-        return Path(configured)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return data_dir() / "dead_letters" / f"{pipeline}-{stamp}.jsonl"

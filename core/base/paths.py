@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
@@ -15,6 +16,15 @@ _added_paths: list[str] = []  # what use_module_search_paths put on sys.path, so
 def data_dir(env: Mapping[str, str] = os.environ) -> Path:
     """Where local files go: DATA_DIR, else data/ beside main.py (so cron's working directory does not matter)."""
     return Path(env.get("DATA_DIR") or PROJECT_DIR / "data")
+
+
+def default_dead_letter_path(pipeline: str, env: Mapping[str, str] = os.environ) -> Path:
+    """Where a run's dead letters go: DEAD_LETTER_PATH, else DATA_DIR/dead_letters/<pipeline>-<UTC time>.jsonl."""
+    configured = env.get("DEAD_LETTER_PATH")
+    if configured:
+        return Path(configured)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return data_dir(env) / "dead_letters" / f"{pipeline}-{stamp}.jsonl"
 
 
 def missing_pipeline_hint(location: str | Path) -> str:

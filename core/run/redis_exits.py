@@ -191,8 +191,3 @@ class RedisExits:
                 raise Returned(f"{delivery.token[0]} is owned by another consumer now")
         return self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
                                              attempts=attempts, kind=kind)
-
-
-def _set(future: Any, result: Any) -> None:
-    if not future.done():
-        future.set_result(result)

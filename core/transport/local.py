@@ -9,7 +9,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
-from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold, notify, notify_all
+from core.transport.base import DONE, Delivery, Empty, Hold, notify, notify_all
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@ per kind, core/transport/redis/scripts.py); how a group's items leave through it
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -14,7 +13,6 @@ from core.base import codec
 from core.base.errors import ItemError
 from core.transport.base import Delivery
 from core.base.redact import redact
-from core.transport.redis.client import RedisLost
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +100,6 @@ class Settler:
             return self._wait(request)
         self._submit(request, on_result)
         return None
-
-    async def asettle(self, delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...] = ()) -> bool:
-        """settle() for an asyncio task: it waits without holding a thread."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        def deliver(result: Any) -> None:
-            loop.call_soon_threadsafe(_set, future, result)
-        payloads = encode_all(outputs or (), self.queue.run.max_bulk_bytes)
-        self._submit(_Request("settle", delivery, payloads, output_keys, None), deliver)
-        result = await future
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
     def dead(self, delivery: Delivery, error: str, *, kind: str, attempts: int = 1, stage: str | None = None,
              on_result: Callable[[Any], None] | None = None) -> bool | None:
