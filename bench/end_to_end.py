@@ -85,7 +85,7 @@ def main() -> None:
             plain, plain_walls = [p for p, _ in plain], [w for _, w in plain]
             run, wall, other = statistics.median(ours), statistics.median(walls), statistics.median(plain)
             other_wall = statistics.median(plain_walls)
-            pairs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours, plain))
+            pairs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours, plain, strict=True))
             print(f"| {instances} | {ideal:.2f}s | {run:.2f}s | {run / ideal:.2f}× | {other:.2f}s | {run / other:.2f} "
                   f"| {wall:.2f}s, {other_wall:.2f}s | {pairs} |", flush=True)
 

@@ -152,8 +152,8 @@ def main() -> None:
     print("\nOurs ÷ the plain script reference, paired within each repeat (runs minutes apart see different loads), "
           "median:\n")
     for label in (OURS_ONE, OURS_STREAM):
-        whole = statistics.median(o["rate"] / p["rate"] for o, p in zip(runs[label], script))
-        sink = statistics.median(o["sink_rate"] / p["rate"] for o, p in zip(runs[label], prefilled))
+        whole = statistics.median(o["rate"] / p["rate"] for o, p in zip(runs[label], script, strict=True))
+        sink = statistics.median(o["sink_rate"] / p["rate"] for o, p in zip(runs[label], prefilled, strict=True))
         print(f"- {label}: run's clock ÷ plain script {whole:.0%}; sink ÷ plain script consumer-only {sink:.0%}")
 
 

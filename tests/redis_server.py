@@ -63,7 +63,7 @@ class RedisServer:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}")
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}") from None
             try:
                 with self.client() as client:
                     if client.ping():

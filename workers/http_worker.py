@@ -22,7 +22,7 @@ class HttpWorker(Worker):
     """Worker whose instances share one HttpClient (session, retries, rate limit, breakers) per group."""
 
     #: requests, imported while the run starts (Worker.preload).
-    preload = ("core.http.client",)
+    preload: tuple[str, ...] = ("core.http.client",)
     #: Environment variable that overrides DEFAULT_USER_AGENT for this kind of worker.
     USER_AGENT_ENV = "HTTP_USER_AGENT"
     DEFAULT_USER_AGENT = "yaml-pipeline-runner/1.0 (python-requests)"
@@ -46,8 +46,8 @@ class HttpWorker(Worker):
         """(param, message) for each HTTP param out of its range."""
         problems = list(super().check_params(params))
         for key in _POSITIVE + _NOT_NEGATIVE + ("breaker_failures", "max_body_bytes"):
-            value = params.get(key)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            value: Any = params.get(key)
+            if not _is_number(value):
                 continue  # absent, or of the wrong type (reported by the import check)
             if key in _POSITIVE and not value > 0:
                 problems.append((key, f"must be more than 0, got {value!r}"))
@@ -72,7 +72,7 @@ class AsyncHttpWorker(HttpWorker):
     """
 
     #: aiohttp (and not requests), imported while the run starts (Worker.preload).
-    preload = ("core.http.aiohttp_client",)
+    preload: tuple[str, ...] = ("core.http.aiohttp_client",)
 
     def setup(self) -> None:
         """Make the group's client (importing aiohttp, about 0.1 s) as the loop starts, while the stages
@@ -86,3 +86,8 @@ class AsyncHttpWorker(HttpWorker):
         from core.http.aiohttp_client import AsyncHttpClient  # only coroutine workers need aiohttp
 
         return self.group.resource("aiohttp", lambda: AsyncHttpClient(self.http_settings, stop=self.group.stop))
+
+
+def _is_number(value: Any) -> bool:
+    """An int, a float or a Fraction as given (compared as it is: an int may be too large for a float)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -62,11 +62,13 @@ class WikiWorker:
         """The symbols on the page at `url`."""
         response = self.http.get(url)
         return symbols_from(url, response.status_code, response.content, response.headers.get("Content-Type", ""),
-                            response.attempts)
+                            response.attempts)  # type: ignore[attr-defined]  # set by core.http.client
 
 
 class _WikiParams:
     """What both sources share: the User-Agent Wikimedia asks for, and the min_symbols check."""
+
+    name: str  # the worker's (a Worker mixin)
 
     USER_AGENT_ENV = "WIKIPEDIA_USER_AGENT"
     # Wikimedia answers 403 to library-default agents and asks for a name and a way to reach you.

@@ -10,7 +10,7 @@ import math
 import string
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generator, cast
 from urllib.parse import quote
 
 from core.http.policy import Page, Stopped
@@ -112,7 +112,7 @@ def parse_quote_page(html: str | bytes, symbol: str) -> float:
     if element is None:
         raise ItemError("no price element on the quote page")
     shown = element.get("data-symbol")
-    if shown is not None and shown.upper() != symbol.upper():
+    if isinstance(shown, str) and shown.upper() != symbol.upper():
         raise ItemError(f"the quote page is for {shown!r}, not {symbol!r}: refused")
     return valid_price(element.get("value") or element.get("data-value") or element.get_text(strip=True))
 
@@ -147,7 +147,7 @@ class YahooFinancePriceWorker:
             fetch = next(steps)
             while True:
                 try:
-                    response = self.http.get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
+                    response = cast("HttpClient", self.http).get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
                 except ItemError as exc:
                     fetch = steps.throw(exc)
                 else:
@@ -162,7 +162,7 @@ class YahooFinancePriceWorker:
             fetch = next(steps)
             while True:
                 try:
-                    page = await self.http.get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
+                    page = await cast("AsyncHttpClient", self.http).get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
                 except ItemError as exc:
                     fetch = steps.throw(exc)
                 else:
@@ -205,7 +205,7 @@ def _from_chart(page: Page, ticker: str) -> tuple[float, str, datetime | None]:
     try:
         return parse_chart(json.loads(page.body), ticker)
     except (ItemError, ValueError) as exc:
-        exc.attempts = page.attempts
+        exc.attempts = page.attempts  # type: ignore[union-attr]  # the dead letter's `attempts`
         raise
 
 

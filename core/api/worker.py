@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import inspect
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol, TypeAlias
 
 from core.base.errors import ItemError
 
-__all__ = ["BatchWorker", "Group", "ItemError", "Worker", "flushes", "holds", "is_async"]
+__all__ = ["BatchWorker", "Group", "Hook", "ItemError", "Worker", "flushes", "holds", "is_async"]
+
+#: What a hook (setup, on_idle, flush, teardown) returns: None, or an awaitable where the worker is async.
+Hook: TypeAlias = "None | Awaitable[None]"
 
 
 class Group(Protocol):
@@ -61,24 +64,24 @@ class Worker:
     def open_group(self) -> None:
         """Runs once per group (on instance 0) before anything starts; raise to refuse the run."""
 
-    def setup(self) -> None:
+    def setup(self) -> Hook:
         """Runs where the instance runs, before its first item."""
 
     def process(self, item: Any) -> Any:
         """Handle one item: return one output (None for none), or yield several."""
         raise NotImplementedError(f"{type(self).__name__} must implement process(item)")
 
-    def on_idle(self) -> None:
+    def on_idle(self) -> Hook:
         """Runs when no item arrived for idle_timeout_s."""
 
-    def flush(self) -> None:
+    def flush(self) -> Hook:
         """Write out what process() buffered (async def too for an async worker). Define it in a worker that
         keeps items in a buffer of its own (a file, a client's batch): its items are then settled (counted done,
         acknowledged) only once a flush() after them has returned, so that a forced exit dead-letters what was
         still in the buffer as `abandoned` instead of counting it done. If it raises, the items since the last
         flush() are dead-lettered with its error."""
 
-    def teardown(self) -> None:
+    def teardown(self) -> Hook:
         """Runs after the instance's last item, even after a crash."""
 
 

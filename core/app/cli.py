@@ -224,7 +224,7 @@ def _input_values_in(path: Path) -> int | None:
     except (OSError, UnicodeError):
         return None
     sections = re.split(r"^(?=[A-Za-z_][\w-]*:)", text, flags=re.MULTILINE)  # the top-level keys, one by one
-    for candidate in (text, next((part for part in sections if part.startswith("workers:")), None)):
+    for candidate in (text, next((part for part in sections if part.startswith("workers:")), "")):
         try:
             raw = load_with_lines(candidate)
             return sum(len(worker["input_values"]) if isinstance(worker.get("input_values"), list) else 1

@@ -5,10 +5,11 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from core.run.bottleneck import QueueLoad
 from core.pipeline.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
+from core.pipeline.specs import QueueSpec, WorkerSpec
 from core.base.paths import default_dead_letter_path
 from core.base.errors import StartupError
 from core.pipeline.imports import preload, preload_modules
@@ -16,11 +17,15 @@ from core.run.ends import Ends
 from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
+from core.transport.base import Queue, is_shared
 from core.transport.local import LocalQueue
 from core.pipeline.replay import check_replay
 from core.run.report import RunReport, Snapshot, build_report
 from core.modes.choice import make_runner
 from core.api.worker import holds
+
+if TYPE_CHECKING:
+    from core.run.distributed import Distributed  # imported where a run has Redis queues: it loads redis
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class YamlPipelineExecutor(threading.Thread):
     share (RUN_ID, or a new one) and `only` the groups this process runs (core/run/distributed.py).
     """
 
-    def __init__(self, pipeline_location: str | Path, *, sets: list[str] = (),
+    def __init__(self, pipeline_location: str | Path, *, sets: Sequence[str] = (),
                  dead_letter_path: str | Path | None = None, monitor_interval_s: float = 1.0,
                  sample_interval_s: float = 0.2, replay: dict[str, list[Any]] | None = None,
                  run_id: str | None = None, only: list[str] | None = None, report: bool = False) -> None:
@@ -47,7 +52,7 @@ class YamlPipelineExecutor(threading.Thread):
         self.spec: PipelineSpec = load_pipeline(pipeline_location, sets=sets)
         if replay is not None:
             check_replay(replay, self.spec)
-        self.distributed = None
+        self.distributed: Distributed | None = None
         if any(q.backend == "redis" for q in self.spec.queues.values()) or run_id or only:
             from core.run.distributed import Distributed
             self.distributed = Distributed(self.spec, run_id=run_id, only=only)
@@ -135,7 +140,7 @@ class YamlPipelineExecutor(threading.Thread):
             for queue, items in self._preloads:
                 queue.preload(items)
             for group in self.groups.values():
-                if getattr(group.input, "is_redis", False):
+                if is_shared(group.input):
                     # a batching (or flushing) sink must be able to fill its batches
                     batch = max(holds(i.worker) if hasattr(i, "worker") else getattr(group.runner, "batch_size", 1)
                                 for i in group.instances)
@@ -163,21 +168,22 @@ class YamlPipelineExecutor(threading.Thread):
             self.report = self._report(reason, error, time.monotonic() - started,
                                        self.stop_signal if reason == "interrupted" else None)
 
-    def _make_queue(self, spec) -> Any:
-        if spec.backend == "redis":
-            reader = self.spec.consumer(spec.name).name
+    def _make_queue(self, spec: QueueSpec) -> Queue:
+        if self.distributed is not None and spec.backend == "redis":
+            reader = self.spec.reader(spec.name).name
             return self.distributed.queue(spec.name, spec.maxsize, reader, visibility_timeout_s=spec.visibility_timeout_s,
                                           max_deliveries=spec.max_deliveries)
         return LocalQueue(spec.name, spec.maxsize)
 
-    def _make_group(self, spec, replay: dict[str, list[Any]] | None) -> WorkerGroup:
+    def _make_group(self, spec: WorkerSpec, replay: dict[str, list[Any]] | None) -> WorkerGroup:
+        inbox: Queue
         if spec.input_queue is None:  # a source reads its input values like any queue
             values = list(spec.input_values or ()) if replay is None else list(replay.get(spec.name, ()))
             if self.distributed is not None:  # written once for the whole run, however many run the source
                 inbox = self.distributed.values(spec, values)
             else:
-                inbox = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
-                inbox.preload(values)
+                inbox = local = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
+                local.preload(values)
         else:
             inbox = self.queues[spec.input_queue]
             if replay and replay.get(spec.name):
@@ -233,7 +239,7 @@ class YamlPipelineExecutor(threading.Thread):
                 last_check = now
                 self._propagate_ends()
                 if self.distributed is not None:
-                    self._publish(finished=False)
+                    self._publish(self.distributed, finished=False)
                 if all(group.finished() for group in self.groups.values()):
                     return
 
@@ -254,7 +260,7 @@ class YamlPipelineExecutor(threading.Thread):
                 if group.finished():
                     self.distributed.group_finished(group.name)
             try:
-                self._publish(finished=True)
+                self._publish(self.distributed, finished=True)
                 if self.reports_run and self.distributed.run.lost is None:
                     self.run_report = self.distributed.run_report()
                     if not self.stop_event.is_set() and not self.run_report["unfinished"]:
@@ -273,8 +279,8 @@ class YamlPipelineExecutor(threading.Thread):
         report.run = self.run_report
         return report
 
-    def _publish(self, finished: bool) -> None:
-        self.distributed.publish({name: group.counts() for name, group in self.groups.items()}, finished)
+    def _publish(self, distributed: Distributed, finished: bool) -> None:
+        distributed.publish({name: group.counts() for name, group in self.groups.items()}, finished)
 
     def snapshot(self) -> Snapshot:
         """The run as it is now, for the live status (safe to call from another thread)."""

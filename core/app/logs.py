@@ -46,4 +46,4 @@ def setup_logging(level: str, *, log_file: str | None = None, console: Any = Non
     sys.excepthook = lambda kind, exc, tb: logger.critical("uncaught error", exc_info=(kind, exc, tb))
     threading.excepthook = lambda args: logger.critical(
         "uncaught error in thread %s", args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]  # as Python gives it

@@ -71,11 +71,12 @@ class AsyncHttpClient:
 
     async def _try(self, session: aiohttp.ClientSession, url: str, step: Step,
                    plan: RequestPlan) -> tuple[int, Mapping[str, str], bytes]:
-        loop = self._loop
+        loop, deadlines = self._loop, self._deadlines
+        assert loop is not None and deadlines is not None, "a try runs on an open session"
         # sock_connect and sock_read, not connect/total: those count the wait for a pooled connection
         # (aiohttp#10313). The outer clock bounds the whole try by the deadline, then the body by its budget
         # (one timer for every try in flight: core/http/deadlines.py).
-        with self._deadlines.until(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as deadline:
+        with deadlines.until(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as deadline:
             async with session.get(_as_given(url), timeout=self._timeout(step)) as response:
                 deadline.move(loop.time() + plan.body_budget_s())
                 length, cap = response.content_length, self.settings.max_body_bytes

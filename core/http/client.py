@@ -73,13 +73,13 @@ class HttpClient:
                 plan.abandon()
                 raise
             if plan.answered(response.status_code, response.headers.get("Retry-After")):
-                response.attempts = plan.tries
+                response.attempts = plan.tries  # type: ignore[attr-defined]  # read by the workers
                 return response
 
     def close(self) -> None:
         """Close the session's pooled connections now (urllib3 2.x would leave them to the garbage collector)."""
         for adapter in {id(a): a for a in self.session.adapters.values()}.values():
-            pools = adapter.poolmanager.pools
+            pools = adapter.poolmanager.pools  # type: ignore[attr-defined]  # an HTTPAdapter's
             for key in pools.keys():
                 pool = pools.get(key)
                 if pool is not None:
@@ -139,4 +139,4 @@ def _read_body(response: requests.Response, *, budget_s: float, max_bytes: int) 
         response.close()
         raise requests.exceptions.ContentDecodingError(exc) from exc
     response._content = b"".join(chunks)  # what Response.content would have read, now read on time
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]

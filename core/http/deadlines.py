@@ -12,7 +12,7 @@ with `asyncio.timeout_at()`; any other cancellation goes through untouched.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 
 class Deadline:
@@ -44,7 +44,7 @@ class Deadline:
             keeper.check_at(self.when)
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         del self.keeper.guarded[self.task]
         if self.expired:
             uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+: take back our cancel() request

@@ -8,11 +8,12 @@ from core.run.loop import Instance
 from core.modes.threads import ThreadRunner
 from core.api.kinds import is_course_class
 from core.api.worker import is_async
+from core.transport.base import is_shared
 
 
 def exits_for(group: Any) -> Any:
     """How a group's items leave: settled with a Redis input (core/transport/redis/queue.py), or put on locally."""
-    if getattr(group.input, "is_redis", False):
+    if is_shared(group.input):
         from core.run.redis_exits import RedisExits
         return RedisExits(group)
     from core.run.exits import LocalExits

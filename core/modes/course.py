@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from core.modes.course_queues import COURSE_DONE, CourseInbox, CourseOutbox
 from core.run.ledger import Counts
-from core.transport.base import DONE, Delivery, Empty
-from core.transport.local import LocalQueue
+from core.transport.base import DONE, Delivery, Empty, Queue
 
 if TYPE_CHECKING:
     from core.run.group import WorkerGroup
@@ -42,7 +41,7 @@ class CourseInstance:
     def __init__(self, name: str, group: WorkerGroup, on_exit: Callable[[CourseInstance], None]) -> None:
         self.name = name
         self.group = group
-        self.inbox: LocalQueue = group.input
+        self.inbox: Queue = group.input
         self.counts = Counts()
         self.crash: BaseException | None = None
         self.finished = False
@@ -230,7 +229,7 @@ class CourseRunner:
         """A course-style worker cannot be told to stop: its input, once closed, hands it 'DONE'."""
 
     def _drain_values(self) -> list[Delivery]:
-        values = []
+        values: list[Delivery] = []
         while True:
             try:
                 delivery = self.group.input.get(0)
@@ -256,7 +255,7 @@ def _tracked(cls: type, instance: CourseInstance) -> type:
     def run(self: threading.Thread) -> None:
         instance.began(self)
         try:
-            super(tracked, self).run()
+            super(tracked, self).run()  # type: ignore[arg-type]  # `tracked`: the class made below
         except BaseException as exc:  # recorded and logged: the thread ends here either way
             instance.crashed(exc)
         else:
@@ -268,7 +267,7 @@ def _tracked(cls: type, instance: CourseInstance) -> type:
         if self.ident is None:
             self.daemon = True
         instance.thread = self
-        super(tracked, self).start()
+        super(tracked, self).start()  # type: ignore[arg-type]
         instance.launched = True  # start() returned: run() will be called, and it ends the instance
 
     tracked = type(cls.__name__, (cls,), {"run": run, "start": start, "__module__": cls.__module__,

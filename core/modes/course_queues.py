@@ -7,7 +7,7 @@ import time
 from typing import Any, Protocol
 
 from core.run.ledger import Counts
-from core.transport.local import LocalQueue
+from core.transport.base import Queue
 
 
 class CourseInstance(Protocol):
@@ -34,7 +34,7 @@ class CourseInbox:
     """The `input_queue` a course-style worker gets: queue.Queue's methods over the group's input queue,
     with the string 'DONE' where the runner's DONE is."""
 
-    def __init__(self, inbox: LocalQueue, instance: CourseInstance) -> None:
+    def __init__(self, inbox: Queue, instance: CourseInstance) -> None:
         self._inbox = inbox
         self._instance = instance
 
@@ -70,7 +70,7 @@ class CourseInbox:
 class CourseOutbox:
     """One `output_queue` of a course-style worker: put() into a group's output queue, counted as emitted."""
 
-    def __init__(self, outbox: LocalQueue, instance: CourseInstance) -> None:
+    def __init__(self, outbox: Queue, instance: CourseInstance) -> None:
         self._outbox = outbox
         self._instance = instance
 
@@ -105,7 +105,7 @@ def _is_done(item: Any) -> bool:
     return isinstance(item, str) and item == COURSE_DONE
 
 
-def _put(target: LocalQueue, item: Any, block: bool, timeout_s: float | None) -> float:
+def _put(target: Queue, item: Any, block: bool, timeout_s: float | None) -> float:
     """queue.Queue.put on a LocalQueue: wait for room (or raise queue.Full); return the seconds waited."""
     if target.put_nowait(item) is not None:
         return 0.0

@@ -5,7 +5,7 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -38,7 +38,7 @@ MAX_INSTANCES = 10_000  # in all of a group's processes together
 MAX_PROCESSES = 256
 
 
-def load_pipeline(path: str | Path, *, sets: list[str] = (), env: Mapping[str, str] | None = None) -> PipelineSpec:
+def load_pipeline(path: str | Path, *, sets: Sequence[str] = (), env: Mapping[str, str] | None = None) -> PipelineSpec:
     """Read, validate and resolve a pipeline file; raise ConfigError naming every problem, in file order.
 
     ${VAR} and ${VAR:-default} in values are filled from `env` (default os.environ); each of `sets`
@@ -133,14 +133,14 @@ def _build(raw: LineDict, checker: Checker) -> tuple[PipelineSpec, dict[str, str
     workers: list[WorkerSpec] = []
     entry_of: dict[str, str] = {}
     for index, item in _entries(raw, "workers", checker, complete):
-        spec = _worker(item, f"workers[{index}]", checker)
-        if spec is None or spec.name in entry_of:
+        worker = _worker(item, f"workers[{index}]", checker)
+        if worker is None or worker.name in entry_of:
             complete.discard("workers")
-        if spec and spec.name in entry_of:
-            checker.add(item.line_of("name"), f"workers[{index}].name", f"duplicate worker name {spec.name!r}")
-        elif spec:
-            workers.append(spec)
-            entry_of[spec.name] = f"workers[{index}]"
+        if worker and worker.name in entry_of:
+            checker.add(item.line_of("name"), f"workers[{index}].name", f"duplicate worker name {worker.name!r}")
+        elif worker:
+            workers.append(worker)
+            entry_of[worker.name] = f"workers[{index}]"
     return PipelineSpec(path=checker.path, queues=queues, workers=workers), entry_of, complete
 
 

@@ -119,7 +119,8 @@ def course_problems(cls: type, worker: WorkerSpec) -> list[tuple[str, str]]:
     if worker.processes:
         problems.append(("processes", f"{cls.__name__} is a course-style threading.Thread: it runs as threads in "
                                       "this process; remove processes, or move it to the Worker API"))
-    accepted, open_ended = {}, False
+    accepted: dict[str, inspect.Parameter] = {}
+    open_ended = False
     for klass in cls.__mro__:
         if klass is threading.Thread or klass is object:
             break

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -45,7 +45,7 @@ def expand_env(raw: Any, env: Mapping[str, str], report: Report, where: str = ""
     return _scalar(expanded) if whole and not whole.group(1) else expanded
 
 
-def apply_sets(raw: LineDict, sets: list[str], report: Callable[[SetLine, str, str], None]) -> None:
+def apply_sets(raw: LineDict, sets: Sequence[str], report: Callable[[SetLine, str, str], None]) -> None:
     """Apply each `section.name.key[.key...]=value` (section: queues or workers; value read as YAML)."""
     for argument in sets:
         origin = SetLine(f"--set {argument}")
@@ -55,11 +55,11 @@ def apply_sets(raw: LineDict, sets: list[str], report: Callable[[SetLine, str, s
             report(origin, "--set", "expected section.name.key=value, e.g. workers.YahooFinanceWorker.instances=16")
             continue
         section, name, keys = parts[0], parts[1], parts[2:]
-        entries = raw.get(section)
-        entry = next((e for e in entries if isinstance(e, LineDict) and e.get("name") == name), None) \
-            if isinstance(entries, LineList) else None
+        found = raw.get(section)
+        entries = found if isinstance(found, LineList) else LineList()
+        entry = next((e for e in entries if isinstance(e, LineDict) and e.get("name") == name), None)
         if entry is None:
-            names = [e.get("name") for e in entries or [] if isinstance(e, LineDict)]
+            names = [e.get("name") for e in entries if isinstance(e, LineDict)]
             report(origin, f"{section}.{name}", f"no such entry in {section}{did_you_mean(name, names)}")
             continue
         entries[entries.index(entry)] = target = _copy(entry)  # an anchor may share it with another entry

@@ -66,3 +66,10 @@ class PipelineSpec:
     def consumer(self, queue: str) -> WorkerSpec | None:
         """The one group that reads `queue` (validation refuses two)."""
         return next((w for w in self.workers if w.input_queue == queue), None)
+
+    def reader(self, queue: str) -> WorkerSpec:
+        """The group that reads `queue`, in a pipeline that passed its checks (every queue has one)."""
+        consumer = self.consumer(queue)
+        if consumer is None:
+            raise KeyError(f"no worker group reads queue {queue!r}")
+        return consumer

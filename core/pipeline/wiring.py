@@ -14,11 +14,11 @@ def check_wiring(spec: PipelineSpec, checker: Checker, *, queues_known: bool = T
     for worker in spec.workers if queues_known else ():
         named = ([("input_queue", worker.input_queue)] if worker.input_queue else []) + [
             (f"output_queues[{i}]", q) for i, q in enumerate(worker.output_queues)]
-        for key, queue in named:
-            if queue not in spec.queues:
+        for key, name in named:
+            if name not in spec.queues:
                 line = worker.key_lines.get(key) or worker.key_lines.get(key.split("[")[0], worker.line)
                 checker.add(line, f"workers.{worker.name}.{key.split('[')[0]}",
-                            f"unknown queue {queue!r}{did_you_mean(queue, spec.queues)}")
+                            f"unknown queue {name!r}{did_you_mean(name, spec.queues)}")
     for queue in spec.queues.values():
         readers = [w.name for w in spec.workers if w.input_queue == queue.name]
         if workers_known and not spec.producers(queue.name):

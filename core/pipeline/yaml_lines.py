@@ -68,7 +68,7 @@ class _LimitedLoader(yaml.SafeLoader):
         self._alias_nodes = 0
         self._measured: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth) when fully expanded
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._count_alias(event)
@@ -91,16 +91,16 @@ class _LimitedLoader(yaml.SafeLoader):
             return  # PyYAML reports the undefined alias
         if event.anchor in self._open_anchors:
             raise LoadLimitError(None, None, f"alias *{event.anchor} is used inside the value it names, "
-                                 "which would make that value endless", event.start_mark)
+                                 "which would make that value endless", event.start_mark)  # type: ignore[arg-type]
         nodes, depth = self._measure(target)
         if self._depth + depth > MAX_DEPTH:
             raise LoadLimitError(None, None, f"alias *{event.anchor} nests the file more than {MAX_DEPTH} "
-                                 "levels deep", event.start_mark)
+                                 "levels deep", event.start_mark)  # type: ignore[arg-type]
         self._alias_nodes += nodes
         if self._alias_nodes > MAX_ALIAS_NODES:
             raise LoadLimitError(None, None, f"aliases expand the file by more than {MAX_ALIAS_NODES:,} values by "
                                  f"here (this *{event.anchor} alone adds {nodes:,}); write the values out or "
-                                 "use fewer aliases", event.start_mark)
+                                 "use fewer aliases", event.start_mark)  # type: ignore[arg-type]
 
     def _measure(self, node: yaml.Node) -> tuple[int, int]:
         """How many nodes `node` expands to, and how deep; memoised, so shared values are measured once."""
@@ -188,7 +188,7 @@ def _checked_scalar(tag: str):
 def _construct_text(loader: _LimitedLoader, node: yaml.Node) -> str:
     """A string, refused when an escape made it half of a UTF-16 pair ("\\ud800"): that is no character, and
     printing, logging or storing the value would fail in the middle of a run."""
-    text = loader.construct_scalar(node)
+    text = loader.construct_scalar(node)  # type: ignore[arg-type]  # registered for scalar nodes only
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -215,10 +215,11 @@ class _Sequence(yaml.SequenceNode):
 class _LineLoader(_LimitedLoader):
     """_LimitedLoader whose mappings and sequences carry line numbers (1-based)."""
 
-    def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:
+    # types-PyYAML gives compose_sequence_node the `anchors` dict of compose_document; PyYAML passes the anchor
+    def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:  # type: ignore[override]
         start = self.peek_event()
         if start.tag not in (None, "!", SEQ_TAG):  # !!omap, !!pairs and the like read their items as nodes
-            return super().compose_sequence_node(anchor)
+            return super().compose_sequence_node(anchor)  # type: ignore[arg-type]
         self.get_event()
         node = _Sequence(SEQ_TAG, [], start.start_mark, None, flow_style=start.flow_style)
         node.lines = array("I")

@@ -140,7 +140,7 @@ class Batch:
             try:
                 worker.write_batch([delivery.item for delivery in batch])
             except Exception as exc:  # noqa: BLE001 - retried, split or dead-lettered by the caller
-                exc.attempts = attempt
+                exc.attempts = attempt  # type: ignore[attr-defined]  # the dead letter's `attempts`
                 if not worker.is_transient(exc):
                     return exc
                 if attempt == attempts:

@@ -47,7 +47,7 @@ def hints(stages: list[StageLoad]) -> list[str]:
     """One-line advice: the stage to scale (or the rate limit to raise), and the stages that idled."""
     advice = []
     readers = [s for s in stages if s.input_load is not None and s.input_load.samples]
-    backlogged = [s for s in readers if s.input_load.fraction(s.input_load.nonempty) >= BACKLOG_AT]
+    backlogged = [s for s in readers if _load(s).fraction(_load(s).nonempty) >= BACKLOG_AT]
     bottleneck = max(backlogged, key=lambda s: s.busy, default=None)
     if bottleneck is not None and bottleneck.busy < BUSY_AT:
         bottleneck = None  # a backlog its reader had time for: nobody is short of instances
@@ -63,8 +63,15 @@ def hints(stages: list[StageLoad]) -> list[str]:
     return advice
 
 
+def _load(stage: StageLoad) -> QueueLoad:
+    """The load of a stage's input queue (a stage that reads one)."""
+    if stage.input_load is None:
+        raise ValueError(f"{stage.name} reads no queue")
+    return stage.input_load
+
+
 def _scale_hint(stage: StageLoad) -> str:
-    load = stage.input_load
+    load = _load(stage)
     full = load.fraction(load.full)
     how = f"full {100 * full:.0f}%" if full >= BACKLOG_AT else f"non-empty {100 * load.fraction(load.nonempty):.0f}%"
     held = f"{stage.name} kept {stage.input_queue} {how} of the time, its instances busy {100 * stage.busy:.0f}%"

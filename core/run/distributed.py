@@ -4,6 +4,7 @@ queues and the sources' input values kept there, end marks, and the run's report
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -126,9 +127,9 @@ class Distributed:
         for name, queue in self.queues.items():
             if name.endswith(".values"):
                 continue
-            stream = self.run.call(lambda: self.run.redis.xinfo_stream(queue.key))
-            groups = self.run.call(lambda: self.run.redis.xinfo_groups(queue.key))
-            group = next((g for g in groups if _text(g["name"]) == queue.group), {})
+            stream = self.run.call(functools.partial(self.run.redis.xinfo_stream, queue.key))
+            groups = self.run.call(functools.partial(self.run.redis.xinfo_groups, queue.key))
+            group: dict[str, Any] = next((g for g in groups if _text(g["name"]) == queue.group), {})
             result[name] = {"added": int(stream.get("entries-added", 0)), "left": int(stream.get("length", 0)),
                             "pending": int(group.get("pending", 0))}
         result["dead letters in Redis"] = {"added": int(self.run.call(lambda: self.run.redis.xlen(self.run.key("dead"))))}

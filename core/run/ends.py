@@ -8,6 +8,7 @@ from typing import Any
 
 from core.pipeline.specs import PipelineSpec
 from core.run.group import WorkerGroup
+from core.transport.base import is_shared
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,9 @@ class Ends:
                 if group.finished():
                     self.distributed.group_finished(group.name)
         for name, queue in queues.items():
-            if name in self.ended or queue.closed or getattr(queue, "is_redis", False):
+            if name in self.ended or queue.closed or is_shared(queue):
                 continue  # a Redis queue ends by its own proof (core/transport/redis/ends.py)
-            reader = groups[self.spec.consumer(name).name]
+            reader = groups[self.spec.reader(name).name]
             if all(groups[w.name].finished() for w in self.spec.producers(name)):
                 queue.put_done(reader.runner.readers)
                 self.ended.add(name)

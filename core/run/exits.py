@@ -4,11 +4,12 @@ outputs are (core/run/redis_exits.py settles with a Redis input; core/modes/chil
 """
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from core.run.group import WorkerGroup
-from core.transport.base import Delivery
+from core.transport.base import Delivery, is_shared
 from core.transport.local import LocalQueue
 
 
@@ -43,7 +44,7 @@ class LocalExits:
         self.group = group
         self.outputs = group.outputs
         self.input = group.input
-        self._redis = [queue for queue in self.outputs if getattr(queue, "is_redis", False)]
+        self._redis = [queue for queue in self.outputs if is_shared(queue)]
 
     def check(self, outputs: list[Any]) -> None:
         """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
@@ -60,7 +61,7 @@ class LocalExits:
         payloads = self._payloads(outputs)  # before anything is sent: an output one queue refuses fails the item
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
-            if payloads is not None and getattr(queue, "is_redis", False):
+            if payloads is not None and is_shared(queue):
                 blocked_s += queue.put_payloads(payloads)
                 continue
             done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now
@@ -74,14 +75,13 @@ class LocalExits:
         payloads = self._payloads(outputs)
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
-            is_redis = payloads is not None and getattr(queue, "is_redis", False)
             done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now, in the loop
             if done < len(outputs):
                 import asyncio  # loaded already: this runs in an event loop (a threads-only run never loads it)
 
                 started = time.perf_counter()  # wait for room (or for Redis) off the event loop
-                send = (lambda q=queue: q.put_payloads(payloads)) if is_redis else \
-                    (lambda q=queue, rest=outputs[done:]: q.put_many(rest))
+                send: Callable[[], float] = functools.partial(queue.put_payloads, payloads) \
+                    if payloads is not None and is_shared(queue) else functools.partial(queue.put_many, outputs[done:])
                 await asyncio.get_running_loop().run_in_executor(None, send)
                 blocked_s += time.perf_counter() - started
         if final:
@@ -105,11 +105,11 @@ class LocalExits:
             outputs += items
             payloads += encoded or ()
         for queue in self.outputs if outputs else ():
-            if getattr(queue, "is_redis", False):
+            if is_shared(queue):
                 queue.put_payloads(payloads)
             else:
                 queue.put_many(outputs)
-        for (delivery, _, final), error in zip(emits, errors):
+        for (delivery, _, final), error in zip(emits, errors, strict=True):
             if final and error is None:
                 self.input.ack(delivery)
         return errors

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from core.run.ledger import Counts, DeadLetters
 from core.transport.base import Delivery
-from core.transport.local import LocalQueue
+from core.transport.base import Queue
 
 if TYPE_CHECKING:
     from core.pipeline.config import WorkerSpec
@@ -22,6 +22,7 @@ class Member(Protocol):
     counts: Counts
     finished: bool
     crash: BaseException | None
+    batching: bool  # it holds items until they are stored (a BatchWorker; for a worker process, one that flushes)
 
     def in_hand(self) -> list[Delivery]:
         """Deliveries taken and not yet settled."""
@@ -33,7 +34,7 @@ class Member(Protocol):
 class WorkerGroup:
     """One named group: its spec, its input and output queues, its instances and what they share."""
 
-    def __init__(self, spec: WorkerSpec, *, input: LocalQueue, outputs: Iterable[LocalQueue] = (),
+    def __init__(self, spec: WorkerSpec, *, input: Queue, outputs: Iterable[Queue] = (),
                  dead_letters: DeadLetters, stop: threading.Event | None = None) -> None:
         self.spec = spec
         self.name = spec.name

@@ -72,7 +72,7 @@ class Hand:
         with self._settling:
             if self._given_up:
                 return False
-            if self.flushing:
+            if self.flushing and self.batch is not None:
                 self._held[id(delivery)] = delivery  # in hand still, now as held (read by in_hand from any thread)
                 self._current = None
                 return self.batch.add(delivery)

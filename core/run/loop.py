@@ -66,16 +66,17 @@ class Instance:
                 self.worker.setup()
             finally:
                 startup_gc.set_up()
+            batch = self._batch  # a BatchWorker's or a flushing worker's; None for any other
             while (delivery := self._take(inbox)) is not DONE:
                 started = time.perf_counter()
-                if self.batching:
-                    if self._batch.add(delivery):
-                        ended = not self._batch.full() and self._top_up(inbox)
-                        self._batch.flush()
+                if self.batching and batch is not None:
+                    if batch.add(delivery):
+                        ended = not batch.full() and self._top_up(inbox, batch)
+                        batch.flush()
                         if ended:
                             break
-                elif self._handle(delivery) and self.flushing:
-                    self._batch.flush()
+                elif self._handle(delivery) and batch is not None:
+                    batch.flush()
                 self.counts.busy_s += time.perf_counter() - started
             self._write_out()
         except BaseException as exc:  # recorded and logged: the thread ends here either way
@@ -171,17 +172,17 @@ class Instance:
         if self._batch is not None:
             await self._batch.aflush()
 
-    def _top_up(self, inbox: Inbox) -> bool:
+    def _top_up(self, inbox: Inbox, batch: Batch) -> bool:
         """A batch fell due before it was full: what is queued by now goes into it (up to its size) before it
         is written, without waiting; True when a DONE came instead."""
-        while not self._batch.full():
+        while not batch.full():
             try:
                 delivery = inbox.get(0, hold=self._hold)
             except Empty:
                 return False
             if delivery is DONE:
                 return True
-            self._batch.add(delivery)
+            batch.add(delivery)
         return False
 
     def _handle(self, delivery: Delivery) -> bool:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from core.base.errors import ItemError, Returned
 from core.transport.base import Delivery
 from core.transport.redis.client import KEY_TTL_S, RedisLost
 from core.transport.redis.queue import RedisQueue
-from core.transport.redis.settle import STAGE_AFTER_CHARS, STAGE_AFTER_OUTPUTS
+from core.transport.redis.settle import STAGE_AFTER_CHARS, STAGE_AFTER_OUTPUTS, Settler
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,19 @@ class RedisExits:
     def __init__(self, group: Any) -> None:
         self.group = group
         self.input: RedisQueue = group.input
-        self.redis_outputs = [queue for queue in group.outputs if getattr(queue, "is_redis", False)]
+        self.redis_outputs = [queue for queue in group.outputs if isinstance(queue, RedisQueue)]
         self.redis_keys = tuple(queue.key for queue in self.redis_outputs)
-        self.local = [queue for queue in group.outputs if not getattr(queue, "is_redis", False)]
+        self.local = [queue for queue in group.outputs if not isinstance(queue, RedisQueue)]
         self._parts: dict[int, _Parts] = {}  # a generator's outputs for Redis, until its item is settled
         self.input.on_dead = lambda item, error, kind: group.abandon([item], error, kind=kind, received=True)
+
+    @property
+    def settler(self) -> Settler:
+        """The input's settler (it has one once its reading has started)."""
+        settler = self.input.settler
+        if settler is None:
+            raise RuntimeError(f"{self.input.name}: items settled before reading started")
+        return settler
 
     def check(self, outputs: list[Any]) -> None:
         """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
@@ -86,7 +94,10 @@ class RedisExits:
 
     def stored(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
-            self.input.settler.settle(delivery, None, on_result=lambda ok, d=delivery: self._stored(ok, d))
+            self.settler.settle(delivery, None, on_result=self._on_stored(delivery))
+
+    def _on_stored(self, delivery: Delivery) -> Callable[[bool], None]:
+        return lambda ok: self._stored(ok, delivery)
 
     def _encode(self, outputs: list[Any]) -> list[str]:
         return self.redis_outputs[0].encoder.encode(outputs) if self.redis_outputs and outputs else []
@@ -124,7 +135,7 @@ class RedisExits:
         if parts is not None:
             payloads, count = parts.payloads + payloads, parts.count + count
             stage = self.input.stage_key(delivery.token[0]) if parts.staged else None
-        self.input.settler.settle_payloads(delivery, payloads, self.redis_keys, stage=stage,
+        self.settler.settle_payloads(delivery, payloads, self.redis_keys, stage=stage,
                                            on_result=lambda ok: self._settled(ok, delivery, count))
         for queue in self.redis_outputs:
             queue.put_count += count
@@ -170,7 +181,7 @@ class RedisExits:
                     f"unsettled: {why}; and Redis could not be reached to settle it ({ok}): it stays pending "
                     "there, and another process may take it"))
 
-        self.input.settler.dead(delivery, why, kind="failed", on_result=recorded)
+        self.settler.dead(delivery, why, kind="failed", on_result=recorded)
 
     def _stored(self, ok: Any, delivery: Delivery) -> None:
         if ok is not True:
@@ -182,7 +193,7 @@ class RedisExits:
         parts = self._parts.pop(id(delivery), None)
         stage = self.input.stage_key(delivery.token[0]) if parts is not None and parts.staged else None
         try:
-            ours = self.input.settler.dead(delivery, error, kind=kind, attempts=attempts, stage=stage)
+            ours = self.settler.dead(delivery, error, kind=kind, attempts=attempts, stage=stage)
         except RedisLost:
             kind, error = "unsettled", (f"{error}; and Redis could not be reached to settle it: it stays pending "
                                         "there and another process may take it")

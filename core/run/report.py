@@ -9,7 +9,7 @@ from core.run.ledger import Counts
 
 if TYPE_CHECKING:
     from core.pipeline.config import PipelineSpec
-    from core.transport.local import LocalQueue
+    from core.transport.base import Queue
     from core.run.group import WorkerGroup
     from core.run.ledger import DeadLetters
 
@@ -193,7 +193,7 @@ class Snapshot(NamedTuple):
         return self.settled - self.dead_lettered
 
 
-def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iterable[LocalQueue],
+def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iterable[Queue],
                  loads: dict[str, QueueLoad], *, reason: str, error: str | None, duration_s: float,
                  dead_letters: DeadLetters, signal: int | None, not_started: int = 0) -> RunReport:
     """The RunReport of a run, with the bottleneck hints. A run that went to its end but got nothing to
@@ -212,7 +212,8 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iter
             stores=any(i.batching or getattr(i, "flushing", False) for i in group.instances), mode=group.mode, returned=counts.returned))
         stages.append(StageLoad(
             name=group.name, instances=instances, busy=busy, items_per_s=rate,
-            input_queue=group.spec.input_queue, input_load=loads.get(group.spec.input_queue),
+            input_queue=group.spec.input_queue,
+            input_load=loads.get(group.spec.input_queue) if group.spec.input_queue else None,
             requests_per_second=float(group.spec.params.get("requests_per_second") or 0)))
     queue_reports = []
     for queue in queues:

@@ -36,13 +36,13 @@ class Spool:
         self.count += 1
         if self._file is None:
             if len(self._outputs) > self._memory_outputs:
-                self._file = tempfile.TemporaryFile(prefix="spool-")
+                self._file = file = tempfile.TemporaryFile(prefix="spool-")
                 held, self._outputs = self._outputs, []
                 for start in range(0, len(held), CHUNK):
-                    self._dump(held[start:start + CHUNK])
+                    self._dump(file, held[start:start + CHUNK])
         elif len(self._outputs) >= CHUNK:
             chunk, self._outputs = self._outputs, []
-            self._dump(chunk)
+            self._dump(self._file, chunk)
 
     @property
     def in_memory(self) -> bool:
@@ -73,10 +73,10 @@ class Spool:
             self._file = None
         self._outputs = []
 
-    def _dump(self, chunk: list[Any]) -> None:
+    def _dump(self, file: IO[bytes], chunk: list[Any]) -> None:
         self._check(chunk)
         try:
-            pickle.dump(chunk, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - that output's item fails, nothing of it sent
             raise ItemError(f"it yielded more than {self._memory_outputs} outputs, which are held on disk until it "
                             f"has finished, and one of them cannot be pickled ({type(exc).__name__}: {exc})") from None

@@ -6,7 +6,7 @@ knows which.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol, TypeGuard
 
 
 class _Done:
@@ -67,11 +67,30 @@ class Queue(Protocol):
 
     name: str
     maxsize: int
+    on_reject: Callable[[Any], None]  # gets each item offered once the queue was closed (its reader dead-letters it)
+    # its ledger (in the run's report): items put by producers, beyond maxsize by the runner, taken by readers
+    put_count: int
+    preloaded: int
+    get_count: int
+
+    @property
+    def high_water(self) -> int:
+        """The most items waiting at once."""
+
+    @property
+    def closed(self) -> bool:
+        """No more items are taken."""
+
+    def put(self, item: Any) -> bool:
+        """Add one item, waiting for room; False when the queue is closed."""
+
+    def put_nowait(self, item: Any) -> bool | None:
+        """Add one item if there is room now."""
 
     def put_many(self, items: list[Any]) -> float:
         """Add items, waiting for room; return the seconds spent waiting."""
 
-    def preload(self, items: Iterable[Any]) -> int:
+    def preload(self, items: list[Any]) -> int:
         """Add items beyond maxsize (a source's input values, a replay); return how many."""
 
     def put_done(self, count: int) -> None:
@@ -83,6 +102,15 @@ class Queue(Protocol):
     def get_items(self, max_items: int, timeout_s: float | None = None,
                   hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
         """Up to `max_items` items at once, and whether a DONE came."""
+
+    def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:
+        """For an asyncio reader: the next delivery now, or a future on `loop` that gets it."""
+
+    def forget_waiter(self, future: Any) -> None:
+        """A future get_or_wait gave will not be awaited (its task was cancelled)."""
+
+    def pending(self) -> list[Any]:
+        """The items waiting, without taking them."""
 
     def give_back(self, deliveries: list[Delivery]) -> None:
         """Deliveries taken and not processed go back, unsettled."""
@@ -100,14 +128,35 @@ class Queue(Protocol):
         """Items waiting."""
 
 
+class SharedQueue(Queue, Protocol):
+    """A queue held outside this process (core/transport/redis): its items travel encoded, once for every such
+    queue of a fan-out; its readers start reading when the run is ready; it ends by its own proof, not by the
+    DONEs of this process."""
+
+    is_redis: bool
+    keeps_unsettled: bool
+    encoder: Any  # check(items) raises ItemError for what it cannot carry; encode(items) -> list[str]
+
+    def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
+        """Add encoded items, waiting for room; return the seconds spent waiting."""
+
+    def start_reading(self, readers: int, prefetch: int) -> None:
+        """Begin reading for `readers` instances, each holding up to `prefetch` items ahead."""
+
+
+def is_shared(queue: object) -> TypeGuard[SharedQueue]:
+    """True for a queue held outside this process (without importing its transport)."""
+    return getattr(queue, "is_redis", False)
+
+
 def notify(condition: threading.Condition) -> None:
     """notify() only when someone waits: with a plain Lock, Condition.notify() checks ownership by taking
     and releasing the lock again, which costs more than the rest of a put on the hot path."""
-    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+    if condition._waiters:  # type: ignore[attr-defined]  # noqa: SLF001 - read under the lock the caller holds
         condition.notify()
 
 
 def notify_all(condition: threading.Condition) -> None:
     """notify_all() only when someone waits (see notify)."""
-    if condition._waiters:  # noqa: SLF001 - read under the condition's lock, which the caller holds
+    if condition._waiters:  # type: ignore[attr-defined]  # noqa: SLF001 - read under the lock the caller holds
         condition.notify_all()

@@ -54,7 +54,8 @@ class RedisRun:
         #: The run's keys vanished from the server (flushed, or a restart without persistence).
         self.gone = False
         self.retry_budget_s = retry_budget_s
-        self.redis = client or redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3,
+        # Any: redis-py types every reply `Awaitable | Any`, for its sync client too
+        self.redis: Any = client or redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3,
                                                     health_check_interval=10)
         self.errors = (redis.ConnectionError, redis.TimeoutError)
         self.response_error = redis.ResponseError  # the server refused a command (never retried)
@@ -258,9 +259,10 @@ class RedisRun:
                 return operation()
             except self.errors as exc:
                 if time.monotonic() + wait_s > deadline:
-                    self.lose(RedisLost(f"Redis at {self.describe()} unreachable for {self.retry_budget_s:g}s "
-                                         f"(the retry budget): {exc}"))
-                    raise self.lost from None
+                    lost = RedisLost(f"Redis at {self.describe()} unreachable for {self.retry_budget_s:g}s "
+                                     f"(the retry budget): {exc}")
+                    self.lose(lost)
+                    raise (self.lost or lost) from None
                 logger.warning("Redis at %s: %s; retrying in %.2fs", self.describe(), exc, wait_s)
                 self._stop.wait(wait_s)
                 wait_s = min(wait_s * 2, 2.0)
