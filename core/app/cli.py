@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
@@ -22,6 +23,13 @@ from core.app.logs import parse_log_level, setup_logging
 from core.base.redact import redact, redact_data
 from core.run.report import RunReport
 from core.app.runlock import RunLock
+
+if TYPE_CHECKING:  # each imported where it is used, once it is needed: the command line starts fast
+    from rich.console import Console
+
+    from core.app.executor import YamlPipelineExecutor
+    from core.app.status import StatusReporter
+    from core.pipeline.replay import Replay
 
 logger = logging.getLogger("main")
 
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_locked(executor, args, console)
 
 
-def run_locked(executor, args: argparse.Namespace, console) -> int:
+def run_locked(executor: YamlPipelineExecutor, args: argparse.Namespace, console: Console | None) -> int:
     """Run unless another run of the same file holds the lock; report; return the exit code."""
     lock = RunLock(data_dir() / "locks", executor.spec.path)
     # Processes given the same run id join one run on purpose (that is how a run spans machines): no lock.
@@ -135,7 +143,7 @@ def run_locked(executor, args: argparse.Namespace, console) -> int:
     return finish(args, executor.report)
 
 
-def run(executor, args: argparse.Namespace, status) -> None:
+def run(executor: YamlPipelineExecutor, args: argparse.Namespace, status: StatusReporter | None) -> None:
     """Start the executor and wait for it; signals ask it to stop, a second signal exits at once."""
     received: list[int] = []
 
@@ -164,7 +172,7 @@ def run(executor, args: argparse.Namespace, status) -> None:
         status.stop()
 
 
-def force_exit(executor, args: argparse.Namespace, signum: int, why: str) -> None:
+def force_exit(executor: YamlPipelineExecutor, args: argparse.Namespace, signum: int, why: str) -> None:
     """Exit now, without waiting for any thread; what is in hand or queued goes to the dead letters first,
     then the summary and --stats-json say so (finish_reason: forced)."""
     abandoned = executor.abandon()
@@ -205,7 +213,7 @@ def thread_stacks() -> str:
                      for thread in threading.enumerate() if thread.ident in frames)
 
 
-def _read_replay(path: str | None):
+def _read_replay(path: str | None) -> Replay | None:
     if path is None:
         return None
     from core.pipeline.replay import describe, read_replay
@@ -235,6 +243,6 @@ def _input_values_in(path: Path) -> int | None:
     return None
 
 
-def _console():
+def _console() -> Console:
     from rich.console import Console
     return Console(stderr=True)

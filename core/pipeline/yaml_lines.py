@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import IO, Any
 
 import yaml
@@ -126,7 +126,7 @@ def _expect(node: yaml.Node, kind: type, name: str) -> None:
                                                 node.start_mark)
 
 
-def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode):
+def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode) -> Iterator[LineDict]:
     _expect(node, yaml.MappingNode, "a mapping")
     data = LineDict()
     data.line = node.start_mark.line + 1
@@ -157,7 +157,7 @@ def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode):
         data.key_lines[key] = key_node.start_mark.line + 1
 
 
-def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode):
+def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode) -> Iterator[LineList]:
     _expect(node, yaml.SequenceNode, "a sequence")
     data = LineList()
     data.line = node.start_mark.line + 1
@@ -168,7 +168,7 @@ def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode):
                 for child in node.value)
 
 
-def _checked_scalar(tag: str):
+def _checked_scalar(tag: str) -> Callable[[_LimitedLoader, yaml.Node], Any]:
     """PyYAML's constructor of `tag`, naming a text it cannot read as a problem at its line: on `!!int abc`,
     `!!bool maybe` or `!!timestamp 2001-13-45` PyYAML's own raises ValueError, KeyError, IndexError or
     AttributeError from inside its parsing."""
