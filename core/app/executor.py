@@ -8,20 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from core.run.bottleneck import QueueLoad
-from core.pipeline.config import ConfigError, PipelineSpec, Problem, SettingsError, load_pipeline
-from core.pipeline.specs import QueueSpec, WorkerSpec
+from core.app.assembly import Assembly
+from core.pipeline.config import PipelineSpec, SettingsError, load_pipeline
 from core.base.paths import default_dead_letter_path
 from core.base.errors import StartupError
 from core.pipeline.imports import preload, preload_modules
 from core.run.ends import Ends
-from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
-from core.transport.base import Queue, is_shared
-from core.transport.local import LocalQueue
+from core.transport.base import is_shared
 from core.pipeline.replay import check_replay
 from core.run.report import RunReport, Snapshot, build_report
-from core.modes.choice import make_runner
 from core.api.worker import holds
 
 if TYPE_CHECKING:
@@ -66,13 +63,15 @@ class YamlPipelineExecutor(threading.Thread):
         self.stop_signal: int | None = None
         self.report: RunReport | None = None
         self._changed = threading.Event()
-        self._preloads: list[tuple[Any, list[Any]]] = []  # replayed items, put in once the run is open
         self._early_imports: threading.Thread | None = None  # imports the workers' `preload` (core/pipeline/imports.py)
         self.run_report: dict | None = None
-        self.queues = {q.name: self._make_queue(q) for q in self.spec.queues.values()}
+        assembly = Assembly(self.spec, self.distributed, dead_letters=self.dead_letters, stop=self.stop_event,
+                            on_exit=self._instance_exited)
+        self.queues = {q.name: assembly.queue(q) for q in self.spec.queues.values()}
         self.loads = {name: QueueLoad() for name in self.queues}
         runs_here = self.distributed.groups if self.distributed else [w.name for w in self.spec.workers]
-        self.groups = {w.name: self._make_group(w, replay) for w in self.spec.workers if w.name in runs_here}
+        self.groups = {w.name: assembly.group(w, self.queues, replay) for w in self.spec.workers if w.name in runs_here}
+        self._preloads = assembly.preloads  # replayed items, put in once the run is open
         self.ends = Ends(self.spec, self.distributed)
         # The process that runs a sink (or was asked) prints the whole run's report.
         self.reports_run = self.distributed is not None and (report or any(not g.outputs for g in self.groups.values()))
@@ -168,47 +167,11 @@ class YamlPipelineExecutor(threading.Thread):
             self.report = self._report(reason, error, time.monotonic() - started,
                                        self.stop_signal if reason == "interrupted" else None)
 
-    def _make_queue(self, spec: QueueSpec) -> Queue:
-        if self.distributed is not None and spec.backend == "redis":
-            reader = self.spec.reader(spec.name).name
-            return self.distributed.queue(spec.name, spec.maxsize, reader, visibility_timeout_s=spec.visibility_timeout_s,
-                                          max_deliveries=spec.max_deliveries)
-        return LocalQueue(spec.name, spec.maxsize)
-
-    def _make_group(self, spec: WorkerSpec, replay: dict[str, list[Any]] | None) -> WorkerGroup:
-        inbox: Queue
-        if spec.input_queue is None:  # a source reads its input values like any queue
-            values = list(spec.input_values or ()) if replay is None else list(replay.get(spec.name, ()))
-            if self.distributed is not None:  # written once for the whole run, however many run the source
-                inbox = self.distributed.values(spec, values)
-            else:
-                inbox = local = LocalQueue(f"{spec.name}.input_values", max(len(values), 1))
-                local.preload(values)
-        else:
-            inbox = self.queues[spec.input_queue]
-            if replay and replay.get(spec.name):
-                self._preloads.append((inbox, replay[spec.name]))
-        group = WorkerGroup(spec, input=inbox, outputs=[self.queues[name] for name in spec.output_queues],
-                            dead_letters=self.dead_letters, stop=self.stop_event)
-        inbox.on_reject = group.reject
-        cls = self.spec.classes[spec.name]
-        try:
-            group.runner = make_runner(group, cls, on_exit=self._instance_exited, pipeline_path=self.spec.path)
-        except (TypeError, ValueError) as exc:
-            line = spec.key_lines.get("params", spec.line)
-            raise ConfigError([Problem(self.spec.path, line, f"workers.{spec.name}.params",
-                                       f"{cls.__name__} refused its params: {exc}")]) from None
-        group.instances = group.runner.instances
-        group.mode = group.runner.mode
-        if group.is_source and not getattr(inbox, "is_redis", False):  # nothing writes to them: ended
-            inbox.put_done(group.runner.readers)
-        return group
-
     def _open_groups(self) -> None:
         if self.distributed is not None:
             self.distributed.run.on_lost = lambda error: self.request_stop()
             self.distributed.open([g.name for g in self.groups.values()
-                                   if not getattr(g.input, "is_redis", False)])
+                                   if not is_shared(g.input)])
         for group in self.groups.values():
             try:
                 group.runner.open_group()

@@ -7,7 +7,7 @@ import time
 from typing import Any, Protocol
 
 from core.run.ledger import Counts
-from core.transport.base import Queue
+from core.transport.base import Queue, QueueWriter
 
 
 class CourseInstance(Protocol):
@@ -105,7 +105,7 @@ def _is_done(item: Any) -> bool:
     return isinstance(item, str) and item == COURSE_DONE
 
 
-def _put(target: Queue, item: Any, block: bool, timeout_s: float | None) -> float:
+def _put(target: QueueWriter, item: Any, block: bool, timeout_s: float | None) -> float:
     """queue.Queue.put on a LocalQueue: wait for room (or raise queue.Full); return the seconds waited."""
     if target.put_nowait(item) is not None:
         return 0.0

@@ -9,9 +9,8 @@ import logging
 import threading
 import time
 
-from core.run.loop import Instance
+from core.run.loop import Inbox, Instance
 from core.transport.base import Delivery
-from core.transport.local import LocalQueue
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ class ThreadRunner:
 
     mode = "threads"
 
-    def __init__(self, instances: list[Instance], inbox: LocalQueue) -> None:
+    def __init__(self, instances: list[Instance], inbox: Inbox) -> None:
         self.instances = instances
         self.inbox = inbox
         self.size = self.readers = len(instances)  # instances; DONEs its input needs

@@ -62,24 +62,11 @@ class Delivery:
 Hold = Callable[[Delivery], None]
 
 
-class Queue(Protocol):
-    """A bounded queue between worker groups, whatever its transport."""
+class QueueWriter(Protocol):
+    """What a producer sees of a queue: it puts items in, waiting for room."""
 
     name: str
-    maxsize: int
     on_reject: Callable[[Any], None]  # gets each item offered once the queue was closed (its reader dead-letters it)
-    # its ledger (in the run's report): items put by producers, beyond maxsize by the runner, taken by readers
-    put_count: int
-    preloaded: int
-    get_count: int
-
-    @property
-    def high_water(self) -> int:
-        """The most items waiting at once."""
-
-    @property
-    def closed(self) -> bool:
-        """No more items are taken."""
 
     def put(self, item: Any) -> bool:
         """Add one item, waiting for room; False when the queue is closed."""
@@ -90,11 +77,11 @@ class Queue(Protocol):
     def put_many(self, items: list[Any]) -> float:
         """Add items, waiting for room; return the seconds spent waiting."""
 
-    def preload(self, items: list[Any]) -> int:
-        """Add items beyond maxsize (a source's input values, a replay); return how many."""
 
-    def put_done(self, count: int) -> None:
-        """Add `count` DONEs: one for each reader instance."""
+class QueueReader(Protocol):
+    """What a reader sees of a queue: deliveries to take, then settle (ack) or give back."""
+
+    name: str
 
     def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
         """The next delivery (or DONE); Empty after `timeout_s`; `hold` gets it under the queue's lock."""
@@ -109,14 +96,36 @@ class Queue(Protocol):
     def forget_waiter(self, future: Any) -> None:
         """A future get_or_wait gave will not be awaited (its task was cancelled)."""
 
-    def pending(self) -> list[Any]:
-        """The items waiting, without taking them."""
-
     def give_back(self, deliveries: list[Delivery]) -> None:
         """Deliveries taken and not processed go back, unsettled."""
 
     def ack(self, delivery: Delivery) -> None:
         """The delivery is settled."""
+
+
+class Queue(QueueWriter, QueueReader, Protocol):
+    """A bounded queue between worker groups, whatever its transport: its writers' and readers' sides, and what
+    the runner does with it (fill it beyond maxsize, end it, close it, freeze it, read its ledger)."""
+
+    maxsize: int
+    # its ledger (in the run's report): items put by producers, beyond maxsize by the runner, taken by readers
+    put_count: int
+    preloaded: int
+    get_count: int
+
+    @property
+    def high_water(self) -> int:
+        """The most items waiting at once."""
+
+    @property
+    def closed(self) -> bool:
+        """No more items are taken."""
+
+    def preload(self, items: list[Any]) -> int:
+        """Add items beyond maxsize (a source's input values, a replay); return how many."""
+
+    def put_done(self, count: int) -> None:
+        """Add `count` DONEs: one for each reader instance."""
 
     def close(self) -> int:
         """Take no more items; what waits is rejected (dead-lettered by the owner). Return how many."""
