@@ -19,6 +19,7 @@ from core.base.errors import ItemError
 from core.transport.base import DONE, Empty
 from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import RedisRun
+from core.transport.redis.members import Members
 
 WAIT_S = 10.0
 
@@ -226,7 +227,7 @@ def test_an_end_wakes_a_read_that_is_waiting_for_entries(run_id):
         while not blocked() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert blocked(), "the read never waited"
-        ender.end_group("Producer")  # another process ends a group: every fetcher of the run is woken
+        Members(ender).end_group("Producer")  # another process ends a group: every fetcher of the run is woken
         assert returned.wait(WAIT_S), "the read was not woken by the end"
     finally:
         ender.redis.client_unblock(int(reader_id))

@@ -16,6 +16,7 @@ from core.pipeline.config import ConfigError, PipelineSpec, Problem
 from core.transport.redis.ends import RedisEnds
 from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import DEFAULT_URL, RETRY_BUDGET_S, RedisLost, RedisRun
+from core.transport.redis.members import Members
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Distributed:
                                        "run an id they share, --run-id ID (or RUN_ID)")])
         self.groups = check_only(spec, only)
         self.run = RedisRun(self.url, spec.name, self.run_id, retry_budget_s=retry_budget_s(spec))
+        self.members = Members(self.run)
         self.queues: dict[str, RedisQueue] = {}
         self.inputs = {worker.name: worker.input_queue or f"{worker.name}.values" for worker in spec.workers}
         self.ends = RedisEnds(self.run, spec, self.inputs, self.queues)
@@ -102,21 +104,21 @@ class Distributed:
         for queue in self.queues.values():
             queue.create()
         for group in local_input_groups:
-            self.run.join_group(group)
+            self.members.join_group(group)
 
     def group_finished(self, group: str) -> None:
         """Every instance of `group` in this process has ended."""
         if group not in self._ended_here:
             self._ended_here.add(group)
             try:
-                self.run.end_group(group)
+                self.members.end_group(group)
             except RedisLost:
                 pass  # the run is lost here (logged, and the run stopping): there is no one to tell
 
     def publish(self, groups: dict[str, Any], finished: bool) -> None:
         """This process's counts, for the run's report."""
         try:
-            self.run.report({"process": self.run.process_id, "finished": finished, "time": time.time(),
+            self.members.report({"process": self.run.process_id, "finished": finished, "time": time.time(),
                              "groups": {name: asdict(counts) for name, counts in groups.items()}})
         except RedisLost:
             pass  # the run is lost here (logged, and the run stopping): its own report still tells
@@ -140,7 +142,7 @@ class Distributed:
         the Redis queues themselves: per group and per process, the totals, and each queue's ledger."""
         deadline = time.monotonic() + wait_s
         while True:
-            reports = self.run.reports()
+            reports = self.members.reports()
             unfinished = [proc for proc, report in reports.items()
                           if not report["finished"] and self.run.alive(proc)]
             if not unfinished or time.monotonic() > deadline:

@@ -1,5 +1,6 @@
-"""One run across several machines, coordinated through Redis: its keys, who takes part, heartbeats,
-end marks, per-process reports, and the checks that the server will keep the run's state.
+"""One run across several machines, coordinated through Redis: its keys, heartbeats, the fetchers to wake,
+calls within the retry budget, and the checks that the server will keep the run's state (who runs which group
+and each process's report: core/transport/redis/members.py).
 
 Every key of a run starts with `yp:{pipeline}:{run id}:` (`yp` is REDIS_KEY_PREFIX when that is set), so two
 runs never mix; when the run has ended, the process that reports it sets all of them to expire (KEY_TTL_S).
@@ -206,43 +207,6 @@ class RedisRun:
                     pipe.client_unblock(int(client_id))
                 pipe.execute()
         self.call(wake)
-
-    # --- members and end marks of groups whose input is local ----------------------------------------
-
-    def join_group(self, group: str) -> None:
-        """This process runs `group` (whose input is local): it counts as running until it ends it."""
-        self.call(lambda: self.redis.hset(self.key("members", group), self.process_id, "running"))
-
-    def end_group(self, group: str) -> None:
-        """This process has ended `group`."""
-        self.call(lambda: self.redis.hset(self.key("members", group), self.process_id, "ended"))
-        self.wake_readers()
-
-    def group_ended(self, group: str) -> bool:
-        """Every process that runs `group` has ended it or died (and at least one ran it)."""
-        members = self.call(lambda: self.redis.hgetall(self.key("members", group)))
-        if not members:
-            return False
-        return all(state == b"ended" or not self.alive(member.decode()) for member, state in members.items())
-
-    def waiting_for(self, group: str) -> str:
-        """Who `group` waits for, for a run that makes no progress."""
-        members = self.call(lambda: self.redis.hgetall(self.key("members", group)))
-        if not members:
-            return f"no process has joined to run {group} (start one with --only {group})"
-        running = [m.decode() for m, s in members.items() if s != b"ended" and self.alive(m.decode())]
-        return f"{group} still runs in {', '.join(running)}" if running else f"{group} has ended"
-
-    # --- reports ----------------------------------------------------------------------------------------
-
-    def report(self, data: dict) -> None:
-        """Publish this process's counts for the run's report."""
-        self.call(lambda: self.redis.hset(self.key("reports"), self.process_id, json.dumps(data)))
-
-    def reports(self) -> dict[str, dict]:
-        """Every process's last published counts."""
-        raw = self.call(lambda: self.redis.hgetall(self.key("reports")))
-        return {member.decode(): json.loads(value) for member, value in raw.items()}
 
     # --- calling Redis within the retry budget ----------------------------------------------------------
 

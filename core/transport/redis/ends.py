@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from core.transport.redis.client import RedisRun
+from core.transport.redis.members import Members
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class RedisEnds:
 
     def __init__(self, run: RedisRun, spec: Any, inputs: dict[str, str], redis_queues: dict[str, Any]) -> None:
         self.run = run
+        self.members = Members(run)
         self.spec = spec
         self.inputs = inputs  # group -> the name of the queue it reads (a source: its values queue)
         self.queues = redis_queues  # name -> RedisQueue, for every Redis queue of the pipeline
@@ -51,7 +53,7 @@ class RedisEnds:
         source = self.inputs[group]
         if source in self.queues:
             return self.ended(source)
-        return self.run.group_ended(group)
+        return self.members.group_ended(group)
 
     def delivered(self, name: str) -> bool:
         """Queue `name` is closed and every entry was delivered (some may still be in hand)."""
@@ -82,7 +84,7 @@ class RedisEnds:
                     source = self.inputs[worker.name]
                     if source in self.queues:
                         return f"{worker.name} (it reads {source}: {self.waiting_for(source)})"
-                    return self.run.waiting_for(worker.name)
+                    return self.members.waiting_for(worker.name)
         queue = self.queues[name]
         groups = self.run.call(lambda: self.run.redis.xinfo_groups(queue.key))
         group = next((g for g in groups if _text(g["name"]) == queue.group), None)

@@ -1,0 +1,55 @@
+"""Who takes part in a run over Redis: the processes that run each group whose input is local (their end
+marks), and each process's last published counts for the run's report."""
+from __future__ import annotations
+
+import json
+
+from core.transport.redis.client import RedisRun
+
+
+class Members:
+    """The members of a run's groups and their reports, kept in the run's keys."""
+
+    def __init__(self, run: RedisRun) -> None:
+        self.run = run
+
+    def join_group(self, group: str) -> None:
+        """This process runs `group` (whose input is local): it counts as running until it ends it."""
+        run = self.run
+        run.call(lambda: run.redis.hset(run.key("members", group), run.process_id, "running"))
+
+    def end_group(self, group: str) -> None:
+        """This process has ended `group`."""
+        run = self.run
+        run.call(lambda: run.redis.hset(run.key("members", group), run.process_id, "ended"))
+        run.wake_readers()
+
+    def group_ended(self, group: str) -> bool:
+        """Every process that runs `group` has ended it or died (and at least one ran it)."""
+        members = self._of(group)
+        if not members:
+            return False
+        return all(state == b"ended" or not self.run.alive(member.decode()) for member, state in members.items())
+
+    def waiting_for(self, group: str) -> str:
+        """Who `group` waits for, for a run that makes no progress."""
+        members = self._of(group)
+        if not members:
+            return f"no process has joined to run {group} (start one with --only {group})"
+        running = [m.decode() for m, s in members.items() if s != b"ended" and self.run.alive(m.decode())]
+        return f"{group} still runs in {', '.join(running)}" if running else f"{group} has ended"
+
+    def report(self, data: dict) -> None:
+        """Publish this process's counts for the run's report."""
+        run = self.run
+        run.call(lambda: run.redis.hset(run.key("reports"), run.process_id, json.dumps(data)))
+
+    def reports(self) -> dict[str, dict]:
+        """Every process's last published counts."""
+        run = self.run
+        raw = run.call(lambda: run.redis.hgetall(run.key("reports")))
+        return {member.decode(): json.loads(value) for member, value in raw.items()}
+
+    def _of(self, group: str) -> dict[bytes, bytes]:
+        run = self.run
+        return run.call(lambda: run.redis.hgetall(run.key("members", group)))
