@@ -17,6 +17,7 @@ splits our extra CPU into what the stage costs and what the runner costs.
 The local server (bench/fast_sites.py) runs in its own process; its CPU per run is shown so it can be seen
 not to be the limit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,24 +44,41 @@ OURS = "ours"  # the shipped pipeline with the one-line switch: class YahooFinan
 ALL_ASYNC = "ours, all async"  # and WikiWorkerAsyncScheduler too: no stage loads requests
 
 
-def command(impl: str, page_url: str, sites: FastSites, concurrency: int, database_url: str,
-            stats_path: Path) -> list[str]:
+def command(
+    impl: str, page_url: str, sites: FastSites, concurrency: int, database_url: str, stats_path: Path
+) -> list[str]:
     """The command line of one implementation for one run."""
     if impl in (OURS, ALL_ASYNC):
         every_stage = ["--set", "workers.WikiWorker.class=WikiWorkerAsyncScheduler"] if impl == ALL_ASYNC else []
-        return [sys.executable, str(ROOT / "main.py"), "--pipeline", str(PIPELINE), "--quiet", *every_stage,
-                "--log-level", "WARNING", "--stats-json", str(stats_path),
-                "--set", f"workers.WikiWorker.input_values=[{page_url}]",
-                "--set", "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler",
-                "--set", f"workers.YahooFinanceWorker.instances={concurrency}",
-                "--set", "workers.YahooFinanceWorker.params.requests_per_second=0",
-                "--set", f"workers.YahooFinanceWorker.params.chart_url={sites.chart_url}"]
+        return [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--pipeline",
+            str(PIPELINE),
+            "--quiet",
+            *every_stage,
+            "--log-level",
+            "WARNING",
+            "--stats-json",
+            str(stats_path),
+            "--set",
+            f"workers.WikiWorker.input_values=[{page_url}]",
+            "--set",
+            "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler",
+            "--set",
+            f"workers.YahooFinanceWorker.instances={concurrency}",
+            "--set",
+            "workers.YahooFinanceWorker.params.requests_per_second=0",
+            "--set",
+            f"workers.YahooFinanceWorker.params.chart_url={sites.chart_url}",
+        ]
     script = {"plain asyncio": "asyncio_job.py", "pypeln": "pypeln_job.py", STAGE: "async_stage_job.py"}[impl]
     return [sys.executable, str(ROOT / "bench" / script), page_url, sites.chart_url, str(concurrency), database_url]
 
 
-def run_once(impl: str, page_url: str, rows: int, sites: FastSites, concurrency: int, workdir: Path,
-             admin_url: str) -> dict:
+def run_once(
+    impl: str, page_url: str, rows: int, sites: FastSites, concurrency: int, workdir: Path, admin_url: str
+) -> dict:
     """One measured run in a fresh database; asserts every row was stored."""
     stats_path = workdir / "stats.json"
     with FreshDatabase(admin_url) as url:
@@ -117,8 +135,10 @@ def rotations(impls: list[str], round_: int) -> list[str]:
 def wall_table(sites: FastSites, workdir: Path, args: argparse.Namespace) -> None:
     """Whole-process wall and CPU seconds of the three implementations on the saved 503-symbol page."""
     impls = [OURS, ALL_ASYNC, "plain asyncio", "pypeln"]
-    print("\n| concurrency | impl | wall s | CPU s | wall / plain | CPU / plain | own clock s | all runs: wall/CPU "
-          "| server CPU s |")
+    print(
+        "\n| concurrency | impl | wall s | CPU s | wall / plain | CPU / plain | own clock s | all runs: wall/CPU "
+        "| server CPU s |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for concurrency in args.concurrency:
         runs: dict[str, list[dict]] = {impl: [] for impl in impls}
@@ -129,9 +149,11 @@ def wall_table(sites: FastSites, workdir: Path, args: argparse.Namespace) -> Non
         for impl in impls:
             wall, cpu = median(runs[impl], "wall_s"), median(runs[impl], "cpu_s")
             every = ", ".join(f"{r['wall_s']:.2f}/{r['cpu_s']:.2f}" for r in runs[impl])
-            print(f"| {concurrency} | {impl} | {wall:.2f} | {cpu:.2f} | {wall / plain_wall:.2f}× | {cpu / plain_cpu:.2f}× "
-                  f"| {median(runs[impl], 'run_s'):.2f} | {every} | {median(runs[impl], 'server_cpu_s'):.2f} |",
-                  flush=True)
+            print(
+                f"| {concurrency} | {impl} | {wall:.2f} | {cpu:.2f} | {wall / plain_wall:.2f}× | {cpu / plain_cpu:.2f}× "
+                f"| {median(runs[impl], 'run_s'):.2f} | {every} | {median(runs[impl], 'server_cpu_s'):.2f} |",
+                flush=True,
+            )
     print(f"load average: {os.getloadavg()}", flush=True)
 
 
@@ -146,16 +168,19 @@ def cpu_table(sites: FastSites, workdir: Path, args: argparse.Namespace) -> None
         for round_ in range(args.repeat):
             for impl in rotations(impls, round_):
                 for symbols in (SYMBOLS, args.big):
-                    run = run_once(impl, sites.synthetic_url(symbols), symbols, sites, concurrency, workdir,
-                                   args.admin_url)
+                    run = run_once(
+                        impl, sites.synthetic_url(symbols), symbols, sites, concurrency, workdir, args.admin_url
+                    )
                     cpus.setdefault((impl, symbols), []).append(run["cpu_s"])
                 small, big = cpus[impl, SYMBOLS][-1], cpus[impl, args.big][-1]
                 slopes[impl].append((big - small) / (args.big - SYMBOLS) * 1e6)
         for impl in impls:
-            print(f"| {concurrency} | {impl} | {statistics.median(slopes[impl]):.0f} "
-                  f"| {', '.join(f'{v:.0f}' for v in slopes[impl])} "
-                  f"| {statistics.median(cpus[impl, SYMBOLS]):.2f} / {statistics.median(cpus[impl, args.big]):.2f} |",
-                  flush=True)
+            print(
+                f"| {concurrency} | {impl} | {statistics.median(slopes[impl]):.0f} "
+                f"| {', '.join(f'{v:.0f}' for v in slopes[impl])} "
+                f"| {statistics.median(cpus[impl, SYMBOLS]):.2f} / {statistics.median(cpus[impl, args.big]):.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

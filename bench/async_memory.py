@@ -10,6 +10,7 @@ by bench/measure.py; a fresh PostgreSQL database per run, its N rows checked. Mi
 flight = (peak at N − peak at the smallest N) / (N − smallest N) × 1000: what the requests cost, with the
 interpreter, imports and the pipeline's fixed parts cancelled out. Runs alternate between the two; medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,11 @@ def run_once(impl: str, sites: FastSites, concurrency: int, workdir: Path, admin
         engine.dispose()
     assert result["exit_code"] == 0 and stored == concurrency, (impl, concurrency, result["exit_code"], stored)
     main_pid = min(result["peaks"], key=int)  # the command's own process was started first
-    return {"peak_mib": result["peaks"][main_pid]["peak_rss_kib"] / 1024, "wall_s": result["wall_s"],
-            "cpu_s": result["cpu_s"]}
+    return {
+        "peak_mib": result["peaks"][main_pid]["peak_rss_kib"] / 1024,
+        "wall_s": result["wall_s"],
+        "cpu_s": result["cpu_s"],
+    }
 
 
 def main() -> None:
@@ -59,16 +63,21 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     runs: dict[tuple[str, int], list[dict]] = {}
-    with FastSites(latency_s=args.latency, max_symbols=max(args.concurrency)) as sites, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        FastSites(latency_s=args.latency, max_symbols=max(args.concurrency)) as sites,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for round_ in range(args.repeat):
             order = IMPLS if round_ % 2 == 0 else IMPLS[::-1]
             for concurrency in args.concurrency:
                 for impl in order:
                     result = run_once(impl, sites, concurrency, Path(tmp), args.admin_url)
                     runs.setdefault((impl, concurrency), []).append(result)
-                    print(f"  {impl} at {concurrency}: peak {result['peak_mib']:.1f} MiB, wall {result['wall_s']:.2f}s",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  {impl} at {concurrency}: peak {result['peak_mib']:.1f} MiB, wall {result['wall_s']:.2f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     base = min(args.concurrency)
     print(f"\nchart answers after {args.latency:g} s; medians of {args.repeat}\n")
     print("| requests in flight | impl | peak RSS MiB (median) | all runs | MiB per 1000 in flight | wall s | CPU s |")
@@ -80,9 +89,12 @@ def main() -> None:
             base_peak = statistics.median(r["peak_mib"] for r in runs[(impl, base)])
             per = "–" if concurrency == base else f"{(peak - base_peak) / (concurrency - base) * 1000:.1f}"
             every = ", ".join(f"{r['peak_mib']:.1f}" for r in results)
-            print(f"| {concurrency} | {impl} | {peak:.1f} | {every} | {per} "
-                  f"| {statistics.median(r['wall_s'] for r in results):.2f} "
-                  f"| {statistics.median(r['cpu_s'] for r in results):.2f} |", flush=True)
+            print(
+                f"| {concurrency} | {impl} | {peak:.1f} | {every} | {per} "
+                f"| {statistics.median(r['wall_s'] for r in results):.2f} "
+                f"| {statistics.median(r['cpu_s'] for r in results):.2f} |",
+                flush=True,
+            )
     print(f"\nload average at end: {os.getloadavg()}")
 
 

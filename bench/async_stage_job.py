@@ -6,19 +6,21 @@ asyncio tasks, everything else as in bench/asyncio_job.py. For bench/async_http.
 Its CPU per request minus the plain script's is what the stage costs (HTTP policy, timeouts, lookup,
 validation); the pipeline's minus this one's is what the runner costs (hand-offs, queues, the sink thread).
 """
+
 from __future__ import annotations
 
 import asyncio
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
-
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.asyncio_job import main as run_job, symbols_of  # noqa: E402
+from bench.asyncio_job import main as run_job  # noqa: E402
+from bench.asyncio_job import symbols_of
 from workers.yahoo_finance_worker import YahooFinancePriceAsyncScheduler  # noqa: E402
 
 
@@ -40,16 +42,17 @@ class Group:
 async def fetch_all(wiki_url: str, chart_url: str, concurrency: int) -> list[tuple]:
     """Every symbol's record through our stage's process(), `concurrency` tasks on one session."""
     group = Group(concurrency)
-    workers = [YahooFinancePriceAsyncScheduler(group=group, index=n, requests_per_second=0, chart_url=chart_url)
-               for n in range(concurrency)]
+    workers = [
+        YahooFinancePriceAsyncScheduler(group=group, index=n, requests_per_second=0, chart_url=chart_url)
+        for n in range(concurrency)
+    ]
     page = await workers[0].aio_http.get(wiki_url, endpoint="wiki")  # the same session, as the plain script
     todo, rows = iter(symbols_of(page.body)), []
 
     async def run(worker: YahooFinancePriceAsyncScheduler) -> None:
         for symbol in todo:
             record = await worker.process(symbol)
-            rows.append(tuple(record[key] for key in ("symbol", "price", "currency", "market_time",
-                                                       "extracted_time")))
+            rows.append(tuple(record[key] for key in ("symbol", "price", "currency", "market_time", "extracted_time")))
 
     await asyncio.gather(*(run(worker) for worker in workers))
     await workers[0].aio_http.aclose()

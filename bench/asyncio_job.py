@@ -8,13 +8,14 @@ tasks taking symbols from one list; each chart body parsed into the same record;
 end in one INSERT ... ON CONFLICT DO NOTHING into the pipeline's table. It imports nothing of this project.
 Prints {"duration_s": ...}: from before the table is made to after the rows are committed.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import aiohttp
@@ -30,24 +31,29 @@ CREATE UNIQUE INDEX IF NOT EXISTS prices_symbol_market_time_key ON prices (symbo
 CREATE UNIQUE INDEX IF NOT EXISTS prices_symbol_extracted_time_without_market_time_key
     ON prices (symbol, extracted_time) WHERE market_time IS NULL;
 """
-INSERT = ("INSERT INTO prices (symbol, price, currency, market_time, extracted_time) VALUES %s "
-          "ON CONFLICT DO NOTHING")
+INSERT = "INSERT INTO prices (symbol, price, currency, market_time, extracted_time) VALUES %s ON CONFLICT DO NOTHING"
 
 
 def symbols_of(page: bytes) -> list[str]:
     """First cell of each data row of table#constituents (as workers/wiki_worker.py reads it)."""
     table = lxml.html.fromstring(page).xpath('//table[@id="constituents"]')[0]
     rows = (row.xpath("./td | ./th") for row in table.xpath("./tr | ./thead/tr | ./tbody/tr"))
-    return list(dict.fromkeys(" ".join(cells[0].text_content().split()) for cells in rows
-                              if cells and cells[0].tag == "td"))
+    return list(
+        dict.fromkeys(" ".join(cells[0].text_content().split()) for cells in rows if cells and cells[0].tag == "td")
+    )
 
 
 def record(symbol: str, body: bytes) -> tuple:
     """(symbol, price, currency, market_time, extracted_time), times naive UTC as the sink stores them."""
     meta = json.loads(body)["chart"]["result"][0]["meta"]
-    market_time = datetime.fromtimestamp(meta["regularMarketTime"], timezone.utc).replace(tzinfo=None)
-    return (symbol, float(meta["regularMarketPrice"]), meta["currency"], market_time,
-            datetime.now(timezone.utc).replace(tzinfo=None))
+    market_time = datetime.fromtimestamp(meta["regularMarketTime"], UTC).replace(tzinfo=None)
+    return (
+        symbol,
+        float(meta["regularMarketPrice"]),
+        meta["currency"],
+        market_time,
+        datetime.now(UTC).replace(tzinfo=None),
+    )
 
 
 async def fetch_all(wiki_url: str, chart_url: str, concurrency: int) -> list[tuple]:

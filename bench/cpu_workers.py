@@ -1,4 +1,5 @@
 """Workers for the process benchmarks: pure-Python CPU work, paced time stamps, an asyncio pass-through."""
+
 from __future__ import annotations
 
 import json
@@ -103,5 +104,3 @@ def percentile(values: list[float], fraction: float) -> float:
     """The value below which `fraction` of `values` lie (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
-
-

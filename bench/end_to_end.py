@@ -9,6 +9,7 @@ the run's own `duration_s` from --stats-json (connect, create table, fetch, stor
 Python's start and imports, is shown too. pypeln runs bench/pypeln_job.py the same way, in its own process,
 timed from before its engine is made to after the rows are committed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
 from sites import FakeSites  # noqa: E402
+
+from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
 
 PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scraper_pipeline.yaml"
 
@@ -35,12 +36,23 @@ def run_main(sites: FakeSites, instances: int, database_url: str, workdir: Path)
     """(run duration from the stats, process wall time) of `python main.py` with `instances` Yahoo workers."""
     stats = workdir / f"stats-{instances}.json"
     command = [
-        sys.executable, str(ROOT / "main.py"), "--pipeline", str(PIPELINE), "--quiet", "--log-level", "WARNING",
-        "--stats-json", str(stats),
-        "--set", f"workers.WikiWorker.input_values=[{sites.wiki_url}]",
-        "--set", f"workers.YahooFinanceWorker.instances={instances}",
-        "--set", "workers.YahooFinanceWorker.params.requests_per_second=0",
-        "--set", f"workers.YahooFinanceWorker.params.chart_url={sites.chart_url}",
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--pipeline",
+        str(PIPELINE),
+        "--quiet",
+        "--log-level",
+        "WARNING",
+        "--stats-json",
+        str(stats),
+        "--set",
+        f"workers.WikiWorker.input_values=[{sites.wiki_url}]",
+        "--set",
+        f"workers.YahooFinanceWorker.instances={instances}",
+        "--set",
+        "workers.YahooFinanceWorker.params.requests_per_second=0",
+        "--set",
+        f"workers.YahooFinanceWorker.params.chart_url={sites.chart_url}",
     ]
     env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(workdir), "ENV_FILE": os.devnull}
     started = time.perf_counter()
@@ -53,8 +65,14 @@ def run_main(sites: FakeSites, instances: int, database_url: str, workdir: Path)
 
 def run_pypeln(sites: FakeSites, instances: int, database_url: str) -> tuple[float, float]:
     """(run duration, process wall time) of bench/pypeln_job.py: the same job, plainly, in its own process."""
-    command = [sys.executable, str(ROOT / "bench" / "pypeln_job.py"), sites.wiki_url, sites.chart_url,
-               str(instances), database_url]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "pypeln_job.py"),
+        sites.wiki_url,
+        sites.chart_url,
+        str(instances),
+        database_url,
+    ]
     started = time.perf_counter()
     out = subprocess.run(command, check=True, timeout=600, capture_output=True, text=True).stdout
     wall = time.perf_counter() - started
@@ -68,8 +86,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved; medians shown")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
-    print(f"| Yahoo instances | ideal 503×{args.latency:g}s/n | main.py run | ratio to ideal | pypeln run "
-          f"| main.py / pypeln | process: main.py, pypeln | all runs: main.py / pypeln |")
+    print(
+        f"| Yahoo instances | ideal 503×{args.latency:g}s/n | main.py run | ratio to ideal | pypeln run "
+        f"| main.py / pypeln | process: main.py, pypeln | all runs: main.py / pypeln |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     with FakeSites(latency_s=args.latency) as sites, tempfile.TemporaryDirectory() as workdir:
         for instances in args.instances:
@@ -86,8 +106,11 @@ def main() -> None:
             run, wall, other = statistics.median(ours), statistics.median(walls), statistics.median(plain)
             other_wall = statistics.median(plain_walls)
             pairs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ours, plain, strict=True))
-            print(f"| {instances} | {ideal:.2f}s | {run:.2f}s | {run / ideal:.2f}× | {other:.2f}s | {run / other:.2f} "
-                  f"| {wall:.2f}s, {other_wall:.2f}s | {pairs} |", flush=True)
+            print(
+                f"| {instances} | {ideal:.2f}s | {run:.2f}s | {run / ideal:.2f}× | {other:.2f}s | {run / other:.2f} "
+                f"| {wall:.2f}s, {other_wall:.2f}s | {pairs} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

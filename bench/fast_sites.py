@@ -12,6 +12,7 @@ symbols (the page's 503, then fillers X0000, X0001, ...), for measuring CPU per 
 between two sizes; /v8/finance/chart/SYMBOL, answered after `latency` seconds. Requests are GETs without
 a body; a connection's requests are answered in order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,8 @@ from urllib.parse import unquote
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from sites import SP500_PAGE, WIKI_PATH, chart_body, price_for  # noqa: E402
-
 import lxml.html  # noqa: E402
+from sites import SP500_PAGE, WIKI_PATH, chart_body, price_for  # noqa: E402
 
 REQUEST_END = b"\r\n\r\n"
 
@@ -45,14 +45,17 @@ def synthetic_symbols(count: int, real: list[str]) -> list[str]:
 def synthetic_page(symbols: list[str]) -> bytes:
     """A constituents table (as parse_constituents reads it) with one row per symbol."""
     rows = "".join(f"<tr><td>{symbol}</td><td>Company</td></tr>" for symbol in symbols)
-    return (f'<html><body><table id="constituents"><tr><th>Symbol</th><th>Security</th></tr>{rows}'
-            f"</table></body></html>").encode()
+    return (
+        f'<html><body><table id="constituents"><tr><th>Symbol</th><th>Security</th></tr>{rows}</table></body></html>'
+    ).encode()
 
 
 def response(status: int, body: bytes, content_type: str) -> bytes:
     """A whole HTTP/1.1 response, keep-alive."""
-    head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -79,8 +82,7 @@ class Answers:
             ticker = path.rsplit("/", 1)[1]
             answer = self.charts.get(ticker)
             if answer is None:  # not made in advance: make it now (slow once)
-                answer = self.charts[ticker] = response(200, chart_body(ticker, price_for(ticker)),
-                                                        "application/json")
+                answer = self.charts[ticker] = response(200, chart_body(ticker, price_for(ticker)), "application/json")
             return answer
         if path in self.pages:
             return self.pages[path]
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--max-symbols", type=int, default=3521, help="chart answers to make in advance")
     args = parser.parse_args()
     from core.base.descriptors import reserve
+
     reserve()  # before its stdin thread: the first run's burst of connections never waits for the table
     asyncio.run(serve(args.latency, args.max_symbols))
 
@@ -160,7 +163,10 @@ class FastSites:
 
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--latency", str(latency_s), "--max-symbols", str(max_symbols)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.base = self.process.stdout.readline().strip()
         if not self.base.startswith("http://"):
             raise RuntimeError(f"bench/fast_sites.py did not start: {self.base!r}")

@@ -7,6 +7,7 @@
 2. Peak RSS of a run whose sink is deliberately slow, with the default bounded queues and with queues made
    practically unbounded; each run is its own process, so its peak is its own. Items carry 1 KiB each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,9 @@ def runner_items_per_s(items: int, workdir: Path) -> float:
     from core.app.executor import YamlPipelineExecutor
 
     path = workdir / "three.yaml"
-    path.write_text(THREE_STAGES.format(maxsize=1000, source="CountSource", items=items, sink="Discard",
-                                        sink_params=""))
+    path.write_text(
+        THREE_STAGES.format(maxsize=1000, source="CountSource", items=items, sink="Discard", sink_params="")
+    )
     executor = YamlPipelineExecutor(path, dead_letter_path=workdir / "dead.jsonl")
     started = time.perf_counter()
     executor.start()
@@ -79,18 +81,31 @@ def queue_queue_items_per_s(items: int) -> float:
 def slow_sink_peak_rss(items: int, maxsize: int, workdir: Path) -> dict:
     """Run Source -> Pass -> slow batching sink in a child process; its peak RSS and how long it took."""
     path = workdir / f"slow-{maxsize}.yaml"
-    path.write_text(THREE_STAGES.format(
-        maxsize=maxsize, source="RecordSource", items=items, sink="SlowSink",
-        sink_params=", params: {batch_size: 500, delay_s: 0.02, flush_interval_s: 1.0}"))
-    code = ("import json, resource, sys, time; sys.path.insert(0, sys.argv[1]);"
-            "from core.app.executor import YamlPipelineExecutor;"
-            "e = YamlPipelineExecutor(sys.argv[2], dead_letter_path=sys.argv[3]); t = time.perf_counter();"
-            "e.start(); e.join(600);"
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'exit': e.report.exit_code,"
-            "'high_water': {q.name: q.high_water for q in e.report.queues},"
-            "'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(path), str(workdir / "dead.jsonl")],
-                         check=True, capture_output=True, text=True, timeout=600).stdout
+    path.write_text(
+        THREE_STAGES.format(
+            maxsize=maxsize,
+            source="RecordSource",
+            items=items,
+            sink="SlowSink",
+            sink_params=", params: {batch_size: 500, delay_s: 0.02, flush_interval_s: 1.0}",
+        )
+    )
+    code = (
+        "import json, resource, sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from core.app.executor import YamlPipelineExecutor;"
+        "e = YamlPipelineExecutor(sys.argv[2], dead_letter_path=sys.argv[3]); t = time.perf_counter();"
+        "e.start(); e.join(600);"
+        "print(json.dumps({'seconds': time.perf_counter() - t, 'exit': e.report.exit_code,"
+        "'high_water': {q.name: q.high_water for q in e.report.queues},"
+        "'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(path), str(workdir / "dead.jsonl")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -115,8 +130,10 @@ def main() -> None:
         for label, maxsize in (("bounded (default)", 1000), ("unbounded", 10**9)):
             result = slow_sink_peak_rss(args.items, maxsize, workdir)
             assert result["exit"] == 0, result
-            print(f"| {label} | {maxsize:,} | {result['peak_rss_mib']:.0f} MiB | {result['high_water']} "
-                  f"| {result['seconds']:.1f} |")
+            print(
+                f"| {label} | {maxsize:,} | {result['peak_rss_mib']:.0f} MiB | {result['high_water']} "
+                f"| {result['seconds']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

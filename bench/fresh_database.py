@@ -1,4 +1,5 @@
 """A brand-new PostgreSQL database for one measurement, dropped afterwards."""
+
 from __future__ import annotations
 
 import uuid

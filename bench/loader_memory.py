@@ -8,6 +8,7 @@ Peak RSS is the whole process's (bench/measure.py: ru_maxrss of the process, the
 the interpreter and the imports are in it: the 1-value row is that floor. The ratio column is each row's peak
 over the 20,000-value row of the same form; the loader's target is 200,000 values at no more than 1.5x that.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ FORMS = ("block", "flow", "ints")
 def pipeline_text(count: int, form: str) -> str:
     """The pipeline file with `count` input values in `form` (block or flow text, or a block of integers)."""
     values = [str(1_000_000 + index) if form == "ints" else f"item-{index:06d}" for index in range(count)]
-    listed = "[" + ", ".join(values) + "]" if form == "flow" else \
-        ("\n" + "".join(f"      - {value}\n" for value in values)).rstrip("\n")
+    listed = (
+        "[" + ", ".join(values) + "]"
+        if form == "flow"
+        else ("\n" + "".join(f"      - {value}\n" for value in values)).rstrip("\n")
+    )
     return PIPELINE.format(values=listed)
 
 

@@ -13,6 +13,7 @@ that often and keeps the last sample per pid; VmHWM only grows, so the last samp
 is its peak to within one interval (its CPU, likewise, misses at most its last interval). Sampling is off
 by default: walking /proc costs CPU on a 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,12 @@ def process_sample(pid: int) -> dict | None:
     for line in status.splitlines():
         if line.startswith("VmHWM:"):
             cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-            return {"peak_rss_kib": int(line.split()[1]), "cpu_s": cpu_s, "ppid": int(stat[1]),
-                    "cmdline": cmdline[:300]}
+            return {
+                "peak_rss_kib": int(line.split()[1]),
+                "cpu_s": cpu_s,
+                "ppid": int(stat[1]),
+                "cmdline": cmdline[:300],
+            }
     return None
 
 
@@ -116,16 +121,28 @@ def main() -> None:
     done.set()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {
-        "command": command, "exit_code": exit_code, "wall_s": wall_s, "all_reaped_s": all_done_s,
-        "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
+        "command": command,
+        "exit_code": exit_code,
+        "wall_s": wall_s,
+        "all_reaped_s": all_done_s,
+        "user_s": after.ru_utime - before.ru_utime,
+        "sys_s": after.ru_stime - before.ru_stime,
         "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-        "max_child_rss_kib": after.ru_maxrss, "peaks": peaks, "left_running": left_running,
+        "max_child_rss_kib": after.ru_maxrss,
+        "peaks": peaks,
+        "left_running": left_running,
     }
     Path(args.out).write_text(json.dumps(result))
 
 
-def run_measured(command: list[str], *, env: dict | None = None, sample_rss_s: float = 0.0,
-                 timeout_s: float = 900, quiet: bool = True) -> dict:
+def run_measured(
+    command: list[str],
+    *,
+    env: dict | None = None,
+    sample_rss_s: float = 0.0,
+    timeout_s: float = 900,
+    quiet: bool = True,
+) -> dict:
     """Run `command` under this script and return its result (see the module docstring), with its
     standard output as "stdout"."""
     import tempfile
@@ -133,8 +150,15 @@ def run_measured(command: list[str], *, env: dict | None = None, sample_rss_s: f
     _compile_project()
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         wrapper = [sys.executable, __file__, "--out", out.name, "--sample-rss-s", str(sample_rss_s), "--", *command]
-        done = subprocess.run(wrapper, env=env, check=True, timeout=timeout_s, stdout=subprocess.PIPE, text=True,
-                              stderr=subprocess.DEVNULL if quiet else None)
+        done = subprocess.run(
+            wrapper,
+            env=env,
+            check=True,
+            timeout=timeout_s,
+            stdout=subprocess.PIPE,
+            text=True,
+            stderr=subprocess.DEVNULL if quiet else None,
+        )
         return {**json.loads(Path(out.name).read_text()), "stdout": done.stdout}
 
 
@@ -145,6 +169,7 @@ def _compile_project() -> None:
     if not _compiled:
         import compileall
         import re
+
         root = Path(__file__).resolve().parent.parent
         compileall.compile_dir(root, quiet=1, rx=re.compile(r"/\.(venv|git)/"))
         _compiled.append(True)

@@ -7,6 +7,7 @@ Prints {"duration_s": ...}: from before the processes start (forkserver, as the 
 sink took the sentinel. The sink writes {"items", "first", "last"} (time.monotonic() of its first and last
 item) to OUT_PATH, as bench/cpu_workers.py RateSink does.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,11 @@ def sink(inbox, items: int, out_path: str) -> None:
 def main(items: int, out_path: str) -> None:
     context = multiprocessing.get_context("forkserver")
     first, second = context.Queue(1000), context.Queue(1000)
-    processes = [context.Process(target=source, args=(first, items)),
-                 context.Process(target=passthrough, args=(first, second)),
-                 context.Process(target=sink, args=(second, items, out_path))]
+    processes = [
+        context.Process(target=source, args=(first, items)),
+        context.Process(target=passthrough, args=(first, second)),
+        context.Process(target=sink, args=(second, items, out_path)),
+    ]
     started = time.perf_counter()
     for process in processes:
         process.start()

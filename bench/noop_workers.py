@@ -1,4 +1,5 @@
 """Workers that do nothing, for measuring the runner's own overhead."""
+
 from __future__ import annotations
 
 import time

@@ -7,6 +7,7 @@ processes that each spin half the items and send nothing back: what 2 cores can 
 ceiling for any 2-process speed-up on this machine, at its current load). Prints {"duration_s": ...},
 from before the processes are started to after the last item (imports before).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def main(mode: str, items: int, loops: int) -> None:
             assert len(list(pool.map(partial(spin, loops=loops), range(items), chunksize=1))) == items
     else:
         half = items // 2
-        processes = [multiprocessing.Process(target=spin_range, args=(first, stop, loops))
-                     for first, stop in ((0, half), (half, items))]
+        processes = [
+            multiprocessing.Process(target=spin_range, args=(first, stop, loops))
+            for first, stop in ((0, half), (half, items))
+        ]
         for process in processes:
             process.start()
         for process in processes:

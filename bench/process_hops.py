@@ -16,6 +16,7 @@ process (or a thread), LatencySink records now - stamp (CLOCK_MONOTONIC is syste
 compares across processes). Added latency = with the process hop - without, median and p99. The source
 waits 1 s before its first stamp, so the worker process has started (start-up is not latency).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,17 @@ def run_main(text: str, workdir: Path) -> dict:
     path = workdir / "hops.yaml"
     path.write_text(text)
     stats = workdir / "stats.json"
-    command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(path), "--quiet", "--log-level", "WARNING",
-               "--stats-json", str(stats)]
+    command = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--pipeline",
+        str(path),
+        "--quiet",
+        "--log-level",
+        "WARNING",
+        "--stats-json",
+        str(stats),
+    ]
     result = run_measured(command, env={**os.environ, "DATA_DIR": str(workdir), "ENV_FILE": os.devnull})
     report = json.loads(stats.read_text())
     assert result["exit_code"] == 0, report
@@ -81,8 +91,7 @@ def throughput(label: str, items: int, workdir: Path) -> dict:
         result["run_s"] = json.loads(result["stdout"].strip().splitlines()[-1])["duration_s"]
     else:
         p_source, p_pass, p_sink = THROUGHPUT[label]
-        result = run_main(THREE.format(items=items, p_source=p_source, p_pass=p_pass, p_sink=p_sink, out=out),
-                          workdir)
+        result = run_main(THREE.format(items=items, p_source=p_source, p_pass=p_pass, p_sink=p_sink, out=out), workdir)
     sink = json.loads(out.read_text())
     assert sink["items"] == items, sink
     return {**result, "rate": (items - 1) / (sink["last"] - sink["first"])}
@@ -91,8 +100,13 @@ def throughput(label: str, items: int, workdir: Path) -> dict:
 def latencies_ms(processes: int, items: int, interval_s: float, workdir: Path) -> list[float]:
     """Milliseconds from each stamp to the sink, with PassThrough in `processes` worker processes."""
     out = workdir / "latencies.json"
-    text = PACED.format(values=json.dumps(list(range(items))), interval_s=interval_s, p_pass=processes, out=out,
-                        start_delay_s=START_DELAY_S)
+    text = PACED.format(
+        values=json.dumps(list(range(items))),
+        interval_s=interval_s,
+        p_pass=processes,
+        out=out,
+        start_delay_s=START_DELAY_S,
+    )
     result = run_main(text, workdir)
     assert result["sink"] == items, result
     return [1000 * s for s in json.loads(out.read_text())]
@@ -115,30 +129,39 @@ def main() -> None:
             shift = round_ % len(labels)
             for label in labels[shift:] + labels[:shift]:  # rotated, so no one always goes first
                 runs[label].append(throughput(label, args.items, workdir))
-            for processes in ((1, 0) if round_ % 2 == 0 else (0, 1)):
+            for processes in (1, 0) if round_ % 2 == 0 else (0, 1):
                 latencies[processes].append(latencies_ms(processes, args.latency_items, args.interval_s, workdir))
-    print(f"\n| {args.items:,} items | items/s at the sink (median) | all runs | items/s over the own clock "
-          f"| wall s | CPU s |")
+    print(
+        f"\n| {args.items:,} items | items/s at the sink (median) | all runs | items/s over the own clock "
+        f"| wall s | CPU s |"
+    )
     print("|---|---:|---|---:|---:|---:|")
     for label in labels:
         rates = [r["rate"] for r in runs[label]]
-        print(f"| {label} | {statistics.median(rates):,.0f} | {', '.join(f'{x:,.0f}' for x in rates)} "
-              f"| {statistics.median(args.items / r['run_s'] for r in runs[label]):,.0f} "
-              f"| {statistics.median(r['wall_s'] for r in runs[label]):.2f} "
-              f"| {statistics.median(r['cpu_s'] for r in runs[label]):.2f} |")
-    print(f"\n| {args.latency_items} items {1000 * args.interval_s:g} ms apart | median ms | p99 ms | max ms "
-          f"| per run: median / p99 ms |")
+        print(
+            f"| {label} | {statistics.median(rates):,.0f} | {', '.join(f'{x:,.0f}' for x in rates)} "
+            f"| {statistics.median(args.items / r['run_s'] for r in runs[label]):,.0f} "
+            f"| {statistics.median(r['wall_s'] for r in runs[label]):.2f} "
+            f"| {statistics.median(r['cpu_s'] for r in runs[label]):.2f} |"
+        )
+    print(
+        f"\n| {args.latency_items} items {1000 * args.interval_s:g} ms apart | median ms | p99 ms | max ms "
+        f"| per run: median / p99 ms |"
+    )
     print("|---|---:|---:|---:|---|")
     summary = {}
     for processes, label in ((0, "PassThrough as a thread"), (1, "PassThrough in a process (processes: 1)")):
         pooled = [x for run in latencies[processes] for x in run]
         summary[processes] = (statistics.median(pooled), percentile(pooled, 0.99))
-        per_run = ", ".join(f"{statistics.median(run):.2f} / {percentile(run, 0.99):.2f}"
-                            for run in latencies[processes])
-        print(f"| {label} | {summary[processes][0]:.2f} | {summary[processes][1]:.2f} | {max(pooled):.2f} "
-              f"| {per_run} |")
-    print(f"| added by the process hop | {summary[1][0] - summary[0][0]:.2f} | {summary[1][1] - summary[0][1]:.2f} "
-          f"| | |")
+        per_run = ", ".join(
+            f"{statistics.median(run):.2f} / {percentile(run, 0.99):.2f}" for run in latencies[processes]
+        )
+        print(
+            f"| {label} | {summary[processes][0]:.2f} | {summary[processes][1]:.2f} | {max(pooled):.2f} | {per_run} |"
+        )
+    print(
+        f"| added by the process hop | {summary[1][0] - summary[0][0]:.2f} | {summary[1][1] - summary[0][1]:.2f} | | |"
+    )
     print(f"\nload average at end: {os.getloadavg()}")
 
 

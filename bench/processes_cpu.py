@@ -10,6 +10,7 @@ are bench/pool_job.py: ProcessPoolExecutor(2).map over the same items and functi
 that split the items and communicate nothing (the most 2 cores give at the machine's current load; on a
 shared machine that is well under 2x). The order rotates each round; medians are shown.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,17 @@ def run_pipeline(instances: int, processes: int, items: int, loops: int, workdir
     path = workdir / f"spin-{instances}-{processes}.yaml"
     path.write_text(PIPELINE.format(items=items, instances=instances, processes=processes, loops=loops))
     stats = workdir / "stats.json"
-    command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(path), "--quiet", "--log-level", "WARNING",
-               "--stats-json", str(stats)]
+    command = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--pipeline",
+        str(path),
+        "--quiet",
+        "--log-level",
+        "WARNING",
+        "--stats-json",
+        str(stats),
+    ]
     env = {**os.environ, "DATA_DIR": str(workdir), "ENV_FILE": os.devnull}
     result = run_measured(command, env=env)
     report = json.loads(stats.read_text())
@@ -85,8 +95,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     loops = calibrate_loops(args.item_ms)
-    print(f"load average at start: {os.getloadavg()}; {loops:,} loops ≈ {args.item_ms:g} ms an item; "
-          f"{args.items} items = {args.items * args.item_ms / 1000:.1f} s of CPU")
+    print(
+        f"load average at start: {os.getloadavg()}; {loops:,} loops ≈ {args.item_ms:g} ms an item; "
+        f"{args.items} items = {args.items * args.item_ms / 1000:.1f} s of CPU"
+    )
     labels = list(MODES) + [POOL, BARE]
     runs: dict[str, list[dict]] = {label: [] for label in labels}
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,18 +109,24 @@ def main() -> None:
                     runs[label].append(run_pipeline(*MODES[label], args.items, loops, Path(tmp)))
                 else:
                     runs[label].append(run_reference("pool" if label == POOL else "bare", args.items, loops))
-    med = {label: {key: statistics.median(r[key] for r in runs[label]) for key in ("wall_s", "cpu_s", "run_s")}
-           for label in labels}
+    med = {
+        label: {key: statistics.median(r[key] for r in runs[label]) for key in ("wall_s", "cpu_s", "run_s")}
+        for label in labels
+    }
     threads, bare = med["threads: instances 2"], med[BARE]
-    print("\n| stage | wall s (whole process) | CPU s | own clock s | speed-up vs 2 threads: wall / own clock "
-          "| own clock: bare / this | all runs: wall/CPU/own clock |")
+    print(
+        "\n| stage | wall s (whole process) | CPU s | own clock s | speed-up vs 2 threads: wall / own clock "
+        "| own clock: bare / this | all runs: wall/CPU/own clock |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|")
     for label in labels:
         m = med[label]
         every = ", ".join(f"{r['wall_s']:.2f}/{r['cpu_s']:.2f}/{r['run_s']:.2f}" for r in runs[label])
-        print(f"| {label} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['run_s']:.2f} "
-              f"| {threads['wall_s'] / m['wall_s']:.2f}× / {threads['run_s'] / m['run_s']:.2f}× "
-              f"| {bare['run_s'] / m['run_s']:.2f} | {every} |")
+        print(
+            f"| {label} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['run_s']:.2f} "
+            f"| {threads['wall_s'] / m['wall_s']:.2f}× / {threads['run_s'] / m['run_s']:.2f}× "
+            f"| {bare['run_s'] / m['run_s']:.2f} | {every} |"
+        )
     print(f"\nload average at end: {os.getloadavg()}")
 
 

@@ -10,6 +10,7 @@ library call lands on the line of ours that made it). Samples are shares of the 
 imports included unless --skip-imports; on a big page the per-request work dominates. Time with the GIL
 released (system calls, waiting to take it back) is not sampled: compare user and system CPU for that.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,16 +70,21 @@ def summarize(raw: str, top: int, *, skip_imports: bool) -> None:
             # Charged to the innermost line of this project on the stack, with the library it was in then.
             line = next((f for f in reversed(frames) if short(f["file"]).startswith(PROJECT)), None)
             where = "itself" if line is leaf else short(leaf["file"]).split("/")[0]
-            ours[f"{line['function']} ({short(line['file'])}:{line['line']}) -> {where}" if line
-                 else f"(no project frame) -> {short(leaf['file']).split('/')[0]}"] += samples
+            ours[
+                f"{line['function']} ({short(line['file'])}:{line['line']}) -> {where}"
+                if line
+                else f"(no project frame) -> {short(leaf['file']).split('/')[0]}"
+            ] += samples
         seen = set()
         for frame in frames:
             key = f"{frame['function']} ({short(frame['file'])})"
             if key not in seen:  # recursion counts once per sample
                 seen.add(key)
                 inclusive[key] += samples
-    print(f"{total + (imports if skip_imports else 0)} samples, {imports} of them importing"
-          f"{' (left out below)' if skip_imports else ''}\n\nby thread (its entry function) | % of samples")
+    print(
+        f"{total + (imports if skip_imports else 0)} samples, {imports} of them importing"
+        f"{' (left out below)' if skip_imports else ''}\n\nby thread (its entry function) | % of samples"
+    )
     for key, samples in threads.most_common(top):
         print(f"  {100 * samples / total:5.1f}%  {key}")
     print("\nown (leaf line) | % of samples")
@@ -101,19 +107,41 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--raw-out", help="also keep py-spy's raw output here")
     parser.add_argument("--skip-imports", action="store_true", help="leave out samples taken while importing")
-    parser.add_argument("--all-threads", action="store_true",
-                        help="sample every thread py-spy thinks busy (default: only the one holding the GIL; "
-                             "py-spy counts threads blocked in Condition.wait as busy)")
+    parser.add_argument(
+        "--all-threads",
+        action="store_true",
+        help="sample every thread py-spy thinks busy (default: only the one holding the GIL; "
+        "py-spy counts threads blocked in Condition.wait as busy)",
+    )
     args = parser.parse_args()
     impl = {"ours": "ours", "all-async": "ours, all async", "stage": STAGE, "plain": "plain asyncio"}[args.impl]
-    with FastSites(max_symbols=args.symbols) as sites, tempfile.TemporaryDirectory() as tmp, \
-            FreshDatabase(ADMIN_URL) as url:
+    with (
+        FastSites(max_symbols=args.symbols) as sites,
+        tempfile.TemporaryDirectory() as tmp,
+        FreshDatabase(ADMIN_URL) as url,
+    ):
         raw = Path(args.raw_out or Path(tmp) / "raw.txt")
         job = command(impl, sites.synthetic_url(args.symbols), sites, args.concurrency, url, Path(tmp) / "s.json")
         env = {**os.environ, "DATABASE_URL": url, "DATA_DIR": tmp, "ENV_FILE": os.devnull}
-        subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "-r", str(args.rate), "-f", "raw",
-                        "-o", str(raw), *([] if args.all_threads else ["--gil"]), "--", *job], env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "-r",
+                str(args.rate),
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                *([] if args.all_threads else ["--gil"]),
+                "--",
+                *job,
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         summarize(raw.read_text(), args.top, skip_imports=args.skip_imports)
 
 

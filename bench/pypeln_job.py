@@ -5,6 +5,7 @@
 Runs in its own process, as main.py does, and prints {"duration_s": ...}: from before the table is made to
 after the rows are committed (imports, like main.py's, are before the clock starts).
 """
+
 from __future__ import annotations
 
 import json

@@ -25,6 +25,7 @@ at a time with the script (single, on --single-items). `prefill` rows settle a s
 the consumer is timed): the sink rate of ours in the first shape is the number to hold against them.
 Every run's Redis keys are deleted after it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,17 @@ def run_ours(label: str, items: int, instances: int, workdir: Path, redis_url: s
     path = workdir / f"{PIPELINE_NAME}.yaml"
     path.write_text(PIPELINE.format(values=json.dumps(values), instances=instances, out_dir=out_dir))
     stats = workdir / "stats.json"
-    command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(path), "--quiet", "--log-level", "WARNING",
-               "--stats-json", str(stats)]
+    command = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--pipeline",
+        str(path),
+        "--quiet",
+        "--log-level",
+        "WARNING",
+        "--stats-json",
+        str(stats),
+    ]
     env = {**os.environ, "DATA_DIR": str(workdir), "ENV_FILE": os.devnull, "REDIS_URL": redis_url}
     launched = time.monotonic()  # CLOCK_MONOTONIC is system-wide: comparable with the sink's stamps
     result = run_measured(command, env=env)
@@ -92,14 +102,27 @@ def run_ours(label: str, items: int, instances: int, workdir: Path, redis_url: s
     assert result["exit_code"] == 0 and report["groups"]["Sink"]["processed"] == items, report
     sink = sink_rate(out_dir)
     assert sink["items"] == items, sink
-    return {**result, "rate": items / report["duration_s"], "sink_rate": sink["rate"],
-            "first_s": sink["first"] - launched}
+    return {
+        **result,
+        "rate": items / report["duration_s"],
+        "sink_rate": sink["rate"],
+        "first_s": sink["first"] - launched,
+    }
 
 
 def run_plain(label: str, items: int, redis_url: str) -> dict:
     mode, prefill = PLAIN[label]
-    command = [sys.executable, str(ROOT / "bench" / "redis_plain.py"), "--mode", mode, "--items", str(items),
-               "--redis-url", redis_url, *(["--prefill"] if prefill else [])]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "redis_plain.py"),
+        "--mode",
+        mode,
+        "--items",
+        str(items),
+        "--redis-url",
+        redis_url,
+        *(["--prefill"] if prefill else []),
+    ]
     result = run_measured(command)
     out = json.loads(result["stdout"].strip().splitlines()[-1])
     assert result["exit_code"] == 0 and out["items"] == items, out
@@ -119,7 +142,7 @@ def main() -> None:
     loads = []
     with tempfile.TemporaryDirectory() as workdir:
         for repeat in range(args.repeat):
-            order = labels[repeat % len(labels):] + labels[:repeat % len(labels)]  # rotate who goes first
+            order = labels[repeat % len(labels) :] + labels[: repeat % len(labels)]  # rotate who goes first
             for label in order:
                 loads.append(os.getloadavg()[0])
                 if label in (OURS_ONE, OURS_STREAM):
@@ -128,12 +151,20 @@ def main() -> None:
                     items = args.single_items if PLAIN[label][0] == "single" else args.items
                     result = run_plain(label, items, args.redis_url)
                 runs[label].append(result)
-                print(f"  {label}: {result['rate']:,.0f} items/s, wall {result['wall_s']:.2f}s, CPU "
-                      f"{result['cpu_s']:.2f}s, load {loads[-1]:.2f}", file=sys.stderr, flush=True)
-    print(f"N = {args.items:,} (one at a time: {args.single_items:,}), sink instances {args.instances}, "
-          f"medians of {args.repeat}; load average (1 min) during the runs {min(loads):.2f}–{max(loads):.2f}\n")
-    print("| what | items/s, run's clock | items/s at the sink (first→last) | sink's first item after launch "
-          "| process wall | process CPU | all runs: items/s (sink) |")
+                print(
+                    f"  {label}: {result['rate']:,.0f} items/s, wall {result['wall_s']:.2f}s, CPU "
+                    f"{result['cpu_s']:.2f}s, load {loads[-1]:.2f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(
+        f"N = {args.items:,} (one at a time: {args.single_items:,}), sink instances {args.instances}, "
+        f"medians of {args.repeat}; load average (1 min) during the runs {min(loads):.2f}–{max(loads):.2f}\n"
+    )
+    print(
+        "| what | items/s, run's clock | items/s at the sink (first→last) | sink's first item after launch "
+        "| process wall | process CPU | all runs: items/s (sink) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|")
     for label in labels:
         results = runs[label]
@@ -148,9 +179,14 @@ def main() -> None:
             sink = first = "–"
             every = ", ".join(f"{r['rate'] / 1000:.1f}k" for r in results)
         print(f"| {label} | {rate:,.0f} | {sink} | {first} | {wall:.2f}s | {cpu:.2f}s | {every} |", flush=True)
-    script, prefilled = runs["plain redis-py, script per batch"], runs["plain, prefill: script per batch, consumer only"]
-    print("\nOurs ÷ the plain script reference, paired within each repeat (runs minutes apart see different loads), "
-          "median:\n")
+    script, prefilled = (
+        runs["plain redis-py, script per batch"],
+        runs["plain, prefill: script per batch, consumer only"],
+    )
+    print(
+        "\nOurs ÷ the plain script reference, paired within each repeat (runs minutes apart see different loads), "
+        "median:\n"
+    )
     for label in (OURS_ONE, OURS_STREAM):
         whole = statistics.median(o["rate"] / p["rate"] for o, p in zip(runs[label], script, strict=True))
         sink = statistics.median(o["sink_rate"] / p["rate"] for o, p in zip(runs[label], prefilled, strict=True))

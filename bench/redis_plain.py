@@ -15,6 +15,7 @@ The stream is not bounded (the producer never waits). With --prefill the produce
 and only the consumer is timed (settling a stream that is already full). Prints one JSON line: items,
 duration_s (from before the producer starts, or with --prefill before the first read, to the last settlement). Its keys (bench:redis_plain:<uuid>:...) are deleted at the end.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """The rate at the sink of the Redis benchmarks, read from bench/cpu_workers.py RateSink's files (one per instance)."""
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ items/s from its first item to its last). Each run is `main.py` under bench/meas
 (peak RSS) of every process of the tree from /proc every 20 ms and keeps the last reading per process.
 Medians over the repeats; the order of the runs rotates.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,19 +58,25 @@ def run(label: str, items: int, workdir: Path) -> dict:
     location, cls, instances, processes = STAGES[label]
     out = workdir / "rate.json"
     path = workdir / "scale.yaml"
-    path.write_text(PIPELINE.format(items=items, location=location, cls=cls, instances=instances,
-                                    processes=processes, out=out))
+    path.write_text(
+        PIPELINE.format(items=items, location=location, cls=cls, instances=instances, processes=processes, out=out)
+    )
     command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(path), "--quiet", "--log-level", "WARNING"]
-    result = run_measured(command, env={**os.environ, "DATA_DIR": str(workdir), "ENV_FILE": os.devnull},
-                          sample_rss_s=SAMPLE_S)
+    result = run_measured(
+        command, env={**os.environ, "DATA_DIR": str(workdir), "ENV_FILE": os.devnull}, sample_rss_s=SAMPLE_S
+    )
     sink = json.loads(out.read_text())
     assert result["exit_code"] == 0 and sink["items"] == items, (result, sink)
     peaks: dict[str, float] = {}
     for pid, sample in result["peaks"].items():
         name = role(pid, result["peaks"])
         peaks[name] = max(peaks.get(name, 0.0), sample["peak_rss_kib"] / 1024)
-    return {"rate": (items - 1) / (sink["last"] - sink["first"]), "peaks": peaks, "wall_s": result["wall_s"],
-            "cpu_s": result["cpu_s"]}
+    return {
+        "rate": (items - 1) / (sink["last"] - sink["first"]),
+        "peaks": peaks,
+        "wall_s": result["wall_s"],
+        "cpu_s": result["cpu_s"],
+    }
 
 
 def main() -> None:
@@ -90,12 +97,16 @@ def main() -> None:
     print("|---|---:|---:|" + "---:|" * len(roles) + "---:|---:|")
     for label, items in cases:
         results = runs[label, items]
-        peaks = [statistics.median(r["peaks"][name] for r in results) if all(name in r["peaks"] for r in results)
-                 else None for name in roles]
+        peaks = [
+            statistics.median(r["peaks"][name] for r in results) if all(name in r["peaks"] for r in results) else None
+            for name in roles
+        ]
         cells = " | ".join("–" if peak is None else f"{peak:.1f}" for peak in peaks)
-        print(f"| {label} | {items:,} | {statistics.median(r['rate'] for r in results):,.0f} | {cells} "
-              f"| {statistics.median(r['wall_s'] for r in results):.2f} "
-              f"| {statistics.median(r['cpu_s'] for r in results):.2f} |")
+        print(
+            f"| {label} | {items:,} | {statistics.median(r['rate'] for r in results):,.0f} | {cells} "
+            f"| {statistics.median(r['wall_s'] for r in results):.2f} "
+            f"| {statistics.median(r['cpu_s'] for r in results):.2f} |"
+        )
     print(f"\nload average at end: {os.getloadavg()}")
 
 

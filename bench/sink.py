@@ -5,6 +5,7 @@
 Each measurement gets a fresh database (created and dropped here) with the pipeline's `prices` table and its
 unique index, so every writer pays for the same index.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ import csv
 import io
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -26,13 +27,19 @@ from core.storage.database import SqlAlchemyDatabase, database_url, open_databas
 from workers.postgres_worker import COLUMNS, PostgresWorker  # noqa: E402
 
 
-
 def records(count: int) -> list[dict]:
     """Price records like the Yahoo worker's, each its own observation (symbol, market_time)."""
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    return [{"symbol": f"S{i % 600}", "price": 100 + i % 1000 / 7, "currency": "USD",
-             "market_time": start + timedelta(seconds=i), "extracted_time": start + timedelta(microseconds=i)}
-            for i in range(count)]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        {
+            "symbol": f"S{i % 600}",
+            "price": 100 + i % 1000 / 7,
+            "currency": "USD",
+            "market_time": start + timedelta(seconds=i),
+            "extracted_time": start + timedelta(microseconds=i),
+        }
+        for i in range(count)
+    ]
 
 
 @contextmanager
@@ -51,8 +58,9 @@ def fresh_table(admin_url: str) -> Iterator[sa.Engine]:
 
 def time_worker(engine: sa.Engine, rows: list[dict], batch_size: int) -> float:
     """The sink as it runs on PostgreSQL (psycopg2 directly, COPY via a staging table)."""
-    return _time_writer(open_database(database_url({"DATABASE_URL": engine.url.render_as_string(False)})),
-                        rows, batch_size)
+    return _time_writer(
+        open_database(database_url({"DATABASE_URL": engine.url.render_as_string(False)})), rows, batch_size
+    )
 
 
 def time_core_insert(engine: sa.Engine, rows: list[dict], batch_size: int) -> float:
@@ -65,7 +73,7 @@ def _time_writer(database, rows: list[dict], batch_size: int) -> float:
     writer = PostgresWorker(database)
     started = time.perf_counter()
     for i in range(0, len(rows), batch_size):
-        writer.insert(rows[i:i + batch_size])
+        writer.insert(rows[i : i + batch_size])
     seconds = time.perf_counter() - started
     database.close()
     return seconds
@@ -77,12 +85,17 @@ def time_plain_copy(engine: sa.Engine, rows: list[dict], batch_size: int) -> flo
     started = time.perf_counter()
     for i in range(0, len(rows), batch_size):
         buffer = io.StringIO()
-        csv.writer(buffer).writerows([[r[k].replace(tzinfo=None) if isinstance(r[k], datetime) else r[k]
-                                       for k in COLUMNS] for r in rows[i:i + batch_size]])
+        csv.writer(buffer).writerows(
+            [
+                [r[k].replace(tzinfo=None) if isinstance(r[k], datetime) else r[k] for k in COLUMNS]
+                for r in rows[i : i + batch_size]
+            ]
+        )
         buffer.seek(0)
         with engine.begin() as conn:
             conn.connection.dbapi_connection.cursor().copy_expert(
-                f"COPY prices ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+                f"COPY prices ({columns}) FROM STDIN WITH (FORMAT csv)", buffer
+            )
     return time.perf_counter() - started
 
 
@@ -99,8 +112,11 @@ def main() -> None:
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
     rows = records(args.rows)
-    writers = {"plain COPY": time_plain_copy, "PostgresWorker (COPY via staging, ON CONFLICT)": time_worker,
-               "Core insert() executemany, ON CONFLICT (before)": time_core_insert}
+    writers = {
+        "plain COPY": time_plain_copy,
+        "PostgresWorker (COPY via staging, ON CONFLICT)": time_worker,
+        "Core insert() executemany, ON CONFLICT (before)": time_core_insert,
+    }
     results: dict[str, list[float]] = {name: [] for name in writers}
     for _ in range(args.repeat):  # interleaved, so a slow moment of the machine hits all of them
         for name, timer in writers.items():
@@ -114,7 +130,9 @@ def main() -> None:
     for name, rates in results.items():
         print(f"| {name} | {best[name]:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
     ratio = best["PostgresWorker (COPY via staging, ON CONFLICT)"] / best["plain COPY"]
-    print(f"\nPostgresWorker / plain COPY = {ratio:.0%} (target >= 50%); {args.rows:,} rows, batches of {args.batch_size}")
+    print(
+        f"\nPostgresWorker / plain COPY = {ratio:.0%} (target >= 50%); {args.rows:,} rows, batches of {args.batch_size}"
+    )
 
 
 if __name__ == "__main__":

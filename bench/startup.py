@@ -8,6 +8,7 @@ import table is the median over the -X importtime runs of each module's cumulati
 it imported first), for the modules main.py's chain imports directly (core.app.cli's own imports, main.py being
 a thin launcher).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)$")
 def importtime() -> tuple[float, dict[str, tuple[int, float, float]]]:
     """(total import seconds, {module: (depth, self s, cumulative s)}) of one `main.py --check` run."""
     env = {**os.environ, "ENV_FILE": os.devnull}
-    stderr = subprocess.run([sys.executable, "-X", "importtime", *CHECK[1:]], env=env, capture_output=True,
-                            text=True, cwd=ROOT).stderr
+    stderr = subprocess.run(
+        [sys.executable, "-X", "importtime", *CHECK[1:]], env=env, capture_output=True, text=True, cwd=ROOT
+    ).stderr
     modules: dict[str, tuple[int, float, float]] = {}
     total_s = 0.0
     for line in stderr.splitlines():
@@ -75,8 +77,10 @@ def main() -> None:
     print("|---|---:|---:|---|")
     for label, runs in (("main.py --check (shipped pipeline)", checks), ("python -c pass", bare)):
         every = ", ".join(f"{r['wall_s']:.3f}/{r['cpu_s']:.3f}" for r in runs)
-        print(f"| {label} | {statistics.median(r['wall_s'] for r in runs):.3f} "
-              f"| {statistics.median(r['cpu_s'] for r in runs):.3f} | {every} |")
+        print(
+            f"| {label} | {statistics.median(r['wall_s'] for r in runs):.3f} "
+            f"| {statistics.median(r['cpu_s'] for r in runs):.3f} | {every} |"
+        )
     total_s = statistics.median(total for total, _ in imports)
     print(f"\nimports (sum of -X importtime self times, median of {args.repeat}): {total_s:.3f} s")
     names = imports[0][1]
@@ -86,11 +90,11 @@ def main() -> None:
     own = {name: statistics.median(run[name][1] for _, run in imports if name in run) for name in names}
     print("\n| top-level import (first imported by main.py's chain) | cumulative ms | share of imports |")
     print("|---|---:|---:|")
-    for name, seconds in sorted(cumulative.items(), key=lambda kv: -kv[1])[:args.top]:
+    for name, seconds in sorted(cumulative.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"| {name} | {1000 * seconds:.0f} | {seconds / total_s:.0%} |")
     print("\n| module, by its own import time | self ms |")
     print("|---|---:|")
-    for name, seconds in sorted(own.items(), key=lambda kv: -kv[1])[:args.top]:
+    for name, seconds in sorted(own.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"| {name} | {1000 * seconds:.1f} |")
 
 

@@ -5,6 +5,7 @@ even have reached the call yet. A thread is shown blocked when it is parked in a
 that a method of the object it waits on called, and nothing has notified it since it began that wait: it
 has looked at the object's state, found it must wait, and only a notify (or its own timeout) moves it on.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Shared test fixtures: the local fake sites, a fresh PostgreSQL database, a thread-leak check."""
+
 from __future__ import annotations
 
 import os
@@ -6,10 +7,10 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -90,8 +91,11 @@ def pg_admin():
         unreachable = ""
     if unreachable:
         engine.dispose()
-        pytest.fail(f"the tests need PostgreSQL at {PG_ADMIN_URL} (README, \"Two commands\"; "
-                    f"TEST_PG_ADMIN_URL names another) and it is not reachable: {unreachable}", pytrace=False)
+        pytest.fail(
+            f'the tests need PostgreSQL at {PG_ADMIN_URL} (README, "Two commands"; '
+            f"TEST_PG_ADMIN_URL names another) and it is not reachable: {unreachable}",
+            pytrace=False,
+        )
     yield engine
     engine.dispose()
 
@@ -119,9 +123,11 @@ def fresh_database(pg_admin: sa.Engine) -> Iterator[str]:
 def local_pipeline(sites: FakeSites, tmp_path: Path, text: str | None = None, **replace: str) -> Path:
     """The shipped pipeline file with its URLs pointed at `sites`, and any other text replaced."""
     text = text or SHIPPED_PIPELINE.read_text()
-    text = (text.replace("https://en.wikipedia.org/wiki/List_of_S%26P_500_companies", sites.wiki_url)
-                .replace("https://query1.finance.yahoo.com/v8/finance/chart/{symbol}", sites.chart_url)
-                .replace("https://finance.yahoo.com/quote/{symbol}", sites.quote_url))
+    text = (
+        text.replace("https://en.wikipedia.org/wiki/List_of_S%26P_500_companies", sites.wiki_url)
+        .replace("https://query1.finance.yahoo.com/v8/finance/chart/{symbol}", sites.chart_url)
+        .replace("https://finance.yahoo.com/quote/{symbol}", sites.quote_url)
+    )
     for old, new in replace.items():
         assert old in text, f"{old!r} not in the pipeline text"
         text = text.replace(old, new)
@@ -139,19 +145,39 @@ class MainRun:
     stderr: str
 
 
-def run_main(args: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
-             timeout_s: float = MAIN_TIMEOUT_S) -> MainRun:
+def run_main(
+    args: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout_s: float = MAIN_TIMEOUT_S
+) -> MainRun:
     """Run `python main.py ARGS` as a user would, with a clean environment plus `env`."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR"))
+    }
     base["ENV_FILE"] = os.devnull  # a developer's .env.local must not point tests at their database
-    result = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env={**base, **(env or {})},
-                            cwd=cwd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        env={**base, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+    )
     return MainRun(result.returncode, result.stdout, result.stderr)
 
 
-def run_stage(tmp_path: Path, stage: str, *, key: str, sink: str, items: int, instances: int = 1,
-              processes: int = 0, env: dict[str, str] | None = None) -> MainRun:
+def run_stage(
+    tmp_path: Path,
+    stage: str,
+    *,
+    key: str,
+    sink: str,
+    items: int,
+    instances: int = 1,
+    processes: int = 0,
+    env: dict[str, str] | None = None,
+) -> MainRun:
     """`python main.py` on Source (items 0..items-1) -> Stage (fixture_workers.<stage>, params: key) ->
     Collect (under `sink`), written to tmp_path/pipeline.yaml; dead letters and data under tmp_path."""
     (tmp_path / "pipeline.yaml").write_text(
@@ -159,11 +185,17 @@ def run_stage(tmp_path: Path, stage: str, *, key: str, sink: str, items: int, in
         "  - name: Source\n    location: fixture_workers\n    class: Source\n"
         f"    input_values: {list(range(items))}\n    output_queues: [Numbers]\n"
         f"  - name: Stage\n    location: fixture_workers\n    class: {stage}\n    instances: {instances}\n"
-        + (f"    processes: {processes}\n" if processes else "") +
-        f"    input_queue: Numbers\n    output_queues: [Out]\n    params:\n      key: {key}\n"
+        + (f"    processes: {processes}\n" if processes else "")
+        + f"    input_queue: Numbers\n    output_queues: [Out]\n    params:\n      key: {key}\n"
         f"  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Out\n"
-        f"    params:\n      key: {sink}\n")
-    return run_main(["--pipeline", str(tmp_path / "pipeline.yaml"), "--quiet", "--stats-json", str(tmp_path / "s.json")],
-                    env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-                         "DATA_DIR": str(tmp_path / "data"), "DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl"),
-                         **(env or {})})
+        f"    params:\n      key: {sink}\n"
+    )
+    return run_main(
+        ["--pipeline", str(tmp_path / "pipeline.yaml"), "--quiet", "--stats-json", str(tmp_path / "s.json")],
+        env={
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+            "DATA_DIR": str(tmp_path / "data"),
+            "DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl"),
+            **(env or {}),
+        },
+    )

@@ -3,6 +3,7 @@ subclasses built with keyword arguments (input_queue, output_queue, input_values
 use, start themselves in __init__, loop on get(timeout=...) until the string 'DONE', and put each output on
 every output queue. What a sink receives goes to a registry under its `key` param, for the test to check.
 """
+
 from __future__ import annotations
 
 import threading

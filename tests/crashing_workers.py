@@ -2,10 +2,12 @@
 with tests/ on PYTHONPATH): in setup() (a resource that cannot be set up), in the middle of an item or of
 a batch write (an instance ended by SystemExit, outside the per-item error handling), or sending on a
 record the database refuses."""
+
 from __future__ import annotations
 
-from core.storage.database import database_url
 from fixture_workers import CrashesInSetup
+
+from core.storage.database import database_url
 from workers.postgres_worker import PostgresMasterScheduler
 from workers.yahoo_finance_worker import YahooFinancePriceScheduler
 
@@ -82,5 +84,6 @@ class YahooKillsItsProcess(YahooFinancePriceScheduler):
         if symbol == self.kill_on:
             import os
             import signal
+
             os.kill(os.getpid(), signal.SIGKILL)
         return super().process(symbol)

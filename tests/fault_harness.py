@@ -5,6 +5,7 @@ as a subprocess (`MainRun`, `run`), and hands the outcome to `finish`, which rec
 result for the fault table and asserts what every case must hold: the exit code, the time bound,
 every input item stored or dead-lettered exactly once, the stats adding up, and no password anywhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,19 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
 import sqlalchemy as sa
 import yaml
+from sites import SP500_PAGE, FakeSites
 
 from conftest import ROOT, local_pipeline
-from sites import SP500_PAGE, FakeSites
 from workers.wiki_worker import parse_constituents
 from workers.yahoo_finance_worker import yahoo_symbol
 
@@ -35,10 +37,17 @@ CANARY = f"canary-{uuid.uuid4().hex[:16]}"
 CHART, QUOTE = "/v8/finance/chart/", "/quote/"
 YAHOO_INSTANCES = 4  # as shipped
 # Fast but realistic settings for the copy of the shipped pipeline (the table's header repeats them).
-YAHOO = {"requests_per_second": 0, "retries": 2, "backoff_s": 0.05, "connect_timeout_s": 1, "read_timeout_s": 1,
-         "retry_after_max_s": 2, "breaker_failures": 5, "breaker_cooldown_s": 60}
-SINK = {"batch_size": 20, "flush_interval_s": 0.2, "write_retries": 3, "retry_backoff_s": 0.2,
-        "retry_backoff_max_s": 1}
+YAHOO = {
+    "requests_per_second": 0,
+    "retries": 2,
+    "backoff_s": 0.05,
+    "connect_timeout_s": 1,
+    "read_timeout_s": 1,
+    "retry_after_max_s": 2,
+    "breaker_failures": 5,
+    "breaker_cooldown_s": 60,
+}
+SINK = {"batch_size": 20, "flush_interval_s": 0.2, "write_retries": 3, "retry_backoff_s": 0.2, "retry_backoff_max_s": 1}
 MAIN_TIMEOUT_S = 90  # a run still going after this is killed and its test fails
 POLL_S = 0.05
 # The pipeline's database sessions carry this name (core/storage/database.py), so a test can find and kill them.
@@ -49,6 +58,7 @@ RETRIED_BATCH = re.compile(r"writing \d+ item\(s\) failed \((OperationalError|In
 
 
 # --- cases and their accounting ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Case:
@@ -126,8 +136,14 @@ def count(out: Outcome, expected: list[Any]) -> Ledger:
     not_started = 0
     if stats and not stats["groups"] and lost and stats["not_started"] == len(lost):
         not_started, lost = len(lost), []
-    return Ledger(items=len(expected), stored=sum(stored.values()), dead_lettered=sum(dead.values()),
-                  lost=lost, duplicated=sorted((seen - wanted).elements()), not_started=not_started)
+    return Ledger(
+        items=len(expected),
+        stored=sum(stored.values()),
+        dead_lettered=sum(dead.values()),
+        lost=lost,
+        duplicated=sorted((seen - wanted).elements()),
+        not_started=not_started,
+    )
 
 
 def listed_inputs(pipeline: Path) -> list[Any]:
@@ -138,14 +154,28 @@ def listed_inputs(pipeline: Path) -> list[Any]:
 
 def record_row(record: Callable[..., None], case: Case, book: Ledger, seconds: float, exit_code: int | None) -> None:
     """The case's row of the fault table (docs/RELIABILITY.md), from its books."""
-    record(section=case.section, case=case.case, cause=case.cause, expected=case.expected, items=book.items,
-           stored=book.stored, dead_lettered=book.dead_lettered, not_started=book.not_started, lost=len(book.lost),
-           duplicated=len(book.duplicated), seconds=seconds, timing=case.timing, max_s=case.max_s,
-           exit_code=exit_code, expected_exit=case.exit_code)
+    record(
+        section=case.section,
+        case=case.case,
+        cause=case.cause,
+        expected=case.expected,
+        items=book.items,
+        stored=book.stored,
+        dead_lettered=book.dead_lettered,
+        not_started=book.not_started,
+        lost=len(book.lost),
+        duplicated=len(book.duplicated),
+        seconds=seconds,
+        timing=case.timing,
+        max_s=case.max_s,
+        exit_code=exit_code,
+        expected_exit=case.exit_code,
+    )
 
 
-def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list[Any], *,
-           seconds: float | None = None) -> Ledger:
+def finish(
+    record: Callable[..., None], case: Case, out: Outcome, expected: list[Any], *, seconds: float | None = None
+) -> Ledger:
     """Record the case's measured result, then assert what every case must hold."""
     book = count(out, expected)
     seconds = out.seconds if seconds is None else seconds
@@ -155,8 +185,12 @@ def finish(record: Callable[..., None], case: Case, out: Outcome, expected: list
     assert seconds < case.max_s, f"took {seconds:.1f}s, bound {case.max_s}s"
     assert not book.lost, f"lost: {book.lost[:20]}"
     assert not book.duplicated, f"stored twice or stored and dead-lettered: {book.duplicated[:20]}"
-    for name, text in (("stdout", out.stdout), ("log", out.log), ("stats", out.stats_text),
-                       ("dead letters", out.letters_text)):
+    for name, text in (
+        ("stdout", out.stdout),
+        ("log", out.log),
+        ("stats", out.stats_text),
+        ("dead letters", out.letters_text),
+    ):
         assert CANARY not in text, f"the database password appears in the {name}"
     if case.stats:
         stats = out.stats
@@ -205,8 +239,16 @@ def with_password(url: str, password: str) -> str:
 
 # --- running main.py ------------------------------------------------------------------------------
 
-def fault_pipeline(sites: FakeSites, folder: Path, *, yahoo: dict | None = None, sink: dict | None = None,
-                   maxsize: int | None = None, classes: dict[str, tuple[str, str]] | None = None) -> Path:
+
+def fault_pipeline(
+    sites: FakeSites,
+    folder: Path,
+    *,
+    yahoo: dict | None = None,
+    sink: dict | None = None,
+    maxsize: int | None = None,
+    classes: dict[str, tuple[str, str]] | None = None,
+) -> Path:
     """The shipped pipeline pointed at `sites`, with the fast settings plus `yahoo` / `sink` params,
     every queue's maxsize set to `maxsize`, and `classes` ({group: (location, class)}) swapped in."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,8 +269,15 @@ def fault_pipeline(sites: FakeSites, folder: Path, *, yahoo: dict | None = None,
 class MainRun:
     """`python main.py` as a subprocess; its output goes to files, so a full pipe can never block it."""
 
-    def __init__(self, folder: Path, pipeline: Path, *, database_url: str | None, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        pipeline: Path,
+        *,
+        database_url: str | None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.stats_path, self.letters_path = folder / "stats.json", folder / "dead_letters.jsonl"
         self.stdout_path, self.stderr_path = folder / "stdout.txt", folder / "stderr.txt"
@@ -237,12 +286,20 @@ class MainRun:
         if database_url:
             environment["DATABASE_URL"] = database_url
         environment.update(env or {})
-        command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(pipeline),
-                   "--stats-json", str(self.stats_path), *args]
+        command = [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--pipeline",
+            str(pipeline),
+            "--stats-json",
+            str(self.stats_path),
+            *args,
+        ]
         with self.stdout_path.open("w") as stdout, self.stderr_path.open("w") as stderr:
             self.started = time.monotonic()
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=stdout, stderr=stderr,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+            )
         self.ended: float | None = None
         self.code: int | None = None
 
@@ -292,18 +349,29 @@ class MainRun:
         return Outcome(
             returncode=self.code,
             seconds=self.ended - self.started,
-            stdout=self.stdout_path.read_text(), log=self.log(),
+            stdout=self.stdout_path.read_text(),
+            log=self.log(),
             stats_text=self.stats_path.read_text() if self.stats_path.exists() else "",
             letters_text=self.letters_path.read_text() if self.letters_path.exists() else "",
-            rows=read_rows(database_url) if database_url else [])
+            rows=read_rows(database_url) if database_url else [],
+        )
 
 
-def run(sites: FakeSites, folder: Path, database_url: str | None, *, env: dict[str, str] | None = None,
-        args: tuple[str, ...] = (), read_back: bool = True, timeout_s: float = MAIN_TIMEOUT_S,
-        **pipeline: Any) -> Outcome:
+def run(
+    sites: FakeSites,
+    folder: Path,
+    database_url: str | None,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    read_back: bool = True,
+    timeout_s: float = MAIN_TIMEOUT_S,
+    **pipeline: Any,
+) -> Outcome:
     """Run main on the fault pipeline to its end (or `timeout_s`); read the table back if `read_back`."""
-    with MainRun(folder, fault_pipeline(sites, folder, **pipeline), database_url=database_url, env=env,
-                 args=args) as main:
+    with MainRun(
+        folder, fault_pipeline(sites, folder, **pipeline), database_url=database_url, env=env, args=args
+    ) as main:
         main.wait(timeout_s)
     return main.outcome(database_url if read_back else None)
 
@@ -324,11 +392,19 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, main: 
 
 # --- the database side ----------------------------------------------------------------------------
 
+
 def pg_connect(url: str, *, autocommit: bool = True):
     """A plain psycopg2 connection (the test's own sessions, never named like the pipeline's)."""
     parts = sa.make_url(url)
-    conn = psycopg2.connect(host=parts.host, port=parts.port or 5432, user=parts.username, password=parts.password,
-                            dbname=parts.database, connect_timeout=5, application_name="fault-test")
+    conn = psycopg2.connect(
+        host=parts.host,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        dbname=parts.database,
+        connect_timeout=5,
+        application_name="fault-test",
+    )
     conn.autocommit = autocommit
     return conn
 
@@ -366,8 +442,11 @@ def blocked_writers(url: str) -> list[int]:
     conn = pg_connect(url)
     try:
         with conn.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-                           "AND datname = current_database() AND wait_event_type = 'Lock'", (APPLICATION_NAME,))
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                "AND datname = current_database() AND wait_event_type = 'Lock'",
+                (APPLICATION_NAME,),
+            )
             return [pid for (pid,) in cursor.fetchall()]
     finally:
         conn.close()
@@ -404,4 +483,3 @@ def kill_a_batch_in_flight(url: str, main: MainRun, *, rows_first: int = 40) -> 
         pid = wait_until(lambda: blocked_writers(url), 30, "a blocked write", main)[0]
         assert terminate(url, pid)
     return pid
-

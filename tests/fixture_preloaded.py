@@ -1,5 +1,6 @@
 """Imported by nothing but the runner's preload (fixture_workers.Preloading lists it in Worker.preload):
 records the process and thread that imported it, and appends them to the file PRELOADED_LOG names."""
+
 import json
 import os
 import threading

@@ -5,6 +5,7 @@ can wait for and check exactly what arrived; a key that is an absolute path reco
 sinks that run in worker processes. A source can be held back by a named gate that
 the test opens, so producers end in an order the test chooses instead of one it hopes for.
 """
+
 from __future__ import annotations
 
 import gc
@@ -44,6 +45,7 @@ def batches(key: str) -> list[list[Any]]:
 
 def wait_collected(key: str, count: int, timeout_s: float = 10.0) -> list[Any]:
     """Wait until at least `count` items arrived under `key` (as items or in batches); return them."""
+
     def arrived() -> list[Any]:
         if _on_file(key):
             return collected(key) + [item for batch in batches(key) for item in batch]
@@ -176,8 +178,9 @@ class BufferedSink(Worker):
     (to `{key}.items`, read by collected(key)) and teardown() flushes and closes. What each instance has taken is
     recorded under `{key}-seen` as it takes it, so a test can wait for items taken and not yet written out."""
 
-    def __init__(self, *, key: str, flush_every: int = 100, delay_s: float = 0.0, fail_flush: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, key: str, flush_every: int = 100, delay_s: float = 0.0, fail_flush: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.key = key
         self.flush_every = flush_every
@@ -375,11 +378,16 @@ class CollectorState(ProcessState):
 
     def state(self) -> dict[str, Any]:
         from core.base.collector import startup_gc
+
         deadline = time.monotonic() + 10
         while startup_gc.paused and time.monotonic() < deadline:  # no event to wait on: gc has no hook
             time.sleep(0.01)
-        return {"collecting": gc.isenabled(), "frozen": gc.get_freeze_count() > 0,
-                "young_threshold": gc.get_threshold()[0], "fd_table": fd_table_size()}
+        return {
+            "collecting": gc.isenabled(),
+            "frozen": gc.get_freeze_count() > 0,
+            "young_threshold": gc.get_threshold()[0],
+            "fd_table": fd_table_size(),
+        }
 
 
 def fd_table_size() -> int:
@@ -406,6 +414,7 @@ class Preloading(ProcessState):
             if thread.name == "preload":
                 thread.join(10)
         import sys
+
         module = sys.modules.get("fixture_preloaded")
         return {"imported_in": module.IMPORTED_IN if module else None}
 
@@ -432,6 +441,7 @@ class Loaded(Worker):
 
     def process(self, item: Any) -> Any:
         import sys
+
         return [item, self.module in sys.modules]
 
 
@@ -444,6 +454,7 @@ class AsyncDouble(Worker):
 
     async def process(self, item: int) -> int:
         import asyncio
+
         await asyncio.sleep(self.delay_s)
         return 2 * item
 
@@ -493,6 +504,7 @@ class AsyncGauge(Worker):
 
     async def process(self, item: int) -> int:
         import asyncio
+
         gauge = _in_flight[self.key]
         gauge[0] += 1
         gauge[1] = max(gauge[1], gauge[0])
@@ -524,6 +536,7 @@ def _connections() -> list[Any]:
     """The multiprocessing connections the frames of this process's threads hold (a worker process's pipe)."""
     import multiprocessing.connection
     import sys
+
     found = {}
     for frame in sys._current_frames().values():
         while frame is not None:
@@ -546,6 +559,7 @@ class ClosesItsPipe(Worker):
     def process(self, item: int) -> int:
         if item == self.at:
             import socket
+
             os._exit = lambda code: threading.Event().wait()  # the process outlives its pipe (a stuck exit)
             for conn in _connections():
                 socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)

@@ -7,6 +7,7 @@ link's host side down is pulling its cable: the namespace's packets on it go now
 up again. `command()` prefixes a command to run inside. `destroy()` (or leaving the `with` block) deletes
 its veth pairs, then the namespace. Needs root (CI runs as root).
 """
+
 from __future__ import annotations
 
 import random
@@ -57,8 +58,12 @@ class Namespace:
         """A new veth pair between the host and the namespace, on a /30 of its own, both sides up."""
         index = len(self.links)
         prefix, base = _free_subnet()
-        link = Link(host_dev=f"yp{self.tag}h{index}", host_ip=f"{prefix}{base + 1}",
-                    ns_dev=f"yp{self.tag}n{index}", ns_ip=f"{prefix}{base + 2}")
+        link = Link(
+            host_dev=f"yp{self.tag}h{index}",
+            host_ip=f"{prefix}{base + 1}",
+            ns_dev=f"yp{self.tag}n{index}",
+            ns_ip=f"{prefix}{base + 2}",
+        )
         ip("link", "add", link.host_dev, "type", "veth", "peer", "name", link.ns_dev)
         self.links.append(link)
         ip("link", "set", link.ns_dev, "netns", self.name)
@@ -88,8 +93,12 @@ class Namespace:
         gone in between (seen in CI as `ip link del` failing).
         """
         for link in self.links:
-            if subprocess.run(["ip", "link", "show", link.host_dev], capture_output=True,
-                              timeout=IP_TIMEOUT_S).returncode == 0:
+            if (
+                subprocess.run(
+                    ["ip", "link", "show", link.host_dev], capture_output=True, timeout=IP_TIMEOUT_S
+                ).returncode
+                == 0
+            ):
                 ip("link", "del", link.host_dev)
         if self.name in ip("netns", "list").split():
             ip("netns", "del", self.name)

@@ -5,6 +5,7 @@ authentication (any password is accepted, so a test can use a canary password), 
 inside the data folder. Restarting or stopping it disturbs nothing else on the machine.
 initdb and the server refuse to run as root, so as root they run as the `postgres` user.
 """
+
 from __future__ import annotations
 
 import glob
@@ -27,6 +28,7 @@ def bin_dir() -> Path | None:
     configured = os.environ.get("PG_BIN")
     if configured:
         return Path(configured)
+
     def major(pg_ctl: str) -> int:
         version = Path(pg_ctl).parent.parent.name
         return int(version) if version.isdigit() else 0
@@ -65,28 +67,56 @@ class PgCluster:
         self.port = 0
         if os.geteuid() == 0:
             shutil.chown(self.root, SERVER_USER, SERVER_USER)
-        self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                 "--locale=C", "--no-sync")
+        self._pg(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"
+        )
 
     def start(self) -> None:
         """Start on a free port (a fresh one if the chosen port was taken meanwhile); waits until ready."""
         for _ in range(3):
             self.port = free_port() if not self.port else self.port
-            options = (f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       "-c full_page_writes=off -c synchronous_commit=off")
-            result = self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(PG_CTL_TIMEOUT_S),
-                              "-o", options, "start", check=False)
+            options = (
+                f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c full_page_writes=off -c synchronous_commit=off"
+            )
+            result = self._pg(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(PG_CTL_TIMEOUT_S),
+                "-o",
+                options,
+                "start",
+                check=False,
+            )
             if result.returncode == 0:
                 return
             self.port = 0  # perhaps someone took the port: try another
-        raise RuntimeError(f"the throwaway PostgreSQL did not start: {result.stdout}{result.stderr}"
-                           f"{self.log.read_text() if self.log.exists() else ''}")
+        raise RuntimeError(
+            f"the throwaway PostgreSQL did not start: {result.stdout}{result.stderr}"
+            f"{self.log.read_text() if self.log.exists() else ''}"
+        )
 
     def restart(self) -> None:
         """`pg_ctl restart -m fast`: open sessions are ended, the server is back when this returns."""
         # -l again: without it the new server would keep our pipes open and this call would never return.
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(PG_CTL_TIMEOUT_S),
-                 "-m", "fast", "restart")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(PG_CTL_TIMEOUT_S),
+            "-m",
+            "fast",
+            "restart",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server and wait until it is down."""
@@ -98,8 +128,14 @@ class PgCluster:
 
     def url(self, database: str = "postgres", password: str | None = None) -> str:
         """A postgresql:// URL for `database` over TCP, with `password` (trust accepts any)."""
-        return sa.URL.create("postgresql+psycopg2", username="postgres", password=password, host="127.0.0.1",
-                             port=self.port, database=database).render_as_string(hide_password=False)
+        return sa.URL.create(
+            "postgresql+psycopg2",
+            username="postgres",
+            password=password,
+            host="127.0.0.1",
+            port=self.port,
+            database=database,
+        ).render_as_string(hide_password=False)
 
     def destroy(self) -> None:
         """Stop the server (killing it if pg_ctl cannot) and delete every file."""
@@ -122,9 +158,17 @@ class PgCluster:
         command = [str(self.bin / program), *args]
         if os.geteuid() == 0:
             command = ["runuser", "-u", SERVER_USER, "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=PG_CTL_TIMEOUT_S + 10,
-                                stdin=subprocess.DEVNULL, cwd=self.root, env={**os.environ, "LC_ALL": "C"})
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=PG_CTL_TIMEOUT_S + 10,
+            stdin=subprocess.DEVNULL,
+            cwd=self.root,
+            env={**os.environ, "LC_ALL": "C"},
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"{program} {' '.join(args)} failed ({result.returncode}): "
-                               f"{result.stdout}{result.stderr}")
+            raise RuntimeError(
+                f"{program} {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}"
+            )
         return result

@@ -4,6 +4,7 @@ Once armed, it drops the next connection whose server sends "COMMIT" complete, b
 reaches the client: the transaction is committed, and the client only sees its connection lost.
 That is the worst moment for a retrying writer, the one where a retry may store rows twice.
 """
+
 from __future__ import annotations
 
 import socket
@@ -83,7 +84,6 @@ class CommitCutter:
         finally:
             _shut(source)
             _shut(sink)
-
 
     def _take_arm(self) -> bool:
         with self._lock:

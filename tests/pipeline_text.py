@@ -1,4 +1,5 @@
 """Writing small pipeline files in tests, and finding the line an expected problem points at."""
+
 from __future__ import annotations
 
 import textwrap
@@ -21,8 +22,10 @@ def line(text: str, needle: str, occurrence: int = 1) -> int:
 
 def source_to_sink(values: list, sink_class: str = "Collect", **params: str) -> str:
     """Source (fixture_workers, `values`) -> Numbers -> one sink group of `sink_class` with `params`."""
-    text = ("queues:\n  - name: Numbers\nworkers:\n"
-            f"  - name: Source\n    location: fixture_workers\n    class: Source\n    input_values: {values}\n"
-            "    output_queues: [Numbers]\n"
-            f"  - name: Sink\n    location: fixture_workers\n    class: {sink_class}\n    input_queue: Numbers\n")
+    text = (
+        "queues:\n  - name: Numbers\nworkers:\n"
+        f"  - name: Source\n    location: fixture_workers\n    class: Source\n    input_values: {values}\n"
+        "    output_queues: [Numbers]\n"
+        f"  - name: Sink\n    location: fixture_workers\n    class: {sink_class}\n    input_queue: Numbers\n"
+    )
     return text + ("    params:\n" + "".join(f"      {k}: {v}\n" for k, v in params.items()) if params else "")

@@ -1,5 +1,6 @@
 """Tiny worker classes for the Redis transport's tests (`location: redis_fixture_workers`); sinks record through
 fixture_workers (its `collected(key)` reads what they got)."""
+
 from __future__ import annotations
 
 import threading
@@ -7,6 +8,7 @@ import time
 from typing import Any
 
 import fixture_workers
+
 from workers.base import Worker
 
 #: A gate nobody opens lets its worker go after this long, so a failing test cannot hang the run.
@@ -63,8 +65,16 @@ class Fan(Worker):
     `gate` once it has yielded that many (reached(gate) tells the test); with `fail_after`, raises after
     yielding that many."""
 
-    def __init__(self, *, count: int = 100, filler_chars: int = 0, pause_at: int = -1, gate: str = "",
-                 fail_after: int = -1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        count: int = 100,
+        filler_chars: int = 0,
+        pause_at: int = -1,
+        gate: str = "",
+        fail_after: int = -1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.count, self.filler = count, "f" * filler_chars
         self.pause_at, self.gate, self.fail_after = pause_at, gate, fail_after

@@ -7,6 +7,7 @@ wrong moment. The client sees the connection reset and cannot tell whether its c
         ...                            # use proxy.url()
         assert proxy.lost.wait(5)
 """
+
 from __future__ import annotations
 
 import socket
@@ -81,13 +82,24 @@ class RedisProxy:
                 self._sockets += [client, upstream]
             state = {"drop": False}
             for source, target, name in ((client, upstream, "up"), (upstream, client, "down")):
-                thread = threading.Thread(target=self._pump, args=(source, target, name, state, client, upstream),
-                                          name=f"RedisProxy-{name}", daemon=True)
+                thread = threading.Thread(
+                    target=self._pump,
+                    args=(source, target, name, state, client, upstream),
+                    name=f"RedisProxy-{name}",
+                    daemon=True,
+                )
                 self._threads.append(thread)
                 thread.start()
 
-    def _pump(self, source: socket.socket, target: socket.socket, direction: str, state: dict,
-              client: socket.socket, upstream: socket.socket) -> None:
+    def _pump(
+        self,
+        source: socket.socket,
+        target: socket.socket,
+        direction: str,
+        state: dict,
+        client: socket.socket,
+        upstream: socket.socket,
+    ) -> None:
         try:
             while data := source.recv(CHUNK):
                 if direction == "down" and state["drop"]:

@@ -5,6 +5,7 @@ pair), keeps its files in a folder of its own, and with `appendonly` on writes a
 graceful restart on the same port and folder brings the run's state back. Stopping or restarting it
 disturbs nothing else on the machine (the shared server on 6379 is never touched).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -25,9 +26,16 @@ class RedisServer:
     """One redis-server: `start()`, `stop()`, `restart()`, `kill()`, `url()`, `client()`; a context manager
     that stops it and removes its folder at the end."""
 
-    def __init__(self, *, appendonly: bool = True, password: str | None = None,
-                 maxmemory_policy: str = "noeviction", bind: tuple[str, ...] = ("127.0.0.1",),
-                 port: int | None = None, config: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        appendonly: bool = True,
+        password: str | None = None,
+        maxmemory_policy: str = "noeviction",
+        bind: tuple[str, ...] = ("127.0.0.1",),
+        port: int | None = None,
+        config: dict[str, str] | None = None,
+    ) -> None:
         self.appendonly = appendonly
         self.config = dict(config or {})  # more settings, e.g. {"proto-max-bulk-len": "1mb"}
         self.password = password
@@ -50,28 +58,51 @@ class RedisServer:
     def start(self) -> None:
         """Start on this server's port and folder (its AOF, if any, is loaded) and wait until it answers."""
         assert not self.running(), "already running"
-        command = [REDIS_SERVER, "--port", str(self.port), "--bind", *self.bind, "--dir", str(self.dir),
-                   "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-                   "--save", "", "--maxmemory-policy", self.maxmemory_policy, "--protected-mode", "no",
-                   "--daemonize", "no", "--logfile", str(self.log)]
+        command = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            *self.bind,
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            self.maxmemory_policy,
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.log),
+        ]
         if self.password:
             command += ["--requirepass", self.password]
         for name, value in self.config.items():
             command += [f"--{name}", value]
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}") from None
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}"
+                ) from None
             try:
                 with self.client() as client:
                     if client.ping():
                         return
-            except Exception:  # noqa: BLE001 - not up yet (connection refused, or loading its AOF)
+            except Exception as error:  # noqa: BLE001 - not up yet (connection refused, or loading its AOF)
                 if time.monotonic() > deadline:
                     self.kill()
-                    raise RuntimeError(f"redis-server not ready after {READY_TIMEOUT_S}s:\n{self.log_text()[-2000:]}")
+                    log = self.log_text()[-2000:]
+                    raise RuntimeError(f"redis-server not ready after {READY_TIMEOUT_S}s:\n{log}") from error
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -114,8 +145,10 @@ class RedisServer:
     def client(self) -> Any:
         """A new redis-py client (a context manager that closes it)."""
         import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5,
-                           socket_connect_timeout=2)
+
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5, socket_connect_timeout=2
+        )
 
     def keys(self, pattern: str = "*") -> list[str]:
         """The keys matching `pattern`, as text."""
@@ -124,4 +157,3 @@ class RedisServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
-

@@ -6,6 +6,7 @@ collected test that asks for that fixture is a fault case of the table, whether 
 one that failed, errored (in a fixture too) or was skipped says so, with the reason, and the header counts
 every collected case.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,11 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -66,13 +68,16 @@ class CaseOutcome:
         return f"{self.outcome}: {self.reason}" if shown else self.outcome
 
 
-def render(cases: list[CaseOutcome], results: list[FaultResult], *, command: str, session_s: float,
-           machine: dict[str, str]) -> str:
+def render(
+    cases: list[CaseOutcome], results: list[FaultResult], *, command: str, session_s: float, machine: dict[str, str]
+) -> str:
     """The markdown page: what the table is, how it was made, on what, then one table per section (every
     collected case has a row: those that recorded none are listed in a section of their own)."""
     outcome = {case.nodeid: case for case in cases}
-    counts = {kind: sum(1 for case in cases if case.outcome == kind)
-              for kind in ("passed", "xfailed", "failed", "error", "skipped", "XPASS", "not run")}
+    counts = {
+        kind: sum(1 for case in cases if case.outcome == kind)
+        for kind in ("passed", "xfailed", "failed", "error", "skipped", "XPASS", "not run")
+    }
     recorded = {r.nodeid for r in results}
     unrecorded = [case for case in cases if case.nodeid not in recorded]
     bugs = [case for case in cases if case.outcome == "xfailed"]
@@ -101,7 +106,7 @@ def render(cases: list[CaseOutcome], results: list[FaultResult], *, command: str
         "test is *xfailed* is a known product bug: the expected behaviour is what the test demands, the",
         "measured columns are what the product does today (see the end of the page). A case whose test failed,",
         "errored or was skipped says so in *Test*, with the reason; one that ended before it could record its",
-        "numbers still has a row, in \"Cases without a measurement\".",
+        'numbers still has a row, in "Cases without a measurement".',
         "",
         "Settings used unless a row says otherwise (injected into a copy of",
         "`pipelines/wiki_yahoo_scraper_pipeline.yaml`): YahooFinanceWorker ×4 with `requests_per_second: 0,",
@@ -124,19 +129,29 @@ def render(cases: list[CaseOutcome], results: list[FaultResult], *, command: str
         + f"; {len(results) + len(unrecorded)} rows; the session took {session_s:.0f} s.",
     ]
     if unrecorded:
-        lines += ["", "## Cases without a measurement", "",
-                  "Their tests ended before recording a row (a fixture failed, the test was skipped, or it failed "
-                  "before its run was counted).", "",
-                  "| Case | Test |", "|---|---|"]
+        lines += [
+            "",
+            "## Cases without a measurement",
+            "",
+            "Their tests ended before recording a row (a fixture failed, the test was skipped, or it failed "
+            "before its run was counted).",
+            "",
+            "| Case | Test |",
+            "|---|---|",
+        ]
         lines += [f"| `{_cell(case.nodeid)}` | {_cell(case.text())} |" for case in unrecorded]
     for section in SECTIONS + tuple(sorted({r.section for r in results} - set(SECTIONS))):
         rows = [r for r in results if r.section == section]
         if not rows:
             continue
-        lines += ["", f"## {section}", "",
-                  "| Case | How it is caused | Expected behaviour | In | Stored | Dead-lettered | Not run | Lost "
-                  "| Duplicated | Seconds (bound) | Exit (expected) | Test |",
-                  "|---|---|---|--:|--:|--:|--:|--:|--:|---|---|---|"]
+        lines += [
+            "",
+            f"## {section}",
+            "",
+            "| Case | How it is caused | Expected behaviour | In | Stored | Dead-lettered | Not run | Lost "
+            "| Duplicated | Seconds (bound) | Exit (expected) | Test |",
+            "|---|---|---|--:|--:|--:|--:|--:|--:|---|---|---|",
+        ]
         for r in rows:
             exit_text = "killed at the bound" if r.exit_code is None else str(r.exit_code)
             seconds = f"{r.seconds:.2f}" if r.seconds < 1 else f"{r.seconds:.1f}"
@@ -144,14 +159,23 @@ def render(cases: list[CaseOutcome], results: list[FaultResult], *, command: str
                 f"| {_cell(r.case)}<br>`{_cell(_test_name(r.nodeid))}` | {_cell(r.cause)} | {_cell(r.expected)} "
                 f"| {r.items} | {r.stored} | {r.dead_lettered} | {r.not_started} | {r.lost} | {r.duplicated} "
                 f"| {seconds} {_cell(r.timing)} (< {r.max_s:g}) | {exit_text} ({r.expected_exit}) "
-                f"| {_cell(outcome.get(r.nodeid, CaseOutcome(r.nodeid)).text())} |")
+                f"| {_cell(outcome.get(r.nodeid, CaseOutcome(r.nodeid)).text())} |"
+            )
     if bugs:
         names = {r.nodeid: r.case for r in results}
-        lines += ["", "## Known bugs", "",
-                  "Each is a failing test marked `xfail(strict=True)`; it passes, and the marker comes off, once "
-                  "the product is fixed.", ""]
-        lines += [f"- **{_cell(names.get(case.nodeid, _test_name(case.nodeid)))}** (`{_test_name(case.nodeid)}`): "
-                  f"{_cell(case.reason)}" for case in bugs]
+        lines += [
+            "",
+            "## Known bugs",
+            "",
+            "Each is a failing test marked `xfail(strict=True)`; it passes, and the marker comes off, once "
+            "the product is fixed.",
+            "",
+        ]
+        lines += [
+            f"- **{_cell(names.get(case.nodeid, _test_name(case.nodeid)))}** (`{_test_name(case.nodeid)}`): "
+            f"{_cell(case.reason)}"
+            for case in bugs
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -172,7 +196,7 @@ def machine_facts(admin_url: str, pg_binaries_version: str) -> dict[str, str]:
     except sa.exc.SQLAlchemyError:
         local = "no local PostgreSQL"
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": platform.platform(terse=True),
         "cpus": _nproc(),
         "python": platform.python_version(),
@@ -211,8 +235,12 @@ FIXTURE = "reliability"  # a test that asks for it is a fault case of the table
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--reliability-report", metavar="PATH", default=None,
-                     help="write the fault table (markdown) from the results the fault tests measured")
+    parser.addoption(
+        "--reliability-report",
+        metavar="PATH",
+        default=None,
+        help="write the fault table (markdown) from the results the fault tests measured",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -230,15 +258,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    session.config.stash[_CASES] = [item.nodeid for item in session.items
-                                    if FIXTURE in getattr(item, "fixturenames", ())]
+    session.config.stash[_CASES] = [
+        item.nodeid for item in session.items if FIXTURE in getattr(item, "fixturenames", ())
+    ]
 
 
 @pytest.fixture(name=FIXTURE)
 def reliability_fixture(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Record this test's measured fault case (fields of FaultResult) for the table."""
+
     def record(**fields: Any) -> None:
         request.config.stash[_RESULTS].append(FaultResult(nodeid=request.node.nodeid, **fields))
+
     return record
 
 
@@ -248,8 +279,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcomes = item.config.stash[_OUTCOMES]
     so_far = outcomes.get(item.nodeid)
     # The first phase that did not pass tells the outcome; a teardown failing after a pass is an error.
-    if (report.when == "setup" and not report.passed) or report.when == "call" or \
-            (report.when == "teardown" and report.failed and so_far in (None, "passed", "xfailed", "XPASS")):
+    if (
+        (report.when == "setup" and not report.passed)
+        or report.when == "call"
+        or (report.when == "teardown" and report.failed and so_far in (None, "passed", "xfailed", "XPASS"))
+    ):
         outcomes[item.nodeid] = outcome_of(report)
     return report
 
@@ -275,7 +309,7 @@ def reason_of(report: pytest.TestReport) -> str:
         crash = getattr(longrepr, "reprcrash", None)
         text = crash.message if crash is not None else str(longrepr)
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return first if len(first) <= REASON_CHARS else first[:REASON_CHARS - 3] + "..."
+    return first if len(first) <= REASON_CHARS else first[: REASON_CHARS - 3] + "..."
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -283,12 +317,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not path:
         return
     from pg_cluster import server_version  # only the report needs it
+
     outcomes = session.config.stash[_OUTCOMES]
     cases = [CaseOutcome(nodeid, *outcomes.get(nodeid, ("not run", ""))) for nodeid in session.config.stash[_CASES]]
-    text = render(cases, session.config.stash[_RESULTS],
-                  command=command_line(ROOT, session.config.invocation_params.args),
-                  session_s=time.monotonic() - session.config.stash[_STARTED],
-                  machine=machine_facts(PG_ADMIN_URL, server_version()))
+    text = render(
+        cases,
+        session.config.stash[_RESULTS],
+        command=command_line(ROOT, session.config.invocation_params.args),
+        session_s=time.monotonic() - session.config.stash[_STARTED],
+        machine=machine_facts(PG_ADMIN_URL, server_version()),
+    )
     target = Path(path) if Path(path).is_absolute() else session.config.invocation_params.dir / path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")

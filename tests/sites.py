@@ -6,6 +6,7 @@ can be queued per path for the reliability tests, or set to answer every request
 (`always`); `requests` records when each request arrived. `StubGroup` is what a worker sees of its
 group, for unit tests that call process() without a runner.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,10 +16,11 @@ import threading
 import time
 import zlib
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,8 +37,7 @@ def price_for(symbol: str) -> float:
 
 
 @functools.lru_cache(maxsize=4096)
-def chart_body(symbol: str, price: float | None, currency: str | None = "USD",
-               market_time: int = MARKET_TIME) -> bytes:
+def chart_body(symbol: str, price: float | None, currency: str | None = "USD", market_time: int = MARKET_TIME) -> bytes:
     """A real chart payload with its meta rewritten for `symbol` (made once: the benchmarks time this server)."""
     payload = json.loads(CHART_TEMPLATE.read_text())
     meta = payload["chart"]["result"][0]["meta"]
@@ -47,16 +48,20 @@ def chart_body(symbol: str, price: float | None, currency: str | None = "USD",
 def quote_body(symbol: str, price: float | None = None) -> bytes:
     """A quote page's price markup (era 2: fin-streamer with data-symbol and data-value) for `symbol`."""
     price = price_for(symbol) if price is None else price
-    return (f'<fin-streamer data-symbol="{symbol}" data-testid="qsp-price" data-field="regularMarketPrice" '
-            f'data-value="{price}"><span>{price:,.2f}</span></fin-streamer>').encode()
+    return (
+        f'<fin-streamer data-symbol="{symbol}" data-testid="qsp-price" data-field="regularMarketPrice" '
+        f'data-value="{price}"><span>{price:,.2f}</span></fin-streamer>'
+    ).encode()
 
 
 def peak_rss_growth_bytes(action: Callable[[], Any]) -> int:
     """How far this process's resident memory rose above its size at the start while `action()` ran (its peak,
     VmHWM, reset first through /proc/self/clear_refs)."""
+
     def status_kib(field: str) -> int:
         line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
         return int(line.split()[1])
+
     Path("/proc/self/clear_refs").write_text("5")
     before = status_kib("VmRSS:")
     action()
@@ -95,9 +100,17 @@ class Fault:
     sends `body` and then nothing more.
     """
 
-    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
-                 action: str | None = None, delay_s: float = 0.0, interval_s: float = 0.5,
-                 limit_bytes: int = 512 * 1024 * 1024, declared_length: int = 0) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        action: str | None = None,
+        delay_s: float = 0.0,
+        interval_s: float = 0.5,
+        limit_bytes: int = 512 * 1024 * 1024,
+        declared_length: int = 0,
+    ) -> None:
         self.status, self.body, self.headers, self.action, self.delay_s = status, body, headers or {}, action, delay_s
         self.interval_s = interval_s
         self.limit_bytes = limit_bytes
@@ -107,8 +120,14 @@ class Fault:
 class FakeSites:
     """The HTTP server; use as a context manager. `url(path)` gives an address on it."""
 
-    def __init__(self, *, page: bytes | None = None, latency_s: float = 0.0,
-                 unknown: set[str] = frozenset(), zero_price: set[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        page: bytes | None = None,
+        latency_s: float = 0.0,
+        unknown: set[str] = frozenset(),
+        zero_price: set[str] = frozenset(),
+    ) -> None:
         self.page = page if page is not None else SP500_PAGE.read_bytes()
         self.latency_s = latency_s
         self.unknown = set(unknown)
@@ -281,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if sites._release.wait(fault.interval_s):
                     return
                 try:
-                    self.wfile.write(fault.body[offset:offset + 1])
+                    self.wfile.write(fault.body[offset : offset + 1])
                     self.wfile.flush()
                 except OSError:  # the client gave up
                     self.close_connection = True

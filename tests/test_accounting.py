@@ -4,21 +4,37 @@ errors escaping a flush, a dead-letter file that cannot be written, a forced exi
 Each test runs a real executor with real threads on the tiny workers of fixture_workers and checks
 every input item against what the sink received and the dead-letter file.
 """
+
 from __future__ import annotations
 
 import json
 import threading
-
-import pytest
+from datetime import UTC
 
 import fixture_workers
-from core.pipeline.replay import read_replay
-from core.run.report import Snapshot
-from core.run.ledger import Counts
-from core.app.status import Progress
-from test_executor import (JOIN_TIMEOUT_S, _mode, assert_accounted, dead_letters, finish, groups, in_mode,  # noqa: F401
-                           key, mode, pipeline, run, source, stage, start)
+import pytest
+from test_executor import (  # noqa: F401
+    JOIN_TIMEOUT_S,
+    _mode,
+    assert_accounted,
+    dead_letters,
+    finish,
+    groups,
+    in_mode,
+    key,
+    mode,
+    pipeline,
+    run,
+    source,
+    stage,
+    start,
+)
+
 from core.app.executor import YamlPipelineExecutor
+from core.app.status import Progress
+from core.pipeline.replay import read_replay
+from core.run.ledger import Counts
+from core.run.report import Snapshot
 
 
 def items_of(records: list[dict]) -> list:
@@ -27,13 +43,17 @@ def items_of(records: list[dict]) -> list:
 
 # --- what process() returns ------------------------------------------------------------------------
 
+
 def test_a_returned_value_is_one_output(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Squares": 5},
-        source("Source", range(10), "Numbers"),
-        stage("Square", "Square", "Numbers", ["Squares"]),
-        stage("Sink", "Collect", "Squares", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Squares": 5},
+            source("Source", range(10), "Numbers"),
+            stage("Square", "Square", "Numbers", ["Squares"]),
+            stage("Sink", "Collect", "Squares", key=key),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == [n * n for n in range(10)]
     assert report.exit_code == 0 and report.dead_letters == 0
@@ -41,13 +61,16 @@ def test_a_returned_value_is_one_output(tmp_path, key):
 
 
 def test_a_generator_gives_many_outputs_and_a_failing_one_gives_none(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Many": 20, "Few": 5},
-        source("Source", [0, 1, 2, 3], "Numbers"),
-        stage("Explode", "Explode", "Numbers", ["Many"]),
-        stage("Fail", "FailAfterYield", "Many", ["Few"]),
-        stage("Sink", "Collect", "Few", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Many": 20, "Few": 5},
+            source("Source", [0, 1, 2, 3], "Numbers"),
+            stage("Explode", "Explode", "Numbers", ["Many"]),
+            stage("Fail", "FailAfterYield", "Many", ["Few"]),
+            stage("Sink", "Collect", "Few", key=key),
+        ),
+    )
 
     by_name = groups(report)
     assert (by_name["Explode"].received, by_name["Explode"].emitted) == (4, 0 + 1 + 2 + 3)
@@ -58,8 +81,10 @@ def test_a_generator_gives_many_outputs_and_a_failing_one_gives_none(tmp_path, k
 
 
 def test_a_plain_sink_is_summarised_as_done_not_stored_0(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5}, source("Source", range(20), "Numbers"), stage("Sink", "Collect", "Numbers", key=key)))
+    executor, report = run(
+        tmp_path,
+        pipeline({"Numbers": 5}, source("Source", range(20), "Numbers"), stage("Sink", "Collect", "Numbers", key=key)),
+    )
 
     assert "Sink 20 in, 20 done" in report.summary()
     assert "stored" not in report.summary()
@@ -67,13 +92,17 @@ def test_a_plain_sink_is_summarised_as_done_not_stored_0(tmp_path, key):
 
 # --- crashes ----------------------------------------------------------------------------------------
 
+
 def test_an_instance_ending_mid_item_dead_letters_that_item(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 30, "Passed": 30},
-        source("Source", range(20), "Numbers"),
-        stage("Stage", "ExitMidItem", "Numbers", ["Passed"], at=7),
-        stage("Sink", "Collect", "Passed", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 30, "Passed": 30},
+            source("Source", range(20), "Numbers"),
+            stage("Stage", "ExitMidItem", "Numbers", ["Passed"], at=7),
+            stage("Sink", "Collect", "Passed", key=key),
+        ),
+    )
 
     records = dead_letters(tmp_path)
     crashed = [r for r in records if r["kind"] == "crashed"]
@@ -91,11 +120,14 @@ def test_a_batch_larger_than_its_queue_is_filled_without_waiting_for_its_flush_i
     # The queue bounds what waits in it, not what its reader holds: a batch of 5 from a queue of 2 fills
     # (in Redis too, where entries in hand stay in the stream until settled), so the run ends at once
     # instead of after the 600 s flush interval.
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 2},
-        source("Source", range(10), "Numbers"),
-        stage("Store", "BatchCollect", "Numbers", key=key, batch_size=5, flush_interval_s=600.0),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 2},
+            source("Source", range(10), "Numbers"),
+            stage("Store", "BatchCollect", "Numbers", key=key, batch_size=5, flush_interval_s=600.0),
+        ),
+    )
 
     assert sorted(item for batch in fixture_workers.batches(key) for item in batch) == list(range(10))
     assert report.exit_code == 0
@@ -103,11 +135,14 @@ def test_a_batch_larger_than_its_queue_is_filled_without_waiting_for_its_flush_i
 
 
 def test_a_sink_ending_while_it_writes_a_full_batch_loses_nothing(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 3},
-        source("Source", range(10), "Numbers"),
-        stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0, exit_on_batch=1),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3},
+            source("Source", range(10), "Numbers"),
+            stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0, exit_on_batch=1),
+        ),
+    )
 
     records = dead_letters(tmp_path)
     crashed = sorted(items_of(r for r in records if r["kind"] == "crashed"))
@@ -124,13 +159,23 @@ def test_a_sink_ending_while_it_writes_a_full_batch_loses_nothing(tmp_path, key)
 
 
 def test_a_sink_ending_while_it_flushes_a_partial_batch_at_the_end_loses_nothing(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 20},
-        source("Source", range(10), "Numbers"),
-        # One instance writes 4, 4, then the last 2. In processes mode, each of 2 writes 4, then its last 1.
-        stage("Store", "BatchExits", "Numbers", key=key, batch_size=4, flush_interval_s=600.0,
-              exit_on_batch=2 if _mode[0] == "processes" else 3),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 20},
+            source("Source", range(10), "Numbers"),
+            # One instance writes 4, 4, then the last 2. In processes mode, each of 2 writes 4, then its last 1.
+            stage(
+                "Store",
+                "BatchExits",
+                "Numbers",
+                key=key,
+                batch_size=4,
+                flush_interval_s=600.0,
+                exit_on_batch=2 if _mode[0] == "processes" else 3,
+            ),
+        ),
+    )
 
     stored = [item for batch in fixture_workers.batches(key) for item in batch]
     records = dead_letters(tmp_path)
@@ -146,11 +191,14 @@ def test_a_sink_ending_while_it_flushes_a_partial_batch_at_the_end_loses_nothing
 
 
 def test_an_error_escaping_a_flush_dead_letters_the_batch(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 20},
-        source("Source", range(10), "Numbers"),
-        stage("Store", "BrokenJudge", "Numbers", key=key, batch_size=4, flush_interval_s=600.0),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 20},
+            source("Source", range(10), "Numbers"),
+            stage("Store", "BrokenJudge", "Numbers", key=key, batch_size=4, flush_interval_s=600.0),
+        ),
+    )
 
     records = dead_letters(tmp_path)
     assert sorted(items_of(records)) == list(range(10))
@@ -160,11 +208,14 @@ def test_an_error_escaping_a_flush_dead_letters_the_batch(tmp_path, key):
 
 
 def test_one_bad_row_is_split_out_and_the_rest_stored(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 20},
-        source("Source", range(16), "Numbers"),
-        stage("Store", "RefuseOne", "Numbers", key=key, batch_size=8, flush_interval_s=600.0, bad=5),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 20},
+            source("Source", range(16), "Numbers"),
+            stage("Store", "RefuseOne", "Numbers", key=key, batch_size=8, flush_interval_s=600.0, bad=5),
+        ),
+    )
 
     stored = sorted(item for batch in fixture_workers.batches(key) for item in batch)
     assert stored == [n for n in range(16) if n != 5]
@@ -176,13 +227,21 @@ def test_one_bad_row_is_split_out_and_the_rest_stored(tmp_path, key):
 
 # --- the dead-letter file itself -----------------------------------------------------------------------
 
+
 def test_a_dead_letter_that_cannot_be_written_is_never_counted_as_dead_lettered(tmp_path, key):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the dead letters' folder should be")
     path = tmp_path / "pipeline.yaml"
-    path.write_text(in_mode(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
-                                     stage("EvenOnly", "FailOdd", "Numbers", ["Even"]),
-                                     stage("Sink", "Collect", "Even", key=key))))
+    path.write_text(
+        in_mode(
+            pipeline(
+                {"Numbers": 5, "Even": 5},
+                source("Source", range(10), "Numbers"),
+                stage("EvenOnly", "FailOdd", "Numbers", ["Even"]),
+                stage("Sink", "Collect", "Even", key=key),
+            )
+        )
+    )
     executor = YamlPipelineExecutor(path, dead_letter_path=blocker / "dl.jsonl")
     executor.start()
     report = finish(executor)
@@ -197,13 +256,17 @@ def test_a_dead_letter_that_cannot_be_written_is_never_counted_as_dead_lettered(
 
 # --- stopping and forced exits -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["threads"])  # the sink's gate lives in this process (processes: the DB stall case)
 def test_a_forced_exit_records_the_batch_being_written(tmp_path, key):
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 3},
-        source("Source", range(12), "Numbers"),
-        stage("Store", "GatedBatch", "Numbers", key=key, batch_size=5, flush_interval_s=600.0),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3},
+            source("Source", range(12), "Numbers"),
+            stage("Store", "GatedBatch", "Numbers", key=key, batch_size=5, flush_interval_s=600.0),
+        ),
+    )
     try:
         assert fixture_workers.gate(f"{key}-writing").wait(JOIN_TIMEOUT_S), "the sink never started a write"
 
@@ -224,11 +287,14 @@ def test_a_forced_exit_records_the_batch_being_written(tmp_path, key):
 
 
 def test_stopping_marks_the_input_values_no_instance_took_as_not_started(tmp_path, key):
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 2},
-        source("Source", range(100), "Numbers"),
-        stage("Slow", "Slow", "Numbers", delay_s=0.02),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 2},
+            source("Source", range(100), "Numbers"),
+            stage("Slow", "Slow", "Numbers", delay_s=0.02),
+        ),
+    )
     executor.request_stop(15)
     report = finish(executor)
 
@@ -243,15 +309,19 @@ def test_stopping_marks_the_input_values_no_instance_took_as_not_started(tmp_pat
 
 # --- replay ------------------------------------------------------------------------------------------
 
+
 def test_replay_sends_each_item_back_to_the_group_that_dead_lettered_it(tmp_path, key):
     first = tmp_path / "first"
     first.mkdir()
-    executor, report = run(first, pipeline(
-        {"Numbers": 5, "Even": 5},
-        source("Source", range(10), "Numbers"),
-        stage("Stage", "FailOdd", "Numbers", ["Even"]),
-        stage("Sink", "Collect", "Even", key=key),
-    ))
+    executor, report = run(
+        first,
+        pipeline(
+            {"Numbers": 5, "Even": 5},
+            source("Source", range(10), "Numbers"),
+            stage("Stage", "FailOdd", "Numbers", ["Even"]),
+            stage("Sink", "Collect", "Even", key=key),
+        ),
+    )
     assert report.dead_letters == 5
     replay = read_replay(first / "dl.jsonl")
     assert {group: sorted(items) for group, items in replay.items()} == {"Stage": [1, 3, 5, 7, 9]}
@@ -261,9 +331,16 @@ def test_replay_sends_each_item_back_to_the_group_that_dead_lettered_it(tmp_path
     second = tmp_path / "second"
     second.mkdir()
     path = second / "pipeline.yaml"
-    path.write_text(in_mode(pipeline({"Numbers": 5, "Even": 5}, source("Source", range(10), "Numbers"),
-                                     stage("Stage", "Multiply", "Numbers", ["Even"], factor=1),
-                                     stage("Sink", "Collect", "Even", key=key))))
+    path.write_text(
+        in_mode(
+            pipeline(
+                {"Numbers": 5, "Even": 5},
+                source("Source", range(10), "Numbers"),
+                stage("Stage", "Multiply", "Numbers", ["Even"], factor=1),
+                stage("Sink", "Collect", "Even", key=key),
+            )
+        )
+    )
     executor = YamlPipelineExecutor(path, dead_letter_path=second / "dl.jsonl", replay=replay)
     executor.start()
     report = finish(executor)
@@ -275,12 +352,17 @@ def test_replay_sends_each_item_back_to_the_group_that_dead_lettered_it(tmp_path
 
 
 def test_replay_keeps_the_types_of_what_failed(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
+
     from core.run.ledger import DeadLetters
 
     letters = DeadLetters(tmp_path / "dl.jsonl", "pipeline")
-    record = {"symbol": "BRK.B", "price": 412.5, "extracted_time": datetime(2026, 11, 26, 16, 0, tzinfo=timezone.utc),
-              "pair": (1, 2)}
+    record = {
+        "symbol": "BRK.B",
+        "price": 412.5,
+        "extracted_time": datetime(2026, 11, 26, 16, 0, tzinfo=UTC),
+        "pair": (1, 2),
+    }
     assert letters.write(group="Store", item=record, error="boom")
     letters.close()
 
@@ -289,6 +371,7 @@ def test_replay_keeps_the_types_of_what_failed(tmp_path):
 
 def test_a_malformed_dead_letter_line_is_reported_with_its_line_number(tmp_path):
     import pytest
+
     from core.pipeline.config import ConfigError
 
     path = tmp_path / "dl.jsonl"
@@ -303,6 +386,7 @@ def test_a_malformed_dead_letter_line_is_reported_with_its_line_number(tmp_path)
 
 # --- the live status -----------------------------------------------------------------------------------
 
+
 def test_the_first_status_line_already_has_a_rate_and_an_eta():
     progress = Progress()
     counts = Counts(received=50, processed=50)
@@ -315,14 +399,18 @@ def test_the_first_status_line_already_has_a_rate_and_an_eta():
 
 # --- a generator's outputs: all or nothing ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("count", [100, 3000], ids=["past-a-chunk", "past-memory"])
 def test_nothing_a_failing_generator_yielded_goes_on(tmp_path, key, count):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Many": 50},
-        source("Source", [1, 2], "Numbers"),
-        stage("Explode", "YieldMany", "Numbers", ["Many"], count=count, fail=True),
-        stage("Sink", "Collect", "Many", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Many": 50},
+            source("Source", [1, 2], "Numbers"),
+            stage("Explode", "YieldMany", "Numbers", ["Many"], count=count, fail=True),
+            stage("Sink", "Collect", "Many", key=key),
+        ),
+    )
 
     assert fixture_workers.collected(key) == []
     records = dead_letters(tmp_path)
@@ -333,12 +421,15 @@ def test_nothing_a_failing_generator_yielded_goes_on(tmp_path, key, count):
 
 
 def test_a_generator_past_memory_sends_every_output_once_it_has_finished(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Many": 50},
-        source("Source", [1, 2], "Numbers"),
-        stage("Explode", "YieldMany", "Numbers", ["Many"], count=3000),
-        stage("Sink", "Collect", "Many", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Many": 50},
+            source("Source", [1, 2], "Numbers"),
+            stage("Explode", "YieldMany", "Numbers", ["Many"], count=3000),
+            stage("Sink", "Collect", "Many", key=key),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == [i * 100000 + n for i in (1, 2) for n in range(3000)]
     assert report.exit_code == 0 and groups(report)["Explode"].emitted == 6000
@@ -346,12 +437,15 @@ def test_a_generator_past_memory_sends_every_output_once_it_has_finished(tmp_pat
 
 
 def test_an_output_no_queue_can_take_past_memory_fails_its_item_before_anything_is_sent(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Many": 50},
-        source("Source", [1, 2], "Numbers"),
-        stage("Explode", "YieldMany", "Numbers", ["Many"], count=2000, bad_at=1500),
-        stage("Sink", "Collect", "Many", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Many": 50},
+            source("Source", [1, 2], "Numbers"),
+            stage("Explode", "YieldMany", "Numbers", ["Many"], count=2000, bad_at=1500),
+            stage("Sink", "Collect", "Many", key=key),
+        ),
+    )
 
     assert fixture_workers.collected(key) == []
     records = dead_letters(tmp_path)
@@ -363,12 +457,15 @@ def test_a_batch_falling_due_is_written_with_everything_queued_by_then(tmp_path,
     # A batch under way waits for its room to fill or for flush_interval_s; once due it must take what is queued
     # then, not one item (the shipped sink at requests_per_second 5 stored ~2 rows a second, 20-30 s late).
     # The producer goes on for ~1 s (100 items 10 ms apart): about 4 batches are due in that time.
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 1000, "Paced": 1000},
-        source("Source", range(100), "Numbers"),
-        stage("Pace", "Slow", "Numbers", ["Paced"], delay_s=0.01),
-        stage("Store", "BatchCollect", "Paced", key=key, batch_size=500, flush_interval_s=0.3),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 1000, "Paced": 1000},
+            source("Source", range(100), "Numbers"),
+            stage("Pace", "Slow", "Numbers", ["Paced"], delay_s=0.01),
+            stage("Store", "BatchCollect", "Paced", key=key, batch_size=500, flush_interval_s=0.3),
+        ),
+    )
 
     written = fixture_workers.batches(key)
     assert sorted(item for batch in written for item in batch) == list(range(100))
@@ -378,6 +475,7 @@ def test_a_batch_falling_due_is_written_with_everything_queued_by_then(tmp_path,
 
 
 # --- a forced exit sees every item: in a queue or in someone's hand, never in between --------------------
+
 
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_a_forced_exit_sees_an_item_just_taken(tmp_path, key, monkeypatch):
@@ -405,8 +503,10 @@ def test_a_forced_exit_sees_an_item_just_taken(tmp_path, key, monkeypatch):
 
     monkeypatch.setattr(LocalQueue, "get", slow_get)
     monkeypatch.setattr(LocalQueue, "get_items", slow_get_items)
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 5}, source("Source", range(3), "Numbers"), stage("Sink", "Collect", "Numbers", key=key)))
+    executor = start(
+        tmp_path,
+        pipeline({"Numbers": 5}, source("Source", range(3), "Numbers"), stage("Sink", "Collect", "Numbers", key=key)),
+    )
     assert taken.wait(JOIN_TIMEOUT_S)
     executor.abandon()
     report = executor.forced_report("test", None)

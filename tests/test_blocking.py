@@ -1,11 +1,11 @@
 """tests/blocking.py: a thread counts as blocked in an object only while parked in that object's wait and not
 woken; alive alone (what a join of 0.2 s and is_alive() saw) is not enough."""
+
 from __future__ import annotations
 
 import threading
 
 import pytest
-
 from blocking import parked_in, wait_parked
 
 JOIN_TIMEOUT_S = 5.0

@@ -4,17 +4,18 @@ The real runs push 100 items through a stage that sleeps 10 ms per item with one
 other stage takes microseconds: the slow stage is busy ~99% of the ~1 s run and its input queue stays full,
 so the hint is decided by a wide margin, not by timing luck.
 """
+
 from __future__ import annotations
 
 import textwrap
 import uuid
 from pathlib import Path
 
+import fixture_workers
 import pytest
 
-import fixture_workers
-from core.run.bottleneck import QueueLoad, StageLoad, hints
 from core.app.executor import YamlPipelineExecutor
+from core.run.bottleneck import QueueLoad, StageLoad, hints
 
 JOIN_TIMEOUT_S = 30.0
 ITEMS = 100
@@ -31,10 +32,25 @@ def source(name: str = "WikiWorker", busy: float = 0.05) -> StageLoad:
     return StageLoad(name=name, instances=1, busy=busy, items_per_s=1.0)
 
 
-def stage(name: str, queue: str, queue_load: QueueLoad, *, busy: float, instances: int = 1,
-          items_per_s: float = 100.0, requests_per_second: float = 0.0) -> StageLoad:
-    return StageLoad(name=name, instances=instances, busy=busy, items_per_s=items_per_s, input_queue=queue,
-                     input_load=queue_load, requests_per_second=requests_per_second)
+def stage(
+    name: str,
+    queue: str,
+    queue_load: QueueLoad,
+    *,
+    busy: float,
+    instances: int = 1,
+    items_per_s: float = 100.0,
+    requests_per_second: float = 0.0,
+) -> StageLoad:
+    return StageLoad(
+        name=name,
+        instances=instances,
+        busy=busy,
+        items_per_s=items_per_s,
+        input_queue=queue,
+        input_load=queue_load,
+        requests_per_second=requests_per_second,
+    )
 
 
 # --- QueueLoad --------------------------------------------------------------------------------------
@@ -64,8 +80,7 @@ def test_the_stage_that_kept_its_queue_full_is_told_to_scale_and_the_idle_one_is
     ]
 
     assert hints(stages) == [
-        "YahooFinanceWorker kept SymbolQueue full 93% of the time, its instances busy 97%: "
-        "raise its instances (now 4)",
+        "YahooFinanceWorker kept SymbolQueue full 93% of the time, its instances busy 97%: raise its instances (now 4)",
         "PostgresWorker sat idle 95% of the time",
     ]
 
@@ -83,25 +98,48 @@ def test_idle_stage_with_several_instances_is_told_it_has_too_many():
 def test_queue_that_was_never_full_but_rarely_empty():
     stages = [source(), stage("Slow", "Numbers", load(nonempty=80, full=10), busy=0.95, instances=2)]
 
-    assert hints(stages) == ["Slow kept Numbers non-empty 80% of the time, its instances busy 95%: "
-                             "raise its instances (now 2)"]
+    assert hints(stages) == [
+        "Slow kept Numbers non-empty 80% of the time, its instances busy 95%: raise its instances (now 2)"
+    ]
 
 
 def test_rate_limited_stage_is_told_to_raise_the_limit_not_instances():
-    stages = [source(), stage("YahooFinanceWorker", "SymbolQueue", load(nonempty=99, full=95), busy=0.99,
-                              instances=4, items_per_s=4.9, requests_per_second=5)]
+    stages = [
+        source(),
+        stage(
+            "YahooFinanceWorker",
+            "SymbolQueue",
+            load(nonempty=99, full=95),
+            busy=0.99,
+            instances=4,
+            items_per_s=4.9,
+            requests_per_second=5,
+        ),
+    ]
 
     assert hints(stages) == [
         "YahooFinanceWorker kept SymbolQueue full 95% of the time, its instances busy 99%, at 4.9 items/s against "
-        "requests_per_second=5: raise requests_per_second (if the site allows), not instances"]
+        "requests_per_second=5: raise requests_per_second (if the site allows), not instances"
+    ]
 
 
 def test_stage_well_below_its_rate_limit_is_told_to_scale():
-    stages = [source(), stage("YahooFinanceWorker", "SymbolQueue", load(nonempty=99, full=95), busy=0.99,
-                              instances=4, items_per_s=2.0, requests_per_second=5)]
+    stages = [
+        source(),
+        stage(
+            "YahooFinanceWorker",
+            "SymbolQueue",
+            load(nonempty=99, full=95),
+            busy=0.99,
+            instances=4,
+            items_per_s=2.0,
+            requests_per_second=5,
+        ),
+    ]
 
-    assert hints(stages) == ["YahooFinanceWorker kept SymbolQueue full 95% of the time, its instances busy 99%: "
-                             "raise its instances (now 4)"]
+    assert hints(stages) == [
+        "YahooFinanceWorker kept SymbolQueue full 95% of the time, its instances busy 99%: raise its instances (now 4)"
+    ]
 
 
 def test_of_two_backlogged_stages_the_busier_one_is_the_bottleneck():
@@ -189,8 +227,7 @@ def run(tmp_path: Path, text: str):
     """Run the pipeline to its end, sampling queues every SAMPLE_INTERVAL_S; return its report."""
     path = tmp_path / "pipeline.yaml"
     path.write_text(textwrap.dedent(text))
-    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl",
-                                    sample_interval_s=SAMPLE_INTERVAL_S)
+    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl", sample_interval_s=SAMPLE_INTERVAL_S)
     executor.start()
     executor.join(JOIN_TIMEOUT_S)
     assert not executor.is_alive(), "the run did not end"
@@ -204,9 +241,16 @@ def scale_hints(advice: list[str]) -> list[str]:
 
 
 def test_slow_middle_stage_is_the_one_to_scale(tmp_path, key):
-    report = run(tmp_path, THREE_STAGES.format(
-        values=list(range(ITEMS)), middle="Slow", middle_params=f"{{delay_s: {DELAY_S}}}",
-        sink="Collect", sink_params=f"{{key: {key}}}"))
+    report = run(
+        tmp_path,
+        THREE_STAGES.format(
+            values=list(range(ITEMS)),
+            middle="Slow",
+            middle_params=f"{{delay_s: {DELAY_S}}}",
+            sink="Collect",
+            sink_params=f"{{key: {key}}}",
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == list(range(ITEMS))
     groups = {group.name: group for group in report.groups}
@@ -223,9 +267,16 @@ def test_slow_middle_stage_is_the_one_to_scale(tmp_path, key):
 
 
 def test_slow_sink_is_the_one_to_scale(tmp_path):
-    report = run(tmp_path, THREE_STAGES.format(
-        values=list(range(ITEMS)), middle="Multiply", middle_params="{factor: 1}",
-        sink="Slow", sink_params=f"{{delay_s: {DELAY_S}}}"))
+    report = run(
+        tmp_path,
+        THREE_STAGES.format(
+            values=list(range(ITEMS)),
+            middle="Multiply",
+            middle_params="{factor: 1}",
+            sink="Slow",
+            sink_params=f"{{delay_s: {DELAY_S}}}",
+        ),
+    )
 
     groups = {group.name: group for group in report.groups}
     # Middle waits on the full Passed queue; that wait is not work, so it is not the bottleneck.
@@ -234,4 +285,3 @@ def test_slow_sink_is_the_one_to_scale(tmp_path):
     assert scale.startswith("Sink kept Passed full ")
     assert scale.endswith(": raise its instances (now 1)")
     assert not any(hint.startswith(("Middle kept", "Source kept")) for hint in report.hints), report.hints
-

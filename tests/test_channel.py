@@ -2,17 +2,19 @@
 
 A call that must block is shown parked in the queue's wait and not woken (tests/blocking.py), not merely
 still running after a moment, which a loaded machine gives whether or not the call would block."""
+
 from __future__ import annotations
 
 import copy
 import pickle
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
 from blocking import wait_parked
+
 from core.transport.base import DONE, Delivery, Empty
 from core.transport.local import LocalQueue
 

@@ -1,5 +1,6 @@
 """The pipeline check finds every problem in one pass, finds worker modules beside the pipeline file, runs a
 class's own params check, and refuses a file whose aliases expand too far at once."""
+
 from __future__ import annotations
 
 import sys
@@ -7,11 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pipeline_text import line, write
 
 from conftest import ROOT, run_main
-from pipeline_text import line, write
-from core.pipeline.config import ConfigError, load_pipeline
 from core.base.paths import module_search_paths, use_module_search_paths
+from core.pipeline.config import ConfigError, load_pipeline
 from core.pipeline.yaml_lines import MAX_ALIAS_NODES, MAX_DEPTH
 
 VALID = """\
@@ -80,17 +81,24 @@ def module_name(monkeypatch) -> str:
 
 def templated(module_name: str) -> str:
     """VALID with both workers of class Templated from `module_name`, without params."""
-    return (VALID.replace("fixture_workers", module_name).replace("class: Source", "class: Templated")
-            .replace("class: Collect", "class: Templated").replace("\n    params:\n      key: check-test", ""))
+    return (
+        VALID.replace("fixture_workers", module_name)
+        .replace("class: Source", "class: Templated")
+        .replace("class: Collect", "class: Templated")
+        .replace("\n    params:\n      key: check-test", "")
+    )
 
 
 def beside(tmp_path: Path, module_name: str, text: str, class_name: str = "Templated", **params: str) -> Path:
     """A pipeline whose Sink is `class_name` from module `module_name`, written beside the pipeline file."""
     (tmp_path / f"{module_name}.py").write_text(TEMPLATED)
     body = "".join(f"\n      {key}: {value}" for key, value in params.items())
-    return write(tmp_path, text.replace("location: fixture_workers\n    class: Collect",
-                                        f"location: {module_name}\n    class: {class_name}")
-                               .replace("\n      key: check-test", body))
+    return write(
+        tmp_path,
+        text.replace(
+            "location: fixture_workers\n    class: Collect", f"location: {module_name}\n    class: {class_name}"
+        ).replace("\n      key: check-test", body),
+    )
 
 
 # --- every problem in one pass ----------------------------------------------------------------------
@@ -98,25 +106,35 @@ def beside(tmp_path: Path, module_name: str, text: str, class_name: str = "Templ
 
 @pytest.mark.parametrize("schema_first", [True, False], ids=["schema-first", "class-first"])
 def test_schema_problem_in_one_worker_and_misspelt_class_in_another_are_both_reported(tmp_path, schema_first):
-    text = (VALID.replace("class: Source\n", "class: Source\n    instances: zero\n").replace("class: Collect",
-                                                                                            "class: Colect")
-            if schema_first else
-            VALID.replace("class: Source\n", "class: Sauce\n").replace("input_queue: Numbers\n",
-                                                                       "input_queue: Numbers\n    instances: zero\n"))
+    text = (
+        VALID.replace("class: Source\n", "class: Source\n    instances: zero\n").replace(
+            "class: Collect", "class: Colect"
+        )
+        if schema_first
+        else VALID.replace("class: Source\n", "class: Sauce\n").replace(
+            "input_queue: Numbers\n", "input_queue: Numbers\n    instances: zero\n"
+        )
+    )
     path = write(tmp_path, text)
 
-    schema = (f"{path}:{line(text, 'instances: zero')}: workers[{0 if schema_first else 1}].instances: "
-              "must be an integer, got a string")
-    misspelt = (f"{path}:{line(text, 'class: Colect')}: workers.Sink.class: module 'fixture_workers' has no class "
-                "'Colect'; did you mean 'Collect'?" if schema_first else
-                f"{path}:{line(text, 'class: Sauce')}: workers.Source.class: module 'fixture_workers' has no class "
-                "'Sauce'; did you mean 'Source'?")
+    schema = (
+        f"{path}:{line(text, 'instances: zero')}: workers[{0 if schema_first else 1}].instances: "
+        "must be an integer, got a string"
+    )
+    misspelt = (
+        f"{path}:{line(text, 'class: Colect')}: workers.Sink.class: module 'fixture_workers' has no class "
+        "'Colect'; did you mean 'Collect'?"
+        if schema_first
+        else f"{path}:{line(text, 'class: Sauce')}: workers.Source.class: module 'fixture_workers' has no class "
+        "'Sauce'; did you mean 'Source'?"
+    )
     assert problems(path) == ([schema, misspelt] if schema_first else [misspelt, schema])
 
 
 def test_an_entry_with_broken_params_is_not_checked_against_its_class(tmp_path):
-    text = (VALID.replace("class: Source\n", "class: Source\n    params: [gate]\n")
-            .replace("class: Collect", "class: Colect"))
+    text = VALID.replace("class: Source\n", "class: Source\n    params: [gate]\n").replace(
+        "class: Collect", "class: Colect"
+    )
     path = write(tmp_path, text)
 
     assert problems(path) == [
@@ -127,8 +145,9 @@ def test_an_entry_with_broken_params_is_not_checked_against_its_class(tmp_path):
 
 
 def test_a_worker_without_its_location_does_not_make_its_queue_unread(tmp_path):
-    text = VALID.replace("location: fixture_workers\n    class: Collect", "locaton: fixture_workers\n    class: Collect"
-                         ).replace("class: Source", "class: Sauce")
+    text = VALID.replace(
+        "location: fixture_workers\n    class: Collect", "locaton: fixture_workers\n    class: Collect"
+    ).replace("class: Source", "class: Sauce")
     path = write(tmp_path, text)
 
     assert problems(path) == [
@@ -140,8 +159,9 @@ def test_a_worker_without_its_location_does_not_make_its_queue_unread(tmp_path):
 
 
 def test_queue_names_are_not_called_unknown_when_the_queues_section_is_broken(tmp_path):
-    text = VALID.replace("queues:\n  - name: Numbers\n", "queues: {name: Numbers}\n").replace("class: Source",
-                                                                                           "class: Sauce")
+    text = VALID.replace("queues:\n  - name: Numbers\n", "queues: {name: Numbers}\n").replace(
+        "class: Source", "class: Sauce"
+    )
     path = write(tmp_path, text)
 
     assert problems(path) == [
@@ -156,7 +176,8 @@ def test_queue_names_are_not_called_unknown_when_the_queues_section_is_broken(tm
 
 def test_processes_and_backend_are_read_with_their_defaults(tmp_path):
     text = VALID.replace("  - name: Numbers\n", "  - name: Numbers\n    backend: redis\n").replace(
-        "class: Collect\n", "class: Collect\n    processes: 2\n")
+        "class: Collect\n", "class: Collect\n    processes: 2\n"
+    )
 
     spec = load_pipeline(write(tmp_path, text))
 
@@ -165,12 +186,15 @@ def test_processes_and_backend_are_read_with_their_defaults(tmp_path):
     assert load_pipeline(write(tmp_path, VALID)).queues["Numbers"].backend == "local"
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("processes", "-1", "workers[1].processes: must be at least 0, got -1"),
-    ("processes", "two", "workers[1].processes: must be an integer, got a string"),
-    ("backend", "Redis", "queues[0].backend: must be 'local' or 'redis', got 'Redis'; did you mean 'redis'?"),
-    ("backend", "5", "queues[0].backend: must be a string, got an integer"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("processes", "-1", "workers[1].processes: must be at least 0, got -1"),
+        ("processes", "two", "workers[1].processes: must be an integer, got a string"),
+        ("backend", "Redis", "queues[0].backend: must be 'local' or 'redis', got 'Redis'; did you mean 'redis'?"),
+        ("backend", "5", "queues[0].backend: must be a string, got an integer"),
+    ],
+)
 def test_processes_and_backend_are_validated(tmp_path, key, value, message):
     entry = "  - name: Numbers\n" if key == "backend" else "class: Collect\n"
     text = VALID.replace(entry, f"{entry}    {key}: {value}\n")
@@ -193,14 +217,16 @@ def test_missing_module_message_says_where_it_looked(tmp_path, module_name, monk
     (tmp_path / "pipes").mkdir()
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
-    text = VALID.replace("location: fixture_workers\n    class: Collect",
-                         f"location: {module_name}\n    class: Collect")
+    text = VALID.replace(
+        "location: fixture_workers\n    class: Collect", f"location: {module_name}\n    class: Collect"
+    )
     path = write(tmp_path / "pipes", text)
 
     assert problems(path) == [
         f"{path}:{line(text, module_name)}: workers.Sink.location: cannot import module '{module_name}': No module "
         f"named '{module_name}'; looked on PYTHONPATH, in the installed packages and in {tmp_path / 'pipes'} "
-        f"(the pipeline file's folder), {tmp_path / 'cwd'} (the working directory), {ROOT} (the project folder)"]
+        f"(the pipeline file's folder), {tmp_path / 'cwd'} (the working directory), {ROOT} (the project folder)"
+    ]
 
 
 def test_search_paths_go_after_sys_path_once_and_follow_the_pipeline(tmp_path, monkeypatch):
@@ -225,8 +251,7 @@ def test_check_finds_a_module_beside_the_pipeline_without_pythonpath(tmp_path, m
     (tmp_path / f"{module_name}.py").write_text(TEMPLATED)
     path = write(tmp_path, templated(module_name))
 
-    result = run_main(["--check", "--pipeline", str(path)], env={"DATA_DIR": str(tmp_path / "data")},
-                      timeout_s=60)
+    result = run_main(["--check", "--pipeline", str(path)], env={"DATA_DIR": str(tmp_path / "data")}, timeout_s=60)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{path}: OK, 1 queues, 2 worker groups\n")
@@ -238,8 +263,12 @@ def test_check_finds_a_module_in_the_working_directory(tmp_path, module_name):
     (tmp_path / "cwd" / f"{module_name}.py").write_text(TEMPLATED)
     path = write(tmp_path / "pipes", templated(module_name))
 
-    result = run_main(["--check", "--pipeline", str(path)], env={"DATA_DIR": str(tmp_path / "data")},
-                      cwd=tmp_path / "cwd", timeout_s=60)
+    result = run_main(
+        ["--check", "--pipeline", str(path)],
+        env={"DATA_DIR": str(tmp_path / "data")},
+        cwd=tmp_path / "cwd",
+        timeout_s=60,
+    )
 
     assert result.returncode == 0, result.stderr
 
@@ -250,8 +279,10 @@ def test_check_finds_a_module_in_the_working_directory(tmp_path, module_name):
 def test_class_params_check_names_the_param_and_its_line(tmp_path, module_name):
     path = beside(tmp_path, module_name, VALID, url="http://127.0.0.1:9/chart")
 
-    assert problems(path) == [f"{path}:{line(path.read_text(), 'url:')}: workers.Sink.params.url: "
-                              "must contain {symbol}, where each item goes"]
+    assert problems(path) == [
+        f"{path}:{line(path.read_text(), 'url:')}: workers.Sink.params.url: "
+        "must contain {symbol}, where each item goes"
+    ]
 
 
 def test_class_params_check_sees_only_the_params_the_generic_check_passed(tmp_path, module_name):
@@ -267,14 +298,17 @@ def test_class_params_check_runs_beside_other_param_problems(tmp_path, module_na
     assert problems(path) == [
         f"{path}:{line(text, 'colour:')}: workers.Sink.params.colour: Templated takes no parameter 'colour' "
         "(it takes: url)",
-        f"{path}:{line(text, 'url:')}: workers.Sink.params.url: must contain {{symbol}}, where each item goes"]
+        f"{path}:{line(text, 'url:')}: workers.Sink.params.url: must contain {{symbol}}, where each item goes",
+    ]
 
 
 def test_class_params_check_that_fails_is_a_problem_not_a_crash(tmp_path, module_name):
     path = beside(tmp_path, module_name, VALID, class_name="Refusing", url="http://127.0.0.1:9/{symbol}")
 
-    assert problems(path) == [f"{path}:{line(path.read_text(), 'params:')}: workers.Sink.params: "
-                              "Refusing.check_params failed: ValueError: boom"]
+    assert problems(path) == [
+        f"{path}:{line(path.read_text(), 'params:')}: workers.Sink.params: "
+        "Refusing.check_params failed: ValueError: boom"
+    ]
 
 
 # --- files that would expand past any use ---------------------------------------------------------------
@@ -284,9 +318,15 @@ def alias_bomb(levels: int) -> str:
     """A valid pipeline whose Source's input_values are nine strings, nested `levels` times by nine aliases each."""
     names = "abcdefghij"
     anchors = ['  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    anchors += [f"  {name}: &{name} [{', '.join([f'*{names[i]}'] * 9)}]" for i, name in enumerate(names[1:levels + 1])]
-    return "x-laughs:\n" + "\n".join(anchors) + "\n" + VALID.replace("input_values: [1, 2, 3]",
-                                                                   f"input_values: *{names[levels]}")
+    anchors += [
+        f"  {name}: &{name} [{', '.join([f'*{names[i]}'] * 9)}]" for i, name in enumerate(names[1 : levels + 1])
+    ]
+    return (
+        "x-laughs:\n"
+        + "\n".join(anchors)
+        + "\n"
+        + VALID.replace("input_values: [1, 2, 3]", f"input_values: *{names[levels]}")
+    )
 
 
 def test_alias_bomb_is_refused_at_once_naming_its_line(tmp_path):
@@ -298,24 +338,29 @@ def test_alias_bomb_is_refused_at_once_naming_its_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == (
         f"{path}:{line(text, 'f: &f')}: yaml: aliases expand the file by more than {MAX_ALIAS_NODES:,} values by "
-        "here (this *e alone adds 66,430); write the values out or use fewer aliases")
+        "here (this *e alone adds 66,430); write the values out or use fewer aliases"
+    )
 
 
 def test_alias_expansion_past_the_limit_is_a_config_error_naming_its_line(tmp_path):
     text = alias_bomb(5)  # 9**6 strings: slow to walk, not yet minutes
     path = write(tmp_path, text)
 
-    assert problems(path) == [f"{path}:{line(text, 'f: &f')}: yaml: aliases expand the file by more than "
-                              f"{MAX_ALIAS_NODES:,} values by here (this *e alone adds 66,430); write the values "
-                              "out or use fewer aliases"]
+    assert problems(path) == [
+        f"{path}:{line(text, 'f: &f')}: yaml: aliases expand the file by more than "
+        f"{MAX_ALIAS_NODES:,} values by here (this *e alone adds 66,430); write the values "
+        "out or use fewer aliases"
+    ]
 
 
 def test_alias_inside_its_own_value_is_refused(tmp_path):
     text = VALID.replace("input_values: [1, 2, 3]", "input_values: &loop [1, *loop]")
     path = write(tmp_path, text)
 
-    assert problems(path) == [f"{path}:{line(text, '*loop')}: yaml: alias *loop is used inside the value it names, "
-                              "which would make that value endless"]
+    assert problems(path) == [
+        f"{path}:{line(text, '*loop')}: yaml: alias *loop is used inside the value it names, "
+        "which would make that value endless"
+    ]
 
 
 def test_nesting_too_deep_is_refused_not_a_crash(tmp_path):
@@ -327,15 +372,20 @@ def test_nesting_too_deep_is_refused_not_a_crash(tmp_path):
 
 def test_merge_keys_shared_by_many_workers_still_load(tmp_path):
     """A guard, not a fix: the alias limits leave the files people write alone."""
-    stages = "".join(f"  - <<: *stage\n    name: Stage{i}\n    input_queue: Q{i}\n    output_queues: [Q{i + 1}]\n"
-                     for i in range(2, 200))
-    text = ("queues:\n" + "".join(f"  - name: Q{i}\n" for i in range(1, 201)) + "workers:\n"
-            "  - name: Source\n    location: fixture_workers\n    class: Source\n    input_values: [1]\n"
-            "    output_queues: [Q1]\n"
-            "  - &stage\n    name: Stage1\n    location: fixture_workers\n    class: Multiply\n"
-            "    params: {factor: 3}\n    input_queue: Q1\n    output_queues: [Q2]\n" + stages
-            + "  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Q200\n"
-            "    params: {key: merged}\n")
+    stages = "".join(
+        f"  - <<: *stage\n    name: Stage{i}\n    input_queue: Q{i}\n    output_queues: [Q{i + 1}]\n"
+        for i in range(2, 200)
+    )
+    text = (
+        "queues:\n" + "".join(f"  - name: Q{i}\n" for i in range(1, 201)) + "workers:\n"
+        "  - name: Source\n    location: fixture_workers\n    class: Source\n    input_values: [1]\n"
+        "    output_queues: [Q1]\n"
+        "  - &stage\n    name: Stage1\n    location: fixture_workers\n    class: Multiply\n"
+        "    params: {factor: 3}\n    input_queue: Q1\n    output_queues: [Q2]\n"
+        + stages
+        + "  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Q200\n"
+        "    params: {key: merged}\n"
+    )
 
     spec = load_pipeline(write(tmp_path, text))
 
@@ -346,12 +396,17 @@ def test_merge_keys_shared_by_many_workers_still_load(tmp_path):
 # --- values that parse but could not run: sizes past the machine, names that are not text ------------------
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("instances: 100000000", "workers[1].instances: must be at most 10,000, got 100,000,000"),
-    ("instances: 99999999999999999999999999", "workers[1].instances: must be at most 10,000, got "
-                                              "99,999,999,999,999,999,999,999,999"),
-    ("processes: 5000", "workers[1].processes: must be at most 256, got 5,000"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("instances: 100000000", "workers[1].instances: must be at most 10,000, got 100,000,000"),
+        (
+            "instances: 99999999999999999999999999",
+            "workers[1].instances: must be at most 10,000, got 99,999,999,999,999,999,999,999,999",
+        ),
+        ("processes: 5000", "workers[1].processes: must be at most 256, got 5,000"),
+    ],
+)
 def test_a_group_too_large_to_build_is_a_problem_not_all_the_memory(tmp_path, entry, message):
     # --check builds every instance of a thread group: 100,000,000 took 3 GB and 40 s before MemoryError.
     text = VALID.replace("class: Collect\n", f"class: Collect\n    {entry}\n")
@@ -364,13 +419,16 @@ def test_instances_in_all_processes_together_are_capped(tmp_path):
     text = VALID.replace("class: Collect\n", "class: Collect\n    processes: 101\n    instances: 100\n")
     path = write(tmp_path, text)
 
-    assert problems(path) == [f"{path}:{line(text, 'instances: 100')}: workers[1].instances: 101 processes x 100 "
-                              "instances each is 10,100 instances; a group has at most 10,000"]
+    assert problems(path) == [
+        f"{path}:{line(text, 'instances: 100')}: workers[1].instances: 101 processes x 100 "
+        "instances each is 10,100 instances; a group has at most 10,000"
+    ]
     assert load_pipeline(write(tmp_path, text.replace("instances: 100", "instances: 99"))).workers[1].instances == 99
 
 
-@pytest.mark.parametrize("value, kind", [("", "nothing"), ("null", "nothing"), ("Numbers", "a string"),
-                                         ("|\n  Numbers", "a string")])
+@pytest.mark.parametrize(
+    "value, kind", [("", "nothing"), ("null", "nothing"), ("Numbers", "a string"), ("|\n  Numbers", "a string")]
+)
 def test_a_queues_section_that_is_not_a_list_is_a_problem(tmp_path, value, kind):
     # Text passed the schema (one queue name is a list of one, right for output_queues) and nothing was
     # skipped, so the file passed the checks with no queue, and building the run raised KeyError.
@@ -395,8 +453,9 @@ def test_a_params_name_that_is_not_text_is_a_problem_at_its_line(tmp_path, key):
 
     found = problems(path)
 
-    assert len(found) == 1 and found[0].startswith(f"{path}:{line(text, f'{key}: 2')}: workers[1].params: "
-                                                   "a parameter's name is text, got ")
+    assert len(found) == 1 and found[0].startswith(
+        f"{path}:{line(text, f'{key}: 2')}: workers[1].params: a parameter's name is text, got "
+    )
 
 
 def test_a_params_name_that_is_not_text_from_set_is_a_problem(tmp_path):
@@ -406,8 +465,12 @@ def test_a_params_name_that_is_not_text_from_set_is_a_problem(tmp_path):
         load_pipeline(path, sets=["workers.Sink.params={1: 2}"])
 
     assert [(p.key, p.message) for p in caught.value.problems] == [
-        ("workers[1].params", "a parameter's name is text, got an integer 1 (YAML reads an unquoted on/off/yes/no as "
-                              "a boolean and digits as a number: quote it)")]
+        (
+            "workers[1].params",
+            "a parameter's name is text, got an integer 1 (YAML reads an unquoted on/off/yes/no as "
+            "a boolean and digits as a number: quote it)",
+        )
+    ]
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1.0e+400"])
@@ -418,13 +481,16 @@ def test_a_visibility_timeout_that_is_not_finite_is_a_problem(tmp_path, value):
     found = problems(path)
 
     assert len(found) == 1 and found[0].startswith(
-        f"{path}:{line(text, 'visibility_timeout_s')}: queues[0].visibility_timeout_s: must be more than 0 (and finite)")
+        f"{path}:{line(text, 'visibility_timeout_s')}: queues[0].visibility_timeout_s: must be more than 0 (and finite)"
+    )
 
 
-@pytest.mark.parametrize("entry, key", [("  - name: Numbers\n", "queues[0].name"), ("  - name: Sink\n", "workers[1].name")])
+@pytest.mark.parametrize(
+    "entry, key", [("  - name: Numbers\n", "queues[0].name"), ("  - name: Sink\n", "workers[1].name")]
+)
 def test_a_name_that_is_not_text_is_reported_once_not_echoed_as_a_queue_or_group(tmp_path, entry, key):
     # A list as a queue's name made a queue named "['a', 'b']", which no worker wrote to or read.
-    text = VALID.replace(entry, entry.replace("name: ", "name: [a, ") .replace("\n", "]\n"))
+    text = VALID.replace(entry, entry.replace("name: ", "name: [a, ").replace("\n", "]\n"))
     path = write(tmp_path, text)
 
     assert problems(path) == [f"{path}:{line(text, 'name: [a, ')}: {key}: must be a string, got a list"]
@@ -437,5 +503,7 @@ def test_a_lone_surrogate_escape_is_a_problem_at_its_line(tmp_path):
 
     found = problems(path)
 
-    assert len(found) == 1 and found[0].startswith(f"{path}:{line(text, 'Sink')}: yaml: invalid YAML: 'Sink\\ud800' "
-                                                   "holds '\\ud800', half of a UTF-16 surrogate pair")
+    assert len(found) == 1 and found[0].startswith(
+        f"{path}:{line(text, 'Sink')}: yaml: invalid YAML: 'Sink\\ud800' "
+        "holds '\\ud800', half of a UTF-16 surrogate pair"
+    )

@@ -1,6 +1,7 @@
 """`main.py --check` on every file a user can write: YAML tags a value cannot have (`!!int abc`, `!!seq abc`),
 and directed and random mutations of the shipped pipeline file. Each ends in exit 0 or in exit 2 with every
 problem as `file:line: key: message`, never in a traceback."""
+
 from __future__ import annotations
 
 import os
@@ -9,31 +10,83 @@ import re
 from pathlib import Path
 
 import pytest
+from pipeline_text import line
 
 from conftest import ROOT, SHIPPED_PIPELINE, run_main
 from core.app import cli
 from core.pipeline.config import ConfigError, load_pipeline
-from pipeline_text import line
 
 SHIPPED = Path(SHIPPED_PIPELINE).read_text(encoding="utf-8")
 
 # The issue's tags first: each ended in a traceback (ValueError, KeyError, AttributeError), exit 1.
-BAD_TAGS = ["!!float abc", "!!int abc", "!!int 1.5", "!!bool maybe", "!!timestamp 2001-13-45", "!!seq abc",
-            "!!map abc", "!!int ''", "!!float ''", "!!int +", "!!timestamp abc", "!!timestamp 2001-01-01T00:00:00+99:00",
-            "!!int " + "9" * 5000, '"\\ud800"']
+BAD_TAGS = [
+    "!!float abc",
+    "!!int abc",
+    "!!int 1.5",
+    "!!bool maybe",
+    "!!timestamp 2001-13-45",
+    "!!seq abc",
+    "!!map abc",
+    "!!int ''",
+    "!!float ''",
+    "!!int +",
+    "!!timestamp abc",
+    "!!timestamp 2001-01-01T00:00:00+99:00",
+    "!!int " + "9" * 5000,
+    '"\\ud800"',
+]
 
 # Values put in place of every value and list item of the shipped file; VALUES too in place of those of EVERY_VALUE.
 CORE = BAD_TAGS[:7] + ["", "[a, b]", '"\\ud800"']
-VALUES = BAD_TAGS + ["", "~", "[a, b]", "{a: b}", "{[a]: b}", "&a x", "*a", "*nowhere", ".nan", ".inf", "1e400",
-                     "99999999999999999999999999", "-1", "0", "true", "2001-01-01", "!!binary AAAA", "!!binary '!!!'",
-                     "!!set {a: null}", "!!omap [a: 1]", "!!str [a]", "!!python/name:os.system", "!foo bar",
-                     "{1: 2}", "{2001-01-01: x}", "{<<: [x]}", "!!null x", "|\n  text", "[[[[[[[[]]]]]]]]"]
-EVERY_VALUE = ("queues:", "maxsize:", "- name: WikiWorker", "instances: 4", "- https:", "params:",
-               "requests_per_second:")
+VALUES = BAD_TAGS + [
+    "",
+    "~",
+    "[a, b]",
+    "{a: b}",
+    "{[a]: b}",
+    "&a x",
+    "*a",
+    "*nowhere",
+    ".nan",
+    ".inf",
+    "1e400",
+    "99999999999999999999999999",
+    "-1",
+    "0",
+    "true",
+    "2001-01-01",
+    "!!binary AAAA",
+    "!!binary '!!!'",
+    "!!set {a: null}",
+    "!!omap [a: 1]",
+    "!!str [a]",
+    "!!python/name:os.system",
+    "!foo bar",
+    "{1: 2}",
+    "{2001-01-01: x}",
+    "{<<: [x]}",
+    "!!null x",
+    "|\n  text",
+    "[[[[[[[[]]]]]]]]",
+]
+EVERY_VALUE = (
+    "queues:",
+    "maxsize:",
+    "- name: WikiWorker",
+    "instances: 4",
+    "- https:",
+    "params:",
+    "requests_per_second:",
+)
 # Keys put into each mapping of the shipped file.
 KEYS = ["1", "2001-01-01", "<<", "? [a]", "!!int x"]
-SETS = ["workers.YahooFinanceWorker.instances", "workers.YahooFinanceWorker.params",
-        "workers.YahooFinanceWorker.params.chart_url", "queues.SymbolQueue.maxsize", "queues.SymbolQueue"]
+SETS = [
+    "workers.YahooFinanceWorker.instances",
+    "workers.YahooFinanceWorker.params",
+    "workers.YahooFinanceWorker.params.chart_url",
+    "queues.SymbolQueue.maxsize",
+    "queues.SymbolQueue",
+]
 MUTATION_CHARS = list(":-[]{}!&*?|>'\"#%@`, \n\t") + ["!!int ", "!!seq ", "!!map ", "<<: ", "&a ", "*a "]
 
 
@@ -45,12 +98,12 @@ def directed_mutations() -> list[str]:
         values = VALUES if text.strip().startswith(EVERY_VALUE) else CORE
         entry = re.match(r"^(\s*(?:- )?[\w_]+:)\s*(\S.*)?$", text)
         if entry:
-            files += ["\n".join(lines[:index] + [f"{entry.group(1)} {value}"] + lines[index + 1:]) for value in values]
+            files += ["\n".join(lines[:index] + [f"{entry.group(1)} {value}"] + lines[index + 1 :]) for value in values]
             indent = re.match(r"^\s*", text).group(0) + ("  " if text.lstrip().startswith("- ") else "")
-            files += ["\n".join(lines[:index + 1] + [f"{indent}{key}: 1"] + lines[index + 1:]) for key in KEYS]
+            files += ["\n".join(lines[: index + 1] + [f"{indent}{key}: 1"] + lines[index + 1 :]) for key in KEYS]
         item = re.match(r"^(\s*- )([^:]+)$", text)
         if item:
-            files += ["\n".join(lines[:index] + [item.group(1) + value] + lines[index + 1:]) for value in values]
+            files += ["\n".join(lines[:index] + [item.group(1) + value] + lines[index + 1 :]) for value in values]
     return files
 
 
@@ -66,7 +119,7 @@ def random_mutations(count: int, seed: int) -> list[str]:
             if edit < 0.4:
                 text = text[:at] + rng.choice(MUTATION_CHARS) + text[at:]
             elif edit < 0.7:
-                text = text[:at] + text[at + rng.randint(1, 5):]
+                text = text[:at] + text[at + rng.randint(1, 5) :]
             else:
                 lines = text.splitlines()
                 a, b = rng.randrange(len(lines)), rng.randrange(len(lines))
@@ -89,6 +142,7 @@ def check(monkeypatch, capsys, tmp_path):
         capsys.readouterr()
         code = cli.main(["--check", "--pipeline", str(path), *args])
         return code, capsys.readouterr().err.splitlines()
+
     run.path = path
     return run
 

@@ -4,6 +4,7 @@ Each test runs `python main.py` in a subprocess with a timeout. Pipelines made o
 tests/ on PYTHONPATH; the shipped pipeline runs against the local fake sites (no network) and stores into
 the SQLite file under a temporary DATA_DIR.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pipeline_text import line, write
+from sites import FakeSites
+
 from conftest import ROOT, SHIPPED_PIPELINE, MainRun, local_pipeline, run_main
 from core.pipeline.imports import init_params
-from sites import FakeSites
 from workers.yahoo_finance_worker import YahooFinancePriceScheduler
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -85,12 +86,9 @@ flowchart LR
 """
 
 
-
-
 def fixture_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for a run of fixture workers: tests/ importable, local files under tmp_path."""
-    return {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(ROOT)]), "DATA_DIR": str(tmp_path / "data"),
-            **extra}
+    return {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(ROOT)]), "DATA_DIR": str(tmp_path / "data"), **extra}
 
 
 def main(args: list[str], tmp_path: Path, **env: str) -> MainRun:
@@ -103,14 +101,16 @@ def assert_refused(result: MainRun, expected: list[str], *, run: bool = False) -
     the one-line summary of a run that never ran for a run."""
     assert result.returncode == 2, result.stderr
     if run:
-        assert re.fullmatch(r"\S+: config-error \(.+\); nothing was run(; \d+ input value\(s\) not started)?; exit 2\n",
-                            result.stdout), result.stdout
+        assert re.fullmatch(
+            r"\S+: config-error \(.+\); nothing was run(; \d+ input value\(s\) not started)?; exit 2\n", result.stdout
+        ), result.stdout
     else:
         assert result.stdout == ""
     *problems, last = result.stderr.splitlines()
     assert problems == expected
     assert LOG_LINE.match(last) and last.endswith(
-        f"ERROR   MainThread main: {len(expected)} problem(s) in the pipeline file; nothing was run"), last
+        f"ERROR   MainThread main: {len(expected)} problem(s) in the pipeline file; nothing was run"
+    ), last
 
 
 def stats(path: Path) -> dict:
@@ -120,7 +120,9 @@ def stats(path: Path) -> dict:
 
 def status_lines(stderr: str) -> list[str]:
     """The plain status lines in a log, without their timestamp and logger prefix."""
-    return [text.split("core.app.status: ", 1)[1] for text in stderr.splitlines() if " core.app.status: status " in text]
+    return [
+        text.split("core.app.status: ", 1)[1] for text in stderr.splitlines() if " core.app.status: status " in text
+    ]
 
 
 def test_help_documents_the_operator_flags():
@@ -135,12 +137,15 @@ def test_help_documents_the_operator_flags():
 
 
 def test_check_of_the_shipped_pipeline_prints_ok_and_runs_nothing(tmp_path):
-    result = run_main(["--check", "--pipeline", str(SHIPPED_PIPELINE)], env={"DATA_DIR": str(tmp_path / "data")},
-                      timeout_s=TIMEOUT_S)
+    result = run_main(
+        ["--check", "--pipeline", str(SHIPPED_PIPELINE)], env={"DATA_DIR": str(tmp_path / "data")}, timeout_s=TIMEOUT_S
+    )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"{SHIPPED_PIPELINE}: OK, 2 queues, 3 worker groups\n  WikiWorker: 1 thread\n"
-                             "  YahooFinanceWorker: 4 threads\n  PostgresWorker: 1 thread\n")
+    assert result.stdout == (
+        f"{SHIPPED_PIPELINE}: OK, 2 queues, 3 worker groups\n  WikiWorker: 1 thread\n"
+        "  YahooFinanceWorker: 4 threads\n  PostgresWorker: 1 thread\n"
+    )
     assert result.stderr == ""
     assert not (tmp_path / "data").exists()  # no lock, no database file, no dead letters
 
@@ -158,36 +163,66 @@ def test_check_with_a_valid_set_is_ok(tmp_path):
 # for a problem on the file's line holding `needle`, or the whole line for a problem of a --set argument.
 BROKEN = {
     "unknown key": (
-        VALID.replace("    input_queue: Numbers\n", "    input_queue: Numbers\n    instance: 2\n"), [],
-        [("instance: 2", "workers[1].instance: unknown key; did you mean 'instances'?")]),
+        VALID.replace("    input_queue: Numbers\n", "    input_queue: Numbers\n    instance: 2\n"),
+        [],
+        [("instance: 2", "workers[1].instance: unknown key; did you mean 'instances'?")],
+    ),
     "unknown queue": (
-        VALID.replace("input_queue: Numbers", "input_queue: Numbrs"), [],
-        [("name: Numbers", "queues.Numbers: no worker reads this queue"),
-         ("input_queue: Numbrs", "workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?")]),
+        VALID.replace("input_queue: Numbers", "input_queue: Numbrs"),
+        [],
+        [
+            ("name: Numbers", "queues.Numbers: no worker reads this queue"),
+            ("input_queue: Numbrs", "workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?"),
+        ],
+    ),
     "unimportable module": (
         VALID.replace("location: fixture_workers\n    class: Collect", "location: fixture_workerz\n    class: Collect"),
-        [], [("fixture_workerz", "workers.Sink.location: cannot import module 'fixture_workerz': "
-                                 "No module named 'fixture_workerz'; looked on PYTHONPATH, in the installed packages "
-                                 "and in <tmp_path> (the pipeline file's folder), <ROOT> (the working directory, "
-                                 "the project folder)")]),
+        [],
+        [
+            (
+                "fixture_workerz",
+                "workers.Sink.location: cannot import module 'fixture_workerz': "
+                "No module named 'fixture_workerz'; looked on PYTHONPATH, in the installed packages "
+                "and in <tmp_path> (the pipeline file's folder), <ROOT> (the working directory, "
+                "the project folder)",
+            )
+        ],
+    ),
     "unknown param": (
-        VALID.replace("      key: cli-test\n", "      key: cli-test\n      colour: red\n"), [],
-        [("colour: red", "workers.Sink.params.colour: Collect takes no parameter 'colour' (it takes: key)")]),
+        VALID.replace("      key: cli-test\n", "      key: cli-test\n      colour: red\n"),
+        [],
+        [("colour: red", "workers.Sink.params.colour: Collect takes no parameter 'colour' (it takes: key)")],
+    ),
     "unset variable": (
-        VALID.replace("maxsize: 10", f"maxsize: ${{{UNSET}}}"), [],
-        [("maxsize", f"queues[0].maxsize: environment variable {UNSET} is not set "
-                     f"(write ${{{UNSET}:-default}} for a default)")]),
+        VALID.replace("maxsize: 10", f"maxsize: ${{{UNSET}}}"),
+        [],
+        [
+            (
+                "maxsize",
+                f"queues[0].maxsize: environment variable {UNSET} is not set "
+                f"(write ${{{UNSET}:-default}} for a default)",
+            )
+        ],
+    ),
     "bad --set path": (
-        VALID, ["instances=3"],
-        ["--set instances=3: --set: expected section.name.key=value, e.g. workers.YahooFinanceWorker.instances=16"]),
+        VALID,
+        ["instances=3"],
+        ["--set instances=3: --set: expected section.name.key=value, e.g. workers.YahooFinanceWorker.instances=16"],
+    ),
     "several at once": (
         VALID.replace("maxsize: 10", "max_size: 10").replace("key: cli-test", f"key: ${{{UNSET}}}"),
         ["workers.Snk.instances=2", "workers.Source.instances=0"],
-        ["--set workers.Snk.instances=2: workers.Snk: no such entry in workers; did you mean 'Sink'?",
-         "--set workers.Source.instances=0: workers[0].instances: must be at least 1, got 0",
-         ("max_size", "queues[0].max_size: unknown key; did you mean 'maxsize'?"),
-         ("key: $", f"workers[1].params.key: environment variable {UNSET} is not set "
-                    f"(write ${{{UNSET}:-default}} for a default)")]),
+        [
+            "--set workers.Snk.instances=2: workers.Snk: no such entry in workers; did you mean 'Sink'?",
+            "--set workers.Source.instances=0: workers[0].instances: must be at least 1, got 0",
+            ("max_size", "queues[0].max_size: unknown key; did you mean 'maxsize'?"),
+            (
+                "key: $",
+                f"workers[1].params.key: environment variable {UNSET} is not set "
+                f"(write ${{{UNSET}:-default}} for a default)",
+            ),
+        ],
+    ),
 }
 
 
@@ -198,8 +233,10 @@ def test_broken_file_is_refused_with_every_problem_and_its_line(tmp_path, case, 
     assert UNSET not in os.environ
     text, sets, problems = BROKEN[case]
     path = write(tmp_path, text)
-    expected = [problem if isinstance(problem, str) else f"{path}:{line(text, problem[0])}: {problem[1]}"
-                for problem in problems]
+    expected = [
+        problem if isinstance(problem, str) else f"{path}:{line(text, problem[0])}: {problem[1]}"
+        for problem in problems
+    ]
     expected = [problem.replace("<tmp_path>", str(tmp_path)).replace("<ROOT>", str(ROOT)) for problem in expected]
     args = ["--pipeline", str(path), *[f"--set={s}" for s in sets]] + (["--check"] if check else [])
 
@@ -212,16 +249,18 @@ def test_broken_file_is_refused_with_every_problem_and_its_line(tmp_path, case, 
 def test_check_of_a_missing_file(tmp_path):
     result = main(["--check", "--pipeline", str(tmp_path / "nowhere.yaml")], tmp_path)
 
-    assert_refused(result, [f"{tmp_path / 'nowhere.yaml'}:0: file: cannot read pipeline file: "
-                            "No such file or directory"])
+    assert_refused(
+        result, [f"{tmp_path / 'nowhere.yaml'}:0: file: cannot read pipeline file: No such file or directory"]
+    )
 
 
 # --- --graph -----------------------------------------------------------------------------------------------
 
 
 def test_graph_of_the_shipped_pipeline(tmp_path):
-    result = run_main(["--graph", "--pipeline", str(SHIPPED_PIPELINE)], env={"DATA_DIR": str(tmp_path / "data")},
-                      timeout_s=TIMEOUT_S)
+    result = run_main(
+        ["--graph", "--pipeline", str(SHIPPED_PIPELINE)], env={"DATA_DIR": str(tmp_path / "data")}, timeout_s=TIMEOUT_S
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == SHIPPED_GRAPH
@@ -230,25 +269,46 @@ def test_graph_of_the_shipped_pipeline(tmp_path):
 
 
 def test_graph_shows_set_overrides(tmp_path):
-    result = run_main(["--graph", "--pipeline", str(SHIPPED_PIPELINE),
-                       "--set", "workers.YahooFinanceWorker.instances=16", "--set", "queues.SymbolQueue.maxsize=50"],
-                      timeout_s=TIMEOUT_S)
+    result = run_main(
+        [
+            "--graph",
+            "--pipeline",
+            str(SHIPPED_PIPELINE),
+            "--set",
+            "workers.YahooFinanceWorker.instances=16",
+            "--set",
+            "queues.SymbolQueue.maxsize=50",
+        ],
+        timeout_s=TIMEOUT_S,
+    )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (SHIPPED_GRAPH.replace("YahooFinanceWorker (4 threads)", "YahooFinanceWorker (16 threads)")
-                             .replace("SymbolQueue ≤1000", "SymbolQueue ≤50"))
+    assert result.stdout == (
+        SHIPPED_GRAPH.replace("YahooFinanceWorker (4 threads)", "YahooFinanceWorker (16 threads)").replace(
+            "SymbolQueue ≤1000", "SymbolQueue ≤50"
+        )
+    )
 
 
 def test_check_and_graph_say_where_each_group_runs(tmp_path):
-    modes = ["--set", "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler",
-             "--set", "workers.YahooFinanceWorker.instances=128", "--set", "workers.PostgresWorker.processes=2"]
+    modes = [
+        "--set",
+        "workers.YahooFinanceWorker.class=YahooFinancePriceAsyncScheduler",
+        "--set",
+        "workers.YahooFinanceWorker.instances=128",
+        "--set",
+        "workers.PostgresWorker.processes=2",
+    ]
 
     check = run_main(["--check", "--pipeline", str(SHIPPED_PIPELINE), *modes], timeout_s=TIMEOUT_S)
     graph = run_main(["--graph", "--pipeline", str(SHIPPED_PIPELINE), *modes], timeout_s=TIMEOUT_S)
 
     assert check.returncode == 0, check.stderr
-    assert check.stdout.splitlines()[1:] == ["  WikiWorker: 1 thread", "  YahooFinanceWorker: 128 asyncio tasks",
-                                             "  PostgresWorker: 2 processes x 1 thread"]
+    assert check.stdout.splitlines()[1:] == [
+        "  WikiWorker: 1 thread",
+        "  YahooFinanceWorker: 128 asyncio tasks",
+        "  PostgresWorker: 2 processes x 1 thread",
+    ]
     assert '["YahooFinanceWorker (128 asyncio tasks)<br/>YahooFinancePriceAsyncScheduler"]' in graph.stdout
     assert '["PostgresWorker (2 processes x 1 thread)<br/>PostgresMasterScheduler"]' in graph.stdout
 
@@ -280,9 +340,13 @@ def test_graph_of_a_broken_file_exits_2(tmp_path):
 
     result = main(["--graph", "--pipeline", str(path)], tmp_path)
 
-    assert_refused(result, [
-        f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
-        f"{path}:{line(text, 'Numbrs')}: workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?"])
+    assert_refused(
+        result,
+        [
+            f"{path}:{line(text, 'name: Numbers')}: queues.Numbers: no worker reads this queue",
+            f"{path}:{line(text, 'Numbrs')}: workers.Sink.input_queue: unknown queue 'Numbrs'; did you mean 'Numbers'?",
+        ],
+    )
 
 
 # --- --set ---------------------------------------------------------------------------------------------------
@@ -293,11 +357,23 @@ def test_set_overrides_take_effect_in_a_real_run(tmp_path):
     stats_path = tmp_path / "stats.json"
     with FakeSites() as sites:
         pipeline = local_pipeline(sites, tmp_path)
-        result = run_main(["--pipeline", str(pipeline), "--stats-json", str(stats_path), "--quiet",
-                           "--set", "workers.YahooFinanceWorker.instances=8",
-                           "--set", "workers.YahooFinanceWorker.params.requests_per_second=0",
-                           "--set", "queues.SymbolQueue.maxsize=50"],
-                          env={"DATA_DIR": str(tmp_path / "data")}, timeout_s=TIMEOUT_S)
+        result = run_main(
+            [
+                "--pipeline",
+                str(pipeline),
+                "--stats-json",
+                str(stats_path),
+                "--quiet",
+                "--set",
+                "workers.YahooFinanceWorker.instances=8",
+                "--set",
+                "workers.YahooFinanceWorker.params.requests_per_second=0",
+                "--set",
+                "queues.SymbolQueue.maxsize=50",
+            ],
+            env={"DATA_DIR": str(tmp_path / "data")},
+            timeout_s=TIMEOUT_S,
+        )
 
     assert result.returncode == 0, result.stderr
     report = stats(stats_path)
@@ -314,25 +390,43 @@ def test_set_overrides_take_effect_in_a_real_run(tmp_path):
 
 def test_set_problems_name_the_flag(tmp_path):
     accepted = ", ".join(sorted(init_params(YahooFinancePriceScheduler)))
-    sets = ["workers.YahooFinanceWorker.instances=0", "workers.YahooFinanceWorkr.instances=16",
-            "queues.SymbolQueue.maxsize=lots"]
+    sets = [
+        "workers.YahooFinanceWorker.instances=0",
+        "workers.YahooFinanceWorkr.instances=16",
+        "queues.SymbolQueue.maxsize=lots",
+    ]
 
     result = main(["--check", "--pipeline", str(SHIPPED_PIPELINE), *[f"--set={s}" for s in sets]], tmp_path)
 
-    assert_refused(result, [
-        "--set workers.YahooFinanceWorkr.instances=16: workers.YahooFinanceWorkr: no such entry in workers; "
-        "did you mean 'YahooFinanceWorker'?",
-        "--set queues.SymbolQueue.maxsize=lots: queues[0].maxsize: must be an integer, got a string",
-        "--set workers.YahooFinanceWorker.instances=0: workers[1].instances: must be at least 1, got 0",
-    ])
+    assert_refused(
+        result,
+        [
+            "--set workers.YahooFinanceWorkr.instances=16: workers.YahooFinanceWorkr: no such entry in workers; "
+            "did you mean 'YahooFinanceWorker'?",
+            "--set queues.SymbolQueue.maxsize=lots: queues[0].maxsize: must be an integer, got a string",
+            "--set workers.YahooFinanceWorker.instances=0: workers[1].instances: must be at least 1, got 0",
+        ],
+    )
 
-    result = main(["--check", "--pipeline", str(SHIPPED_PIPELINE),
-                   "--set", "workers.YahooFinanceWorker.params.request_per_second=2"], tmp_path)
+    result = main(
+        [
+            "--check",
+            "--pipeline",
+            str(SHIPPED_PIPELINE),
+            "--set",
+            "workers.YahooFinanceWorker.params.request_per_second=2",
+        ],
+        tmp_path,
+    )
 
-    assert_refused(result, [
-        "--set workers.YahooFinanceWorker.params.request_per_second=2: "
-        "workers.YahooFinanceWorker.params.request_per_second: YahooFinancePriceScheduler takes no parameter "
-        f"'request_per_second'; did you mean 'requests_per_second'? (it takes: {accepted})"])
+    assert_refused(
+        result,
+        [
+            "--set workers.YahooFinanceWorker.params.request_per_second=2: "
+            "workers.YahooFinanceWorker.params.request_per_second: YahooFinancePriceScheduler takes no parameter "
+            f"'request_per_second'; did you mean 'requests_per_second'? (it takes: {accepted})"
+        ],
+    )
 
 
 # --- ${VAR} ----------------------------------------------------------------------------------------------------
@@ -393,9 +487,14 @@ def test_unset_variable_stops_a_run_naming_its_line(tmp_path):
 
     result = main(["--pipeline", str(path)], tmp_path, SOURCE_INSTANCES="2")
 
-    assert_refused(result, [f"{path}:{line(ENV_PIPELINE, '- ${BASE_URL}/a')}: workers[0].input_values[0]: "
-                            "environment variable BASE_URL is not set (write ${BASE_URL:-default} for a default)"],
-                   run=True)
+    assert_refused(
+        result,
+        [
+            f"{path}:{line(ENV_PIPELINE, '- ${BASE_URL}/a')}: workers[0].input_values[0]: "
+            "environment variable BASE_URL is not set (write ${BASE_URL:-default} for a default)"
+        ],
+        run=True,
+    )
     assert not (tmp_path / "data").exists()
 
 
@@ -416,22 +515,27 @@ def test_plain_status_lines_without_a_terminal(tmp_path):
             r"status \d+s: Source [01]/1 alive, \d+ in, \d+ done, 0 dead-lettered, \d+ out, 0 failed, \d+\.\d/s; "
             r"Slow [01]/1 alive, (\d+) in, (\d+) done, (\d+) dead-lettered, \d+ out, 0 failed, \d+\.\d/s; "
             r"queues Numbers \d+/10; (?:(\d+) done \((\d+) stored, 0 dead-lettered\), total not known yet|"
-            r"(\d+)/20 done \(\d+%\): (\d+) stored, 0 dead-lettered(, about \d+s left)?)", text)
+            r"(\d+)/20 done \(\d+%\): (\d+) stored, 0 dead-lettered(, about \d+s left)?)",
+            text,
+        )
         assert match, text
         received, done, dead = (int(n) for n in match.group(1, 2, 3))
         assert done + dead <= received <= done + dead + 1, text  # the rest is the one item in hand
         settled, stored = (int(n) for n in (match.group(4, 5) if match.group(4) else match.group(6, 7)))
         assert settled == stored == done, text  # Slow is the sink: what it did is what was stored
-    assert any(re.search(r"\d+/20 done \(\d+%\): \d+ stored, 0 dead-lettered, about \d+s left$", text)
-               for text in lines), lines
+    assert any(
+        re.search(r"\d+/20 done \(\d+%\): \d+ stored, 0 dead-lettered, about \d+s left$", text) for text in lines
+    ), lines
     assert result.stdout.splitlines()[-1].startswith("pipeline: finished in ")
 
 
 def test_quiet_turns_the_status_lines_off(tmp_path):
     path = write(tmp_path, SLOW)
 
-    result = main(["--pipeline", str(path), "--status-interval", "0.1", "--quiet",
-                   "--set", "workers.Slow.params.delay_s=0.03"], tmp_path)
+    result = main(
+        ["--pipeline", str(path), "--status-interval", "0.1", "--quiet", "--set", "workers.Slow.params.delay_s=0.03"],
+        tmp_path,
+    )
 
     assert result.returncode == 0, result.stderr
     assert status_lines(result.stderr) == []
@@ -441,14 +545,36 @@ def test_quiet_turns_the_status_lines_off(tmp_path):
 
 def run_in_pty(args: list[str], env: dict[str, str], timeout_s: float = TIMEOUT_S) -> tuple[int, str]:
     """Run main with stdin, stdout and stderr on a pseudo-terminal; return (exit code, everything it wrote)."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR",
-                                 "NO_COLOR", "FORCE_COLOR", "TTY_", "COLUMNS", "LINES"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "POSTGRES_",
+                "DATABASE_URL",
+                "PIPELINE_LOCATION",
+                "DEAD_LETTER_PATH",
+                "DATA_DIR",
+                "NO_COLOR",
+                "FORCE_COLOR",
+                "TTY_",
+                "COLUMNS",
+                "LINES",
+            )
+        )
+    }
     env = {**base, "ENV_FILE": os.devnull, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40", **env}
     controller, terminal = pty.openpty()
     try:
-        process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], stdin=terminal, stdout=terminal,
-                                   stderr=terminal, env=env, cwd=ROOT, close_fds=True)
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=env,
+            cwd=ROOT,
+            close_fds=True,
+        )
     finally:
         os.close(terminal)
     output = bytearray()
@@ -470,8 +596,9 @@ def run_in_pty(args: list[str], env: dict[str, str], timeout_s: float = TIMEOUT_
         else:
             process.kill()
             process.wait(10)
-            pytest.fail(f"main did not end within {timeout_s}s in a terminal; wrote:\n"
-                        f"{output.decode(errors='replace')}")
+            pytest.fail(
+                f"main did not end within {timeout_s}s in a terminal; wrote:\n{output.decode(errors='replace')}"
+            )
         return process.wait(10), output.decode("utf-8", errors="replace")
     finally:
         if process.poll() is None:
@@ -485,14 +612,27 @@ def test_live_table_in_a_terminal(tmp_path):
 
     # 20 x 80 ms; a queue that takes every item at once, so the total is known from the start and the
     # second refresh (after 1 s) has a rate to give an ETA from.
-    code, output = run_in_pty(["--pipeline", str(path), "--set", "workers.Slow.params.delay_s=0.08",
-                               "--set", "queues.Numbers.maxsize=20"], fixture_env(tmp_path))
+    code, output = run_in_pty(
+        ["--pipeline", str(path), "--set", "workers.Slow.params.delay_s=0.08", "--set", "queues.Numbers.maxsize=20"],
+        fixture_env(tmp_path),
+    )
 
     assert code == 0, output
     assert "\x1b[" in output
     plain = ANSI.sub("", output)
-    for header in ("group", "alive", "received", "done", "dead-lettered", "emitted", "failed", "items/s", "queue",
-                   "size", "fill"):
+    for header in (
+        "group",
+        "alive",
+        "received",
+        "done",
+        "dead-lettered",
+        "emitted",
+        "failed",
+        "items/s",
+        "queue",
+        "size",
+        "fill",
+    ):
         assert header in plain, header
     assert re.search(r"Slow\s*│\s*[01]/1\s*│", plain), plain
     assert re.search(r"Numbers\s*│\s*\d+/20\s*│\s*\d+%", plain), plain
@@ -506,8 +646,9 @@ def test_live_table_in_a_terminal(tmp_path):
 def test_quiet_in_a_terminal_shows_no_table(tmp_path):
     path = write(tmp_path, SLOW)
 
-    code, output = run_in_pty(["--pipeline", str(path), "--quiet", "--set", "workers.Slow.params.delay_s=0.02"],
-                              fixture_env(tmp_path))
+    code, output = run_in_pty(
+        ["--pipeline", str(path), "--quiet", "--set", "workers.Slow.params.delay_s=0.02"], fixture_env(tmp_path)
+    )
 
     assert code == 0, output
     assert not re.search("[┃│┏┗]", output)  # no table drawn
@@ -523,9 +664,18 @@ def test_run_report_names_the_slow_stage(tmp_path):
     stats_path = tmp_path / "stats.json"
 
     # 100 items, 10 ms each: Slow is busy all the ~1 s run while its queue stays full.
-    result = main(["--pipeline", str(path), "--stats-json", str(stats_path), "--quiet",
-                   f"--set=workers.Source.input_values={list(range(100))}", "--set=workers.Slow.params.delay_s=0.01"],
-                  tmp_path)
+    result = main(
+        [
+            "--pipeline",
+            str(path),
+            "--stats-json",
+            str(stats_path),
+            "--quiet",
+            f"--set=workers.Source.input_values={list(range(100))}",
+            "--set=workers.Slow.params.delay_s=0.01",
+        ],
+        tmp_path,
+    )
 
     assert result.returncode == 0, result.stderr
     report = stats(stats_path)
@@ -536,15 +686,38 @@ def test_run_report_names_the_slow_stage(tmp_path):
     assert report["queues"]["Numbers"]["nonempty_pct"] >= 50
     assert 0 <= report["queues"]["Numbers"]["full_pct"] <= report["queues"]["Numbers"]["nonempty_pct"]
     [hint] = report["hints"]
-    assert re.fullmatch(r"Slow kept Numbers (full|non-empty) \d+% of the time, its instances busy \d+%: "
-                        r"raise its instances \(now 1\)", hint), hint
+    assert re.fullmatch(
+        r"Slow kept Numbers (full|non-empty) \d+% of the time, its instances busy \d+%: "
+        r"raise its instances \(now 1\)",
+        hint,
+    ), hint
     log = result.stderr.split("MainThread main: run report:\n", 1)[1].splitlines()
-    assert log[0].split() == ["group", "inst", "received", "done", "dead", "emitted", "stored", "failed", "busy%",
-                              "items/s"]
+    assert log[0].split() == [
+        "group",
+        "inst",
+        "received",
+        "done",
+        "dead",
+        "emitted",
+        "stored",
+        "failed",
+        "busy%",
+        "items/s",
+    ]
     assert log[1].split()[:6] == ["Source", "1", "100", "100", "0", "100"]
     assert log[2].split()[:6] == ["Slow", "1", "100", "100", "0", "100"]
-    assert log[3].split() == ["queue", "max", "put", "preloaded", "refused", "taken", "left", "high", "full%",
-                              "nonempty%"]
+    assert log[3].split() == [
+        "queue",
+        "max",
+        "put",
+        "preloaded",
+        "refused",
+        "taken",
+        "left",
+        "high",
+        "full%",
+        "nonempty%",
+    ]
     assert log[4].split()[:7] == ["Numbers", "10", "100", "0", "0", "100", "0"]
     assert log[5] == f"hint: {hint}"
 
@@ -556,21 +729,37 @@ def test_log_file_names_the_thread_that_wrote_each_line(tmp_path):
     log_path = tmp_path / "run.log"
     with FakeSites(unknown={"AAPL"}) as sites:
         pipeline = local_pipeline(sites, tmp_path)
-        result = run_main(["--pipeline", str(pipeline), "--log-file", str(log_path), "--quiet",
-                           "--set", "workers.YahooFinanceWorker.params.requests_per_second=0"],
-                          env={"DATA_DIR": str(tmp_path / "data")}, timeout_s=TIMEOUT_S)
+        result = run_main(
+            [
+                "--pipeline",
+                str(pipeline),
+                "--log-file",
+                str(log_path),
+                "--quiet",
+                "--set",
+                "workers.YahooFinanceWorker.params.requests_per_second=0",
+            ],
+            env={"DATA_DIR": str(tmp_path / "data")},
+            timeout_s=TIMEOUT_S,
+        )
 
     assert result.returncode == 1, result.stderr  # AAPL was dead-lettered
     log = log_path.read_text()
-    assert re.search(r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.run\.hand: YahooFinanceWorker-[0-3] failed on "
-                     r"'AAPL': ", log, re.MULTILINE), log
-    assert re.search(r"^\S+ \S+ INFO    WikiWorker-0 workers\.wiki_worker: WikiWorker-0: 503 symbols from ", log,
-                     re.MULTILINE), log
+    assert re.search(
+        r"^\S+ \S+ WARNING YahooFinanceWorker-[0-3] core\.run\.hand: YahooFinanceWorker-[0-3] failed on "
+        r"'AAPL': ",
+        log,
+        re.MULTILINE,
+    ), log
+    assert re.search(
+        r"^\S+ \S+ INFO    WikiWorker-0 workers\.wiki_worker: WikiWorker-0: 503 symbols from ", log, re.MULTILINE
+    ), log
     assert " INFO    MainThread main: run report:\n" in log
     assert "\x1b" not in log
     # The same lines go to stderr.
-    assert [text for text in log.splitlines() if LOG_LINE.match(text)] == \
-           [text for text in result.stderr.splitlines() if LOG_LINE.match(text)]
+    assert [text for text in log.splitlines() if LOG_LINE.match(text)] == [
+        text for text in result.stderr.splitlines() if LOG_LINE.match(text)
+    ]
 
 
 FAIL_ODD = VALID.replace("class: Collect", "class: FailOdd").replace("    params:\n      key: cli-test\n", "")

@@ -1,6 +1,7 @@
 """core.base.codec: every value it writes reads back as itself, and every text it cannot have written is one error,
 codec.Undecodable (a ValueError), whatever is wrong with it: bad JSON, bad UTF-8, nesting too deep, an unknown
 tag, a tag whose value has the wrong shape."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from core.base import codec
+
 UNDECODABLE = {
     "decimal that is not a number": '{"$type": "decimal", "value": "abc"}',
     "decimal not text": '{"$type": "decimal", "value": 5}',
@@ -53,8 +55,9 @@ def test_text_it_cannot_have_written_is_undecodable(text):
             codec.loads(form)
 
 
-@pytest.mark.parametrize("data", [b"\xff\xfe\x00garbage", b'{"a": "\xc3"}', bytes(range(256))],
-                         ids=["binary", "torn UTF-8", "every byte"])
+@pytest.mark.parametrize(
+    "data", [b"\xff\xfe\x00garbage", b'{"a": "\xc3"}', bytes(range(256))], ids=["binary", "torn UTF-8", "every byte"]
+)
 def test_bytes_that_are_not_utf8_are_undecodable(data):
     with pytest.raises(codec.Undecodable):
         codec.loads(data)
@@ -69,8 +72,11 @@ def test_undecodable_is_a_value_error():
 
 
 def test_decode_of_parsed_data_is_undecodable_the_same_way():
-    for text in ('{"$type": "decimal", "value": "abc"}', '{"$type": "bytes", "value": "!!!"}',
-                 '{"$type": "tuple", "value": 5}'):
+    for text in (
+        '{"$type": "decimal", "value": "abc"}',
+        '{"$type": "bytes", "value": "!!!"}',
+        '{"$type": "tuple", "value": 5}',
+    ):
         with pytest.raises(codec.Undecodable):
             codec.decode(json.loads(text))
     deep: list = []
@@ -98,9 +104,9 @@ def random_value(rng: random.Random, depth: int = 0):
         kinds += ["list", "tuple", "dict", "odd dict"] * 2
     kind = rng.choice(kinds)
     if kind == "int":
-        return rng.randint(-10**20, 10**20)
+        return rng.randint(-(10**20), 10**20)
     if kind == "str":
-        return "".join(rng.choice("ab$\"\\\n\u2028\u00e9\U0001f600{}[]") for _ in range(rng.randint(0, 8)))
+        return "".join(rng.choice('ab$"\\\n\u2028\u00e9\U0001f600{}[]') for _ in range(rng.randint(0, 8)))
     if kind == "float":
         return rng.uniform(-1e6, 1e6)
     if kind == "none":
@@ -109,12 +115,13 @@ def random_value(rng: random.Random, depth: int = 0):
         return rng.random() < 0.5
     if kind == "datetime":
         moment = datetime(2000, 1, 1) + timedelta(seconds=rng.randint(0, 10**9), microseconds=rng.randint(0, 10**6))
-        return moment.replace(tzinfo=timezone(timedelta(minutes=rng.randint(-900, 900)))) if rng.random() < 0.5 \
-            else moment
+        return (
+            moment.replace(tzinfo=timezone(timedelta(minutes=rng.randint(-900, 900)))) if rng.random() < 0.5 else moment
+        )
     if kind == "date":
         return date(2000, 1, 1) + timedelta(days=rng.randint(0, 20000))
     if kind == "decimal":
-        return Decimal(rng.randint(-10**30, 10**30)).scaleb(-rng.randint(0, 20))
+        return Decimal(rng.randint(-(10**30), 10**30)).scaleb(-rng.randint(0, 20))
     if kind == "bytes":
         return bytes(rng.randrange(256) for _ in range(rng.randint(0, 10)))
     if kind == "special":
@@ -124,8 +131,10 @@ def random_value(rng: random.Random, depth: int = 0):
     if kind == "tuple":
         return tuple(random_value(rng, depth + 1) for _ in range(rng.randint(0, 4)))
     if kind == "dict":
-        return {rng.choice(["a", "b", "$type", "value", "\u2028"]): random_value(rng, depth + 1)
-                for _ in range(rng.randint(0, 4))}
+        return {
+            rng.choice(["a", "b", "$type", "value", "\u2028"]): random_value(rng, depth + 1)
+            for _ in range(rng.randint(0, 4))
+        }
     keys = [rng.randint(0, 9), (1, "x"), None, date(2020, 1, 1), b"k", "s"]
     return {rng.choice(keys): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
 

@@ -2,6 +2,7 @@
 never longer than its limit, then resumed with start-up's objects frozen; in the main process and in worker
 processes alike, as `python main.py` runs a pipeline. The same runs check the descriptor table was grown
 before the first thread (core/base/descriptors.py; its own tests are in test_descriptors.py)."""
+
 from __future__ import annotations
 
 import gc
@@ -9,13 +10,13 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 import fixture_workers
+import pytest
+from test_descriptors import reserved_here
+
 from conftest import ROOT, run_stage
 from core.base.collector import YOUNG_THRESHOLD, StartupCollection
 from core.base.descriptors import RESERVED
-from test_descriptors import reserved_here
 
 
 @pytest.fixture
@@ -71,14 +72,22 @@ def test_without_pause_nothing_changes(collection):
 def test_a_run_collects_again_with_start_up_frozen_in_every_process(tmp_path, mode):
     """...and every process of the run had its descriptor table grown at start."""
     key, sink = str(tmp_path / "state"), str(tmp_path / "sink")
-    run = run_stage(tmp_path, "AsyncCollectorState" if "async" in mode else "CollectorState", key=key, sink=sink,
-                    items=10, instances=2, processes=2 if "processes" in mode else 0)
+    run = run_stage(
+        tmp_path,
+        "AsyncCollectorState" if "async" in mode else "CollectorState",
+        key=key,
+        sink=sink,
+        items=10,
+        instances=2,
+        processes=2 if "processes" in mode else 0,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(fixture_workers.collected(sink)) == list(range(10))
     states = fixture_workers.collected(key)
     assert len(states) == (4 if "processes" in mode else 2), states  # one per instance
-    assert all(state["collecting"] and state["frozen"] and state["young_threshold"] == YOUNG_THRESHOLD
-               for state in states), states
+    assert all(
+        state["collecting"] and state["frozen"] and state["young_threshold"] == YOUNG_THRESHOLD for state in states
+    ), states
     assert all(state["fd_table"] >= reserved_here(RESERVED) for state in states), states
     pids = {state["pid"] for state in states}
     assert len(pids) == (2 if "processes" in mode else 1)

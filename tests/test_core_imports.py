@@ -5,6 +5,7 @@ reaches for another's private names, and a run imports only the libraries its st
 Import circles and upward imports are counted over core/, workers/, yaml_reader.py and main.py: there are none,
 and the layers inside core/ (import-linter's contracts in pyproject.toml) are checked by test_import_contracts.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,17 +17,22 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import fixture_workers
 import pytest
 
-import fixture_workers
 from conftest import ROOT, run_stage
 
 #: What the checks read: the framework, the shipped workers, the executor and the command line.
 CHECKED = ("core", "workers", "yaml_reader.py", "main.py")
 #: What each part may import, its own part included (STYLE.md "Layers": the app above the framework, and the
 #: framework never imports workers/, the user's package, which imports the framework).
-MAY_IMPORT = {"core": {"core"}, "workers": {"core", "workers"}, "yaml_reader": {"core", "yaml_reader"},
-              "main": {"core", "yaml_reader", "main"}}
+MAY_IMPORT = {
+    "core": {"core"},
+    "workers": {"core", "workers"},
+    "yaml_reader": {"core", "yaml_reader"},
+    "main": {"core", "yaml_reader", "main"},
+}
+
 
 @dataclass(frozen=True)
 class Import:
@@ -70,7 +76,7 @@ def imports_in(name: str, path: Path, modules: dict[str, Path]) -> list[Import]:
     def base_of(node: ast.ImportFrom) -> str:
         if not node.level:
             return node.module or ""
-        anchor = package.split(".")[:len(package.split(".")) - node.level + 1] if package else []
+        anchor = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
         return ".".join([*anchor, *([node.module] if node.module else [])])
 
     def visit(node: ast.AST, how: str) -> None:
@@ -124,8 +130,11 @@ def circles_in(imports: list[Import]) -> list[list[str]]:
     for found in imports:
         graph.setdefault(found.importer, set()).add(found.imported)
     reach = {name: _reachable(graph, name) for name in graph}
-    components = {tuple(sorted(other for other in reached if name in reach.get(other, ())))
-                  for name, reached in reach.items() if name in reached}
+    components = {
+        tuple(sorted(other for other in reached if name in reach.get(other, ())))
+        for name, reached in reach.items()
+        if name in reached
+    }
     return sorted(list(component) for component in components)
 
 
@@ -143,8 +152,7 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 def upward_imports(imports: list[Import]) -> list[Import]:
     """Imports of a part the importer's part may not import (MAY_IMPORT)."""
-    return [found for found in imports
-            if found.imported.split(".")[0] not in MAY_IMPORT[found.importer.split(".")[0]]]
+    return [found for found in imports if found.imported.split(".")[0] not in MAY_IMPORT[found.importer.split(".")[0]]]
 
 
 def test_no_import_circle_at_all():
@@ -162,7 +170,7 @@ def test_the_checker_sees_every_kind_of_import(tmp_path):
     files = {
         "pkg/__init__.py": "",
         "pkg/a.py": "from __future__ import annotations\nfrom typing import TYPE_CHECKING\n\n"
-                    "if TYPE_CHECKING:\n    from pkg.b import B\n",
+        "if TYPE_CHECKING:\n    from pkg.b import B\n",
         "pkg/b.py": "def make():\n    from pkg import a\n    return a\n",
         "pkg/c.py": "import importlib\n\nLATER = importlib.import_module('pkg.d')\n",
         "pkg/d.py": "from . import c\nfrom .a import _hidden\n",
@@ -175,9 +183,13 @@ def test_the_checker_sees_every_kind_of_import(tmp_path):
     imports = project_imports(tmp_path, ("pkg", "top.py"))
 
     assert {(found.importer, found.imported, found.how) for found in imports if found.imported != "pkg"} == {
-        ("pkg.a", "pkg.b", "type-only"), ("pkg.b", "pkg.a", "in a function"),
-        ("pkg.c", "pkg.d", "import_module"), ("pkg.d", "pkg.c", "module level"),
-        ("pkg.d", "pkg.a", "module level"), ("top", "pkg.b", "module level")}
+        ("pkg.a", "pkg.b", "type-only"),
+        ("pkg.b", "pkg.a", "in a function"),
+        ("pkg.c", "pkg.d", "import_module"),
+        ("pkg.d", "pkg.c", "module level"),
+        ("pkg.d", "pkg.a", "module level"),
+        ("top", "pkg.b", "module level"),
+    }
     assert circles_in(imports) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d"]]
     assert private_names(imports) == ["pkg.d:2: _hidden from pkg.a"]
 
@@ -188,32 +200,48 @@ def _described(circles: list[list[str]]) -> str:
 
 def private_names(imports: list[Import]) -> list[str]:
     """Each private name one module takes from another."""
-    return [f"{found.importer}:{found.line}: {name} from {found.imported}"
-            for found in imports for name in found.names if name.startswith("_")]
+    return [
+        f"{found.importer}:{found.line}: {name} from {found.imported}"
+        for found in imports
+        for name in found.names
+        if name.startswith("_")
+    ]
 
 
 def test_no_module_imports_a_private_name():
     assert private_names(project_imports()) == []
 
 
-@pytest.mark.parametrize("code, heavy", [
-    # An asyncio HTTP stage needs aiohttp, not requests (the blocking client's library).
-    ("import core.http.aiohttp_client", "requests"),
-    # A PostgreSQL sink talks psycopg2 directly: SQLAlchemy costs a run 0.1 s of CPU before its first row.
-    ("from core.storage.database import database_url, open_database\n"
-     "open_database(database_url({'DATABASE_URL': 'postgresql://app@127.0.0.1:9/prices'})).close()\n"
-     "import workers.postgres_worker", "sqlalchemy"),
-    # A pipeline of thread groups (the shipped one, --check) never needs asyncio: 18 ms of start-up; nor does
-    # a worker process running threads (the fork server preloads these modules).
-    ("import core.app.cli, yaml_reader, core.modes.choice, core.modes.child, core.run.loop, core.modes.threads, core.run.group, core.modes.processes\n"
-     "from core.app.executor import YamlPipelineExecutor\n"
-     "YamlPipelineExecutor('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "asyncio"),
-    # A worker process imports main.py again (multiprocessing does, as __mp_main__): it must run nothing there.
-    ("import main", "core.pipeline.config"),
-    # A worker process finds the worker modules without the config stack (PyYAML and the checks: 18 ms a process).
-    ("import core.modes.child, core.run.loop, core.modes.threads\nfrom core.base.paths import use_module_search_paths\n"
-     "use_module_search_paths('pipelines/wiki_yahoo_scraper_pipeline.yaml')", "yaml"),
-])
+@pytest.mark.parametrize(
+    "code, heavy",
+    [
+        # An asyncio HTTP stage needs aiohttp, not requests (the blocking client's library).
+        ("import core.http.aiohttp_client", "requests"),
+        # A PostgreSQL sink talks psycopg2 directly: SQLAlchemy costs a run 0.1 s of CPU before its first row.
+        (
+            "from core.storage.database import database_url, open_database\n"
+            "open_database(database_url({'DATABASE_URL': 'postgresql://app@127.0.0.1:9/prices'})).close()\n"
+            "import workers.postgres_worker",
+            "sqlalchemy",
+        ),
+        # A pipeline of thread groups (the shipped one, --check) never needs asyncio: 18 ms of start-up; nor does
+        # a worker process running threads (the fork server preloads these modules).
+        (
+            "import core.app.cli, yaml_reader, core.modes.choice, core.modes.child, core.run.loop, core.modes.threads, core.run.group, core.modes.processes\n"
+            "from core.app.executor import YamlPipelineExecutor\n"
+            "YamlPipelineExecutor('pipelines/wiki_yahoo_scraper_pipeline.yaml')",
+            "asyncio",
+        ),
+        # A worker process imports main.py again (multiprocessing does, as __mp_main__): it must run nothing there.
+        ("import main", "core.pipeline.config"),
+        # A worker process finds the worker modules without the config stack (PyYAML and the checks: 18 ms a process).
+        (
+            "import core.modes.child, core.run.loop, core.modes.threads\nfrom core.base.paths import use_module_search_paths\n"
+            "use_module_search_paths('pipelines/wiki_yahoo_scraper_pipeline.yaml')",
+            "yaml",
+        ),
+    ],
+)
 def test_a_run_imports_only_the_libraries_its_stages_use(code, heavy):
     check = f"{code}\nimport sys\nprint({heavy!r} in sys.modules)"
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -227,8 +255,15 @@ def test_the_modules_a_worker_preloads_are_imported_before_it_needs_them(tmp_pat
     """Worker.preload: imported by the runner's "preload" thread as the run starts, or (only) in the fork server
     before a worker process is forked from it; the worker itself never imports the module."""
     key, sink = str(tmp_path / "state"), str(tmp_path / "sink")
-    run = run_stage(tmp_path, "AsyncPreloading" if "async" in mode else "Preloading", key=key, sink=sink, items=4,
-                    processes=1 if "processes" in mode else 0, env={"PRELOADED_LOG": str(tmp_path / "imports.jsonl")})
+    run = run_stage(
+        tmp_path,
+        "AsyncPreloading" if "async" in mode else "Preloading",
+        key=key,
+        sink=sink,
+        items=4,
+        processes=1 if "processes" in mode else 0,
+        env={"PRELOADED_LOG": str(tmp_path / "imports.jsonl")},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(fixture_workers.collected(sink)) == [0, 1, 2, 3]
     imports = [json.loads(line) for line in (tmp_path / "imports.jsonl").read_text().splitlines()]
@@ -246,11 +281,19 @@ def test_preload_imports_in_order_and_leaves_failures_to_the_worker():
     from core.pipeline.imports import preload
 
     assert preload([]) is None
-    code = ("import sys\nfrom core.pipeline.imports import preload\n"
-            "thread = preload(['no_such_module_anywhere', 'fixture_preloaded', 'json'])\nthread.join(10)\n"
-            "print(thread.name, thread.is_alive(), 'fixture_preloaded' in sys.modules, 'json' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])})
+    code = (
+        "import sys\nfrom core.pipeline.imports import preload\n"
+        "thread = preload(['no_such_module_anywhere', 'fixture_preloaded', 'json'])\nthread.join(10)\n"
+        "print(thread.name, thread.is_alive(), 'fixture_preloaded' in sys.modules, 'json' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["preload", "False", "True", "True"]
 
@@ -269,12 +312,18 @@ def test_preload_accepts_one_name_or_a_tuple_of_names_and_nothing_else():
 
 # --- the layers of core/ (import-linter, pyproject.toml) ----------------------------------------------------
 
+
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """`lint-imports` (import-linter) on the tree at `root`, with that tree's pyproject.toml."""
-    command = [str(Path(sys.executable).parent / "lint-imports"), "--config", str(root / "pyproject.toml"),
-               "--no-cache"]
-    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    command = [
+        str(Path(sys.executable).parent / "lint-imports"),
+        "--config",
+        str(root / "pyproject.toml"),
+        "--no-cache",
+    ]
+    return subprocess.run(
+        command, cwd=root, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)}
+    )
 
 
 def test_import_contracts():
@@ -283,12 +332,15 @@ def test_import_contracts():
     assert "3 kept, 0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("importer, line", [
-    ("core/base/errors.py", "from core.app import cli"),  # a layer reaching up
-    ("core/transport/local.py", "from core.run import ledger"),  # a transport reaching into the run
-    ("core/run/loop.py", "from workers import base"),  # the framework reaching into the user's package
-    ("core/transport/redis/client.py", "from core.http import policy"),  # a sibling reaching for another
-])
+@pytest.mark.parametrize(
+    "importer, line",
+    [
+        ("core/base/errors.py", "from core.app import cli"),  # a layer reaching up
+        ("core/transport/local.py", "from core.run import ledger"),  # a transport reaching into the run
+        ("core/run/loop.py", "from workers import base"),  # the framework reaching into the user's package
+        ("core/transport/redis/client.py", "from core.http import policy"),  # a sibling reaching for another
+    ],
+)
 def test_the_contracts_catch_an_import_that_breaks_them(tmp_path, importer, line):
     for part in ("core", "workers"):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))

@@ -1,5 +1,6 @@
 """Issue 11: the course's own pipeline file, .env.local and worker classes run unchanged, and a course-style
 worker keeps the runner's books: every item it takes or puts is counted, and what it loses is reported."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,15 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
-
 import course_workers
 import fixture_workers
-from conftest import ROOT, run_main
+import pytest
+import sqlalchemy as sa
 from sites import SP500_PAGE, FakeSites
-from workers.wiki_worker import parse_constituents
+
+from conftest import ROOT, run_main
 from core.app.executor import YamlPipelineExecutor
+from workers.wiki_worker import parse_constituents
 
 COURSE_PIPELINE = ROOT / "pipelines" / "wiki_yahoo_scrapper_pipeline.yaml"
 WIKI_URL = "https://en.wikipedia.org/wiki/List_of_S%26P_500_companies"
@@ -68,8 +69,14 @@ def dead_letters(tmp_path: Path) -> list[dict]:
 
 
 def test_the_course_module_paths_are_the_shipped_classes():
-    from workers import PostgresWorker, WikiWorker, YahooFinanceWorkers, postgres_worker, wiki_worker
-    from workers import yahoo_finance_worker
+    from workers import (
+        PostgresWorker,
+        WikiWorker,
+        YahooFinanceWorkers,
+        postgres_worker,
+        wiki_worker,
+        yahoo_finance_worker,
+    )
 
     assert WikiWorker.WikiWorkerMasterScheduler is wiki_worker.WikiWorkerMasterScheduler
     assert YahooFinanceWorkers.YahooFinancePriceScheduler is yahoo_finance_worker.YahooFinancePriceScheduler
@@ -77,24 +84,29 @@ def test_the_course_module_paths_are_the_shipped_classes():
 
 
 def test_the_course_file_from_pipeline_location_passes_check_from_any_folder(tmp_path):
-    result = run_main(["--check"], cwd=tmp_path,
-                      env={"PIPELINE_LOCATION": "pipelines/wiki_yahoo_scrapper_pipeline.yaml"})
+    result = run_main(
+        ["--check"], cwd=tmp_path, env={"PIPELINE_LOCATION": "pipelines/wiki_yahoo_scrapper_pipeline.yaml"}
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"{COURSE_PIPELINE}: OK, 2 queues, 3 worker groups",
-        "  WikiWorker: 1 thread", "  YahooFinanceWorker: 2 threads", "  PostgresWorker: 6 threads"]
+        "  WikiWorker: 1 thread",
+        "  YahooFinanceWorker: 2 threads",
+        "  PostgresWorker: 6 threads",
+    ]
 
 
 def test_a_pipeline_location_that_is_nowhere_lists_the_paths_tried_and_close_names(tmp_path):
     result = run_main(["--check"], cwd=tmp_path, env={"PIPELINE_LOCATION": "pipelines/wiki_yahoo_scrapper.yaml"})
 
     assert result.returncode == 2
-    assert ("pipelines/wiki_yahoo_scrapper.yaml:0: file: cannot read pipeline file: No such file or directory; "
-            f"tried {tmp_path.resolve()}/pipelines/wiki_yahoo_scrapper.yaml (the working directory), "
-            f"{ROOT}/pipelines/wiki_yahoo_scrapper.yaml (the project folder); did you mean "
-            "'pipelines/wiki_yahoo_scrapper_pipeline.yaml' or 'pipelines/wiki_yahoo_scraper_pipeline.yaml'?"
-            ) in result.stderr.splitlines()
+    assert (
+        "pipelines/wiki_yahoo_scrapper.yaml:0: file: cannot read pipeline file: No such file or directory; "
+        f"tried {tmp_path.resolve()}/pipelines/wiki_yahoo_scrapper.yaml (the working directory), "
+        f"{ROOT}/pipelines/wiki_yahoo_scrapper.yaml (the project folder); did you mean "
+        "'pipelines/wiki_yahoo_scrapper_pipeline.yaml' or 'pipelines/wiki_yahoo_scraper_pipeline.yaml'?"
+    ) in result.stderr.splitlines()
 
 
 def course_env_file(tmp_path: Path, sites: FakeSites, database: str) -> Path:
@@ -104,15 +116,19 @@ def course_env_file(tmp_path: Path, sites: FakeSites, database: str) -> Path:
     assert WIKI_URL in text
     pipeline.write_text(text.replace(WIKI_URL, sites.wiki_url))
     env_file = tmp_path / ".env.local"
-    env_file.write_text(f"export PIPELINE_LOCATION={pipeline}\nexport POSTGRES_USER=''\nexport POSTGRES_PASSWORD=''\n"
-                        f"export POSTGRES_HOST=localhost\nexport POSTGRES_DB={database}\n")
+    env_file.write_text(
+        f"export PIPELINE_LOCATION={pipeline}\nexport POSTGRES_USER=''\nexport POSTGRES_PASSWORD=''\n"
+        f"export POSTGRES_HOST=localhost\nexport POSTGRES_DB={database}\n"
+    )
     return env_file
 
 
 def yahoo_at(sites: FakeSites) -> list[str]:
     """The course's file has no params: point the shipped Yahoo stage's URL params at `sites` from the command line."""
-    return [f"--set=workers.YahooFinanceWorker.params.chart_url={sites.chart_url}",
-            f"--set=workers.YahooFinanceWorker.params.quote_url={sites.quote_url}"]
+    return [
+        f"--set=workers.YahooFinanceWorker.params.chart_url={sites.chart_url}",
+        f"--set=workers.YahooFinanceWorker.params.quote_url={sites.quote_url}",
+    ]
 
 
 def test_the_course_file_and_env_file_store_every_symbol(sites, tmp_path, pg_url):
@@ -121,8 +137,11 @@ def test_the_course_file_and_env_file_store_every_symbol(sites, tmp_path, pg_url
     stats_path = tmp_path / "stats.json"
 
     # LOGNAME: the login user psql would use (getpass reads it first); `postgres` is the role CI has.
-    result = run_main(["--quiet", "--stats-json", str(stats_path), *yahoo_at(sites)], cwd=tmp_path,
-                      env={"ENV_FILE": str(env_file), "LOGNAME": "postgres", "DATA_DIR": str(tmp_path / "data")})
+    result = run_main(
+        ["--quiet", "--stats-json", str(stats_path), *yahoo_at(sites)],
+        cwd=tmp_path,
+        env={"ENV_FILE": str(env_file), "LOGNAME": "postgres", "DATA_DIR": str(tmp_path / "data")},
+    )
 
     assert result.returncode == 0, result.stderr
     assert "storing into postgresql+psycopg2://postgres@localhost/" in result.stderr
@@ -141,20 +160,33 @@ def test_a_hand_made_table_with_duplicates_refuses_the_run_before_anything_is_fe
     engine = sa.create_engine(pg_url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE prices (id serial PRIMARY KEY, symbol text, price double precision, "
-                                 "extracted_time timestamp)"))
-            conn.execute(sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES "
-                                 "('AAPL', 1.5, '2024-09-18 20:00:02'), ('AAPL', 1.6, '2024-09-18 20:00:02')"))
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE prices (id serial PRIMARY KEY, symbol text, price double precision, "
+                    "extracted_time timestamp)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO prices (symbol, price, extracted_time) VALUES "
+                    "('AAPL', 1.5, '2024-09-18 20:00:02'), ('AAPL', 1.6, '2024-09-18 20:00:02')"
+                )
+            )
     finally:
         engine.dispose()
     env_file = course_env_file(tmp_path, sites, sa.engine.make_url(pg_url).database)
 
-    result = run_main(["--quiet", *yahoo_at(sites)], cwd=tmp_path,
-                      env={"ENV_FILE": str(env_file), "LOGNAME": "postgres", "DATA_DIR": str(tmp_path / "data")})
+    result = run_main(
+        ["--quiet", *yahoo_at(sites)],
+        cwd=tmp_path,
+        env={"ENV_FILE": str(env_file), "LOGNAME": "postgres", "DATA_DIR": str(tmp_path / "data")},
+    )
 
     assert result.returncode == 1, result.stderr
-    assert "PostgresWorker cannot start: table prices holds 1 (symbol, extracted_time) pair(s) more than once" \
+    assert (
+        "PostgresWorker cannot start: table prices holds 1 (symbol, extracted_time) pair(s) more than once"
         in result.stdout
+    )
     assert "The run refuses to start: nothing was fetched and the table is unchanged." in result.stdout
     assert sites.requests == []
 
@@ -163,7 +195,9 @@ def test_a_hand_made_table_with_duplicates_refuses_the_run_before_anything_is_fe
 
 
 def test_course_workers_mixed_with_the_shipped_ones_account_for_every_symbol(sites, tmp_path, key):
-    executor = start(tmp_path, f"""\
+    executor = start(
+        tmp_path,
+        f"""\
         queues:
           - name: Symbols
           - name: Checked
@@ -193,7 +227,8 @@ def test_course_workers_mixed_with_the_shipped_ones_account_for_every_symbol(sit
             instances: 2
             input_queue: Prices
             params: {{key: {key}}}
-        """)
+        """,
+    )
 
     stats = finish(executor)
 
@@ -208,8 +243,16 @@ def test_course_workers_mixed_with_the_shipped_ones_account_for_every_symbol(sit
     assert groups["CourseSink"]["received"] == groups["CourseSink"]["processed"] == len(symbols)
 
 
-def relay_pipeline(key: str, relay: str, params: str = "", sink: str = "Collect", *, values: str = "[1, 2, 3, 4, 5]",
-                   gated: bool = False, instances: int = 2) -> str:
+def relay_pipeline(
+    key: str,
+    relay: str,
+    params: str = "",
+    sink: str = "Collect",
+    *,
+    values: str = "[1, 2, 3, 4, 5]",
+    gated: bool = False,
+    instances: int = 2,
+) -> str:
     """fixture Source -> Q -> a course-style relay -> Out -> fixture Collect."""
     return textwrap.dedent(f"""\
         queues:
@@ -221,7 +264,7 @@ def relay_pipeline(key: str, relay: str, params: str = "", sink: str = "Collect"
             class: Source
             input_values: {values}
             output_queues: [Q]
-            params: {{gate: "{key if gated else ''}"}}
+            params: {{gate: "{key if gated else ""}"}}
           - name: Relay
             location: course_workers
             class: {relay}
@@ -269,9 +312,12 @@ def test_a_course_worker_that_crashes_holding_an_item_is_reported_as_losing_it(t
 
 
 def test_a_course_source_gets_its_values_once_each_across_instances(tmp_path, key):
-    executor = start(tmp_path, relay_pipeline(key, "CourseLazyRelay", "timeout_s: 5").replace(
-        "location: fixture_workers\n    class: Source", "location: course_workers\n    class: CourseSource").replace(
-        'params: {gate: ""}', "instances: 2"))
+    executor = start(
+        tmp_path,
+        relay_pipeline(key, "CourseLazyRelay", "timeout_s: 5")
+        .replace("location: fixture_workers\n    class: Source", "location: course_workers\n    class: CourseSource")
+        .replace('params: {gate: ""}', "instances: 2"),
+    )
 
     stats = finish(executor)
 
@@ -282,9 +328,12 @@ def test_a_course_source_gets_its_values_once_each_across_instances(tmp_path, ke
 
 
 def test_a_course_source_that_crashes_leaves_its_values_unaccounted(tmp_path, key):
-    executor = start(tmp_path, relay_pipeline(key, "CourseRelay").replace(
-        "location: fixture_workers\n    class: Source", "location: course_workers\n    class: CourseSource").replace(
-        'params: {gate: ""}', "params: {crash_on: 4}"))
+    executor = start(
+        tmp_path,
+        relay_pipeline(key, "CourseRelay")
+        .replace("location: fixture_workers\n    class: Source", "location: course_workers\n    class: CourseSource")
+        .replace('params: {gate: ""}', "params: {crash_on: 4}"),
+    )
 
     stats = finish(executor)
 
@@ -335,13 +384,24 @@ def test_params_reach_a_course_class_and_one_that_refuses_them_is_a_crash(tmp_pa
 # --- --check -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params, extra, problem", [
-    ("input_queue: Q", "", "workers.Relay.params.input_queue: input_queue is what the runner passes to a "
-                           "course-style worker; it cannot be a param"),
-    ("", "    processes: 2\n", "workers.Relay.processes: CourseRelay is a course-style threading.Thread: it runs "
-                                 "as threads in this process; remove processes, or move it to the Worker API"),
-    ("kee: x", "", "workers.Relay.params.key: CoursePriceSink needs parameter 'key'"),
-])
+@pytest.mark.parametrize(
+    "params, extra, problem",
+    [
+        (
+            "input_queue: Q",
+            "",
+            "workers.Relay.params.input_queue: input_queue is what the runner passes to a "
+            "course-style worker; it cannot be a param",
+        ),
+        (
+            "",
+            "    processes: 2\n",
+            "workers.Relay.processes: CourseRelay is a course-style threading.Thread: it runs "
+            "as threads in this process; remove processes, or move it to the Worker API",
+        ),
+        ("kee: x", "", "workers.Relay.params.key: CoursePriceSink needs parameter 'key'"),
+    ],
+)
 def test_check_accepts_course_classes_and_refuses_what_they_cannot_take(tmp_path, params, extra, problem):
     relay = "CoursePriceSink" if "kee" in params else "CourseRelay"
     text = relay_pipeline("k", relay, params).replace("output_queues: [Out]\n", f"output_queues: [Out]\n{extra}")
@@ -362,7 +422,8 @@ def test_the_readme_before_and_after_examples_give_the_same_outputs(tmp_path, ke
         module = f"readme_{uuid.uuid4().hex[:8]}"
         (tmp_path / f"{module}.py").write_text(code)
         text = relay_pipeline(key, "UpperScheduler", values='["mmm", "brk.b"]').replace(
-            "location: course_workers", f"location: {module}")
+            "location: course_workers", f"location: {module}"
+        )
         stats = finish(start(tmp_path, text))
         balanced(stats)
         assert stats["exit_code"] == 0

@@ -6,6 +6,7 @@ These need Python 3.11 (the README says 3.11+): telling a cancellation from outs
 deadline takes Task.cancelling() and Task.uncancel(). On 3.10 core/http/deadlines.py falls back to treating every
 cancellation of an expired block as its timeout, and a stop's cancel arriving as the deadline passes becomes
 a TimeoutError (test_a_cancellation_from_outside_stays_a_cancellation fails there)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,9 @@ def test_only_the_blocks_past_their_deadline_end_and_the_loop_holds_one_timer():
         deadlines = Deadlines()
         now = loop.time()
         before = sum(1 for handle in loop._scheduled if not handle.cancelled())  # noqa: SLF001 (wait_for's)
-        tasks = [asyncio.ensure_future(sleep_in_block(deadlines, 0.3, now + (0.1 if n % 2 else 30)))
-                 for n in range(200)]
+        tasks = [
+            asyncio.ensure_future(sleep_in_block(deadlines, 0.3, now + (0.1 if n % 2 else 30))) for n in range(200)
+        ]
         await asyncio.sleep(0)  # every block entered
         timers = sum(1 for handle in loop._scheduled if not handle.cancelled()) - before  # noqa: SLF001
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -68,7 +70,7 @@ def test_a_moved_deadline_counts_from_then_on():
             with deadlines.until(later + 30) as deadline:
                 deadline.move(later + 0.2)  # earlier
                 await asyncio.sleep(30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "timed out", loop.time() - later
         return "not timed out", 0.0
 

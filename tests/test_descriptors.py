@@ -1,6 +1,7 @@
 """The descriptor table grown while a process has one thread (core/base/descriptors.py): by `python main.py` and by
 every worker process (checked on real runs in test_collector.py), here reserve() itself, each case in a fresh
 interpreter (its table as exec left it: 64 slots, or more when its parent had many descriptors open)."""
+
 from __future__ import annotations
 
 import json
@@ -43,12 +44,19 @@ def reserved_here(count: int) -> int:
 
 def probe(count: int = RESERVED, setup: str = "", soft_limit: int | None = None) -> dict:
     """reserve(count) in a fresh interpreter, after `setup` (Python) and under `soft_limit`."""
+
     def limit() -> None:
         if soft_limit is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
-    result = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup, count=count)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, preexec_fn=limit)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(setup=setup, count=count)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -68,8 +76,7 @@ def test_reserve_stays_within_the_soft_limit():
 
 def test_an_open_descriptor_is_left_alone():
     # A pipe whose write end sits exactly where reserve() would put its descriptor: it must still work after.
-    setup = ("r, w = os.pipe()\nos.dup2(w, 1023)\nos.close(w)\n"
-             "extra = None\n")
+    setup = "r, w = os.pipe()\nos.dup2(w, 1023)\nos.close(w)\nextra = None\n"
     after = "reserve(1024)\nos.write(1023, b'still mine')\nextra = os.read(r, 100).decode()\n"
     got = probe(count=1024, setup=setup + after)
     assert got["extra"] == "still mine"

@@ -1,18 +1,19 @@
 """The issue's "done when": `python main.py` runs the shipped pipeline against local stand-ins for
 Wikipedia and Yahoo and stores one row per S&P 500 symbol, in PostgreSQL or in the SQLite file."""
+
 from __future__ import annotations
 
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sites import SP500_PAGE, WIKI_PATH, FakeSites, price_for
 
 from conftest import ROOT, local_pipeline, run_main
-from sites import SP500_PAGE, WIKI_PATH, FakeSites, price_for
 from workers.postgres_worker import prices_table
 from workers.wiki_worker import parse_constituents
 from workers.yahoo_finance_worker import yahoo_symbol
@@ -42,15 +43,24 @@ def read_rows(url: str) -> list[dict]:
     try:
         table = sa.Table(prices_table().name, sa.MetaData(), autoload_with=engine)
         with engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(sa.select(
-                table.c.symbol, table.c.price, table.c.currency, table.c.market_time, table.c.extracted_time,
-            ).order_by(table.c.id))]
+            return [
+                dict(row._mapping)
+                for row in conn.execute(
+                    sa.select(
+                        table.c.symbol,
+                        table.c.price,
+                        table.c.currency,
+                        table.c.market_time,
+                        table.c.extracted_time,
+                    ).order_by(table.c.id)
+                )
+            ]
     finally:
         engine.dispose()
 
 
 def utc_now_naive() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def assert_served_prices(rows: list[dict], symbols: list[str], started: datetime, ended: datetime) -> None:
@@ -68,8 +78,9 @@ def run_pipeline(sites: FakeSites, tmp_path: Path, env: dict[str, str], name: st
     pipeline = fast_pipeline(sites, tmp_path / name)
     stats_path = tmp_path / f"{name}-stats.json"
     started = utc_now_naive()
-    result = run_main(["--pipeline", str(pipeline), "--stats-json", str(stats_path)],
-                      env={"DATA_DIR": str(tmp_path / "data"), **env})
+    result = run_main(
+        ["--pipeline", str(pipeline), "--stats-json", str(stats_path)], env={"DATA_DIR": str(tmp_path / "data"), **env}
+    )
     ended = utc_now_naive()
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
     return result, stats, started, ended
@@ -91,7 +102,9 @@ def assert_full_run_stats(stats: dict) -> None:
     groups = stats["groups"]
     assert (groups["WikiWorker"]["received"], groups["WikiWorker"]["emitted"]) == (1, SYMBOL_COUNT)
     assert (groups["YahooFinanceWorker"]["received"], groups["YahooFinanceWorker"]["emitted"]) == (
-        SYMBOL_COUNT, SYMBOL_COUNT)
+        SYMBOL_COUNT,
+        SYMBOL_COUNT,
+    )
     assert groups["PostgresWorker"]["received"] == SYMBOL_COUNT
     assert groups["PostgresWorker"]["stored"] == SYMBOL_COUNT
     for group in groups.values():
@@ -131,8 +144,12 @@ def test_run_into_postgresql_stores_one_row_per_symbol(sites, tmp_path, pg_url, 
 
 def test_run_with_the_course_postgres_variables(sites, tmp_path, pg_url, symbols):
     url = sa.make_url(pg_url)
-    env = {"POSTGRES_USER": url.username, "POSTGRES_HOST": url.host, "POSTGRES_PORT": str(url.port or 5432),
-           "POSTGRES_DB": url.database}
+    env = {
+        "POSTGRES_USER": url.username,
+        "POSTGRES_HOST": url.host,
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_DB": url.database,
+    }
 
     result, stats, started, ended = run_pipeline(sites, tmp_path, env)
 
@@ -185,8 +202,7 @@ def test_unknown_symbols_are_dead_lettered_once_each_and_fail_the_run(tmp_path, 
 def test_dead_letter_path_from_the_environment(tmp_path, pg_url):
     target = tmp_path / "letters" / "here.jsonl"
     with FakeSites(unknown={"MMM"}) as sites:
-        result, stats, _, _ = run_pipeline(sites, tmp_path, {"DATABASE_URL": pg_url,
-                                                             "DEAD_LETTER_PATH": str(target)})
+        result, stats, _, _ = run_pipeline(sites, tmp_path, {"DATABASE_URL": pg_url, "DEAD_LETTER_PATH": str(target)})
 
     assert result.returncode == 1, result.stderr
     assert stats["dead_letter_path"] == str(target)
@@ -249,8 +265,9 @@ def test_env_file_names_the_pipeline(sites, tmp_path):
     env_file = write_env_file(tmp_path / "env.local", PIPELINE_LOCATION=str(pipeline))
     stats_path = tmp_path / "stats.json"
 
-    result = run_main(["--stats-json", str(stats_path)],
-                      env={"ENV_FILE": str(env_file), "DATA_DIR": str(tmp_path / "data")})
+    result = run_main(
+        ["--stats-json", str(stats_path)], env={"ENV_FILE": str(env_file), "DATA_DIR": str(tmp_path / "data")}
+    )
 
     assert result.returncode == 0, result.stderr
     stats = json.loads(stats_path.read_text())
@@ -264,9 +281,10 @@ def test_real_environment_wins_over_the_env_file(sites, tmp_path):
     env_file = write_env_file(tmp_path / "env.local", PIPELINE_LOCATION=str(from_file))
     stats_path = tmp_path / "stats.json"
 
-    result = run_main(["--stats-json", str(stats_path)],
-                      env={"ENV_FILE": str(env_file), "PIPELINE_LOCATION": str(from_env),
-                           "DATA_DIR": str(tmp_path / "data")})
+    result = run_main(
+        ["--stats-json", str(stats_path)],
+        env={"ENV_FILE": str(env_file), "PIPELINE_LOCATION": str(from_env), "DATA_DIR": str(tmp_path / "data")},
+    )
 
     assert result.returncode == 0, result.stderr
     assert json.loads(stats_path.read_text())["pipeline"] == "from_environment"
@@ -279,17 +297,25 @@ def test_no_pipeline_anywhere_is_a_config_error(tmp_path):
     assert "PIPELINE_LOCATION" in result.stderr
 
 
-@pytest.mark.parametrize("pipeline_file, classes, modes", [
-    # the one-line switch to asyncio
-    ("wiki_yahoo_scraper_pipeline.yaml", {"YahooFinanceWorker": "YahooFinancePriceAsyncScheduler"},
-     {"WikiWorker": "threads", "YahooFinanceWorker": "async"}),
-    # every HTTP stage on asyncio: the run never loads requests
-    ("wiki_yahoo_scraper_pipeline.yaml", {"YahooFinanceWorker": "YahooFinancePriceAsyncScheduler",
-                                          "WikiWorker": "WikiWorkerAsyncScheduler"},
-     {"WikiWorker": "async", "YahooFinanceWorker": "async"}),
-    # threads, asyncio inside 2 worker processes
-    ("modes_example.yaml", {}, {"YahooFinanceWorker": "processes (2 x 32 async)"}),
-])
+@pytest.mark.parametrize(
+    "pipeline_file, classes, modes",
+    [
+        # the one-line switch to asyncio
+        (
+            "wiki_yahoo_scraper_pipeline.yaml",
+            {"YahooFinanceWorker": "YahooFinancePriceAsyncScheduler"},
+            {"WikiWorker": "threads", "YahooFinanceWorker": "async"},
+        ),
+        # every HTTP stage on asyncio: the run never loads requests
+        (
+            "wiki_yahoo_scraper_pipeline.yaml",
+            {"YahooFinanceWorker": "YahooFinancePriceAsyncScheduler", "WikiWorker": "WikiWorkerAsyncScheduler"},
+            {"WikiWorker": "async", "YahooFinanceWorker": "async"},
+        ),
+        # threads, asyncio inside 2 worker processes
+        ("modes_example.yaml", {}, {"YahooFinanceWorker": "processes (2 x 32 async)"}),
+    ],
+)
 def test_every_mode_stores_every_symbol(sites, tmp_path, pg_url, symbols, pipeline_file, classes, modes):
     text = (ROOT / "pipelines" / pipeline_file).read_text()
     pipeline = local_pipeline(sites, tmp_path, text)
@@ -298,8 +324,10 @@ def test_every_mode_stores_every_symbol(sites, tmp_path, pg_url, symbols, pipeli
     for group, cls in classes.items():
         sets += ["--set", f"workers.{group}.class={cls}"]
     started = utc_now_naive()
-    result = run_main(["--pipeline", str(pipeline), "--stats-json", str(stats_path), "--quiet", *sets],
-                      env={"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": pg_url})
+    result = run_main(
+        ["--pipeline", str(pipeline), "--stats-json", str(stats_path), "--quiet", *sets],
+        env={"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": pg_url},
+    )
     ended = utc_now_naive()
 
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,6 +3,7 @@
 Every pipeline uses the tiny workers of fixture_workers. The monitor interval is set far beyond any
 join timeout, so a test passes only if ends travel by events, never because the monitor polled.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,15 +13,15 @@ import textwrap
 import threading
 import time
 import uuid
+from multiprocessing import forkserver
 from pathlib import Path
 
-import pytest
-from multiprocessing import forkserver
-
 import fixture_workers
+import pytest
 from blocking import wait_parked
-from core.transport.base import DONE
+
 from core.app.executor import YamlPipelineExecutor
+from core.transport.base import DONE
 
 JOIN_TIMEOUT_S = 20.0
 MONITOR_INTERVAL_S = 600.0
@@ -69,8 +70,7 @@ def start(tmp_path: Path, text: str) -> YamlPipelineExecutor:
     """Write the pipeline file (in the current mode), build the executor and start it."""
     path = tmp_path / "pipeline.yaml"
     path.write_text(in_mode(textwrap.dedent(text)))
-    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl",
-                                    monitor_interval_s=MONITOR_INTERVAL_S)
+    executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl", monitor_interval_s=MONITOR_INTERVAL_S)
     executor.start()
     return executor
 
@@ -129,14 +129,18 @@ def dead_letters(tmp_path: Path) -> list[dict]:
 
 def source(name: str, values, output: str, **params) -> str:
     """A Source group as pipeline text."""
-    return (f"  - name: {name}\n    location: fixture_workers\n    class: Source\n"
-            f"    input_values: {list(values)}\n    output_queues: [{output}]\n" + _params(params))
+    return (
+        f"  - name: {name}\n    location: fixture_workers\n    class: Source\n"
+        f"    input_values: {list(values)}\n    output_queues: [{output}]\n" + _params(params)
+    )
 
 
 def stage(name: str, class_name: str, input_queue: str, outputs=(), instances: int = 1, **params) -> str:
     """A group reading `input_queue` as pipeline text."""
-    text = (f"  - name: {name}\n    location: fixture_workers\n    class: {class_name}\n"
-            f"    instances: {instances}\n    input_queue: {input_queue}\n")
+    text = (
+        f"  - name: {name}\n    location: fixture_workers\n    class: {class_name}\n"
+        f"    instances: {instances}\n    input_queue: {input_queue}\n"
+    )
     if outputs:
         text += f"    output_queues: [{', '.join(outputs)}]\n"
     return text + _params(params)
@@ -166,12 +170,15 @@ def test_building_the_executor_starts_no_thread(tmp_path, key):
 
 
 def test_clean_run_exits_0_without_a_dead_letter_file(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 3, "Tripled": 3},
-        source("Source", range(20), "Numbers"),
-        stage("Triple", "Multiply", "Numbers", ["Tripled"], instances=2, factor=3),
-        stage("Sink", "Collect", "Tripled", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3, "Tripled": 3},
+            source("Source", range(20), "Numbers"),
+            stage("Triple", "Multiply", "Numbers", ["Tripled"], instances=2, factor=3),
+            stage("Sink", "Collect", "Tripled", key=key),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == [3 * n for n in range(20)]
     assert report.finish_reason == "finished"
@@ -197,12 +204,15 @@ def test_clean_run_exits_0_without_a_dead_letter_file(tmp_path, key):
 
 
 def test_done_reaches_every_instance_of_every_group(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Doubled": 5},
-        source("Source", range(200), "Numbers"),
-        stage("Double", "Multiply", "Numbers", ["Doubled"], instances=4),
-        stage("Sink", "Collect", "Doubled", instances=3, key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Doubled": 5},
+            source("Source", range(200), "Numbers"),
+            stage("Double", "Multiply", "Numbers", ["Doubled"], instances=4),
+            stage("Sink", "Collect", "Doubled", instances=3, key=key),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == [2 * n for n in range(200)]
     for name, instances in (("Double", 4), ("Sink", 3)):
@@ -219,12 +229,15 @@ def test_done_reaches_every_instance_of_every_group(tmp_path, key):
 
 @pytest.mark.parametrize("mode", ["threads"])  # it watches the sink's threads
 def test_consumer_gets_every_item_of_two_producers_and_ends_only_after_both(tmp_path, key):
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 4},
-        source("Fast", range(30), "Numbers"),
-        source("Held", range(1000, 1030), "Numbers", gate=key),
-        stage("Sink", "Collect", "Numbers", instances=2, key=key),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 4},
+            source("Fast", range(30), "Numbers"),
+            source("Held", range(1000, 1030), "Numbers", gate=key),
+            stage("Sink", "Collect", "Numbers", instances=2, key=key),
+        ),
+    )
     try:
         assert len(fixture_workers.wait_collected(key, 30)) == 30
         fast = executor.groups["Fast"].runner.threads[0]
@@ -248,13 +261,16 @@ def test_consumer_gets_every_item_of_two_producers_and_ends_only_after_both(tmp_
 
 
 def test_fan_out_sends_every_item_to_every_output_queue(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 5, "Left": 2, "Right": 7},
-        source("Source", range(50), "Numbers"),
-        stage("Double", "Multiply", "Numbers", ["Left", "Right"], instances=3),
-        stage("LeftSink", "Collect", "Left", key=f"{key}-left"),
-        stage("RightSink", "Collect", "Right", instances=2, key=f"{key}-right"),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Left": 2, "Right": 7},
+            source("Source", range(50), "Numbers"),
+            stage("Double", "Multiply", "Numbers", ["Left", "Right"], instances=3),
+            stage("LeftSink", "Collect", "Left", key=f"{key}-left"),
+            stage("RightSink", "Collect", "Right", instances=2, key=f"{key}-right"),
+        ),
+    )
     try:
         assert sorted(fixture_workers.collected(f"{key}-left")) == [2 * n for n in range(50)]
         assert sorted(fixture_workers.collected(f"{key}-right")) == [2 * n for n in range(50)]
@@ -271,14 +287,17 @@ def test_fan_out_sends_every_item_to_every_output_queue(tmp_path, key):
 def test_producers_that_end_at_different_times(tmp_path, key):
     # Into Merged: a source that ends at once, three slow instances that end one by one as the
     # shared input runs out, and a source held until the others have ended.
-    executor = start(tmp_path, pipeline(
-        {"Raw": 3, "Merged": 3},
-        source("Quick", range(10), "Merged"),
-        source("Feed", range(100, 160), "Raw"),
-        stage("Slow", "Slow", "Raw", ["Merged"], instances=3, delay_s=0.002),
-        source("Late", range(500, 505), "Merged", gate=key),
-        stage("Sink", "Collect", "Merged", key=key),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Raw": 3, "Merged": 3},
+            source("Quick", range(10), "Merged"),
+            source("Feed", range(100, 160), "Raw"),
+            stage("Slow", "Slow", "Raw", ["Merged"], instances=3, delay_s=0.002),
+            source("Late", range(500, 505), "Merged", gate=key),
+            stage("Sink", "Collect", "Merged", key=key),
+        ),
+    )
     try:
         fixture_workers.wait_collected(key, 70)
         for name in ("Quick", "Feed", "Slow"):
@@ -297,12 +316,15 @@ def test_producers_that_end_at_different_times(tmp_path, key):
 
 
 def test_failing_items_are_dead_lettered_and_the_others_pass(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 3, "Even": 3},
-        source("Source", range(20), "Numbers"),
-        stage("EvenOnly", "FailOdd", "Numbers", ["Even"], instances=2),
-        stage("Sink", "Collect", "Even", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3, "Even": 3},
+            source("Source", range(20), "Numbers"),
+            stage("EvenOnly", "FailOdd", "Numbers", ["Even"], instances=2),
+            stage("Sink", "Collect", "Even", key=key),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == list(range(0, 20, 2))
     even_only = groups(report)["EvenOnly"]
@@ -324,12 +346,15 @@ def test_failing_items_are_dead_lettered_and_the_others_pass(tmp_path, key):
 
 
 def test_group_crashing_in_setup_ends_the_run_and_loses_nothing(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 2, "After": 2},
-        source("Source", range(20), "Numbers"),
-        stage("Broken", "CrashInSetup", "Numbers", ["After"], instances=2),
-        stage("Sink", "Collect", "After", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 2, "After": 2},
+            source("Source", range(20), "Numbers"),
+            stage("Broken", "CrashInSetup", "Numbers", ["After"], instances=2),
+            stage("Sink", "Collect", "After", key=key),
+        ),
+    )
 
     by_name = groups(report)
     assert by_name["Broken"].crashed == per_group(2)
@@ -350,12 +375,15 @@ def test_group_crashing_in_setup_ends_the_run_and_loses_nothing(tmp_path, key):
 
 
 def test_one_crashed_instance_leaves_the_others_to_do_the_work(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 3, "Passed": 3},
-        source("Source", range(40), "Numbers"),
-        stage("Partly", "CrashInSetup", "Numbers", ["Passed"], instances=3, crash_index=0),
-        stage("Sink", "Collect", "Passed", key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3, "Passed": 3},
+            source("Source", range(40), "Numbers"),
+            stage("Partly", "CrashInSetup", "Numbers", ["Passed"], instances=3, crash_index=0),
+            stage("Sink", "Collect", "Passed", key=key),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == list(range(40))
     partly = groups(report)["Partly"]
@@ -368,11 +396,14 @@ def test_one_crashed_instance_leaves_the_others_to_do_the_work(tmp_path, key):
 
 
 def test_crashed_group_with_no_items_still_fails_the_run(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 3},
-        source("Source", [], "Numbers"),
-        stage("Broken", "CrashInSetup", "Numbers"),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3},
+            source("Source", [], "Numbers"),
+            stage("Broken", "CrashInSetup", "Numbers"),
+        ),
+    )
 
     assert groups(report)["Broken"].crashed == per_group(1)
     assert report.dead_letters == 0
@@ -381,18 +412,24 @@ def test_crashed_group_with_no_items_still_fails_the_run(tmp_path, key):
 
 
 def test_crashed_branch_of_a_fan_out_does_not_hold_back_the_other(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 3, "ToSink": 3, "ToBroken": 1},
-        source("Source", range(30), "Numbers"),
-        stage("Split", "Multiply", "Numbers", ["ToSink", "ToBroken"], factor=1),
-        stage("Sink", "Collect", "ToSink", key=key),
-        stage("Broken", "CrashInSetup", "ToBroken"),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 3, "ToSink": 3, "ToBroken": 1},
+            source("Source", range(30), "Numbers"),
+            stage("Split", "Multiply", "Numbers", ["ToSink", "ToBroken"], factor=1),
+            stage("Sink", "Collect", "ToSink", key=key),
+            stage("Broken", "CrashInSetup", "ToBroken"),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == list(range(30))
     by_name = groups(report)
-    assert (by_name["Broken"].crashed, by_name["Broken"].received, by_name["Broken"].dead_lettered) == \
-        (per_group(1), 30, 30)
+    assert (by_name["Broken"].crashed, by_name["Broken"].received, by_name["Broken"].dead_lettered) == (
+        per_group(1),
+        30,
+        30,
+    )
     assert by_name["Sink"].processed == 30
     assert sorted(r["item"] for r in dead_letters(tmp_path)) == list(range(30))
     assert report.exit_code == 1
@@ -400,11 +437,14 @@ def test_crashed_branch_of_a_fan_out_does_not_hold_back_the_other(tmp_path, key)
 
 
 def test_group_refusing_to_open_fails_the_run_before_any_thread(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 2},
-        source("Source", range(5), "Numbers"),
-        stage("Sink", "RefuseOpen", "Numbers"),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 2},
+            source("Source", range(5), "Numbers"),
+            stage("Sink", "RefuseOpen", "Numbers"),
+        ),
+    )
 
     assert report.finish_reason == "failed"
     assert report.error == "Sink cannot start: ConnectionError: database unreachable"
@@ -415,12 +455,15 @@ def test_group_refusing_to_open_fails_the_run_before_any_thread(tmp_path, key):
 
 @pytest.mark.parametrize("signal_number, exit_code", [(None, 1), (15, 143)])
 def test_request_stop_ends_a_busy_run_quickly_with_nothing_lost(tmp_path, key, signal_number, exit_code):
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 5, "Slowed": 5},
-        source("Source", range(1000), "Numbers"),
-        stage("Slow", "Slow", "Numbers", ["Slowed"], instances=2, delay_s=0.02),
-        stage("Sink", "Collect", "Slowed", key=key),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Slowed": 5},
+            source("Source", range(1000), "Numbers"),
+            stage("Slow", "Slow", "Numbers", ["Slowed"], instances=2, delay_s=0.02),
+            stage("Sink", "Collect", "Slowed", key=key),
+        ),
+    )
     assert len(fixture_workers.wait_collected(key, 3)) >= 3
 
     asked = time.monotonic()
@@ -452,12 +495,15 @@ def test_request_stop_ends_a_busy_run_quickly_with_nothing_lost(tmp_path, key, s
 
 
 def test_request_stop_flushes_a_batching_sink_and_loses_nothing(tmp_path, key):
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 5, "Slowed": 5},
-        source("Source", range(1000), "Numbers"),
-        stage("Slow", "Slow", "Numbers", ["Slowed"], delay_s=0.01),
-        stage("Store", "BatchCollect", "Slowed", key=key, batch_size=3, flush_interval_s=600.0),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Slowed": 5},
+            source("Source", range(1000), "Numbers"),
+            stage("Slow", "Slow", "Numbers", ["Slowed"], delay_s=0.01),
+            stage("Store", "BatchCollect", "Slowed", key=key, batch_size=3, flush_interval_s=600.0),
+        ),
+    )
     assert len(fixture_workers.wait_collected(key, 3)) >= 3
 
     executor.request_stop()
@@ -473,11 +519,14 @@ def test_request_stop_flushes_a_batching_sink_and_loses_nothing(tmp_path, key):
 
 
 def test_batch_worker_flushes_on_batch_size_and_at_done(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 20},
-        source("Source", range(10), "Numbers"),
-        stage("Store", "BatchCollect", "Numbers", key=key, batch_size=4, flush_interval_s=600.0),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 20},
+            source("Source", range(10), "Numbers"),
+            stage("Store", "BatchCollect", "Numbers", key=key, batch_size=4, flush_interval_s=600.0),
+        ),
+    )
 
     # A flush interval of ten minutes: only the size and the end of the stream can flush.
     written = fixture_workers.batches(key)
@@ -493,12 +542,15 @@ def test_batch_worker_flushes_on_batch_size_and_at_done(tmp_path, key):
 
 
 def test_batch_worker_flushes_when_idle(tmp_path, key):
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 20},
-        source("Now", range(3), "Numbers"),
-        source("Held", range(100, 102), "Numbers", gate=key),
-        stage("Store", "BatchCollect", "Numbers", key=key, batch_size=100, flush_interval_s=0.1),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 20},
+            source("Now", range(3), "Numbers"),
+            source("Held", range(100, 102), "Numbers", gate=key),
+            stage("Store", "BatchCollect", "Numbers", key=key, batch_size=100, flush_interval_s=0.1),
+        ),
+    )
     try:
         assert sorted(fixture_workers.wait_collected(key, 3)) == [0, 1, 2]
         # Flushed while a producer is still held: neither the size nor DONE did it, being idle did.
@@ -517,11 +569,14 @@ def test_batch_worker_flushes_when_idle(tmp_path, key):
 
 
 def test_done_is_not_an_item(tmp_path, key):
-    executor, report = run(tmp_path, pipeline(
-        {"Numbers": 1},
-        source("Source", range(3), "Numbers"),
-        stage("Sink", "Collect", "Numbers", instances=4, key=key),
-    ))
+    executor, report = run(
+        tmp_path,
+        pipeline(
+            {"Numbers": 1},
+            source("Source", range(3), "Numbers"),
+            stage("Sink", "Collect", "Numbers", instances=4, key=key),
+        ),
+    )
 
     assert DONE not in fixture_workers.collected(key)
     assert sorted(fixture_workers.collected(key)) == [0, 1, 2]
@@ -533,8 +588,9 @@ def test_concurrent_stop_requests_stop_the_run_once(tmp_path, key, monkeypatch):
     from core.app import executor as yaml_reader
 
     path = tmp_path / "pipeline.yaml"
-    path.write_text(pipeline({"Numbers": 5}, source("Source", range(3), "Numbers"),
-                             stage("Sink", "Collect", "Numbers", key=key)))
+    path.write_text(
+        pipeline({"Numbers": 5}, source("Source", range(3), "Numbers"), stage("Sink", "Collect", "Numbers", key=key))
+    )
     executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl")
     stops, go = [], threading.Event()
     for group in executor.groups.values():

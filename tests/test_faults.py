@@ -10,6 +10,7 @@ it measured for the fault table:
 
     .venv/bin/python -m pytest tests/test_faults.py --reliability-report docs/RELIABILITY.md
 """
+
 from __future__ import annotations
 
 import re
@@ -17,20 +18,42 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from conftest import ROOT, fresh_database, local_pipeline
-from fault_harness import (CANARY, CHART, QUOTE, RETRIED_BATCH, SYMBOLS, YAHOO, YAHOO_INSTANCES, Case, MainRun,
-                           blocked_writers, chart_path, fault_pipeline, finish, kill_a_batch_in_flight, listed_inputs,
-                           pg_connect, pick, quote_path, row_count, run, symbol_of, table_locked, wait_until,
-                           with_password)
+from fault_harness import (
+    CANARY,
+    CHART,
+    QUOTE,
+    RETRIED_BATCH,
+    SYMBOLS,
+    YAHOO,
+    YAHOO_INSTANCES,
+    Case,
+    MainRun,
+    blocked_writers,
+    chart_path,
+    fault_pipeline,
+    finish,
+    kill_a_batch_in_flight,
+    listed_inputs,
+    pg_connect,
+    pick,
+    quote_path,
+    row_count,
+    run,
+    symbol_of,
+    table_locked,
+    wait_until,
+    with_password,
+)
 from pg_cluster import PgCluster, free_port
 from pg_proxy import CommitCutter
 from sites import WIKI_PATH, FakeSites, Fault, chart_body, price_for
+
+from conftest import ROOT, fresh_database, local_pipeline
 from workers.yahoo_finance_worker import yahoo_symbol
 
 
@@ -86,11 +109,17 @@ def cluster_db(cluster: PgCluster) -> Iterator[str]:
 
 # --- HTTP faults ----------------------------------------------------------------------------------
 
+
 def test_429_with_a_short_retry_after_pauses_the_whole_group(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "429 with a short Retry-After",
-                "chart answers `429` with `Retry-After: 1` once, for 3 symbols far apart",
-                "each retried once after the pause, which the whole group keeps (no request starts during it); "
-                "all stored, exit 0", exit_code=0, max_s=30)
+    case = Case(
+        "HTTP",
+        "429 with a short Retry-After",
+        "chart answers `429` with `Retry-After: 1` once, for 3 symbols far apart",
+        "each retried once after the pause, which the whole group keeps (no request starts during it); "
+        "all stored, exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     targets = pick(100, 250, 400)
     for symbol in targets:
         sites.script(chart_path(symbol), Fault(429, b"{}", headers={"Retry-After": "1"}))
@@ -103,15 +132,21 @@ def test_429_with_a_short_retry_after_pauses_the_whole_group(sites, tmp_path, db
     for symbol in targets:
         first, retry = sites.times(chart_path(symbol))  # the 429, then exactly one retry
         assert retry - first >= 0.95, f"{symbol}: retried {retry - first:.2f}s after a 1 s Retry-After"
-        started_meanwhile = [path for at, path in sites.requests if first + 0.3 < at < first + 0.9
-                             and path not in own_retries]
+        started_meanwhile = [
+            path for at, path in sites.requests if first + 0.3 < at < first + 0.9 and path not in own_retries
+        ]
         assert not started_meanwhile, f"requests during {symbol}'s pause: {started_meanwhile}"
 
 
 def test_429_without_retry_after_is_retried_after_a_backoff(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "429 without Retry-After",
-                "chart answers `429` (no Retry-After) twice, for 10 symbols",
-                "retried after the backoff within `retries: 2`; all stored, exit 0", exit_code=0, max_s=30)
+    case = Case(
+        "HTTP",
+        "429 without Retry-After",
+        "chart answers `429` (no Retry-After) twice, for 10 symbols",
+        "retried after the backoff within `retries: 2`; all stored, exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     targets = pick(*range(20, 500, 50))
     for symbol in targets:
         sites.script(chart_path(symbol), Fault(429, b"{}"), Fault(429, b"{}"))
@@ -126,11 +161,15 @@ def test_429_without_retry_after_is_retried_after_a_backoff(sites, tmp_path, db,
 
 def test_retry_after_beyond_the_cap_stops_sending_to_that_endpoint(sites, tmp_path, db, reliability):
     # Issue 9: breakers are per endpoint, so the pause holds the chart API only; the quote page answers.
-    case = Case("HTTP", "Retry-After far beyond the cap",
-                "chart answers `429` with `Retry-After: 3600` (cap `retry_after_max_s: 2`) for the 101st symbol",
-                "not slept on: the group sends nothing more to the chart API (its circuit open for 3600 s); that "
-                "symbol and every later one priced from the quote page at once; all stored, exit 0, fast",
-                exit_code=0, max_s=20)
+    case = Case(
+        "HTTP",
+        "Retry-After far beyond the cap",
+        "chart answers `429` with `Retry-After: 3600` (cap `retry_after_max_s: 2`) for the 101st symbol",
+        "not slept on: the group sends nothing more to the chart API (its circuit open for 3600 s); that "
+        "symbol and every later one priced from the quote page at once; all stored, exit 0, fast",
+        exit_code=0,
+        max_s=20,
+    )
     target = pick(100)[0]
     sites.script(chart_path(target), Fault(429, b"{}", headers={"Retry-After": "3600"}))
 
@@ -154,9 +193,14 @@ def test_retry_after_beyond_the_cap_stops_sending_to_that_endpoint(sites, tmp_pa
 
 def test_bursts_of_500_and_503_are_retried(sites, tmp_path, db, reliability):
     targets = [s for s in SYMBOLS[::10] if s.isalpha()]
-    case = Case("HTTP", "bursts of 500/503",
-                f"chart answers `500` then `503` before the real answer, for {len(targets)} symbols (every 10th)",
-                "retried with backoff, third request succeeds; all stored, exit 0", exit_code=0, max_s=30)
+    case = Case(
+        "HTTP",
+        "bursts of 500/503",
+        f"chart answers `500` then `503` before the real answer, for {len(targets)} symbols (every 10th)",
+        "retried with backoff, third request succeeds; all stored, exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     for symbol in targets:
         sites.script(chart_path(symbol), Fault(500, b"{}"), Fault(503, b"{}"))
 
@@ -169,10 +213,14 @@ def test_bursts_of_500_and_503_are_retried(sites, tmp_path, db, reliability):
 
 
 def test_503_forever_dead_letters_those_items_after_bounded_retries(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "503 forever for some symbols",
-                "chart and quote page answer `503` to every request, for 3 symbols far apart",
-                "3 requests to each (retries: 2), then dead-lettered with attempts 6; the other 500 stored; exit 1",
-                exit_code=1, max_s=30)
+    case = Case(
+        "HTTP",
+        "503 forever for some symbols",
+        "chart and quote page answer `503` to every request, for 3 symbols far apart",
+        "3 requests to each (retries: 2), then dead-lettered with attempts 6; the other 500 stored; exit 1",
+        exit_code=1,
+        max_s=30,
+    )
     targets = pick(50, 250, 450)
     for symbol in targets:
         sites.always(chart_path(symbol), Fault(503, b"{}"))
@@ -190,10 +238,15 @@ def test_503_forever_dead_letters_those_items_after_bounded_retries(sites, tmp_p
 
 def test_chart_connection_refused_falls_back_to_the_quote_page(sites, tmp_path, db, reliability):
     # Issue 9: the chart API has a breaker of its own, which quote-page successes no longer reset.
-    case = Case("HTTP", "connection refused (chart API)",
-                "`chart_url` points at a closed port; the quote page works (`backoff_s: 0.01`)",
-                "the first chart requests are retried, then the chart's breaker opens and every symbol goes "
-                "straight to the quote page; all stored (currency unknown); exit 0", exit_code=0, max_s=40)
+    case = Case(
+        "HTTP",
+        "connection refused (chart API)",
+        "`chart_url` points at a closed port; the quote page works (`backoff_s: 0.01`)",
+        "the first chart requests are retried, then the chart's breaker opens and every symbol goes "
+        "straight to the quote page; all stored (currency unknown); exit 0",
+        exit_code=0,
+        max_s=40,
+    )
     closed = f"http://127.0.0.1:{free_port()}/v8/finance/chart/{{symbol}}"
 
     out = run(sites, tmp_path, db, yahoo={"chart_url": closed, "backoff_s": 0.01})
@@ -209,12 +262,18 @@ def test_chart_connection_refused_falls_back_to_the_quote_page(sites, tmp_path, 
 @pytest.mark.parametrize("down", ["refused", "503"])
 def test_server_down_opens_the_breaker(sites, tmp_path, db, reliability, down):
     refused = down == "refused"
-    case = Case("HTTP", "connection refused (chart and quote page)" if refused else "503 to every request",
-                "`chart_url` and `quote_url` point at a closed port" if refused else
-                "chart and quote page answer `503` to every request",
-                "after `breaker_failures: 5` failed requests in a row to an endpoint the group stops sending to it "
-                "for the cooldown (chart and quote page each); all 503 dead-lettered, at most 8 of them after a "
-                "request; exit 1, fast", exit_code=1, max_s=20)
+    case = Case(
+        "HTTP",
+        "connection refused (chart and quote page)" if refused else "503 to every request",
+        "`chart_url` and `quote_url` point at a closed port"
+        if refused
+        else "chart and quote page answer `503` to every request",
+        "after `breaker_failures: 5` failed requests in a row to an endpoint the group stops sending to it "
+        "for the cooldown (chart and quote page each); all 503 dead-lettered, at most 8 of them after a "
+        "request; exit 1, fast",
+        exit_code=1,
+        max_s=20,
+    )
     budget = YAHOO["breaker_failures"] + YAHOO_INSTANCES - 1  # those in flight when it trips may still fail
     if refused:
         closed = f"http://127.0.0.1:{free_port()}"
@@ -240,15 +299,20 @@ def worst_case_s(settings: dict) -> float:
     """README's worst case for one request: (retries + 1) x (connect + 2 x read timeout) plus the waits between
     tries (here the backoffs; no Retry-After is involved)."""
     tries = settings["retries"] + 1
-    waits = sum(settings["backoff_s"] * 2 ** attempt for attempt in range(settings["retries"]))
+    waits = sum(settings["backoff_s"] * 2**attempt for attempt in range(settings["retries"]))
     return tries * (settings["connect_timeout_s"] + 2 * settings["read_timeout_s"]) + waits
 
 
 def test_server_that_never_answers_costs_one_retry_budget(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "server accepts and never answers",
-                "chart requests for 3 symbols are accepted and never answered (`read_timeout_s: 1`)",
-                "read timeout, 3 requests, then the quote page: stored; per item at most README's worst case "
-                f"({worst_case_s(YAHOO):.2f} s); exit 0", exit_code=0, max_s=30)
+    case = Case(
+        "HTTP",
+        "server accepts and never answers",
+        "chart requests for 3 symbols are accepted and never answered (`read_timeout_s: 1`)",
+        "read timeout, 3 requests, then the quote page: stored; per item at most README's worst case "
+        f"({worst_case_s(YAHOO):.2f} s); exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     targets = pick(100, 300, 450)
     for symbol in targets:
         sites.always(chart_path(symbol), Fault(action="hang"))
@@ -266,30 +330,49 @@ def test_server_that_never_answers_costs_one_retry_budget(sites, tmp_path, db, r
 
 
 # What a user runs with: the shipped HTTP defaults (README), except the rate, as in every case here.
-SHIPPED_HTTP = {"requests_per_second": 0, "connect_timeout_s": 5, "read_timeout_s": 20, "retries": 3,
-                "backoff_s": 0.5, "retry_after_max_s": 30, "breaker_failures": 5, "breaker_cooldown_s": 30,
-                "item_deadline_s": 60}
+SHIPPED_HTTP = {
+    "requests_per_second": 0,
+    "connect_timeout_s": 5,
+    "read_timeout_s": 20,
+    "retries": 3,
+    "backoff_s": 0.5,
+    "retry_after_max_s": 30,
+    "breaker_failures": 5,
+    "breaker_cooldown_s": 30,
+    "item_deadline_s": 60,
+}
 
 
-@pytest.mark.parametrize("stage", ["YahooFinancePriceScheduler", "YahooFinancePriceAsyncScheduler"],
-                         ids=["threads", "asyncio"])
+@pytest.mark.parametrize(
+    "stage", ["YahooFinancePriceScheduler", "YahooFinancePriceAsyncScheduler"], ids=["threads", "asyncio"]
+)
 def test_chart_api_hanging_on_every_request_costs_one_read_timeout(sites, tmp_path, db, reliability, stage):
     instances = 16
-    case = Case("HTTP", "chart API hangs on every request" + (" (asyncio stage)" if "Async" in stage else ""),
-                f"every chart request is accepted and never answered, the quote page answers; `{stage}` ×{instances} "
-                "with the shipped HTTP defaults (`read_timeout_s: 20`, `retries: 3`, `breaker_failures: 5`, "
-                "`breaker_cooldown_s: 30`, `item_deadline_s: 60`), not the 1 s timeouts of the other cases, since "
-                "a long read timeout is what made this fault cost hours; `requests_per_second: 0` as everywhere here "
-                "(at the shipped 5 per second, 503 quote pages alone take 100 s)",
-                f"the first {instances} chart requests time out once (20 s); their failures open the chart's breaker "
-                "(quote-page successes no longer reset it), so those symbols and all later ones go straight to the "
-                f"quote page: at most {instances} chart requests; all 503 stored with the right price; exit 0 "
-                "(before: 4 tries x 20 s per symbol, about 45 min)", exit_code=0, max_s=60)
+    case = Case(
+        "HTTP",
+        "chart API hangs on every request" + (" (asyncio stage)" if "Async" in stage else ""),
+        f"every chart request is accepted and never answered, the quote page answers; `{stage}` ×{instances} "
+        "with the shipped HTTP defaults (`read_timeout_s: 20`, `retries: 3`, `breaker_failures: 5`, "
+        "`breaker_cooldown_s: 30`, `item_deadline_s: 60`), not the 1 s timeouts of the other cases, since "
+        "a long read timeout is what made this fault cost hours; `requests_per_second: 0` as everywhere here "
+        "(at the shipped 5 per second, 503 quote pages alone take 100 s)",
+        f"the first {instances} chart requests time out once (20 s); their failures open the chart's breaker "
+        "(quote-page successes no longer reset it), so those symbols and all later ones go straight to the "
+        f"quote page: at most {instances} chart requests; all 503 stored with the right price; exit 0 "
+        "(before: 4 tries x 20 s per symbol, about 45 min)",
+        exit_code=0,
+        max_s=60,
+    )
     sites.always(CHART, Fault(action="hang"))
 
-    out = run(sites, tmp_path, db, yahoo=SHIPPED_HTTP,
-              classes={"YahooFinanceWorker": ("workers.yahoo_finance_worker", stage)},
-              args=("--set", f"workers.YahooFinanceWorker.instances={instances}"))
+    out = run(
+        sites,
+        tmp_path,
+        db,
+        yahoo=SHIPPED_HTTP,
+        classes={"YahooFinanceWorker": ("workers.yahoo_finance_worker", stage)},
+        args=("--set", f"workers.YahooFinanceWorker.instances={instances}"),
+    )
 
     finish(reliability, case, out, SYMBOLS)
     assert sorted(out.stored) == sorted(SYMBOLS)
@@ -301,12 +384,17 @@ def test_chart_api_hanging_on_every_request_costs_one_read_timeout(sites, tmp_pa
 
 
 def test_trickling_answer_is_abandoned_within_the_retry_budget(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "server trickles its answer",
-                "chart for 3 symbols sends its headers, then its 1.4 kB body one byte every 0.3 s "
-                "(`read_timeout_s: 1`: no single read times out)",
-                f"each try abandoned once the body is {YAHOO['read_timeout_s']} s late, 3 tries, then the quote page "
-                f"gives the price; per item at most README's worst case ({worst_case_s(YAHOO):.2f} s); all stored; "
-                "exit 0", exit_code=0, max_s=30)
+    case = Case(
+        "HTTP",
+        "server trickles its answer",
+        "chart for 3 symbols sends its headers, then its 1.4 kB body one byte every 0.3 s "
+        "(`read_timeout_s: 1`: no single read times out)",
+        f"each try abandoned once the body is {YAHOO['read_timeout_s']} s late, 3 tries, then the quote page "
+        f"gives the price; per item at most README's worst case ({worst_case_s(YAHOO):.2f} s); all stored; "
+        "exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     targets = pick(100, 300, 450)
     for symbol in targets:
         body = chart_body(symbol, price_for(symbol))
@@ -326,12 +414,18 @@ def test_trickling_answer_is_abandoned_within_the_retry_budget(sites, tmp_path, 
 @pytest.mark.parametrize("action", ["cut", "close"])
 def test_broken_response_is_retried(sites, tmp_path, db, reliability, action):
     targets = pick(*range(10, 500, 25))
-    how = {"cut": "sends the headers and half of the body, then hangs up",
-           "close": "drops the connection without answering"}[action]
-    case = Case("HTTP", {"cut": "body cut short", "close": "connection dropped"}[action],
-                f"chart {how}, once, for {len(targets)} symbols",
-                "retried; the second answer is stored (from the chart, not the fallback); exit 0",
-                exit_code=0, max_s=30)
+    how = {
+        "cut": "sends the headers and half of the body, then hangs up",
+        "close": "drops the connection without answering",
+    }[action]
+    case = Case(
+        "HTTP",
+        {"cut": "body cut short", "close": "connection dropped"}[action],
+        f"chart {how}, once, for {len(targets)} symbols",
+        "retried; the second answer is stored (from the chart, not the fallback); exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     for symbol in targets:
         body = chart_body(yahoo_symbol(symbol), price_for(yahoo_symbol(symbol)))
         sites.script(chart_path(symbol), Fault(200, body, action=action))
@@ -345,10 +439,14 @@ def test_broken_response_is_retried(sites, tmp_path, db, reliability, action):
 
 
 def test_invalid_json_falls_back_to_the_quote_page(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "invalid JSON",
-                "chart answers `200` with an HTML body, always, for 5 symbols",
-                "not retried (a 200 is an answer); price taken from the quote page; all stored; exit 0",
-                exit_code=0, max_s=30)
+    case = Case(
+        "HTTP",
+        "invalid JSON",
+        "chart answers `200` with an HTML body, always, for 5 symbols",
+        "not retried (a 200 is an answer); price taken from the quote page; all stored; exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     targets = pick(*range(50, 500, 100))
     for symbol in targets:
         sites.always(chart_path(symbol), Fault(200, b"<html><body>Will be right back</body></html>"))
@@ -363,9 +461,14 @@ def test_invalid_json_falls_back_to_the_quote_page(sites, tmp_path, db, reliabil
 
 
 def test_invalid_json_and_no_quote_page_is_dead_lettered(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "invalid JSON, quote page missing",
-                "chart answers `200` with an HTML body and the quote page `404`, for 3 symbols",
-                "dead-lettered with both reasons (attempts 2); the rest stored; exit 1", exit_code=1, max_s=30)
+    case = Case(
+        "HTTP",
+        "invalid JSON, quote page missing",
+        "chart answers `200` with an HTML body and the quote page `404`, for 3 symbols",
+        "dead-lettered with both reasons (attempts 2); the rest stored; exit 1",
+        exit_code=1,
+        max_s=30,
+    )
     targets = pick(60, 260, 460)
     for symbol in targets:
         sites.always(chart_path(symbol), Fault(200, b"<html><body>Will be right back</body></html>"))
@@ -380,10 +483,15 @@ def test_invalid_json_and_no_quote_page_is_dead_lettered(sites, tmp_path, db, re
 
 
 def test_zero_price_or_null_currency_is_dead_lettered(tmp_path, db, reliability):
-    case = Case("HTTP", "price 0 / null currency",
-                "chart gives price 0 with no currency for 2 symbols, a price with a null currency for 1; "
-                "their quote pages answer `404`",
-                "rejected, not stored; dead-lettered with the reason; the rest stored; exit 1", exit_code=1, max_s=30)
+    case = Case(
+        "HTTP",
+        "price 0 / null currency",
+        "chart gives price 0 with no currency for 2 symbols, a price with a null currency for 1; "
+        "their quote pages answer `404`",
+        "rejected, not stored; dead-lettered with the reason; the rest stored; exit 1",
+        exit_code=1,
+        max_s=30,
+    )
     zero, no_currency = pick(70, 270), pick(470)[0]
     with FakeSites(zero_price=set(zero)) as sites:
         sites.always(chart_path(no_currency), Fault(200, chart_body(no_currency, 123.45, None)))
@@ -399,11 +507,14 @@ def test_zero_price_or_null_currency_is_dead_lettered(tmp_path, db, reliability)
 
 
 def test_source_page_down_fails_the_run_without_symbols(sites, tmp_path, db, reliability):
-    case = Case("HTTP", "source page 503 forever",
-                "the Wikipedia page answers `503` to every request (WikiWorker's shipped defaults: retries 3, "
-                "backoff 0.5 s)",
-                "4 requests, then the page (the one input item) is dead-lettered; nothing fetched from Yahoo; "
-                "exit 1", exit_code=1, max_s=20)
+    case = Case(
+        "HTTP",
+        "source page 503 forever",
+        "the Wikipedia page answers `503` to every request (WikiWorker's shipped defaults: retries 3, backoff 0.5 s)",
+        "4 requests, then the page (the one input item) is dead-lettered; nothing fetched from Yahoo; exit 1",
+        exit_code=1,
+        max_s=20,
+    )
     sites.always(WIKI_PATH, Fault(503, b"busy"))
 
     out = run(sites, tmp_path, db)
@@ -419,12 +530,18 @@ def test_source_page_down_fails_the_run_without_symbols(sites, tmp_path, db, rel
 
 # --- database faults ------------------------------------------------------------------------------
 
+
 def test_postgres_restarted_mid_run(cluster, cluster_db, tmp_path, reliability):
-    case = Case("Database", "PostgreSQL restarted mid-run",
-                "throwaway cluster; once 40 rows are stored, the next batch is held mid-INSERT (test holds a "
-                "table lock) and `pg_ctl restart -m fast` runs (`write_retries: 5`)",
-                "the batch in flight fails, is rolled back and retried whole on a fresh connection; all 503 stored "
-                "once; exit 0", exit_code=0, max_s=40)
+    case = Case(
+        "Database",
+        "PostgreSQL restarted mid-run",
+        "throwaway cluster; once 40 rows are stored, the next batch is held mid-INSERT (test holds a "
+        "table lock) and `pg_ctl restart -m fast` runs (`write_retries: 5`)",
+        "the batch in flight fails, is rolled back and retried whole on a fresh connection; all 503 stored "
+        "once; exit 0",
+        exit_code=0,
+        max_s=40,
+    )
     with FakeSites(latency_s=0.02) as sites:
         pipeline = fault_pipeline(sites, tmp_path, sink={"write_retries": 5})
         with MainRun(tmp_path, pipeline, database_url=cluster_db) as main:
@@ -441,11 +558,15 @@ def test_postgres_restarted_mid_run(cluster, cluster_db, tmp_path, reliability):
 
 
 def test_postgres_session_killed_mid_batch(tmp_path, db, reliability):
-    case = Case("Database", "connection killed (pg_terminate_backend)",
-                "local PostgreSQL; once 40 rows are stored, the next batch is held mid-INSERT (test holds a table "
-                "lock) and its session is killed with `pg_terminate_backend`",
-                "the batch is rolled back and retried whole on a fresh connection; all 503 stored once; exit 0",
-                exit_code=0, max_s=30)
+    case = Case(
+        "Database",
+        "connection killed (pg_terminate_backend)",
+        "local PostgreSQL; once 40 rows are stored, the next batch is held mid-INSERT (test holds a table "
+        "lock) and its session is killed with `pg_terminate_backend`",
+        "the batch is rolled back and retried whole on a fresh connection; all 503 stored once; exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     with FakeSites(latency_s=0.02) as sites:
         pipeline = fault_pipeline(sites, tmp_path)
         with MainRun(tmp_path, pipeline, database_url=db) as main:
@@ -459,11 +580,16 @@ def test_postgres_session_killed_mid_batch(tmp_path, db, reliability):
 
 
 def test_connection_lost_after_commit_stores_nothing_twice(tmp_path, db, reliability):
-    case = Case("Database", "connection lost after COMMIT, before the reply",
-                "local PostgreSQL behind a TCP proxy; once 40 rows are stored, the proxy drops the connection "
-                "right after the server confirms a batch's COMMIT",
-                "the client sees a lost connection and retries the whole batch; the unique key makes the retry a "
-                "no-op: all 503 stored once; exit 0", exit_code=0, max_s=30)
+    case = Case(
+        "Database",
+        "connection lost after COMMIT, before the reply",
+        "local PostgreSQL behind a TCP proxy; once 40 rows are stored, the proxy drops the connection "
+        "right after the server confirms a batch's COMMIT",
+        "the client sees a lost connection and retries the whole batch; the unique key makes the retry a "
+        "no-op: all 503 stored once; exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     direct = sa.make_url(db)
     with CommitCutter(direct.port or 5432) as proxy, FakeSites(latency_s=0.02) as sites:
         proxied = direct.set(port=proxy.port).render_as_string(hide_password=False)
@@ -480,16 +606,22 @@ def test_connection_lost_after_commit_stores_nothing_twice(tmp_path, db, reliabi
 
 
 def test_database_that_stops_answering_still_ends_the_run(tmp_path, db, reliability):
-    case = Case("Database", "PostgreSQL stops answering mid-run",
-                "once 100 rows are stored another session holds a lock on `prices` for good, so every write waits "
-                "(`statement_timeout_s: 1`, `batch_size: 100`)",
-                "each write is cancelled after the statement timeout and retried like a lost connection (not split "
-                "as if its data were bad), then dead-lettered; later batches get one attempt each; the run ends by "
-                "itself; exit 1", exit_code=1, max_s=25)
+    case = Case(
+        "Database",
+        "PostgreSQL stops answering mid-run",
+        "once 100 rows are stored another session holds a lock on `prices` for good, so every write waits "
+        "(`statement_timeout_s: 1`, `batch_size: 100`)",
+        "each write is cancelled after the statement timeout and retried like a lost connection (not split "
+        "as if its data were bad), then dead-lettered; later batches get one attempt each; the run ends by "
+        "itself; exit 1",
+        exit_code=1,
+        max_s=25,
+    )
     with FakeSites(latency_s=0.02) as sites:
         # Full batches of 100 however fast records arrive, so the timed-out writes are few and known.
-        pipeline = fault_pipeline(sites, tmp_path, sink={"statement_timeout_s": 1, "batch_size": 100,
-                                                         "flush_interval_s": 1})
+        pipeline = fault_pipeline(
+            sites, tmp_path, sink={"statement_timeout_s": 1, "batch_size": 100, "flush_interval_s": 1}
+        )
         with MainRun(tmp_path, pipeline, database_url=db) as main:
             wait_until(lambda: row_count(db) >= 100, 30, "100 rows stored", main)
             with table_locked(db):
@@ -503,11 +635,16 @@ def test_database_that_stops_answering_still_ends_the_run(tmp_path, db, reliabil
 
 
 def test_postgres_down_for_good_dead_letters_the_rest(cluster, cluster_db, tmp_path, reliability):
-    case = Case("Database", "PostgreSQL down longer than the retry budget",
-                "throwaway cluster stopped (`pg_ctl stop -m fast`) once 40 rows are stored, never restarted; "
-                "queues `maxsize: 20`",
-                "the batch spends its retries (1.4 s), later batches one attempt each; queues fill to their maxsize "
-                "and producers wait; unwritten rows dead-lettered; exit 1", exit_code=1, max_s=40)
+    case = Case(
+        "Database",
+        "PostgreSQL down longer than the retry budget",
+        "throwaway cluster stopped (`pg_ctl stop -m fast`) once 40 rows are stored, never restarted; "
+        "queues `maxsize: 20`",
+        "the batch spends its retries (1.4 s), later batches one attempt each; queues fill to their maxsize "
+        "and producers wait; unwritten rows dead-lettered; exit 1",
+        exit_code=1,
+        max_s=40,
+    )
     with FakeSites(latency_s=0.02) as sites:
         pipeline = fault_pipeline(sites, tmp_path, maxsize=20)
         with MainRun(tmp_path, pipeline, database_url=cluster_db) as main:
@@ -528,10 +665,15 @@ def test_postgres_down_for_good_dead_letters_the_rest(cluster, cluster_db, tmp_p
 
 
 def test_postgres_unreachable_at_start_fails_before_fetching(sites, tmp_path, reliability):
-    case = Case("Database", "PostgreSQL unreachable at start",
-                "`DATABASE_URL` names a closed port",
-                "fails before any fetch (zero HTTP requests) with a message naming the group and the masked "
-                "URL; the Wikipedia URL is dead-lettered as not started; exit 1 in seconds", exit_code=1, max_s=10)
+    case = Case(
+        "Database",
+        "PostgreSQL unreachable at start",
+        "`DATABASE_URL` names a closed port",
+        "fails before any fetch (zero HTTP requests) with a message naming the group and the masked "
+        "URL; the Wikipedia URL is dead-lettered as not started; exit 1 in seconds",
+        exit_code=1,
+        max_s=10,
+    )
     url = f"postgresql://postgres:{CANARY}@127.0.0.1:{free_port()}/prices"
 
     out = run(sites, tmp_path, url, read_back=False)
@@ -545,11 +687,16 @@ def test_postgres_unreachable_at_start_fails_before_fetching(sites, tmp_path, re
 
 
 def test_postgres_that_never_answers_at_start_times_out(sites, tmp_path, reliability):
-    case = Case("Database", "PostgreSQL accepts but never answers at start",
-                "`DATABASE_URL` names a port that accepts TCP connections and never speaks "
-                "(PostgresWorker `connect_timeout_s: 1`)",
-                "the connect timeout ends the wait; fails before any fetch, the Wikipedia URL dead-lettered as "
-                "not started; exit 1 in seconds", exit_code=1, max_s=15)
+    case = Case(
+        "Database",
+        "PostgreSQL accepts but never answers at start",
+        "`DATABASE_URL` names a port that accepts TCP connections and never speaks "
+        "(PostgresWorker `connect_timeout_s: 1`)",
+        "the connect timeout ends the wait; fails before any fetch, the Wikipedia URL dead-lettered as "
+        "not started; exit 1 in seconds",
+        exit_code=1,
+        max_s=15,
+    )
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or answers
@@ -567,13 +714,24 @@ CRASHING = {"PYTHONPATH": str(ROOT / "tests")}
 
 
 def test_sink_crash_dead_letters_everything_and_never_blocks(sites, tmp_path, db, reliability):
-    case = Case("Crash", "sink crashes (setup raises)",
-                "PostgresWorker's setup() raises, its message holding the full database URL; queues `maxsize: 20`",
-                "the run goes on: its queue is closed, every record dead-lettered, Yahoo never blocked on the full "
-                "queue; the password masked in the traceback; exit 1", exit_code=1, max_s=30)
+    case = Case(
+        "Crash",
+        "sink crashes (setup raises)",
+        "PostgresWorker's setup() raises, its message holding the full database URL; queues `maxsize: 20`",
+        "the run goes on: its queue is closed, every record dead-lettered, Yahoo never blocked on the full "
+        "queue; the password masked in the traceback; exit 1",
+        exit_code=1,
+        max_s=30,
+    )
 
-    out = run(sites, tmp_path, db, maxsize=20, env=CRASHING,
-              classes={"PostgresWorker": ("crashing_workers", "PostgresCrashingInSetup")})
+    out = run(
+        sites,
+        tmp_path,
+        db,
+        maxsize=20,
+        env=CRASHING,
+        classes={"PostgresWorker": ("crashing_workers", "PostgresCrashingInSetup")},
+    )
 
     book = finish(reliability, case, out, SYMBOLS)
     assert book.dead_lettered == len(SYMBOLS) and not out.rows
@@ -586,16 +744,29 @@ def test_sink_crash_dead_letters_everything_and_never_blocks(sites, tmp_path, db
 @pytest.mark.parametrize("crash_index", [-1, 0], ids=["every-instance", "one-instance"])
 def test_middle_stage_crash_ends_the_run_honestly(sites, tmp_path, db, reliability, crash_index):
     every = crash_index == -1
-    case = Case("Crash", f"middle stage crashes ({'all 4 instances' if every else '1 of 4 instances'})",
-                f"YahooFinanceWorker's setup() raises in {'every instance' if every else 'instance 0'}; "
-                "queues `maxsize: 20`",
-                ("its queue is closed: every symbol dead-lettered, WikiWorker never blocked; the sink still gets "
-                 "DONE and ends; exit 1") if every else
-                "the other 3 instances process every symbol, all stored; the crash still makes exit 1",
-                exit_code=1, max_s=30)
+    case = Case(
+        "Crash",
+        f"middle stage crashes ({'all 4 instances' if every else '1 of 4 instances'})",
+        f"YahooFinanceWorker's setup() raises in {'every instance' if every else 'instance 0'}; queues `maxsize: 20`",
+        (
+            "its queue is closed: every symbol dead-lettered, WikiWorker never blocked; the sink still gets "
+            "DONE and ends; exit 1"
+        )
+        if every
+        else "the other 3 instances process every symbol, all stored; the crash still makes exit 1",
+        exit_code=1,
+        max_s=30,
+    )
 
-    out = run(sites, tmp_path, db, maxsize=20, env=CRASHING, yahoo={"crash_index": crash_index},
-              classes={"YahooFinanceWorker": ("crashing_workers", "YahooCrashingInSetup")})
+    out = run(
+        sites,
+        tmp_path,
+        db,
+        maxsize=20,
+        env=CRASHING,
+        yahoo={"crash_index": crash_index},
+        classes={"YahooFinanceWorker": ("crashing_workers", "YahooCrashingInSetup")},
+    )
 
     book = finish(reliability, case, out, SYMBOLS)
     groups = out.stats["groups"]
@@ -610,12 +781,19 @@ def test_middle_stage_crash_ends_the_run_honestly(sites, tmp_path, db, reliabili
 
 # --- signals --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly_within_the_shutdown_timeout(tmp_path, db, reliability, signum, exit_code):
     name = signal.Signals(signum).name
-    case = Case("Signals", f"{name} mid-run", f"{name} once 20 charts were requested (`--shutdown-timeout 8`)",
-                "sources stop, items in hand finish, queued ones dead-lettered, sink flushes; "
-                f"stats written; exit {exit_code}", exit_code=exit_code, max_s=8, timing=f"{name} to exit")
+    case = Case(
+        "Signals",
+        f"{name} mid-run",
+        f"{name} once 20 charts were requested (`--shutdown-timeout 8`)",
+        f"sources stop, items in hand finish, queued ones dead-lettered, sink flushes; stats written; exit {exit_code}",
+        exit_code=exit_code,
+        max_s=8,
+        timing=f"{name} to exit",
+    )
     with FakeSites(latency_s=0.05) as sites:
         pipeline = fault_pipeline(sites, tmp_path)
         with MainRun(tmp_path, pipeline, database_url=db, args=("--shutdown-timeout", "8")) as main:
@@ -641,12 +819,17 @@ def settled(main: MainRun, db: str, count: int) -> bool:
 
 
 def test_second_signal_exits_at_once(tmp_path, db, reliability):
-    case = Case("Signals", "second signal",
-                "a chart request hangs (`read_timeout_s: 30`); SIGTERM (`--shutdown-timeout 20`); once every "
-                "other symbol is stored or dead-lettered, SIGTERM again",
-                "exits at once with 143; the item in hand is written to the dead letters as abandoned, so "
-                "nothing is unaccounted; the summary and stats say `forced`",
-                exit_code=143, max_s=2, timing="2nd SIGTERM to exit")
+    case = Case(
+        "Signals",
+        "second signal",
+        "a chart request hangs (`read_timeout_s: 30`); SIGTERM (`--shutdown-timeout 20`); once every "
+        "other symbol is stored or dead-lettered, SIGTERM again",
+        "exits at once with 143; the item in hand is written to the dead letters as abandoned, so "
+        "nothing is unaccounted; the summary and stats say `forced`",
+        exit_code=143,
+        max_s=2,
+        timing="2nd SIGTERM to exit",
+    )
     target = pick(20)[0]
     with FakeSites(latency_s=0.05) as sites:
         sites.always(chart_path(target), Fault(action="hang"))
@@ -665,11 +848,16 @@ def test_second_signal_exits_at_once(tmp_path, db, reliability):
 
 def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
     shutdown_timeout_s = 3.0
-    case = Case("Signals", "stop that cannot finish (watchdog)",
-                "a chart request hangs (`read_timeout_s: 30`); SIGTERM with `--shutdown-timeout 3`",
-                "exits by itself just after the timeout with 143, the thread stacks in the log; the item in hand "
-                "is written to the dead letters as abandoned; the stats say `forced`", exit_code=143,
-                max_s=shutdown_timeout_s + 3, timing="SIGTERM to exit")
+    case = Case(
+        "Signals",
+        "stop that cannot finish (watchdog)",
+        "a chart request hangs (`read_timeout_s: 30`); SIGTERM with `--shutdown-timeout 3`",
+        "exits by itself just after the timeout with 143, the thread stacks in the log; the item in hand "
+        "is written to the dead letters as abandoned; the stats say `forced`",
+        exit_code=143,
+        max_s=shutdown_timeout_s + 3,
+        timing="SIGTERM to exit",
+    )
     target = pick(20)[0]
     with FakeSites(latency_s=0.05) as sites:
         sites.always(chart_path(target), Fault(action="hang"))
@@ -692,13 +880,19 @@ def test_watchdog_logs_thread_stacks_and_exits(tmp_path, db, reliability):
 
 # --- cron -----------------------------------------------------------------------------------------
 
+
 def test_second_run_of_the_same_pipeline_exits_75_at_once(tmp_path, db, other_db, reliability):
-    case = Case("Cron", "overlapping run (lock)",
-                "a second `main.py` on the same pipeline file starts while the first is running (its database is "
-                "one of its own, so that what it stores is counted apart from the first run's rows)",
-                "the second exits 75 at once without a request, storing nothing, its stats saying `locked` and its "
-                "one input value not started; the first goes on, all stored, exit 0",
-                exit_code=75, max_s=5, timing="2nd run, start to exit")
+    case = Case(
+        "Cron",
+        "overlapping run (lock)",
+        "a second `main.py` on the same pipeline file starts while the first is running (its database is "
+        "one of its own, so that what it stores is counted apart from the first run's rows)",
+        "the second exits 75 at once without a request, storing nothing, its stats saying `locked` and its "
+        "one input value not started; the first goes on, all stored, exit 0",
+        exit_code=75,
+        max_s=5,
+        timing="2nd run, start to exit",
+    )
     shared = {"DATA_DIR": str(tmp_path / "data")}  # the lock lives under DATA_DIR/locks
     with FakeSites(latency_s=0.03) as sites:
         pipeline = fault_pipeline(sites, tmp_path / "first")
@@ -722,10 +916,14 @@ def test_second_run_of_the_same_pipeline_exits_75_at_once(tmp_path, db, other_db
 
 
 def test_lock_of_a_killed_run_does_not_block_the_next(tmp_path, db, reliability):
-    case = Case("Cron", "run killed with SIGKILL, next run",
-                "a run is killed with SIGKILL mid-run (its lock file stays behind); the next run starts",
-                "the OS released the lock with the process: the next run goes ahead, all stored; exit 0",
-                exit_code=0, max_s=30)
+    case = Case(
+        "Cron",
+        "run killed with SIGKILL, next run",
+        "a run is killed with SIGKILL mid-run (its lock file stays behind); the next run starts",
+        "the OS released the lock with the process: the next run goes ahead, all stored; exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     shared = {"DATA_DIR": str(tmp_path / "data")}
     with FakeSites(latency_s=0.05) as sites:
         pipeline = fault_pipeline(sites, tmp_path / "killed")
@@ -746,12 +944,16 @@ def test_lock_of_a_killed_run_does_not_block_the_next(tmp_path, db, reliability)
 
 # --- secrets --------------------------------------------------------------------------------------
 
+
 def test_password_never_shows_even_at_debug_level(tmp_path, db, reliability):
-    case = Case("Secrets", "password canary, DEBUG log",
-                "canary password in `DATABASE_URL`, `--log-level DEBUG`, 2 unknown symbols and a session "
-                "killed mid-batch",
-                "warnings, retries and dead letters all written, the password masked (`***`) everywhere; exit 1",
-                exit_code=1, max_s=30)
+    case = Case(
+        "Secrets",
+        "password canary, DEBUG log",
+        "canary password in `DATABASE_URL`, `--log-level DEBUG`, 2 unknown symbols and a session killed mid-batch",
+        "warnings, retries and dead letters all written, the password masked (`***`) everywhere; exit 1",
+        exit_code=1,
+        max_s=30,
+    )
     unknown = pick(30, 330)
     with FakeSites(latency_s=0.02, unknown=set(unknown)) as sites:
         pipeline = fault_pipeline(sites, tmp_path)
@@ -774,12 +976,21 @@ BAD_CONFIG = {
     "unknown queue": ({"      - PostgresUploading\n": "      - PostgresUpload\n"}, {}, "PostgresUpload"),
     "param the class does not take": ({"min_symbols: 400": "min_symbol: 400"}, {}, "min_symbol"),
     "wrong type": ({"instances: 4": "instances: four"}, {}, "instances"),
-    "module that cannot be imported": ({"location: workers.yahoo_finance_worker": "location: workers.yahoo_finance"},
-                                       {}, "workers.yahoo_finance"),
-    "DATABASE_URL malformed": ({}, {"DATABASE_URL": f"postgresql://postgres:{CANARY}@127.0.0.1:notaport/prices"},
-                               "DATABASE_URL is not a database URL"),
-    "POSTGRES_PORT not a number": ({}, {"POSTGRES_PASSWORD": CANARY, "POSTGRES_PORT": "fivefourthreetwo"},
-                                   "POSTGRES_PORT must be a number"),
+    "module that cannot be imported": (
+        {"location: workers.yahoo_finance_worker": "location: workers.yahoo_finance"},
+        {},
+        "workers.yahoo_finance",
+    ),
+    "DATABASE_URL malformed": (
+        {},
+        {"DATABASE_URL": f"postgresql://postgres:{CANARY}@127.0.0.1:notaport/prices"},
+        "DATABASE_URL is not a database URL",
+    ),
+    "POSTGRES_PORT not a number": (
+        {},
+        {"POSTGRES_PASSWORD": CANARY, "POSTGRES_PORT": "fivefourthreetwo"},
+        "POSTGRES_PORT must be a number",
+    ),
 }
 
 
@@ -787,13 +998,19 @@ BAD_CONFIG = {
 def test_bad_configuration_exits_2_before_any_request(sites, tmp_path, reliability, problem):
     edits, env, message = BAD_CONFIG[problem]
     in_file = bool(edits)
-    case = Case("Configuration", problem,
-                "pipeline file: " + "; ".join(f"`{old.strip()}` → `{new.strip()}`" for old, new in edits.items())
-                if in_file else "environment: " + ", ".join(f"`{key}`" for key in env),
-                "refused before any thread starts or any request, the message naming "
-                + ("file:line and key" if in_file else "the variable") + "; the stats say `config-error`, the "
-                "one input value the file lists not started" + ("" if in_file else " (and dead-lettered as such)")
-                + "; exit 2", exit_code=2, max_s=10)
+    case = Case(
+        "Configuration",
+        problem,
+        "pipeline file: " + "; ".join(f"`{old.strip()}` → `{new.strip()}`" for old, new in edits.items())
+        if in_file
+        else "environment: " + ", ".join(f"`{key}`" for key in env),
+        "refused before any thread starts or any request, the message naming "
+        + ("file:line and key" if in_file else "the variable")
+        + "; the stats say `config-error`, the "
+        "one input value the file lists not started" + ("" if in_file else " (and dead-lettered as such)") + "; exit 2",
+        exit_code=2,
+        max_s=10,
+    )
     # The file's real input: what the shipped file lists (no edit touches input_values, and a file that is
     # not YAML still lists it).
     (tmp_path / "as-shipped").mkdir()

@@ -1,16 +1,17 @@
 """However a run ends, even with an error while it finishes, the report and --stats-json are written and the
 error is the run's, in one line."""
+
 from __future__ import annotations
 
 import json
 import os
 import threading
 
-import pytest
-
 import fixture_workers
-from core.app import cli
+import pytest
 from test_executor import pipeline, source, stage
+
+from core.app import cli
 from core.app.executor import YamlPipelineExecutor
 
 
@@ -26,8 +27,11 @@ def env(tmp_path, monkeypatch):
 def run_command(tmp_path) -> tuple[int, dict]:
     """`main.py` in this process on Source -> Sink: its exit code and --stats-json, once its threads have ended."""
     path = tmp_path / "pipeline.yaml"
-    path.write_text(pipeline({"Numbers": 5}, source("Source", range(3), "Numbers"),
-                             stage("Sink", "Collect", "Numbers", key="finish")))
+    path.write_text(
+        pipeline(
+            {"Numbers": 5}, source("Source", range(3), "Numbers"), stage("Sink", "Collect", "Numbers", key="finish")
+        )
+    )
     before = set(threading.enumerate())
     code = cli.main(["--pipeline", str(path), "--quiet", "--stats-json", str(tmp_path / "s.json")])
     for thread in set(threading.enumerate()) - before:
@@ -35,8 +39,9 @@ def run_command(tmp_path) -> tuple[int, dict]:
     return code, json.loads((tmp_path / "s.json").read_text())
 
 
-def test_an_error_while_the_run_finishes_is_the_runs_error_and_the_stats_are_written(tmp_path, env, monkeypatch,
-                                                                                      capsys):
+def test_an_error_while_the_run_finishes_is_the_runs_error_and_the_stats_are_written(
+    tmp_path, env, monkeypatch, capsys
+):
     def breaks(self):
         raise RuntimeError("closing went wrong\nbadly")
 

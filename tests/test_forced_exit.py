@@ -1,5 +1,6 @@
 """A forced exit while a run drains (five SIGTERMs within 100 ms) records every item exactly once: each input
 value is stored or dead-lettered, none is dead-lettered twice, and the stats agree with the dead-letter file."""
+
 from __future__ import annotations
 
 import collections
@@ -7,9 +8,8 @@ import os
 import signal
 import time
 
-import pytest
-
 import fixture_workers
+import pytest
 from test_processes import Run, no_process_left, pipeline
 
 
@@ -35,7 +35,10 @@ def test_five_sigterms_within_100_ms_record_each_item_once(tmp_path, processes, 
     stored = set(fixture_workers.collected(key))
     assert set(range(2000)) <= stored | {letter["item"] for letter in letters}
     stats = run.stats
-    assert stats["dead_letters"] == len(letters) and stats["lost"] == 0, (stats["dead_letters"], len(letters),
-                                                                          stats["lost"])
+    assert stats["dead_letters"] == len(letters) and stats["lost"] == 0, (
+        stats["dead_letters"],
+        len(letters),
+        stats["lost"],
+    )
     for name, group in stats["groups"].items():
         assert group["received"] == group["processed"] + group["dead_lettered"] + group.get("returned", 0), name

@@ -1,49 +1,55 @@
 """The asyncio client and the async Yahoo stage against a real server on 127.0.0.1, each test in asyncio.run()."""
+
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from pg_cluster import free_port
+from sites import MARKET_TIME, SP500_PAGE, FakeSites, Fault, StubGroup, chart_body, price_for
 
 from core.http.aiohttp_client import AsyncHttpClient
 from core.http.client import BodyTooLarge, CircuitOpen, FetchError, HttpSettings, Page, Stopped
-from pg_cluster import free_port
-from sites import MARKET_TIME, SP500_PAGE, FakeSites, Fault, StubGroup, chart_body, price_for
 from workers.base import ItemError
 from workers.wiki_worker import parse_constituents
 from workers.yahoo_finance_worker import UnknownSymbol, YahooFinancePriceAsyncScheduler, yahoo_symbol
 
-FAST = HttpSettings(user_agent="aiohttp-tests", connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01,
-                    pool_size=4)
+FAST = HttpSettings(
+    user_agent="aiohttp-tests", connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01, pool_size=4
+)
 CHART, QUOTE = "/v8/finance/chart/", "/quote/"
 SYMBOLS = parse_constituents(SP500_PAGE.read_bytes())
 
 
-def stage(sites: FakeSites, *, instances: int = 1, group: StubGroup | None = None,
-          **params: Any) -> YahooFinancePriceAsyncScheduler:
+def stage(
+    sites: FakeSites, *, instances: int = 1, group: StubGroup | None = None, **params: Any
+) -> YahooFinancePriceAsyncScheduler:
     """An async stage instance pointed at `sites`, with fast retries."""
     params = {"retries": 1, "backoff_s": 0.01, "connect_timeout_s": 1, "read_timeout_s": 1, **params}
     group = group or StubGroup("YahooFinanceWorker", instances=instances)
-    return YahooFinancePriceAsyncScheduler(group=group, chart_url=sites.chart_url, quote_url=sites.quote_url,
-                                           **params)
+    return YahooFinancePriceAsyncScheduler(group=group, chart_url=sites.chart_url, quote_url=sites.quote_url, **params)
 
 
 def run(worker: YahooFinancePriceAsyncScheduler, body: Callable[[], Awaitable[Any]]) -> Any:
     """Run `body` in a fresh event loop, then close the group's aiohttp session there (as the runner does)."""
+
     async def main() -> Any:
         try:
             return await body()
         finally:
             await worker.aio_http.aclose()
+
     return asyncio.run(main())
 
 
 # --- the async Yahoo stage -------------------------------------------------------------------------
+
 
 def test_instances_share_one_session_and_store_every_price(sites: FakeSites) -> None:
     group = StubGroup("YahooFinanceWorker", instances=4)
@@ -64,7 +70,7 @@ def test_instances_share_one_session_and_store_every_price(sites: FakeSites) -> 
     assert sorted(records) == sorted(symbols)
     for symbol, record in records.items():
         assert record["price"] == price_for(yahoo_symbol(symbol)) and record["currency"] == "USD"
-        assert record["market_time"] == datetime.fromtimestamp(MARKET_TIME, timezone.utc)
+        assert record["market_time"] == datetime.fromtimestamp(MARKET_TIME, UTC)
     assert sites.requests_since(0, (QUOTE,)) == []
     assert sites.user_agents[CHART + "MMM"] == YahooFinancePriceAsyncScheduler.DEFAULT_USER_AGENT
 
@@ -94,10 +100,13 @@ def test_a_chart_for_another_symbol_is_refused(sites: FakeSites) -> None:
 
 
 def test_another_symbols_chart_and_quote_page_store_nothing(sites: FakeSites) -> None:
-    worker = YahooFinancePriceAsyncScheduler(group=StubGroup(), chart_url=sites.url(CHART + "AAPL"),
-                                             quote_url=sites.url(QUOTE + "AAPL"))
-    with pytest.raises(ItemError, match="chart: the chart is for 'AAPL', not 'MSFT'.*quote page: the quote page is "
-                                        "for 'AAPL', not 'MSFT'"):
+    worker = YahooFinancePriceAsyncScheduler(
+        group=StubGroup(), chart_url=sites.url(CHART + "AAPL"), quote_url=sites.url(QUOTE + "AAPL")
+    )
+    with pytest.raises(
+        ItemError,
+        match="chart: the chart is for 'AAPL', not 'MSFT'.*quote page: the quote page is for 'AAPL', not 'MSFT'",
+    ):
         run(worker, lambda: worker.process("MSFT"))
 
 
@@ -180,8 +189,10 @@ def test_an_open_chart_breaker_sends_items_straight_to_the_quote_page(sites: Fak
 
 # --- the client itself ------------------------------------------------------------------------------
 
-def client_run(settings: HttpSettings, body: Callable[[AsyncHttpClient], Awaitable[Any]],
-               stop: threading.Event | None = None) -> Any:
+
+def client_run(
+    settings: HttpSettings, body: Callable[[AsyncHttpClient], Awaitable[Any]], stop: threading.Event | None = None
+) -> Any:
     client = AsyncHttpClient(settings, stop=stop)
 
     async def main() -> Any:
@@ -189,6 +200,7 @@ def client_run(settings: HttpSettings, body: Callable[[AsyncHttpClient], Awaitab
             return await body(client)
         finally:
             await client.aclose()
+
     return asyncio.run(main())
 
 
@@ -270,8 +282,7 @@ def test_tries_in_flight_share_one_deadline_timer(sites: FakeSites) -> None:
     """Each try is bounded by its deadline, then its body by its budget; the client keeps those with one
     timer for every try in flight (core/http/deadlines.py), not one or two each (asyncio.timeout_at)."""
     sites.latency_s = 1.0
-    settings = HttpSettings(user_agent="aiohttp-tests", connect_timeout_s=5, read_timeout_s=5, retries=0,
-                            pool_size=20)
+    settings = HttpSettings(user_agent="aiohttp-tests", connect_timeout_s=5, read_timeout_s=5, retries=0, pool_size=20)
 
     async def body(client: AsyncHttpClient) -> tuple[int, list[Page]]:
         loop = asyncio.get_running_loop()
@@ -279,9 +290,13 @@ def test_tries_in_flight_share_one_deadline_timer(sites: FakeSites) -> None:
         give_up = loop.time() + 10
         while len(sites.requests) < 20 and loop.time() < give_up:  # every request has reached the server
             await asyncio.sleep(0.01)
-        deadline_timers = sum(1 for handle in loop._scheduled  # noqa: SLF001
-                              if not handle.cancelled() and getattr(handle._callback, "__qualname__", "")  # noqa: SLF001
-                              in ("Timeout._on_timeout", "Deadlines._check"))
+        deadline_timers = sum(
+            1
+            for handle in loop._scheduled  # noqa: SLF001
+            if not handle.cancelled()
+            and getattr(handle._callback, "__qualname__", "")  # noqa: SLF001
+            in ("Timeout._on_timeout", "Deadlines._check")
+        )
         return deadline_timers, await asyncio.gather(*gets)
 
     timers, pages = client_run(settings, body)
@@ -297,11 +312,13 @@ PAGE = "/page"
 
 def fetch(sites: FakeSites, client: AsyncHttpClient, times: int = 1) -> list[Page]:
     """`times` GETs of PAGE in a fresh loop, one after the other; the client closed there afterwards."""
+
     async def main() -> list[Page]:
         try:
             return [await client.get(sites.url(PAGE)) for _ in range(times)]
         finally:
             await client.aclose()
+
     return asyncio.run(main())
 
 
@@ -314,7 +331,8 @@ def test_a_chunked_body_of_max_body_bytes_is_read_and_one_byte_more_is_not(sites
         fetch(sites, AsyncHttpClient(replace(FAST, max_body_bytes=CAP)))
     assert str(caught.value) == (
         f"GET {sites.url(PAGE)}: the body is larger than max_body_bytes={CAP} (more than {CAP} bytes arrived): "
-        "not read on, and not retried (the same URL sends the same body)")
+        "not read on, and not retried (the same URL sends the same body)"
+    )
     assert caught.value.attempts == 1 and sites.hits[PAGE] == 2
 
 

@@ -1,16 +1,25 @@
 """The blocking client against a real server on 127.0.0.1: what the policy decides is what goes on the wire."""
+
 from __future__ import annotations
 
 import threading
 import time
 
 import pytest
-
-from core.http.client import (BodyTooLarge, CircuitOpen, DeadlineExceeded, FetchError, HttpClient, HttpSettings, Stopped,
-                       endpoint_of)
-from core.http.policy import HttpPolicy
 from pg_cluster import free_port
 from sites import FakeSites, Fault, chart_body
+
+from core.http.client import (
+    BodyTooLarge,
+    CircuitOpen,
+    DeadlineExceeded,
+    FetchError,
+    HttpClient,
+    HttpSettings,
+    Stopped,
+    endpoint_of,
+)
+from core.http.policy import HttpPolicy
 
 FAST = HttpSettings(user_agent="http-client-tests", connect_timeout_s=1, read_timeout_s=1, retries=2, backoff_s=0.01)
 PATH = "/v8/finance/chart/AAPL"
@@ -174,7 +183,8 @@ def test_a_chunked_body_of_max_body_bytes_is_read_and_one_byte_more_is_not(sites
         http.close()
     assert str(caught.value) == (
         f"GET {sites.url(PATH)}: the body is larger than max_body_bytes={CAP} (more than {CAP} bytes arrived): "
-        "not read on, and not retried (the same URL sends the same body)")
+        "not read on, and not retried (the same URL sends the same body)"
+    )
     assert caught.value.attempts == 1 and sites.hits[PATH] == 2
 
 

@@ -2,6 +2,7 @@
 
 Every test drives RequestPlans by hand on a clock it moves itself, the way a client would.
 """
+
 from __future__ import annotations
 
 import threading
@@ -10,11 +11,28 @@ from email.utils import formatdate
 import pytest
 
 from core.http.policy import (
-    CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, RequestPlan, Step, Stopped, retry_after_s,
+    CircuitOpen,
+    DeadlineExceeded,
+    FetchError,
+    HttpPolicy,
+    HttpSettings,
+    RequestPlan,
+    Step,
+    Stopped,
+    retry_after_s,
 )
 
-SETTINGS = HttpSettings(user_agent="policy-tests", connect_timeout_s=5, read_timeout_s=20, retries=3, backoff_s=0.5,
-                        retry_after_max_s=30, breaker_failures=5, breaker_cooldown_s=30, item_deadline_s=60)
+SETTINGS = HttpSettings(
+    user_agent="policy-tests",
+    connect_timeout_s=5,
+    read_timeout_s=20,
+    retries=3,
+    backoff_s=0.5,
+    retry_after_max_s=30,
+    breaker_failures=5,
+    breaker_cooldown_s=30,
+    item_deadline_s=60,
+)
 WALL_S = 1_800_000_000.0
 
 
@@ -59,6 +77,7 @@ def fail_n(policy: HttpPolicy, clock: Clock, endpoint: str, count: int) -> None:
 
 
 # --- tries, timeouts and backoff ---------------------------------------------------------------------
+
 
 def test_first_try_goes_at_once_with_the_full_timeouts(clock: Clock) -> None:
     step = policy_for(clock).plan("http://x/a", endpoint="chart").next_step()
@@ -116,6 +135,7 @@ def test_requests_per_second_spaces_starts_per_endpoint(clock: Clock) -> None:
 
 # --- Retry-After ------------------------------------------------------------------------------------
 
+
 def test_short_retry_after_holds_the_endpoint_for_every_instance(clock: Clock) -> None:
     policy = policy_for(clock)
     plan = policy.plan("http://x/a", endpoint="chart")
@@ -166,6 +186,7 @@ def test_retry_after_beyond_the_cap_opens_that_endpoint_instead_of_sleeping(cloc
 
 
 # --- the breaker, per endpoint ------------------------------------------------------------------------
+
 
 def test_breaker_opens_after_failures_in_a_row_only_on_that_endpoint(clock: Clock) -> None:
     policy = policy_for(clock)
@@ -295,6 +316,7 @@ def test_a_probe_without_an_outcome_lets_another_request_probe(clock: Clock, how
 
 
 # --- the item's deadline and the stop event ------------------------------------------------------------
+
 
 def test_timeouts_shrink_to_the_time_left_before_the_deadline(clock: Clock) -> None:
     policy = policy_for(clock)

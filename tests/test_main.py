@@ -1,4 +1,5 @@
 """The command line: its help, and stopping a run with SIGTERM / SIGINT without losing an item."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import sqlalchemy as sa
+from sites import SP500_PAGE, FakeSites, Fault, chart_body, price_for
 
 from conftest import ROOT, local_pipeline, run_main
-from sites import SP500_PAGE, FakeSites, Fault, chart_body, price_for
 from workers.wiki_worker import parse_constituents
 from workers.yahoo_finance_worker import yahoo_symbol
 
@@ -74,21 +75,42 @@ class Interrupted:
     log: str
 
 
-def run_and_signal(sites: FakeSites, tmp_path: Path, pg_url: str, signum: int,
-                   ready: Callable[[], bool]) -> Interrupted:
+def run_and_signal(
+    sites: FakeSites, tmp_path: Path, pg_url: str, signum: int, ready: Callable[[], bool]
+) -> Interrupted:
     """Start main on the slow pipeline, send `signum` once `ready()` holds, and wait for main to end."""
     stats_path, dead_letter_path = tmp_path / "stats.json", tmp_path / "dead.jsonl"
     stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR"))}
-    env.update(ENV_FILE=os.devnull, DATABASE_URL=pg_url, DATA_DIR=str(tmp_path / "data"),
-               DEAD_LETTER_PATH=str(dead_letter_path))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR"))
+    }
+    env.update(
+        ENV_FILE=os.devnull,
+        DATABASE_URL=pg_url,
+        DATA_DIR=str(tmp_path / "data"),
+        DEAD_LETTER_PATH=str(dead_letter_path),
+    )
     pipeline = local_pipeline(sites, tmp_path, **SLOW_RUN)
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:  # files: a full pipe cannot block main
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py"), "--pipeline", str(pipeline), "--stats-json", str(stats_path),
-             "--shutdown-timeout", str(SHUTDOWN_TIMEOUT_S)],
-            cwd=ROOT, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                str(ROOT / "main.py"),
+                "--pipeline",
+                str(pipeline),
+                "--stats-json",
+                str(stats_path),
+                "--shutdown-timeout",
+                str(SHUTDOWN_TIMEOUT_S),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not ready():
@@ -103,10 +125,18 @@ def run_and_signal(sites: FakeSites, tmp_path: Path, pg_url: str, signum: int,
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-    letters = ([json.loads(line) for line in dead_letter_path.read_text().splitlines()]
-               if dead_letter_path.exists() else [])
-    return Interrupted(returncode, stop_s, json.loads(stats_path.read_text()) if stats_path.exists() else None,
-                       stored_symbols(pg_url), letters, stdout_path.read_text(), stderr_path.read_text())
+    letters = (
+        [json.loads(line) for line in dead_letter_path.read_text().splitlines()] if dead_letter_path.exists() else []
+    )
+    return Interrupted(
+        returncode,
+        stop_s,
+        json.loads(stats_path.read_text()) if stats_path.exists() else None,
+        stored_symbols(pg_url),
+        letters,
+        stdout_path.read_text(),
+        stderr_path.read_text(),
+    )
 
 
 def symbol_of(letter: dict) -> str:
@@ -114,8 +144,7 @@ def symbol_of(letter: dict) -> str:
     return letter["item"]["symbol"] if isinstance(letter["item"], dict) else letter["item"]
 
 
-@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
-                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_run_and_accounts_for_every_symbol(tmp_path, pg_url, signum, exit_code):
     with FakeSites(latency_s=0.2) as sites:
         run = run_and_signal(sites, tmp_path, pg_url, signum, ready=lambda: chart_hits(sites) >= 5)
@@ -147,8 +176,7 @@ def test_price_fetched_during_the_stop_is_stored(tmp_path, pg_url):
     in_hand = symbols[5]  # one Yahoo instance takes the symbols in page order
     path = f"/v8/finance/chart/{yahoo_symbol(in_hand)}"
     with FakeSites(latency_s=0.2) as sites:
-        sites.script(path, Fault(200, chart_body(yahoo_symbol(in_hand), price_for(yahoo_symbol(in_hand))),
-                                 delay_s=2.0))
+        sites.script(path, Fault(200, chart_body(yahoo_symbol(in_hand), price_for(yahoo_symbol(in_hand))), delay_s=2.0))
         run = run_and_signal(sites, tmp_path, pg_url, signal.SIGTERM, ready=lambda: sites.hits[path] >= 1)
 
     assert run.returncode == 143, run.log
@@ -160,6 +188,7 @@ def test_price_fetched_during_the_stop_is_stored(tmp_path, pg_url):
 
 # --- log level -------------------------------------------------------------------------------------
 
+
 def write_env_file(tmp_path: Path, **values: str) -> Path:
     path = tmp_path / "env.local"
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
@@ -170,13 +199,18 @@ def write_env_file(tmp_path: Path, **values: str) -> Path:
 def test_log_level_from_the_env_file_in_any_case(tmp_path, level):
     env_file = write_env_file(tmp_path, LOG_LEVEL=level)
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text("queues:\n  - name: Q\nworkers:\n"
-                        "  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2], "
-                        "output_queues: [Q]}\n"
-                        "  - {name: Sink, location: fixture_workers, class: Collect, input_queue: Q, params: {key: k}}\n")
+    pipeline.write_text(
+        "queues:\n  - name: Q\nworkers:\n"
+        "  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2], "
+        "output_queues: [Q]}\n"
+        "  - {name: Sink, location: fixture_workers, class: Collect, input_queue: Q, params: {key: k}}\n"
+    )
 
-    result = run_main(["--pipeline", str(pipeline), "--quiet"], timeout_s=30,
-                      env={"ENV_FILE": str(env_file), "PYTHONPATH": str(ROOT / "tests"), "DATA_DIR": str(tmp_path)})
+    result = run_main(
+        ["--pipeline", str(pipeline), "--quiet"],
+        timeout_s=30,
+        env={"ENV_FILE": str(env_file), "PYTHONPATH": str(ROOT / "tests"), "DATA_DIR": str(tmp_path)},
+    )
 
     assert result.returncode == 0, result.stderr
     # The level from the file took effect (it used to be read before the file was loaded).

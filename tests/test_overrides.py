@@ -3,13 +3,14 @@
 Each problem is checked as printed (`file:line: key: message`, or `--set ARG: key: message` for a value
 that came from the command line), with line numbers computed from the text the test writes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from pipeline_text import line, write
+
 from core.pipeline.config import ConfigError, PipelineSpec, load_pipeline
 
 PIPELINE = """\
@@ -56,8 +57,6 @@ workers:
 COLLECT = SLOW.replace("class: Slow", "class: Collect").replace("delay_s: 0.01", "key: k")
 
 
-
-
 def load(tmp_path: Path, text: str, *, env: dict[str, str] | None = None, sets: list[str] = ()) -> PipelineSpec:
     """load_pipeline on the text, with `env` as the whole environment."""
     return load_pipeline(write(tmp_path, text), sets=list(sets), env=env or {})
@@ -102,14 +101,17 @@ def test_a_set_variable_wins_over_its_default(tmp_path):
     assert worker(spec, "Source").input_values[1] == "http://127.0.0.1:9/x/b"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("0.25", 0.25),
-    ("3", 3),
-    ("true", True),
-    ("plain text", "plain text"),
-    ("[a, b]", "[a, b]"),  # only scalars are converted; anything else stays the text it was
-    ("{a: 1}", "{a: 1}"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("0.25", 0.25),
+        ("3", 3),
+        ("true", True),
+        ("plain text", "plain text"),
+        ("[a, b]", "[a, b]"),  # only scalars are converted; anything else stays the text it was
+        ("{a: 1}", "{a: 1}"),
+    ],
+)
 def test_whole_value_conversion(tmp_path, value, expected):
     spec = load(tmp_path, COLLECT.replace("key: k", "key: ${VALUE}"), env={"VALUE": value})
 
@@ -142,7 +144,8 @@ def test_env_argument_replaces_the_process_environment(tmp_path, monkeypatch):
 
     assert problems(tmp_path, PIPELINE, env={"BASE_URL": "http://x"}) == [
         f"{tmp_path / 'pipeline.yaml'}:{line(PIPELINE, 'instances: ${SOURCE_INSTANCES}')}: workers[0].instances: "
-        "environment variable SOURCE_INSTANCES is not set (write ${SOURCE_INSTANCES:-default} for a default)"]
+        "environment variable SOURCE_INSTANCES is not set (write ${SOURCE_INSTANCES:-default} for a default)"
+    ]
 
 
 def test_without_env_argument_the_process_environment_is_used(tmp_path, monkeypatch):
@@ -171,7 +174,8 @@ def test_unset_variable_in_a_nested_param(tmp_path):
 
     assert problems(tmp_path, text) == [
         f"{tmp_path / 'pipeline.yaml'}:{line(text, 'delay_s')}: workers[1].params.delay_s: environment variable "
-        "DELAY is not set (write ${DELAY:-default} for a default)"]
+        "DELAY is not set (write ${DELAY:-default} for a default)"
+    ]
 
 
 def test_expanded_value_is_validated_like_the_file(tmp_path):
@@ -187,16 +191,19 @@ def test_expanded_param_is_checked_against_the_class(tmp_path):
     text = SLOW.replace("delay_s: 0.01", "delay_s: ${DELAY}")
 
     assert problems(tmp_path, text, env={"DELAY": "soon"}) == [
-        f"{tmp_path / 'pipeline.yaml'}:{line(text, 'delay_s')}: workers.Sink.params.delay_s: "
-        "must be float, got 'soon'"]
+        f"{tmp_path / 'pipeline.yaml'}:{line(text, 'delay_s')}: workers.Sink.params.delay_s: must be float, got 'soon'"
+    ]
 
 
 # --- --set --------------------------------------------------------------------------------------------
 
 
 def test_set_overrides_instances_params_and_maxsize(tmp_path):
-    spec = load(tmp_path, SLOW, sets=["workers.Sink.instances=16", "workers.Sink.params.delay_s=0.5",
-                                      "queues.Numbers.maxsize=3"])
+    spec = load(
+        tmp_path,
+        SLOW,
+        sets=["workers.Sink.instances=16", "workers.Sink.params.delay_s=0.5", "queues.Numbers.maxsize=3"],
+    )
 
     assert worker(spec, "Sink").instances == 16
     assert worker(spec, "Sink").params == {"delay_s": 0.5}
@@ -205,8 +212,12 @@ def test_set_overrides_instances_params_and_maxsize(tmp_path):
 
 
 def test_set_wins_over_the_environment(tmp_path):
-    spec = load(tmp_path, PIPELINE, env={**ENV, "SINK_KEY": "from-env"},
-                sets=["workers.Sink.params.key=from-set", "workers.Source.instances=1"])
+    spec = load(
+        tmp_path,
+        PIPELINE,
+        env={**ENV, "SINK_KEY": "from-env"},
+        sets=["workers.Sink.params.key=from-set", "workers.Source.instances=1"],
+    )
 
     assert worker(spec, "Sink").params == {"key": "from-set"}
     assert worker(spec, "Source").instances == 1
@@ -224,11 +235,14 @@ def test_set_creates_a_missing_params_mapping(tmp_path):
     assert worker(spec, "Source").params == {"gate": "opened"}
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("http://127.0.0.1:9/chart?range=1d&x=y", "http://127.0.0.1:9/chart?range=1d&x=y"),  # `=` after the first
-    ("[unclosed", "[unclosed"),  # not YAML: kept as text
-    ("'07'", "07"),  # quoted, so a string
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("http://127.0.0.1:9/chart?range=1d&x=y", "http://127.0.0.1:9/chart?range=1d&x=y"),  # `=` after the first
+        ("[unclosed", "[unclosed"),  # not YAML: kept as text
+        ("'07'", "07"),  # quoted, so a string
+    ],
+)
 def test_set_value_is_read_as_yaml(tmp_path, value, expected):
     spec = load(tmp_path, COLLECT, sets=[f"workers.Sink.params.key={value}"])
 
@@ -241,16 +255,19 @@ def test_set_list_value(tmp_path):
     assert worker(spec, "Source").input_values == (7, 8)
 
 
-@pytest.mark.parametrize("argument", ["instances=3", "workers.Sink", "workers.Sink=3", "pipes.Sink.instances=3",
-                                      "workers.Sink.instances"])
+@pytest.mark.parametrize(
+    "argument", ["instances=3", "workers.Sink", "workers.Sink=3", "pipes.Sink.instances=3", "workers.Sink.instances"]
+)
 def test_set_with_a_bad_path(tmp_path, argument):
     assert problems(tmp_path, SLOW, sets=[argument]) == [
-        f"--set {argument}: --set: expected section.name.key=value, e.g. workers.YahooFinanceWorker.instances=16"]
+        f"--set {argument}: --set: expected section.name.key=value, e.g. workers.YahooFinanceWorker.instances=16"
+    ]
 
 
 def test_set_unknown_entry_suggests_the_closest_name(tmp_path):
-    assert problems(tmp_path, SLOW, sets=["workers.Snk.instances=2", "queues.Numbres.maxsize=2",
-                                          "workers.Zzz.instances=2"]) == [
+    assert problems(
+        tmp_path, SLOW, sets=["workers.Snk.instances=2", "queues.Numbres.maxsize=2", "workers.Zzz.instances=2"]
+    ) == [
         "--set workers.Snk.instances=2: workers.Snk: no such entry in workers; did you mean 'Sink'?",
         "--set queues.Numbres.maxsize=2: queues.Numbres: no such entry in queues; did you mean 'Numbers'?",
         "--set workers.Zzz.instances=2: workers.Zzz: no such entry in workers",
@@ -258,8 +275,9 @@ def test_set_unknown_entry_suggests_the_closest_name(tmp_path):
 
 
 def test_set_values_are_validated_and_name_the_flag(tmp_path):
-    assert problems(tmp_path, SLOW, sets=["workers.Sink.instances=0", "queues.Numbers.maxsize=lots",
-                                          "workers.Sink.instance=2"]) == [
+    assert problems(
+        tmp_path, SLOW, sets=["workers.Sink.instances=0", "queues.Numbers.maxsize=lots", "workers.Sink.instance=2"]
+    ) == [
         "--set queues.Numbers.maxsize=lots: queues[0].maxsize: must be an integer, got a string",
         "--set workers.Sink.instance=2: workers[1].instance: unknown key; did you mean 'instances'?",
         "--set workers.Sink.instances=0: workers[1].instances: must be at least 1, got 0",

@@ -1,5 +1,6 @@
 """The sink's table and writes, against the real PostgreSQL and a SQLite file; and which database the
 environment picks (core.storage.database)."""
+
 from __future__ import annotations
 
 import getpass
@@ -8,18 +9,25 @@ import logging
 import time
 import traceback
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from sites import MARKET_TIME, SP500_PAGE, FakeSites
 
 from conftest import MainRun, local_pipeline, run_main
 from core.base import codec
-from core.storage.database import (PROJECT_DIR, DatabaseConfigError, database_url, describe, make_engine, open_database,
-                           settings_hint)
-from core.base.redact import redact
 from core.base.errors import StartupError
-from sites import MARKET_TIME, SP500_PAGE, FakeSites
+from core.base.redact import redact
+from core.storage.database import (
+    PROJECT_DIR,
+    DatabaseConfigError,
+    database_url,
+    describe,
+    make_engine,
+    open_database,
+    settings_hint,
+)
 from workers.postgres_worker import COLUMNS, PostgresWorker
 from workers.wiki_worker import parse_constituents
 
@@ -28,9 +36,9 @@ T0 = datetime(2024, 9, 18, 20, 0, 2)
 FALLBACK_INDEX = "prices_symbol_extracted_time_without_market_time_key"
 COURSE_TABLE = {
     "postgresql": "CREATE TABLE prices (id serial PRIMARY KEY, symbol text, price double precision, "
-                  "extracted_time timestamp)",
+    "extracted_time timestamp)",
     "sqlite": "CREATE TABLE prices (id INTEGER PRIMARY KEY AUTOINCREMENT, symbol text, price double precision, "
-              "extracted_time timestamp)",
+    "extracted_time timestamp)",
 }
 
 
@@ -60,8 +68,14 @@ def engine(database_env, database):
 
 
 def record(symbol: str, price: float, extracted_time: datetime, **extra) -> dict:
-    return {"symbol": symbol, "price": price, "currency": "USD", "market_time": T0,
-            "extracted_time": extracted_time, **extra}
+    return {
+        "symbol": symbol,
+        "price": price,
+        "currency": "USD",
+        "market_time": T0,
+        "extracted_time": extracted_time,
+        **extra,
+    }
 
 
 def rows(engine) -> list[dict]:
@@ -83,10 +97,13 @@ def test_create_table_has_the_course_columns_and_ours(engine, database):
         assert isinstance(columns[name]["type"], sa.DateTime)
         assert not columns[name]["type"].timezone
     unique = {index["name"]: index["column_names"] for index in inspector.get_indexes("prices") if index["unique"]}
-    assert unique == {"prices_symbol_market_time_key": ["symbol", "market_time"],
-                      FALLBACK_INDEX: ["symbol", "extracted_time"]}
+    assert unique == {
+        "prices_symbol_market_time_key": ["symbol", "market_time"],
+        FALLBACK_INDEX: ["symbol", "extracted_time"],
+    }
     assert [index.where for index in database.unique_indexes("prices") if index.name == FALLBACK_INDEX] == [
-        "(market_time IS NULL)" if database.name == "postgresql" else "market_time IS NULL"]
+        "(market_time IS NULL)" if database.name == "postgresql" else "market_time IS NULL"
+    ]
 
 
 def test_postgresql_column_types_are_the_courses(pg_url):
@@ -95,17 +112,28 @@ def test_postgresql_column_types_are_the_courses(pg_url):
     try:
         PostgresWorker(database).create_table()
         with engine.connect() as conn:
-            types = dict(conn.execute(sa.text(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'prices'")).all())
-            id_default = conn.execute(sa.text(
-                "SELECT column_default FROM information_schema.columns "
-                "WHERE table_name = 'prices' AND column_name = 'id'")).scalar_one()
+            types = dict(
+                conn.execute(
+                    sa.text("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'prices'")
+                ).all()
+            )
+            id_default = conn.execute(
+                sa.text(
+                    "SELECT column_default FROM information_schema.columns "
+                    "WHERE table_name = 'prices' AND column_name = 'id'"
+                )
+            ).scalar_one()
     finally:
         database.close()
         engine.dispose()
-    assert types == {"id": "integer", "symbol": "text", "price": "double precision",
-                     "extracted_time": "timestamp without time zone", "currency": "text",
-                     "market_time": "timestamp without time zone"}
+    assert types == {
+        "id": "integer",
+        "symbol": "text",
+        "price": "double precision",
+        "extracted_time": "timestamp without time zone",
+        "currency": "text",
+        "market_time": "timestamp without time zone",
+    }
     assert id_default.startswith("nextval(")  # serial, as in the course
 
 
@@ -122,8 +150,11 @@ def test_create_table_twice_changes_nothing(engine, database):
 def test_same_batch_twice_is_stored_once(engine, database):
     writer = PostgresWorker(database)
     writer.create_table()
-    batch = [record("AAPL", 220.69, T0), record("BRK.B", 456.5, T0),
-             record("AAPL", 221.0, T0 + timedelta(1), market_time=T0 + timedelta(1))]
+    batch = [
+        record("AAPL", 220.69, T0),
+        record("BRK.B", 456.5, T0),
+        record("AAPL", 221.0, T0 + timedelta(1), market_time=T0 + timedelta(1)),
+    ]
 
     assert writer.insert(batch) == 3
     assert writer.insert(batch) == 0
@@ -131,7 +162,8 @@ def test_same_batch_twice_is_stored_once(engine, database):
     stored = rows(engine)
     assert len(stored) == 3
     assert sorted((row["symbol"], row["market_time"]) for row in stored) == sorted(
-        (item["symbol"], item["market_time"]) for item in batch)
+        (item["symbol"], item["market_time"]) for item in batch
+    )
     assert len({row["id"] for row in stored}) == 3
 
 
@@ -156,8 +188,10 @@ def test_an_observation_fetched_again_is_stored_once_and_the_first_row_wins(engi
     assert writer.insert([record("AAPL", 221.0, T0 + timedelta(days=1), market_time=T0 + timedelta(days=1))]) == 1
 
     assert [(row["symbol"], row["price"], row["market_time"], row["extracted_time"]) for row in rows(engine)] == [
-        ("AAPL", 220.69, T0, T0 + timedelta(minutes=5)), ("MSFT", 430.0, T0, T0),
-        ("AAPL", 221.0, T0 + timedelta(days=1), T0 + timedelta(days=1))]
+        ("AAPL", 220.69, T0, T0 + timedelta(minutes=5)),
+        ("MSFT", 430.0, T0, T0),
+        ("AAPL", 221.0, T0 + timedelta(days=1), T0 + timedelta(days=1)),
+    ]
 
 
 def test_a_price_without_a_market_time_is_told_apart_by_its_extracted_time(engine, database):
@@ -173,7 +207,8 @@ def test_a_price_without_a_market_time_is_told_apart_by_its_extracted_time(engin
     assert writer.insert([{**quote_page, "extracted_time": T0 + timedelta(minutes=1)}]) == 1
 
     assert Counter((row["symbol"], row["market_time"], row["extracted_time"]) for row in rows(engine)) == Counter(
-        [("AAPL", None, T0), ("AAPL", T0, T0), ("MSFT", T0, T0), ("AAPL", None, T0 + timedelta(minutes=1))])
+        [("AAPL", None, T0), ("AAPL", T0, T0), ("MSFT", T0, T0), ("AAPL", None, T0 + timedelta(minutes=1))]
+    )
 
 
 def test_aware_datetimes_are_stored_as_utc_wall_time(engine, database):
@@ -182,8 +217,16 @@ def test_aware_datetimes_are_stored_as_utc_wall_time(engine, database):
     berlin = timezone(timedelta(hours=2))
     new_york = timezone(timedelta(hours=-4))
 
-    writer.insert([record("AAPL", 220.69, datetime(2024, 9, 18, 22, 30, 0, 123456, tzinfo=berlin),
-                          market_time=datetime(2024, 9, 18, 16, 0, 2, tzinfo=new_york))])
+    writer.insert(
+        [
+            record(
+                "AAPL",
+                220.69,
+                datetime(2024, 9, 18, 22, 30, 0, 123456, tzinfo=berlin),
+                market_time=datetime(2024, 9, 18, 16, 0, 2, tzinfo=new_york),
+            )
+        ]
+    )
 
     (row,) = rows(engine)
     assert row["extracted_time"] == datetime(2024, 9, 18, 20, 30, 0, 123456)
@@ -204,8 +247,10 @@ def test_naive_datetimes_and_missing_fields_are_stored_as_given(engine, database
 def test_course_era_table_gets_the_missing_columns_and_keeps_its_row(engine, database):
     with engine.begin() as conn:
         conn.execute(sa.text(COURSE_TABLE[engine.dialect.name]))
-        conn.execute(sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES ('AAPL', 150.5, :t)"),
-                     {"t": T0 - timedelta(days=700)})
+        conn.execute(
+            sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES ('AAPL', 150.5, :t)"),
+            {"t": T0 - timedelta(days=700)},
+        )
     writer = PostgresWorker(database)
 
     writer.create_table()
@@ -225,8 +270,10 @@ def make_course_table(engine, *symbols_at: tuple[str, datetime]) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(COURSE_TABLE[engine.dialect.name]))
         for symbol, at in symbols_at:
-            conn.execute(sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES (:s, 1.5, :t)"),
-                         {"s": symbol, "t": at})
+            conn.execute(
+                sa.text("INSERT INTO prices (symbol, price, extracted_time) VALUES (:s, 1.5, :t)"),
+                {"s": symbol, "t": at},
+            )
 
 
 def course_columns(engine) -> set[str]:
@@ -249,9 +296,11 @@ def test_changes_to_a_hand_made_table_are_logged_with_the_sql_that_undoes_them(e
         f"retried batch of them stores nothing twice. To undo: DROP INDEX {FALLBACK_INDEX};",
         "table prices: added column(s) currency TEXT, market_time TIMESTAMP WITHOUT TIME ZONE, which this runner "
         "stores; its rows are kept. To undo: ALTER TABLE prices DROP COLUMN currency; "
-        "ALTER TABLE prices DROP COLUMN market_time;" if engine.dialect.name == "postgresql" else
-        "table prices: added column(s) currency TEXT, market_time DATETIME, which this runner stores; its rows are "
-        "kept. To undo: ALTER TABLE prices DROP COLUMN currency; ALTER TABLE prices DROP COLUMN market_time;"]
+        "ALTER TABLE prices DROP COLUMN market_time;"
+        if engine.dialect.name == "postgresql"
+        else "table prices: added column(s) currency TEXT, market_time DATETIME, which this runner stores; its rows are "
+        "kept. To undo: ALTER TABLE prices DROP COLUMN currency; ALTER TABLE prices DROP COLUMN market_time;",
+    ]
     undo = " ".join(message.split("To undo: ")[1] for message in logged)
     engine.dispose()  # run it on a new connection, as a user would from a new shell (SQLite keeps a stale schema)
     with engine.begin() as conn:
@@ -270,8 +319,10 @@ def test_hand_made_table_with_duplicates_refuses_the_run_unchanged_and_says_how_
         PostgresWorker(database).create_table()
 
     message = str(caught.value)
-    assert message.startswith("table prices holds 1 (symbol, extracted_time) pair(s) more than once, so the unique "
-                              f"index {FALLBACK_INDEX} that keeps a price from being stored twice cannot be added.")
+    assert message.startswith(
+        "table prices holds 1 (symbol, extracted_time) pair(s) more than once, so the unique "
+        f"index {FALLBACK_INDEX} that keeps a price from being stored twice cannot be added."
+    )
     assert "The run refuses to start: nothing was fetched and the table is unchanged." in message
     find = message.split("Find them with: ")[1].split(";")[0]
     with engine.connect() as conn:
@@ -285,8 +336,9 @@ def test_hand_made_table_with_duplicates_refuses_the_run_unchanged_and_says_how_
         assert conn.execute(sa.text("SELECT count(*) FROM prices")).scalar() == 4
 
 
-@pytest.mark.parametrize("fallback", ["(extracted_time, symbol)",
-                                      "(symbol, extracted_time) WHERE (market_time IS NULL)"])
+@pytest.mark.parametrize(
+    "fallback", ["(extracted_time, symbol)", "(symbol, extracted_time) WHERE (market_time IS NULL)"]
+)
 def test_hand_made_unique_keys_on_the_same_columns_are_used_as_they_are(engine, database, caplog, fallback):
     make_course_table(engine)
     with engine.begin() as conn:
@@ -334,22 +386,32 @@ def open_connections(database, pg_admin) -> int:
     if database.name == "sqlite":
         return database.engine.pool.checkedin()
     with pg_admin.connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db "
-                                    "AND application_name = 'yaml-pipeline'"), {"db": database.url.database}).scalar()
+        return conn.execute(
+            sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND application_name = 'yaml-pipeline'"),
+            {"db": database.url.database},
+        ).scalar()
 
 
 # --- which database: core.storage.database.database_url -------------------------------------------------------------
 
 
 def test_database_url_wins_and_plain_postgresql_gets_the_installed_driver():
-    env = {"DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example:6543/prices",
-           "POSTGRES_HOST": "ignored", "DATA_DIR": "/ignored"}
+    env = {
+        "DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example:6543/prices",
+        "POSTGRES_HOST": "ignored",
+        "DATA_DIR": "/ignored",
+    }
 
     url = database_url(env)
 
     assert url.drivername == "postgresql+psycopg2"
     assert (url.username, url.password, url.host, url.port, url.database) == (
-        "app", PASSWORD, "db.example", 6543, "prices")
+        "app",
+        PASSWORD,
+        "db.example",
+        6543,
+        "prices",
+    )
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql+psycopg2"])
@@ -361,14 +423,25 @@ def test_other_postgresql_spellings(scheme):
 
 
 def test_course_variables_make_a_postgresql_url():
-    env = {"POSTGRES_USER": "course", "POSTGRES_PASSWORD": PASSWORD, "POSTGRES_HOST": "pg.local",
-           "POSTGRES_PORT": "5433", "POSTGRES_DB": "stocks", "DATA_DIR": "/ignored"}
+    env = {
+        "POSTGRES_USER": "course",
+        "POSTGRES_PASSWORD": PASSWORD,
+        "POSTGRES_HOST": "pg.local",
+        "POSTGRES_PORT": "5433",
+        "POSTGRES_DB": "stocks",
+        "DATA_DIR": "/ignored",
+    }
 
     url = database_url(env)
 
     assert url.drivername == "postgresql+psycopg2"
     assert (url.username, url.password, url.host, url.port, url.database) == (
-        "course", PASSWORD, "pg.local", 5433, "stocks")
+        "course",
+        PASSWORD,
+        "pg.local",
+        5433,
+        "stocks",
+    )
 
 
 def test_one_course_variable_is_enough_and_the_rest_default(monkeypatch):
@@ -376,7 +449,12 @@ def test_one_course_variable_is_enough_and_the_rest_default(monkeypatch):
     url = database_url({"POSTGRES_HOST": "pg.local", "POSTGRES_PASSWORD": ""})
 
     assert (url.username, url.password, url.host, url.port, url.database) == (
-        "course-login", None, "pg.local", None, "postgres")
+        "course-login",
+        None,
+        "pg.local",
+        None,
+        "postgres",
+    )
 
 
 def test_the_courses_empty_user_and_password_are_the_login_user_without_a_password(monkeypatch):
@@ -400,12 +478,15 @@ def test_pguser_wins_over_the_login_user_as_for_psql(monkeypatch):
 def test_settings_hint_names_the_empty_course_variables(monkeypatch):
     monkeypatch.setenv("LOGNAME", "course-login")
 
-    hint = settings_hint({"POSTGRES_USER": "", "POSTGRES_PASSWORD": "", "POSTGRES_HOST": "localhost",
-                          "POSTGRES_DB": "stocks"})
+    hint = settings_hint(
+        {"POSTGRES_USER": "", "POSTGRES_PASSWORD": "", "POSTGRES_HOST": "localhost", "POSTGRES_DB": "stocks"}
+    )
 
     assert "POSTGRES_USER is empty, so it connected as 'course-login', the login user" in hint
-    assert "set POSTGRES_USER and POSTGRES_PASSWORD (in .env.local or the environment) to a role of the server at " \
-           "localhost:5432, database stocks" in hint
+    assert (
+        "set POSTGRES_USER and POSTGRES_PASSWORD (in .env.local or the environment) to a role of the server at "
+        "localhost:5432, database stocks" in hint
+    )
     assert settings_hint({"DATABASE_URL": "postgresql://a@b/c"}).startswith("check DATABASE_URL")
 
 
@@ -437,11 +518,14 @@ def assert_no_password(exc: BaseException, password: str) -> None:
     assert password not in text
 
 
-@pytest.mark.parametrize("raw", [
-    f"postgresql//app:{PASSWORD}@db.example/prices",
-    f"://app:{PASSWORD}@db.example/prices",
-    f"app:{PASSWORD}",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"postgresql//app:{PASSWORD}@db.example/prices",
+        f"://app:{PASSWORD}@db.example/prices",
+        f"app:{PASSWORD}",
+    ],
+)
 def test_unparsable_database_url_is_a_config_error_without_the_password(raw):
     with pytest.raises(DatabaseConfigError) as caught:
         database_url({"DATABASE_URL": raw})
@@ -465,10 +549,13 @@ def test_bad_postgres_port_is_a_config_error_without_the_password():
     assert_no_password(caught.value, PASSWORD)
 
 
-@pytest.mark.parametrize("env", [
-    {"DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example/prices"},
-    {"POSTGRES_PASSWORD": PASSWORD},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DATABASE_URL": f"postgresql://app:{PASSWORD}@db.example/prices"},
+        {"POSTGRES_PASSWORD": PASSWORD},
+    ],
+)
 def test_the_password_is_masked_in_logs_and_descriptions(env):
     url = database_url(env)
 
@@ -492,15 +579,19 @@ def test_a_url_without_a_password_is_still_logged():
 
 # --- the unique key end to end: `python main.py` against the local fake sites -------------------------------
 
-SERVED_AT = datetime.fromtimestamp(MARKET_TIME, timezone.utc).replace(tzinfo=None)  # as the sink stores it
+SERVED_AT = datetime.fromtimestamp(MARKET_TIME, UTC).replace(tzinfo=None)  # as the sink stores it
 PREVIOUS_TABLE = {  # what this runner created before the key was (symbol, market_time)
-    "postgresql": ["CREATE TABLE prices (id SERIAL PRIMARY KEY, symbol TEXT NOT NULL, price DOUBLE PRECISION, "
-                   "currency TEXT, market_time TIMESTAMP WITHOUT TIME ZONE, "
-                   "extracted_time TIMESTAMP WITHOUT TIME ZONE)",
-                   "CREATE UNIQUE INDEX prices_symbol_extracted_time_key ON prices (symbol, extracted_time)"],
-    "sqlite": ["CREATE TABLE prices (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, symbol TEXT NOT NULL, price FLOAT, "
-               "currency TEXT, market_time DATETIME, extracted_time DATETIME)",
-               "CREATE UNIQUE INDEX prices_symbol_extracted_time_key ON prices (symbol, extracted_time)"],
+    "postgresql": [
+        "CREATE TABLE prices (id SERIAL PRIMARY KEY, symbol TEXT NOT NULL, price DOUBLE PRECISION, "
+        "currency TEXT, market_time TIMESTAMP WITHOUT TIME ZONE, "
+        "extracted_time TIMESTAMP WITHOUT TIME ZONE)",
+        "CREATE UNIQUE INDEX prices_symbol_extracted_time_key ON prices (symbol, extracted_time)",
+    ],
+    "sqlite": [
+        "CREATE TABLE prices (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, symbol TEXT NOT NULL, price FLOAT, "
+        "currency TEXT, market_time DATETIME, extracted_time DATETIME)",
+        "CREATE UNIQUE INDEX prices_symbol_extracted_time_key ON prices (symbol, extracted_time)",
+    ],
 }
 
 
@@ -512,8 +603,19 @@ def previous_table(engine, *stored: tuple[str, float, datetime, datetime]) -> No
             conn.execute(sa.text(statement))
     table = sa.Table("prices", sa.MetaData(), autoload_with=engine)
     with engine.begin() as conn:
-        conn.execute(sa.insert(table), [{"symbol": symbol, "price": price, "currency": "USD", "market_time": market,
-                                         "extracted_time": extracted} for symbol, price, market, extracted in stored])
+        conn.execute(
+            sa.insert(table),
+            [
+                {
+                    "symbol": symbol,
+                    "price": price,
+                    "currency": "USD",
+                    "market_time": market,
+                    "extracted_time": extracted,
+                }
+                for symbol, price, market, extracted in stored
+            ],
+        )
 
 
 @pytest.fixture(scope="module")
@@ -528,17 +630,29 @@ def main_run(sites: FakeSites, folder, database_env: dict, name: str, *args: str
     if not pipeline.exists():
         local_pipeline(sites, folder, **{"requests_per_second: 5": "requests_per_second: 0"})
     stats = folder / f"{name}-stats.json"
-    result = run_main(["--pipeline", str(pipeline), "--quiet", "--stats-json", str(stats), *args],
-                      env={"DATA_DIR": str(folder / "data"), **database_env,
-                           "DEAD_LETTER_PATH": str(folder / f"{name}-dead.jsonl")})
+    result = run_main(
+        ["--pipeline", str(pipeline), "--quiet", "--stats-json", str(stats), *args],
+        env={"DATA_DIR": str(folder / "data"), **database_env, "DEAD_LETTER_PATH": str(folder / f"{name}-dead.jsonl")},
+    )
     return result, json.loads(stats.read_text())
 
 
 def dead_letter(group: str, item, kind: str = "abandoned") -> str:
     """A dead-letter line as the runner writes one."""
-    return json.dumps({"time": "2026-11-26T11:27:13.000+00:00", "pipeline": "wiki_yahoo_scraper_pipeline",
-                       "group": group, "kind": kind, "item": codec.encode(item), "error": "forced exit",
-                       "attempts": 1}) + "\n"
+    return (
+        json.dumps(
+            {
+                "time": "2026-11-26T11:27:13.000+00:00",
+                "pipeline": "wiki_yahoo_scraper_pipeline",
+                "group": group,
+                "kind": kind,
+                "item": codec.encode(item),
+                "error": "forced exit",
+                "attempts": 1,
+            }
+        )
+        + "\n"
+    )
 
 
 def observations(engine) -> Counter:
@@ -555,21 +669,26 @@ def index_columns(engine) -> dict[str, list[str]]:
     return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes("prices")}
 
 
-def test_replaying_a_dead_letter_file_twice_stores_each_observation_once(database_env, engine, tmp_path,
-                                                                         page_symbols):
+def test_replaying_a_dead_letter_file_twice_stores_each_observation_once(database_env, engine, tmp_path, page_symbols):
     with FakeSites(unknown={"MMM"}) as sites:
         first, stats = main_run(sites, tmp_path, database_env, "first")
         assert first.returncode == 1, first.stderr
         assert stats["groups"]["PostgresWorker"]["stored"] == len(page_symbols) - 1
         stored = {row["symbol"]: row for row in rows(engine)}
         msft = {key: stored["MSFT"][key] for key in COLUMNS}
-        msft.update(market_time=msft["market_time"].replace(tzinfo=timezone.utc),
-                    extracted_time=msft["extracted_time"].replace(tzinfo=timezone.utc))
+        msft.update(
+            market_time=msft["market_time"].replace(tzinfo=UTC),
+            extracted_time=msft["extracted_time"].replace(tzinfo=UTC),
+        )
         # The run's own dead letter (MMM failed), and items that had in fact completed: the source's page, a
         # symbol, and a record the sink stored, as a forced exit marks them.
         replay = tmp_path / "replay.jsonl"
-        replay.write_text((tmp_path / "first-dead.jsonl").read_text() + dead_letter("WikiWorker", sites.wiki_url)
-                          + dead_letter("YahooFinanceWorker", "AAPL") + dead_letter("PostgresWorker", msft))
+        replay.write_text(
+            (tmp_path / "first-dead.jsonl").read_text()
+            + dead_letter("WikiWorker", sites.wiki_url)
+            + dead_letter("YahooFinanceWorker", "AAPL")
+            + dead_letter("PostgresWorker", msft)
+        )
         sites.unknown.clear()  # MMM is known now: the replay stores it
 
         again = [main_run(sites, tmp_path, database_env, name, "--replay", str(replay)) for name in ("r1", "r2")]
@@ -579,7 +698,11 @@ def test_replaying_a_dead_letter_file_twice_stores_each_observation_once(databas
         sink = stats["groups"]["PostgresWorker"]
         # Every symbol of the page again, MMM, AAPL and the MSFT record; each counted as stored (it is in the table).
         assert (sink["received"], sink["stored"], stats["dead_letters"], stats["lost"]) == (
-            len(page_symbols) + 3, len(page_symbols) + 3, 0, 0)
+            len(page_symbols) + 3,
+            len(page_symbols) + 3,
+            0,
+            0,
+        )
     assert stored_twice(engine) == {}
     assert observations(engine) == Counter({(symbol, SERVED_AT): 1 for symbol in page_symbols})
     after = {row["symbol"]: row for row in rows(engine)}
@@ -613,13 +736,16 @@ def test_the_previous_tables_key_is_migrated_logged_and_undone(database_env, eng
     assert stored_twice(engine) == {}
     assert observations(engine) == expected
     assert next(row for row in rows(engine) if row["symbol"] == "AAPL")["price"] == 1.5  # kept: it was first
-    assert index_columns(engine) == {"prices_symbol_extracted_time_key": ["symbol", "extracted_time"],
-                                     "prices_symbol_market_time_key": ["symbol", "market_time"]}
+    assert index_columns(engine) == {
+        "prices_symbol_extracted_time_key": ["symbol", "extracted_time"],
+        "prices_symbol_market_time_key": ["symbol", "market_time"],
+    }
     logged = [line for line in result.stderr.splitlines() if "table prices:" in line]
     assert len(logged) == 1 and logged[0].endswith(
         "table prices: added the unique index prices_symbol_market_time_key on (symbol, market_time), so an "
         "observation (a symbol at one market time) is stored once however often it is fetched or written. "
-        "To undo: DROP INDEX prices_symbol_market_time_key;"), result.stderr
+        "To undo: DROP INDEX prices_symbol_market_time_key;"
+    ), result.stderr
     engine.dispose()
     with engine.begin() as conn:
         conn.execute(sa.text(logged[0].split("To undo: ")[1]))
@@ -637,15 +763,21 @@ def test_the_course_table_gets_both_keys_logged_and_undone(database_env, engine,
     assert [(row["symbol"], row["market_time"]) for row in stored[:2]] == [("AAPL", None), ("AAPL", None)]
     assert stored_twice(engine) == {}
     assert observations(engine) == Counter({**{(symbol, SERVED_AT): 1 for symbol in page_symbols}, ("AAPL", None): 2})
-    assert index_columns(engine) == {"prices_symbol_market_time_key": ["symbol", "market_time"],
-                                     FALLBACK_INDEX: ["symbol", "extracted_time"]}
+    assert index_columns(engine) == {
+        "prices_symbol_market_time_key": ["symbol", "market_time"],
+        FALLBACK_INDEX: ["symbol", "extracted_time"],
+    }
     logged = [line.split("table prices: ")[1] for line in result.stderr.splitlines() if "table prices:" in line]
     assert [line.split(",")[0] for line in logged] == [
         "added the unique index prices_symbol_market_time_key on (symbol",
-        f"added the unique index {FALLBACK_INDEX} on (symbol", "added column(s) currency TEXT"]
-    assert logged[1].startswith(f"added the unique index {FALLBACK_INDEX} on (symbol, extracted_time) where "
-                                "market_time IS NULL (rows without a market time: prices from the quote page, rows "
-                                "stored before the column existed)")
+        f"added the unique index {FALLBACK_INDEX} on (symbol",
+        "added column(s) currency TEXT",
+    ]
+    assert logged[1].startswith(
+        f"added the unique index {FALLBACK_INDEX} on (symbol, extracted_time) where "
+        "market_time IS NULL (rows without a market time: prices from the quote page, rows "
+        "stored before the column existed)"
+    )
     undo = " ".join(line.split("To undo: ")[1] for line in logged)
     engine.dispose()
     with engine.begin() as conn:
@@ -656,8 +788,9 @@ def test_the_course_table_gets_both_keys_logged_and_undone(database_env, engine,
 
 
 def test_a_previous_table_holding_an_observation_twice_refuses_the_run_unchanged(database_env, engine, tmp_path):
-    previous_table(engine, ("AAPL", 1.5, SERVED_AT, SERVED_AT),
-                   ("AAPL", 1.5, SERVED_AT, SERVED_AT + timedelta(hours=1)))
+    previous_table(
+        engine, ("AAPL", 1.5, SERVED_AT, SERVED_AT), ("AAPL", 1.5, SERVED_AT, SERVED_AT + timedelta(hours=1))
+    )
     before = rows(engine)
 
     with FakeSites() as sites:
@@ -666,8 +799,10 @@ def test_a_previous_table_holding_an_observation_twice_refuses_the_run_unchanged
 
     assert result.returncode == 1 and stats["finish_reason"] == "failed", result.stderr
     message = result.stdout
-    assert ("PostgresWorker cannot start: table prices holds 1 (symbol, market_time) pair(s) more than once, so the "
-            "unique index prices_symbol_market_time_key") in message
+    assert (
+        "PostgresWorker cannot start: table prices holds 1 (symbol, market_time) pair(s) more than once, so the "
+        "unique index prices_symbol_market_time_key"
+    ) in message
     assert "The run refuses to start: nothing was fetched and the table is unchanged." in message
     find = message.split("Find them with: ")[1].split(";")[0]
     with engine.connect() as conn:

@@ -6,6 +6,7 @@ Each run carries a marker in its environment, which its worker processes inherit
 every process the run started (in /proc) and check that none outlives it. Every input item is checked
 against what the sink collected and the dead letters.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
+import fixture_workers
 import pytest
 
-import fixture_workers
 from conftest import ROOT
 
 RUN_TIMEOUT_S = 60
@@ -34,8 +35,10 @@ def processes_marked(marker: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if f"PIPELINE_TEST_MARK={marker}".encode() in (entry / "environ").read_bytes().split(b"\0") \
-                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            if (
+                f"PIPELINE_TEST_MARK={marker}".encode() in (entry / "environ").read_bytes().split(b"\0")
+                and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            ):
                 pids.append(int(entry.name))
         except OSError:
             continue
@@ -53,14 +56,33 @@ class Run:
         self.stats_path, self.letters_path = tmp_path / "stats.json", tmp_path / "dl.jsonl"
         self.stderr_path = tmp_path / "stderr.txt"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "POSTGRES_", "PIPELINE_"))}
-        env.update(ENV_FILE=os.devnull, DATA_DIR=str(tmp_path / "data"), DEAD_LETTER_PATH=str(self.letters_path),
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), PIPELINE_TEST_MARK=self.marker)
+        env.update(
+            ENV_FILE=os.devnull,
+            DATA_DIR=str(tmp_path / "data"),
+            DEAD_LETTER_PATH=str(self.letters_path),
+            PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+            PIPELINE_TEST_MARK=self.marker,
+        )
         with self.stderr_path.open("w") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "main.py"), "--pipeline", str(self.pipeline), "--quiet",
-                 "--stats-json", str(self.stats_path), *args],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
-                start_new_session=True)  # its own process group, as a terminal gives a command
+                [
+                    sys.executable,
+                    str(ROOT / "main.py"),
+                    "--pipeline",
+                    str(self.pipeline),
+                    "--quiet",
+                    "--stats-json",
+                    str(self.stats_path),
+                    *args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )  # its own process group, as a terminal gives a command
 
     def __enter__(self) -> Run:
         return self
@@ -80,8 +102,9 @@ class Run:
         """The first match of `pattern` in the log, waiting for it."""
         deadline = time.monotonic() + timeout_s
         while not (found := re.search(pattern, self.log())):
-            assert self.proc.poll() is None or re.search(pattern, self.log()), \
+            assert self.proc.poll() is None or re.search(pattern, self.log()), (
                 f"main ended before /{pattern}/:\n{self.log()[-3000:]}"
+            )
             assert time.monotonic() < deadline, f"no /{pattern}/ in the log after {timeout_s}s"
             time.sleep(POLL_S)
         return found
@@ -97,22 +120,28 @@ class Run:
 
     @property
     def letters(self) -> list[dict]:
-        return [json.loads(line) for line in self.letters_path.read_text().splitlines()] \
-            if self.letters_path.exists() else []
+        return (
+            [json.loads(line) for line in self.letters_path.read_text().splitlines()]
+            if self.letters_path.exists()
+            else []
+        )
 
 
-def pipeline(sink_key: str, stage: str, *, items: int = 40, processes: int = 2, instances: int = 2,
-             maxsize: int = 10, **params) -> str:
+def pipeline(
+    sink_key: str, stage: str, *, items: int = 40, processes: int = 2, instances: int = 2, maxsize: int = 10, **params
+) -> str:
     """Source (items 0..items-1) -> a stage of `stage` in worker processes -> a Collect sink recording to files."""
     given = "".join(f"      {name}: {json.dumps(value)}\n" for name, value in params.items())
-    return (f"queues:\n  - name: Numbers\n    maxsize: {maxsize}\n  - name: Done\nworkers:\n"
-            f"  - name: Source\n    location: fixture_workers\n    class: Source\n"
-            f"    input_values: {list(range(items))}\n    output_queues: [Numbers]\n"
-            f"  - name: Stage\n    location: fixture_workers\n    class: {stage}\n    processes: {processes}\n"
-            f"    instances: {instances}\n    input_queue: Numbers\n    output_queues: [Done]\n"
-            + (f"    params:\n{given}" if given else "") +
-            f"  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Done\n"
-            f"    params:\n      key: {sink_key}\n")
+    return (
+        f"queues:\n  - name: Numbers\n    maxsize: {maxsize}\n  - name: Done\nworkers:\n"
+        f"  - name: Source\n    location: fixture_workers\n    class: Source\n"
+        f"    input_values: {list(range(items))}\n    output_queues: [Numbers]\n"
+        f"  - name: Stage\n    location: fixture_workers\n    class: {stage}\n    processes: {processes}\n"
+        f"    instances: {instances}\n    input_queue: Numbers\n    output_queues: [Done]\n"
+        + (f"    params:\n{given}" if given else "")
+        + f"  - name: Sink\n    location: fixture_workers\n    class: Collect\n    input_queue: Done\n"
+        f"    params:\n      key: {sink_key}\n"
+    )
 
 
 def accounted(run: Run, key: str, items: int) -> list[dict]:
@@ -172,11 +201,16 @@ def test_worker_processes_crashing_in_setup(tmp_path):
 
 def test_an_item_that_cannot_be_pickled_is_that_items_error(tmp_path):
     key = str(tmp_path / "sink")
-    text = pipeline(key, "Unpicklable", items=10, bad=4).replace(
-        "  - name: Sink", "  - name: After\n    location: fixture_workers\n    class: Multiply\n    processes: 1\n"
-        "    input_queue: Done\n    output_queues: [Final]\n    params:\n      factor: 1\n  - name: Sink").replace(
-        "input_queue: Done\n    params:\n      key", "input_queue: Final\n    params:\n      key").replace(
-        "  - name: Done\n", "  - name: Done\n  - name: Final\n")
+    text = (
+        pipeline(key, "Unpicklable", items=10, bad=4)
+        .replace(
+            "  - name: Sink",
+            "  - name: After\n    location: fixture_workers\n    class: Multiply\n    processes: 1\n"
+            "    input_queue: Done\n    output_queues: [Final]\n    params:\n      factor: 1\n  - name: Sink",
+        )
+        .replace("input_queue: Done\n    params:\n      key", "input_queue: Final\n    params:\n      key")
+        .replace("  - name: Done\n", "  - name: Done\n  - name: Final\n")
+    )
     with Run(tmp_path, text) as run:
         code = run.wait()
     no_process_left(run)
@@ -189,23 +223,27 @@ def test_an_item_that_cannot_be_pickled_is_that_items_error(tmp_path):
     assert "cannot be sent out of the worker process" in letters[0]["error"] and "pickle" in letters[0]["error"]
     assert sorted(fixture_workers.collected(key)) == [n for n in range(10) if n != 4]
     # The warning names the group and the item, not the worker process's own number for it.
-    assert re.search(r"WARNING .*Stage-p\d failed on 4: ItemError: its output cannot be sent out", run.log()), \
+    assert re.search(r"WARNING .*Stage-p\d failed on 4: ItemError: its output cannot be sent out", run.log()), (
         run.log()[-2000:]
+    )
 
 
 def test_an_item_that_cannot_be_pickled_into_a_worker_process(tmp_path):
     key = str(tmp_path / "sink")
-    text = pipeline(key, "Multiply", items=10, processes=1, factor=1).replace(
-        "class: Source\n", "class: Unpicklable\n").replace(
-        "output_queues: [Numbers]\n", "output_queues: [Numbers]\n    params:\n      bad: 6\n")
+    text = (
+        pipeline(key, "Multiply", items=10, processes=1, factor=1)
+        .replace("class: Source\n", "class: Unpicklable\n")
+        .replace("output_queues: [Numbers]\n", "output_queues: [Numbers]\n    params:\n      bad: 6\n")
+    )
     with Run(tmp_path, text) as run:
         code = run.wait()
     no_process_left(run)
 
     letters = run.letters
     assert code == 1
-    assert [letter["group"] for letter in letters] == ["Stage"] and "cannot be sent to a worker process" in \
-        letters[0]["error"]
+    assert [letter["group"] for letter in letters] == ["Stage"] and "cannot be sent to a worker process" in letters[0][
+        "error"
+    ]
     assert sorted(fixture_workers.collected(key)) == [n for n in range(10) if n != 6]
     stage = run.stats["groups"]["Stage"]
     assert (stage["received"], stage["processed"], stage["dead_lettered"]) == (10, 9, 1)
@@ -215,8 +253,7 @@ def test_ctrl_c_twice_to_the_process_group(tmp_path):
     key = str(tmp_path / "sink")
     # The source puts all 400 at once (no put left half done when the stop comes): what each stage holds
     # at the second Ctrl-C is then exactly what the exit must record.
-    with Run(tmp_path, pipeline(key, "Slow", items=400, maxsize=1000, delay_s=0.5),
-             "--shutdown-timeout", "30") as run:
+    with Run(tmp_path, pipeline(key, "Slow", items=400, maxsize=1000, delay_s=0.5), "--shutdown-timeout", "30") as run:
         run.wait_log(r"Stage-p1: worker process started")
         fixture_workers.wait_collected(key, 4, timeout_s=30)
         os.killpg(run.proc.pid, signal.SIGINT)  # as a terminal does: every process of the group gets it
@@ -274,9 +311,11 @@ def test_asyncio_inside_worker_processes(tmp_path, processes):
 
 def test_worker_processes_reading_a_redis_queue(tmp_path):
     key = str(tmp_path / "sink")
-    text = pipeline(key, "FailOdd", items=60).replace(
-        "  - name: Numbers\n    maxsize: 10\n", "  - name: Numbers\n    maxsize: 10\n    backend: redis\n").replace(
-        "  - name: Done\n", "  - name: Done\n    backend: redis\n")
+    text = (
+        pipeline(key, "FailOdd", items=60)
+        .replace("  - name: Numbers\n    maxsize: 10\n", "  - name: Numbers\n    maxsize: 10\n    backend: redis\n")
+        .replace("  - name: Done\n", "  - name: Done\n    backend: redis\n")
+    )
     with Run(tmp_path, text) as run:
         code = run.wait()
     no_process_left(run)
@@ -293,12 +332,14 @@ def test_a_batching_sink_in_worker_processes_flushes_once_nothing_more_comes_fro
     sees entries held and nothing new, and nudges the readers: the processes must flush then (the nudge is
     not an item, and must not reach a worker as one)."""
     key = str(tmp_path / "batches")
-    text = ("queues:\n  - name: Numbers\n    backend: redis\nworkers:\n"
-            "  - name: Source\n    location: fixture_workers\n    class: Source\n"
-            f"    input_values: {list(range(10))}\n    output_queues: [Numbers]\n"
-            "  - name: Store\n    location: fixture_workers\n    class: BatchCollect\n    processes: 2\n"
-            "    instances: 1\n    input_queue: Numbers\n"
-            f"    params:\n      key: {key}\n      batch_size: 100\n      flush_interval_s: 600\n")
+    text = (
+        "queues:\n  - name: Numbers\n    backend: redis\nworkers:\n"
+        "  - name: Source\n    location: fixture_workers\n    class: Source\n"
+        f"    input_values: {list(range(10))}\n    output_queues: [Numbers]\n"
+        "  - name: Store\n    location: fixture_workers\n    class: BatchCollect\n    processes: 2\n"
+        "    instances: 1\n    input_queue: Numbers\n"
+        f"    params:\n      key: {key}\n      batch_size: 100\n      flush_interval_s: 600\n"
+    )
     with Run(tmp_path, text) as run:
         code = run.wait(timeout_s=60)
     no_process_left(run)
@@ -313,8 +354,8 @@ def test_an_error_handling_a_worker_processs_messages_ends_that_process_not_the_
     """A bug of ours in the runner's handling of what a worker process sends (the one 9bfdcfe fixed raised
     there) must not leave the run waiting for that process forever: it is ended as if it had died, what its
     instances held is dead-lettered, a replacement takes the rest, and the run ends with every item accounted."""
-    from core.modes.processes import Unit
     from core.app.executor import YamlPipelineExecutor
+    from core.modes.processes import Unit
 
     handle_batch, batches = Unit._handle_batch, []
 
@@ -333,20 +374,28 @@ def test_an_error_handling_a_worker_processs_messages_ends_that_process_not_the_
     executor.join(RUN_TIMEOUT_S)
     assert not executor.is_alive(), "the run did not end"
 
-    letters = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()] \
-        if (tmp_path / "dl.jsonl").exists() else []
+    letters = (
+        [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()]
+        if (tmp_path / "dl.jsonl").exists()
+        else []
+    )
     doubled = sorted(fixture_workers.collected(key))
     assert sorted([n // 2 for n in doubled] + [letter["item"] for letter in letters]) == list(range(20))
-    assert all(letter["kind"] == "crashed" and "what it sent could not be handled" in letter["error"]
-               for letter in letters), letters
+    assert all(
+        letter["kind"] == "crashed" and "what it sent could not be handled" in letter["error"] for letter in letters
+    ), letters
     stage = {group.name: group for group in executor.report.groups}["Stage"]
     assert stage.crashed >= 1 and executor.report.exit_code == 1
 
 
 def test_a_worker_process_does_not_load_the_config_stack(tmp_path):
     key = str(tmp_path / "sink")
-    with Run(tmp_path, pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml"),
-             "--set", "workers.Stage.instances=1") as run:  # a --set's line is the loader's own type
+    with Run(
+        tmp_path,
+        pipeline(key, "Loaded", items=4, processes=1, instances=1, module="yaml"),
+        "--set",
+        "workers.Stage.instances=1",
+    ) as run:  # a --set's line is the loader's own type
         code = run.wait()
     no_process_left(run)
 
@@ -359,8 +408,9 @@ def test_a_poison_item_costs_only_itself(tmp_path, exit_code):
     """A worker process that dies on item 3 of 10 (one process, one instance): item 3 is dead-lettered as
     crashed after one delivery, the replacement takes the rest, and the other 9 are stored."""
     key = str(tmp_path / "sink")
-    with Run(tmp_path, pipeline(key, "DiesOn", items=10, processes=1, instances=1, die_on=[3],
-                                exit_code=exit_code)) as run:
+    with Run(
+        tmp_path, pipeline(key, "DiesOn", items=10, processes=1, instances=1, die_on=[3], exit_code=exit_code)
+    ) as run:
         code = run.wait()
     no_process_left(run)
 
@@ -373,8 +423,10 @@ def test_a_poison_item_costs_only_itself(tmp_path, exit_code):
 
 def test_worker_processes_dying_on_two_items_of_2000_lose_only_those(tmp_path):
     key = str(tmp_path / "sink")
-    with Run(tmp_path, pipeline(key, "DiesOn", items=2000, processes=2, instances=2, maxsize=1000,
-                                die_on=[500, 1500], exit_code=3)) as run:
+    with Run(
+        tmp_path,
+        pipeline(key, "DiesOn", items=2000, processes=2, instances=2, maxsize=1000, die_on=[500, 1500], exit_code=3),
+    ) as run:
         code = run.wait()
     no_process_left(run)
 
@@ -387,8 +439,9 @@ def test_worker_processes_dying_on_two_items_of_2000_lose_only_those(tmp_path):
 def test_a_worker_process_whose_pipe_closed_is_killed_before_it_is_replaced(tmp_path):
     key = str(tmp_path / "sink")
     marks = str(tmp_path / "after-pipe")
-    with Run(tmp_path, pipeline(key, "ClosesItsPipe", items=10, processes=1, instances=1, at=2, key=marks,
-                                sleep_s=8.0)) as run:
+    with Run(
+        tmp_path, pipeline(key, "ClosesItsPipe", items=10, processes=1, instances=1, at=2, key=marks, sleep_s=8.0)
+    ) as run:
         old = int(run.wait_log(r"Stage-p0: worker process started \(pid (\d+)\)").group(1))
         run.wait_log(r"Stage-p0: replaced by pid")
         assert old not in processes_marked(run.marker), "replaced while the old process was still running"

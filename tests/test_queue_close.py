@@ -1,5 +1,6 @@
 """LocalQueue.close(): every queued item reaches the reject handler, outside the queue's lock, and no reader
 sees the queue ended before they all have."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,6 @@ import threading
 import pytest
 
 from core.transport.base import DONE
-
 from core.transport.local import LocalQueue
 
 JOIN_TIMEOUT_S = 5.0

@@ -1,4 +1,5 @@
 """The README stays true: its picture, its test command and its flags match the code."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,11 @@ def test_ci_runs_the_readme_test_command_word_for_word():
 def test_every_command_line_flag_is_documented():
     from core.app.cli import build_parser
 
-    flags = [action.option_strings[-1] for action in build_parser()._actions
-             if action.option_strings and action.option_strings[-1] != "--help"]
+    flags = [
+        action.option_strings[-1]
+        for action in build_parser()._actions
+        if action.option_strings and action.option_strings[-1] != "--help"
+    ]
     missing = [flag for flag in flags if f"`{flag}" not in README]
 
     assert flags and not missing, f"flags missing from the README: {missing}"

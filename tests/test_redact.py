@@ -4,6 +4,7 @@ Each secret here is registered the way a run registers it (DATABASE_URL, POSTGRE
 test sees what a run would print. Secrets stay registered for the rest of the test process: each test uses a
 random one, and the short ones are masked only where they are known to be a password, so nothing else changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ from urllib.parse import quote
 
 import pytest
 
-from core.storage.database import database_url, describe
-from core.run.ledger import DeadLetters
 from core.base.redact import MASK, RedactingFormatter, redact
 from core.pipeline.replay import read_replay
+from core.run.ledger import DeadLetters
+from core.storage.database import database_url, describe
 
 
 def unique(prefix: str) -> str:
@@ -26,10 +27,13 @@ def unique(prefix: str) -> str:
 # --- a short password ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", [
-    {"DATABASE_URL": "postgresql://app:q7@db.example:5432/prices"},
-    {"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "q7", "POSTGRES_HOST": "db.example"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DATABASE_URL": "postgresql://app:q7@db.example:5432/prices"},
+        {"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "q7", "POSTGRES_HOST": "db.example"},
+    ],
+)
 def test_a_two_character_password_is_masked_where_it_is_known_to_be_the_password(env):
     url = database_url(env)
     shown = url.render_as_string(hide_password=False)
@@ -46,11 +50,18 @@ def test_a_two_character_password_is_masked_where_it_is_known_to_be_the_password
 
 def test_the_password_field_of_any_url_is_masked_whatever_its_length():
     assert redact("redis://:x@cache.example:6379/0") == f"redis://:{MASK}@cache.example:6379/0"
-    assert redact("see https://bob:hunter2@example.org/path?q=1 and more") == \
-        f"see https://bob:{MASK}@example.org/path?q=1 and more"
+    assert (
+        redact("see https://bob:hunter2@example.org/path?q=1 and more")
+        == f"see https://bob:{MASK}@example.org/path?q=1 and more"
+    )
     # A host and port, an address without a password and an e-mail address are not passwords.
-    for text in ("redis://127.0.0.1:6379/0", "postgresql://app@db.example:5432/db", "mail bob@example.org:",
-                 "http://[::1]:8080/x", "ratio 3:2@noon"):
+    for text in (
+        "redis://127.0.0.1:6379/0",
+        "postgresql://app@db.example:5432/db",
+        "mail bob@example.org:",
+        "http://[::1]:8080/x",
+        "ratio 3:2@noon",
+    ):
         assert redact(text) == text
 
 
@@ -64,10 +75,12 @@ def test_a_redis_password_that_needs_url_encoding_is_masked_in_both_forms(tmp_pa
     encoded = quote(decoded, safe="")
     monkeypatch.setenv("REDIS_URL", f"redis://:{encoded}@127.0.0.1:6379/0")
     path = tmp_path / "pipeline.yaml"
-    path.write_text("queues:\n  - {name: Q, backend: redis}\nworkers:\n"
-                    "  - {name: S, location: bench.noop_workers, class: CountSource, input_values: [1], "
-                    "output_queues: [Q]}\n"
-                    "  - {name: D, location: bench.noop_workers, class: Discard, input_queue: Q}\n")
+    path.write_text(
+        "queues:\n  - {name: Q, backend: redis}\nworkers:\n"
+        "  - {name: S, location: bench.noop_workers, class: CountSource, input_values: [1], "
+        "output_queues: [Q]}\n"
+        "  - {name: D, location: bench.noop_workers, class: Discard, input_queue: Q}\n"
+    )
 
     executor = YamlPipelineExecutor(path, dead_letter_path=tmp_path / "dl.jsonl")  # registers the URL's password
     executor.distributed.run.redis.close()
@@ -77,13 +90,12 @@ def test_a_redis_password_that_needs_url_encoding_is_masked_in_both_forms(tmp_pa
 
 
 def test_a_password_is_masked_in_json_and_repr_text_too():
-    secret = unique('pa"ss\\wo\'rd-')
+    secret = unique("pa\"ss\\wo'rd-")
     database_url({"POSTGRES_PASSWORD": secret})
 
     for text in (json.dumps({"error": f"refused {secret}"}), repr(f"refused {secret}"), f"refused {secret}"):
         shown = redact(text)
-        assert secret not in shown and json.dumps(secret)[1:-1] not in shown and repr(secret)[1:-1] not in shown, \
-            shown
+        assert secret not in shown and json.dumps(secret)[1:-1] not in shown and repr(secret)[1:-1] not in shown, shown
         assert MASK in shown
 
 
@@ -105,8 +117,9 @@ def test_log_lines_are_masked_tracebacks_included():
     try:
         raise RuntimeError(f"cannot reach postgresql://app:{secret}@db.example")
     except RuntimeError as exc:
-        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed with %r", (secret,), (type(exc), exc,
-                                                                                                  exc.__traceback__))
+        record = logging.LogRecord(
+            "t", logging.ERROR, __file__, 1, "failed with %r", (secret,), (type(exc), exc, exc.__traceback__)
+        )
 
     text = formatter.format(record)
 

@@ -22,6 +22,7 @@ Each records its row for the fault table (section "Redis"):
 
     .venv/bin/python -m pytest tests/test_redis_faults.py --reliability-report docs/RELIABILITY.md
 """
+
 from __future__ import annotations
 
 import json
@@ -34,20 +35,38 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
-from conftest import ROOT, run_main
-from fault_harness import (CANARY, CHART, CLEARED_ENV, SYMBOLS, Case, Ledger, MainRun, Outcome, count,
-                           fault_pipeline, finish, read_rows, record_row, symbol_of, tail, wait_until, with_password)
+from fault_harness import (
+    CANARY,
+    CHART,
+    CLEARED_ENV,
+    SYMBOLS,
+    Case,
+    Ledger,
+    MainRun,
+    Outcome,
+    count,
+    fault_pipeline,
+    finish,
+    read_rows,
+    record_row,
+    symbol_of,
+    tail,
+    wait_until,
+    with_password,
+)
 from fault_harness import run as run_solo
 from netns import Namespace
 from pg_cluster import free_port
 from redis_server import RedisServer
 from sites import WIKI_PATH, FakeSites, Fault
+
+from conftest import ROOT, run_main
 
 SECTION = "Redis"
 REDIS_QUEUES = ("--set", "queues.SymbolQueue.backend=redis", "--set", "queues.PostgresUploading.backend=redis")
@@ -56,6 +75,7 @@ MACHINE_TIMEOUT_S = 60  # a machine still running this long after the test is do
 
 
 # --- fixtures ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def db(pg_url: str) -> str:
@@ -72,12 +92,22 @@ def redis_server() -> Iterator[RedisServer]:
 
 # --- machines ------------------------------------------------------------------------------------
 
+
 class Run:
     """The processes of one run (same pipeline file, same --run-id), each a "machine" with its own folder,
     DATA_DIR and dead-letter file; every one is killed at the end of the test if it still runs."""
 
-    def __init__(self, folder: Path, sites: FakeSites, db: str, redis_url: str, *,
-                 queue_sets: tuple[str, ...] = (), env: dict[str, str] | None = None, **pipeline: Any) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        sites: FakeSites,
+        db: str,
+        redis_url: str,
+        *,
+        queue_sets: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        **pipeline: Any,
+    ) -> None:
         self.folder = folder
         self.pipeline = fault_pipeline(sites, folder / "pipeline", **pipeline)
         self.db = db
@@ -93,13 +123,19 @@ class Run:
         for machine in self.machines.values():
             machine.kill()
 
-    def start(self, name: str, only: str | None, *, env: dict[str, str] | None = None,
-              args: tuple[str, ...] = ()) -> MainRun:
+    def start(
+        self, name: str, only: str | None, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> MainRun:
         """Start machine `name` running the groups `only` (comma-separated) in this run; with None, every
         group, in a run of its own (no --run-id)."""
         joining = ("--run-id", self.run_id, "--only", only) if only else ()
-        machine = MainRun(self.folder / name, self.pipeline, database_url=self.db, env={**self.env, **(env or {})},
-                          args=(*joining, "--quiet", *self.args, *args))
+        machine = MainRun(
+            self.folder / name,
+            self.pipeline,
+            database_url=self.db,
+            env={**self.env, **(env or {})},
+            args=(*joining, "--quiet", *self.args, *args),
+        )
         self.machines[name] = machine
         return machine
 
@@ -117,18 +153,29 @@ class Run:
         outs = {name: machine.outcome(None) for name, machine in self.machines.items()}
         started = min(machine.started for machine in self.machines.values())
         ended = max(machine.ended for machine in self.machines.values())
-        return Outcome(returncode=outs[reporter].returncode, seconds=ended - started,
-                       stdout="".join(out.stdout for out in outs.values()),
-                       log="".join(f"===== {name}\n{out.log}" for name, out in outs.items()),
-                       stats_text=outs[reporter].stats_text,
-                       letters_text="".join(out.letters_text for out in outs.values()),
-                       rows=read_rows(self.db))
+        return Outcome(
+            returncode=outs[reporter].returncode,
+            seconds=ended - started,
+            stdout="".join(out.stdout for out in outs.values()),
+            log="".join(f"===== {name}\n{out.log}" for name, out in outs.items()),
+            stats_text=outs[reporter].stats_text,
+            letters_text="".join(out.letters_text for out in outs.values()),
+            rows=read_rows(self.db),
+        )
 
 
-def finish_run(record: Any, case: Case, run: Run, expected: list[Any], *, reporter: str = "A",
-               exits: dict[str, int | None] | None = None, secrets: tuple[str, ...] = (),
-               seconds: float | None = None, book_of: Callable[[Outcome, list[Any]], Ledger] = count,
-               ) -> tuple[Outcome, Ledger]:
+def finish_run(
+    record: Any,
+    case: Case,
+    run: Run,
+    expected: list[Any],
+    *,
+    reporter: str = "A",
+    exits: dict[str, int | None] | None = None,
+    secrets: tuple[str, ...] = (),
+    seconds: float | None = None,
+    book_of: Callable[[Outcome, list[Any]], Ledger] = count,
+) -> tuple[Outcome, Ledger]:
     """Record the case's row, then assert what every multi-machine case must hold: each machine's exit code
     (`exits`, by default the case's for every machine), the time bound, the table and every machine's dead
     letters against `expected` (none lost, none twice: `book_of` does the books), no secret in any output,
@@ -146,9 +193,12 @@ def finish_run(record: Any, case: Case, run: Run, expected: list[Any], *, report
     assert not book.lost, f"lost: {book.lost[:20]}\n{tail(out.log, 8000)}"
     assert not book.duplicated, f"stored twice or stored and dead-lettered: {book.duplicated[:20]}"
     for name, machine in run.machines.items():
-        texts = {"stdout": machine.stdout_path.read_text(), "log": machine.log(),
-                 "stats": machine.stats_path.read_text() if machine.stats_path.exists() else "",
-                 "dead letters": machine.letters_path.read_text() if machine.letters_path.exists() else ""}
+        texts = {
+            "stdout": machine.stdout_path.read_text(),
+            "log": machine.log(),
+            "stats": machine.stats_path.read_text() if machine.stats_path.exists() else "",
+            "dead letters": machine.letters_path.read_text() if machine.letters_path.exists() else "",
+        }
         for secret in (CANARY, *secrets):
             for what, text in texts.items():
                 assert secret not in text, f"a password appears in the {what} of {name}"
@@ -162,8 +212,9 @@ def finish_run(record: Any, case: Case, run: Run, expected: list[Any], *, report
             assert group["in_flight"] == 0, (name, group_name, group)
         for queue_name, queue in stats["queues"].items():
             assert queue["left"] == 0, (name, queue_name, queue)
-        assert stats["dead_letters"] == len(machine.letters_path.read_text().splitlines()
-                                            if machine.letters_path.exists() else [])
+        assert stats["dead_letters"] == len(
+            machine.letters_path.read_text().splitlines() if machine.letters_path.exists() else []
+        )
     return out, book
 
 
@@ -180,8 +231,14 @@ def ledger_with_redis(out: Outcome, expected: list[Any], in_redis: list[Any]) ->
     lost = sorted((wanted - stored - dead - redis).elements())
     twice = [s for s, n in (stored + dead).items() if n > 1]
     only_in_redis = sum(1 for symbol in wanted if symbol in redis and symbol not in stored and symbol not in dead)
-    return Ledger(items=len(expected), stored=sum(stored.values()), dead_lettered=sum(dead.values()), lost=lost,
-                  duplicated=sorted(twice), not_started=only_in_redis)
+    return Ledger(
+        items=len(expected),
+        stored=sum(stored.values()),
+        dead_lettered=sum(dead.values()),
+        lost=lost,
+        duplicated=sorted(twice),
+        not_started=only_in_redis,
+    )
 
 
 def queue_key(run_id: str, name: str) -> str:
@@ -211,16 +268,24 @@ def assert_redis_drained(out: Outcome) -> None:
 
 # --- 1. three machines --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("first", ["sink", "yahoo"])
 def test_three_machines_store_every_symbol_once(tmp_path, db, redis_server, reliability, first):
-    case = Case(SECTION, f"three machines, {'sink' if first == 'sink' else 'a Yahoo machine'} first",
-                "A runs WikiWorker and PostgresWorker, B and C YahooFinanceWorker (4 instances each), one run id; "
-                + ("A and B start together, C joins once B has priced 100 symbols" if first == "sink" else
-                   "B starts alone and waits for the run, A joins once B has started the run (its log says so), "
-                   "C once 100 symbols are priced")
-                + "; chart latency 20 ms",
-                "the work is split between B and C; every symbol stored once; every machine exits 0",
-                exit_code=0, max_s=60)
+    case = Case(
+        SECTION,
+        f"three machines, {'sink' if first == 'sink' else 'a Yahoo machine'} first",
+        "A runs WikiWorker and PostgresWorker, B and C YahooFinanceWorker (4 instances each), one run id; "
+        + (
+            "A and B start together, C joins once B has priced 100 symbols"
+            if first == "sink"
+            else "B starts alone and waits for the run, A joins once B has started the run (its log says so), "
+            "C once 100 symbols are priced"
+        )
+        + "; chart latency 20 ms",
+        "the work is split between B and C; every symbol stored once; every machine exits 0",
+        exit_code=0,
+        max_s=60,
+    )
     with FakeSites(latency_s=0.02) as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
         if first == "sink":
             run.start("A", "WikiWorker,PostgresWorker")
@@ -235,32 +300,51 @@ def test_three_machines_store_every_symbol_once(tmp_path, db, redis_server, reli
         out, book = finish_run(reliability, case, run, SYMBOLS)
 
     # The order the machines came in: one started the run (B, when it came first), the others joined it.
-    starts = {name: "started" if f"started run {run.run_id} " in machine.log() else
-              "joined" if f"joined run {run.run_id} " in machine.log() else "neither"
-              for name, machine in run.machines.items()}
+    starts = {
+        name: "started"
+        if f"started run {run.run_id} " in machine.log()
+        else "joined"
+        if f"joined run {run.run_id} " in machine.log()
+        else "neither"
+        for name, machine in run.machines.items()
+    }
     assert sorted(starts.values()) == ["joined", "joined", "started"], starts
     if first == "yahoo":
         assert starts["B"] == "started", starts
 
     assert sorted(out.stored) == sorted(SYMBOLS)
     assert_redis_drained(out)
-    priced = {name: json.loads(run.machines[name].stats_path.read_text())["groups"]["YahooFinanceWorker"]
-              for name in "BC"}
+    priced = {
+        name: json.loads(run.machines[name].stats_path.read_text())["groups"]["YahooFinanceWorker"] for name in "BC"
+    }
     assert priced["B"]["emitted"] + priced["C"]["emitted"] == len(SYMBOLS), priced
     assert priced["B"]["emitted"] >= 100 and priced["C"]["emitted"] > 0, priced
 
 
 # --- 2. a consumer killed mid-item ----------------------------------------------------------------
 
+
 def test_consumer_killed_mid_item_its_items_are_claimed(tmp_path, db, redis_server, reliability):
-    case = Case(SECTION, "a consumer machine killed mid-item",
-                "B and C run YahooFinanceWorker (8 instances each, chart latency 0.3 s, SymbolQueue "
-                "`visibility_timeout_s: 2`); B gets SIGKILL once 100 charts were requested, items in hand",
-                "C claims the entries B held once they idle past 2 s and logs each claim; every symbol stored "
-                "once; A and C exit 0", exit_code=0, max_s=60)
-    with FakeSites(latency_s=0.3) as sites, Run(tmp_path, sites, db, redis_server.url(),
-                                                queue_sets=("queues.SymbolQueue.visibility_timeout_s=2",
-                                                            "workers.YahooFinanceWorker.instances=8")) as run:
+    case = Case(
+        SECTION,
+        "a consumer machine killed mid-item",
+        "B and C run YahooFinanceWorker (8 instances each, chart latency 0.3 s, SymbolQueue "
+        "`visibility_timeout_s: 2`); B gets SIGKILL once 100 charts were requested, items in hand",
+        "C claims the entries B held once they idle past 2 s and logs each claim; every symbol stored "
+        "once; A and C exit 0",
+        exit_code=0,
+        max_s=60,
+    )
+    with (
+        FakeSites(latency_s=0.3) as sites,
+        Run(
+            tmp_path,
+            sites,
+            db,
+            redis_server.url(),
+            queue_sets=("queues.SymbolQueue.visibility_timeout_s=2", "workers.YahooFinanceWorker.instances=8"),
+        ) as run,
+    ):
         run.start("A", "WikiWorker,PostgresWorker")
         b = run.start("B", "YahooFinanceWorker")
         run.start("C", "YahooFinanceWorker")
@@ -288,15 +372,23 @@ def test_consumer_killed_mid_item_its_items_are_claimed(tmp_path, db, redis_serv
 
 # --- 3. the producer killed holding the page ------------------------------------------------------
 
+
 def test_producer_killed_holding_the_page_is_taken_over(tmp_path, db, redis_server, reliability):
-    case = Case(SECTION, "the producer machine killed holding its input",
-                "W1 runs WikiWorker alone; the Wikipedia answer takes 3 s and W1 gets SIGKILL while waiting "
-                "for it (the page taken, not settled); W2 runs WikiWorker with the same run id",
-                "W2 claims the page once it idles past the visibility timeout (that of the queue the source "
-                "feeds: SymbolQueue's, 3 s here), fetches it again and writes its 503 symbols with the "
-                "acknowledgement in one step: every symbol stored once; A, B and W2 exit 0", exit_code=0, max_s=45)
-    with FakeSites(latency_s=0.01) as sites, Run(tmp_path, sites, db, redis_server.url(),
-                                                 queue_sets=("queues.SymbolQueue.visibility_timeout_s=3",)) as run:
+    case = Case(
+        SECTION,
+        "the producer machine killed holding its input",
+        "W1 runs WikiWorker alone; the Wikipedia answer takes 3 s and W1 gets SIGKILL while waiting "
+        "for it (the page taken, not settled); W2 runs WikiWorker with the same run id",
+        "W2 claims the page once it idles past the visibility timeout (that of the queue the source "
+        "feeds: SymbolQueue's, 3 s here), fetches it again and writes its 503 symbols with the "
+        "acknowledgement in one step: every symbol stored once; A, B and W2 exit 0",
+        exit_code=0,
+        max_s=45,
+    )
+    with (
+        FakeSites(latency_s=0.01) as sites,
+        Run(tmp_path, sites, db, redis_server.url(), queue_sets=("queues.SymbolQueue.visibility_timeout_s=3",)) as run,
+    ):
         sites.script(WIKI_PATH, Fault(200, sites.page, delay_s=3))
         w1 = run.start("W1", "WikiWorker")
         wait_until(lambda: sites.hits[WIKI_PATH] >= 1, 20, "the page requested", w1)
@@ -317,12 +409,18 @@ def test_producer_killed_holding_the_page_is_taken_over(tmp_path, db, redis_serv
 
 # --- 4. Redis restarted ---------------------------------------------------------------------------
 
+
 def test_redis_restarted_mid_run(tmp_path, db, redis_server, reliability):
-    case = Case(SECTION, "Redis restarted mid-run",
-                "the run's own redis-server (AOF on, `appendfsync always`) stopped gracefully once 100 charts "
-                "were requested, and started again 1 s later on the same port and folder",
-                "every process retries within its retry budget and goes on where it was; every symbol stored "
-                "once; every machine exits 0", exit_code=0, max_s=60)
+    case = Case(
+        SECTION,
+        "Redis restarted mid-run",
+        "the run's own redis-server (AOF on, `appendfsync always`) stopped gracefully once 100 charts "
+        "were requested, and started again 1 s later on the same port and folder",
+        "every process retries within its retry budget and goes on where it was; every symbol stored "
+        "once; every machine exits 0",
+        exit_code=0,
+        max_s=60,
+    )
     with FakeSites(latency_s=0.02) as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
         run.start("A", "WikiWorker,PostgresWorker")
         b = run.start("B", "YahooFinanceWorker")
@@ -340,12 +438,18 @@ def test_redis_restarted_mid_run(tmp_path, db, redis_server, reliability):
 
 # --- 5. Redis unreachable at start ------------------------------------------------------------------
 
+
 def test_redis_unreachable_at_start_fails_before_fetching(sites, tmp_path, reliability):
-    case = Case(SECTION, "Redis unreachable at start",
-                "`REDIS_URL` (with a password) names a closed port; the shipped pipeline in one process, its two "
-                "queues in Redis",
-                "fails before any fetch (zero HTTP requests) with the masked URL and the reason; the Wikipedia "
-                "URL dead-lettered as not started; exit 1 in seconds", exit_code=1, max_s=10)
+    case = Case(
+        SECTION,
+        "Redis unreachable at start",
+        "`REDIS_URL` (with a password) names a closed port; the shipped pipeline in one process, its two "
+        "queues in Redis",
+        "fails before any fetch (zero HTTP requests) with the masked URL and the reason; the Wikipedia "
+        "URL dead-lettered as not started; exit 1 in seconds",
+        exit_code=1,
+        max_s=10,
+    )
     url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
 
     out = run_solo(sites, tmp_path, None, env={"REDIS_URL": url}, args=REDIS_QUEUES, read_back=False)
@@ -354,16 +458,20 @@ def test_redis_unreachable_at_start_fails_before_fetching(sites, tmp_path, relia
     assert not sites.requests
     assert [(letter["group"], letter["kind"]) for letter in out.letters] == [("WikiWorker", "not-started")]
     assert out.stats["finish_reason"] == "failed"
-    assert out.stats["error"].startswith("Redis at redis://:***@127.0.0.1:") and "cannot be reached" in out.stats["error"]
+    assert (
+        out.stats["error"].startswith("Redis at redis://:***@127.0.0.1:") and "cannot be reached" in out.stats["error"]
+    )
     assert "Connection refused" in out.log and REDIS_PASSWORD not in out.log + out.stdout + out.stats_text
 
 
 # --- 6. Redis lost for good -----------------------------------------------------------------------
 
+
 def redis_leftovers(server: RedisServer) -> dict[str, list[Any]]:
     """What the run's queues still hold in Redis (read back from the AOF after the run: the test starts the
     server again for that): per queue, the items of its entries, delivered or not."""
     from core.base import codec
+
     server.start()
     left: dict[str, list[Any]] = {}
     with server.client() as client:
@@ -377,19 +485,33 @@ def redis_leftovers(server: RedisServer) -> dict[str, list[Any]]:
 @pytest.mark.parametrize("split", ["two machines", "one process"])
 def test_redis_lost_for_good_dead_letters_what_is_in_hand(tmp_path, db, redis_server, reliability, split):
     solo = split == "one process"
-    case = Case(SECTION, f"Redis down longer than the retry budget ({split})",
-                "the run's redis-server stopped for good once 8 charts were requested (`REDIS_RETRY_BUDGET_S=3`, "
-                "chart latency 2 s, `read_timeout_s: 5`, so instances hold items and more wait fetched for them); "
-                + ("the shipped pipeline in one process, no run id" if solo else
-                   "A runs WikiWorker and PostgresWorker, B YahooFinanceWorker"),
-                "every process ends within the budget and a few seconds, exit 1, saying Redis was lost; each item "
-                "an instance held is dead-lettered locally as `unsettled`"
-                + (", each fetched for them as `stopping`" if solo else "") + " (it stays pending in Redis). "
-                "Counted: stored + dead letters + *not run* = what the run's queues still hold in Redis "
-                "(its AOF read after the run) and nowhere else; every symbol in one of them, none stored twice "
-                "or both stored and dead-lettered", exit_code=1, max_s=15, timing="Redis stop to last exit")
-    with FakeSites(latency_s=2.0) as sites, Run(tmp_path, sites, db, redis_server.url(), yahoo={"read_timeout_s": 5},
-                                                env={"REDIS_RETRY_BUDGET_S": "3"}) as run:
+    case = Case(
+        SECTION,
+        f"Redis down longer than the retry budget ({split})",
+        "the run's redis-server stopped for good once 8 charts were requested (`REDIS_RETRY_BUDGET_S=3`, "
+        "chart latency 2 s, `read_timeout_s: 5`, so instances hold items and more wait fetched for them); "
+        + (
+            "the shipped pipeline in one process, no run id"
+            if solo
+            else "A runs WikiWorker and PostgresWorker, B YahooFinanceWorker"
+        ),
+        "every process ends within the budget and a few seconds, exit 1, saying Redis was lost; each item "
+        "an instance held is dead-lettered locally as `unsettled`"
+        + (", each fetched for them as `stopping`" if solo else "")
+        + " (it stays pending in Redis). "
+        "Counted: stored + dead letters + *not run* = what the run's queues still hold in Redis "
+        "(its AOF read after the run) and nowhere else; every symbol in one of them, none stored twice "
+        "or both stored and dead-lettered",
+        exit_code=1,
+        max_s=15,
+        timing="Redis stop to last exit",
+    )
+    with (
+        FakeSites(latency_s=2.0) as sites,
+        Run(
+            tmp_path, sites, db, redis_server.url(), yahoo={"read_timeout_s": 5}, env={"REDIS_RETRY_BUDGET_S": "3"}
+        ) as run,
+    ):
         if solo:
             first = run.start("A", None)
         else:
@@ -402,8 +524,14 @@ def test_redis_lost_for_good_dead_letters_what_is_in_hand(tmp_path, db, redis_se
         seconds = max(machine.ended for machine in run.machines.values()) - stopped
         left = redis_leftovers(redis_server)
         in_redis = [*left["SymbolQueue"], *(record["symbol"] for record in left["PostgresUploading"])]
-        out, book = finish_run(reliability, case, run, SYMBOLS, seconds=seconds,
-                               book_of=lambda out, expected: ledger_with_redis(out, expected, in_redis))
+        out, book = finish_run(
+            reliability,
+            case,
+            run,
+            SYMBOLS,
+            seconds=seconds,
+            book_of=lambda out, expected: ledger_with_redis(out, expected, in_redis),
+        )
 
     assert "unreachable for 3s (the retry budget)" in out.log
     for name, machine in run.machines.items():
@@ -420,6 +548,7 @@ def test_redis_lost_for_good_dead_letters_what_is_in_hand(tmp_path, db, redis_se
 
 
 # --- 7. a machine cut off from Redis ----------------------------------------------------------------
+
 
 class FakeSitesOn(FakeSites):
     """The fake sites listening on `host` (the host side of a veth pair) instead of 127.0.0.1, so that a
@@ -439,42 +568,64 @@ class MainRunIn(MainRun):
     """MainRun inside a network namespace: the same environment, files and command, run by `ip netns exec`
     (which execs it, so the process is main itself)."""
 
-    def __init__(self, namespace: Namespace, folder: Path, pipeline: Path, *, env: dict[str, str],
-                 args: tuple[str, ...]) -> None:
+    def __init__(
+        self, namespace: Namespace, folder: Path, pipeline: Path, *, env: dict[str, str], args: tuple[str, ...]
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.stats_path, self.letters_path = folder / "stats.json", folder / "dead_letters.jsonl"
         self.stdout_path, self.stderr_path = folder / "stdout.txt", folder / "stderr.txt"
         environment = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED_ENV)}
-        environment.update(ENV_FILE=os.devnull, DATA_DIR=str(folder / "data"), DEAD_LETTER_PATH=str(self.letters_path),
-                           **env)
-        command = namespace.command(sys.executable, str(ROOT / "main.py"), "--pipeline", str(pipeline),
-                                    "--stats-json", str(self.stats_path), *args)
+        environment.update(
+            ENV_FILE=os.devnull, DATA_DIR=str(folder / "data"), DEAD_LETTER_PATH=str(self.letters_path), **env
+        )
+        command = namespace.command(
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--pipeline",
+            str(pipeline),
+            "--stats-json",
+            str(self.stats_path),
+            *args,
+        )
         with self.stdout_path.open("w") as stdout, self.stderr_path.open("w") as stderr:
             self.started = time.monotonic()
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=stdout, stderr=stderr,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+            )
         self.ended: float | None = None
         self.code: int | None = None
 
 
 def test_partitioned_machine_is_refused_its_stale_settles(tmp_path, db, reliability):
-    case = Case(SECTION, "a machine cut off from Redis (network partition)",
-                "P runs YahooFinanceWorker in a network namespace whose only route to Redis is a veth pair; "
-                "its cable is pulled for 6 s (SymbolQueue `visibility_timeout_s: 2`, retry budget 20 s) once "
-                "150 charts were requested, while C runs YahooFinanceWorker on the host; chart latency 0.1 s",
-                "C claims the entries P held; P finishes them meanwhile (the sites stay reachable over a second "
-                "link), and once back its settles are refused (it no longer owns them): nothing emitted twice "
-                "(PostgresUploading got exactly one entry per symbol), every symbol stored once, every machine "
-                "exits 0", exit_code=0, max_s=60)
+    case = Case(
+        SECTION,
+        "a machine cut off from Redis (network partition)",
+        "P runs YahooFinanceWorker in a network namespace whose only route to Redis is a veth pair; "
+        "its cable is pulled for 6 s (SymbolQueue `visibility_timeout_s: 2`, retry budget 20 s) once "
+        "150 charts were requested, while C runs YahooFinanceWorker on the host; chart latency 0.1 s",
+        "C claims the entries P held; P finishes them meanwhile (the sites stay reachable over a second "
+        "link), and once back its settles are refused (it no longer owns them): nothing emitted twice "
+        "(PostgresUploading got exactly one entry per symbol), every symbol stored once, every machine "
+        "exits 0",
+        exit_code=0,
+        max_s=60,
+    )
     with Namespace() as namespace:
         to_redis, to_sites = namespace.link(), namespace.link()
-        with RedisServer(bind=("127.0.0.1", to_redis.host_ip)) as server,                 FakeSitesOn(to_sites.host_ip, latency_s=0.1) as sites,                 Run(tmp_path, sites, db, server.url(),
-                    queue_sets=("queues.SymbolQueue.visibility_timeout_s=2",)) as run:
+        with (
+            RedisServer(bind=("127.0.0.1", to_redis.host_ip)) as server,
+            FakeSitesOn(to_sites.host_ip, latency_s=0.1) as sites,
+            Run(tmp_path, sites, db, server.url(), queue_sets=("queues.SymbolQueue.visibility_timeout_s=2",)) as run,
+        ):
             run.start("A", "WikiWorker,PostgresWorker")
             run.start("C", "YahooFinanceWorker")
             p = run.machines["P"] = MainRunIn(
-                namespace, tmp_path / "P", run.pipeline, env={**run.env, "REDIS_URL": server.url(to_redis.host_ip)},
-                args=("--run-id", run.run_id, "--only", "YahooFinanceWorker", "--quiet", *run.args))
+                namespace,
+                tmp_path / "P",
+                run.pipeline,
+                env={**run.env, "REDIS_URL": server.url(to_redis.host_ip)},
+                args=("--run-id", run.run_id, "--only", "YahooFinanceWorker", "--quiet", *run.args),
+            )
             wait_until(lambda: chart_requests(sites) >= 150, 30, "150 charts requested", p)
             namespace.cut(to_redis)
             time.sleep(6)
@@ -494,11 +645,17 @@ def test_partitioned_machine_is_refused_its_stale_settles(tmp_path, db, reliabil
 
 # --- 8. the server's settings, its keys vanishing, foreign entries, the password -------------------
 
+
 def test_eviction_policy_refuses_to_start(sites, tmp_path, reliability):
-    case = Case(SECTION, "Redis may evict keys",
-                "the run's redis-server has `maxmemory-policy allkeys-lru`; the shipped pipeline in one process",
-                "refuses to start, saying why and what to set; nothing fetched, the Wikipedia URL dead-lettered "
-                "as not started; exit 1 in seconds", exit_code=1, max_s=10)
+    case = Case(
+        SECTION,
+        "Redis may evict keys",
+        "the run's redis-server has `maxmemory-policy allkeys-lru`; the shipped pipeline in one process",
+        "refuses to start, saying why and what to set; nothing fetched, the Wikipedia URL dead-lettered "
+        "as not started; exit 1 in seconds",
+        exit_code=1,
+        max_s=10,
+    )
     with RedisServer(maxmemory_policy="allkeys-lru") as server:
         out = run_solo(sites, tmp_path, None, env={"REDIS_URL": server.url()}, args=REDIS_QUEUES, read_back=False)
         keys = server.keys()
@@ -512,10 +669,14 @@ def test_eviction_policy_refuses_to_start(sites, tmp_path, reliability):
 
 
 def test_aof_off_is_warned_about(sites, tmp_path, db, reliability):
-    case = Case(SECTION, "Redis without persistence",
-                "the run's redis-server has `appendonly no`; the shipped pipeline in one process",
-                "a warning that a restart would lose the run, then the run as usual: every symbol stored once, "
-                "exit 0", exit_code=0, max_s=30)
+    case = Case(
+        SECTION,
+        "Redis without persistence",
+        "the run's redis-server has `appendonly no`; the shipped pipeline in one process",
+        "a warning that a restart would lose the run, then the run as usual: every symbol stored once, exit 0",
+        exit_code=0,
+        max_s=30,
+    )
     with RedisServer(appendonly=False) as server:
         out = run_solo(sites, tmp_path, db, env={"REDIS_URL": server.url()}, args=REDIS_QUEUES)
 
@@ -526,13 +687,19 @@ def test_aof_off_is_warned_about(sites, tmp_path, db, reliability):
 
 
 def test_run_keys_vanishing_stops_the_run_loudly(tmp_path, db, redis_server, reliability):
-    case = Case(SECTION, "the run's keys vanish mid-run",
-                "FLUSHALL on the run's redis-server once 100 charts were requested (chart latency 20 ms), in one "
-                "transaction with a read of what the run's queues held then",
-                "every process stops with exit 1 saying the run's state is gone; what they held is dead-lettered; "
-                "counted: stored + dead letters + *not run* = what FLUSHALL destroyed; every symbol in one of them, "
-                "none stored twice or both stored and dead-lettered", exit_code=1, max_s=40)
+    case = Case(
+        SECTION,
+        "the run's keys vanish mid-run",
+        "FLUSHALL on the run's redis-server once 100 charts were requested (chart latency 20 ms), in one "
+        "transaction with a read of what the run's queues held then",
+        "every process stops with exit 1 saying the run's state is gone; what they held is dead-lettered; "
+        "counted: stored + dead letters + *not run* = what FLUSHALL destroyed; every symbol in one of them, "
+        "none stored twice or both stored and dead-lettered",
+        exit_code=1,
+        max_s=40,
+    )
     from core.base import codec
+
     with FakeSites(latency_s=0.02) as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
         run.start("A", "WikiWorker,PostgresWorker")
         b = run.start("B", "YahooFinanceWorker")
@@ -542,11 +709,13 @@ def test_run_keys_vanishing_stops_the_run_loudly(tmp_path, db, redis_server, rel
                 flush.xrange(queue_key(run.run_id, name))
             flush.flushall()
             symbols, records, _ = flush.execute()
-        destroyed = [codec.loads(fields[b"d"]) for _, fields in symbols] + \
-                    [codec.loads(fields[b"d"])["symbol"] for _, fields in records]
+        destroyed = [codec.loads(fields[b"d"]) for _, fields in symbols] + [
+            codec.loads(fields[b"d"])["symbol"] for _, fields in records
+        ]
         run.wait(30)
-        out, book = finish_run(reliability, case, run, SYMBOLS,
-                               book_of=lambda out, expected: ledger_with_redis(out, expected, destroyed))
+        out, book = finish_run(
+            reliability, case, run, SYMBOLS, book_of=lambda out, expected: ledger_with_redis(out, expected, destroyed)
+        )
 
     for name, machine in run.machines.items():
         stats = json.loads(machine.stats_path.read_text())
@@ -564,18 +733,26 @@ def test_foreign_entry_that_is_not_json_is_dead_lettered_never_run(tmp_path, db,
 
     proof = tmp_path / "unpickled"
     payload = pickle.dumps(Exploit(), protocol=pickle.HIGHEST_PROTOCOL)
-    case = Case(SECTION, "a foreign entry that is not JSON",
-                "someone else adds a pickle (one that would run a command if unpickled) to the run's SymbolQueue "
-                "stream after the 503 symbols; B then starts YahooFinanceWorker",
-                "dead-lettered as undecodable with its acknowledgement, never unpickled nor run; every symbol "
-                "stored once; B exits 1 (its dead letter), and A, which reports the whole run, 1 too",
-                exit_code=1, max_s=30)
+    case = Case(
+        SECTION,
+        "a foreign entry that is not JSON",
+        "someone else adds a pickle (one that would run a command if unpickled) to the run's SymbolQueue "
+        "stream after the 503 symbols; B then starts YahooFinanceWorker",
+        "dead-lettered as undecodable with its acknowledgement, never unpickled nor run; every symbol "
+        "stored once; B exits 1 (its dead letter), and A, which reports the whole run, 1 too",
+        exit_code=1,
+        max_s=30,
+    )
     with FakeSites() as sites, Run(tmp_path, sites, db, redis_server.url()) as run:
         run.start("A", "WikiWorker,PostgresWorker")
         stream = queue_key(run.run_id, "SymbolQueue")
         with redis_server.client() as client:
-            wait_until(lambda: client.exists(stream) and client.xlen(stream) == len(SYMBOLS), 20,
-                       "the symbols in SymbolQueue", run.machines["A"])
+            wait_until(
+                lambda: client.exists(stream) and client.xlen(stream) == len(SYMBOLS),
+                20,
+                "the symbols in SymbolQueue",
+                run.machines["A"],
+            )
             client.xadd(stream, {"d": payload, "n": 0})
         run.start("B", "YahooFinanceWorker")
         run.wait()
@@ -592,14 +769,21 @@ def test_foreign_entry_that_is_not_json_is_dead_lettered_never_run(tmp_path, db,
 
 
 def test_redis_password_never_shows(tmp_path, db, reliability):
-    case = Case(SECTION, "Redis password",
-                "the run's redis-server has `requirepass`; `REDIS_URL` carries the password; the server is restarted "
-                "mid-run (so every process logs its URL, and errors, while retrying)",
-                "the password appears nowhere: not in stdout, the logs, the stats or the dead letters (the URL is "
-                "shown as `redis://:***@...`); every symbol stored once; every machine exits 0",
-                exit_code=0, max_s=60)
-    with RedisServer(password=REDIS_PASSWORD) as server, FakeSites(latency_s=0.02) as sites, \
-            Run(tmp_path, sites, db, server.url()) as run:
+    case = Case(
+        SECTION,
+        "Redis password",
+        "the run's redis-server has `requirepass`; `REDIS_URL` carries the password; the server is restarted "
+        "mid-run (so every process logs its URL, and errors, while retrying)",
+        "the password appears nowhere: not in stdout, the logs, the stats or the dead letters (the URL is "
+        "shown as `redis://:***@...`); every symbol stored once; every machine exits 0",
+        exit_code=0,
+        max_s=60,
+    )
+    with (
+        RedisServer(password=REDIS_PASSWORD) as server,
+        FakeSites(latency_s=0.02) as sites,
+        Run(tmp_path, sites, db, server.url()) as run,
+    ):
         run.start("A", "WikiWorker,PostgresWorker")
         b = run.start("B", "YahooFinanceWorker")
         wait_until(lambda: chart_requests(sites) >= 100, 30, "100 charts requested", b)
@@ -615,8 +799,9 @@ def test_redis_password_never_shows(tmp_path, db, reliability):
 def test_retry_budget_must_be_a_positive_number(sites, tmp_path):
     pipeline = fault_pipeline(sites, tmp_path)
     for bad in ("0", "-1", "soon", "inf", "nan"):
-        result = run_main(["--pipeline", str(pipeline), *REDIS_QUEUES, "--check"],
-                          env={"REDIS_RETRY_BUDGET_S": bad}, timeout_s=30)
+        result = run_main(
+            ["--pipeline", str(pipeline), *REDIS_QUEUES, "--check"], env={"REDIS_RETRY_BUDGET_S": bad}, timeout_s=30
+        )
         assert result.returncode == 2, (bad, result.stderr)
         assert f"REDIS_RETRY_BUDGET_S: must be a number of seconds above 0, got {bad!r}" in result.stderr, bad
     assert not sites.requests
@@ -626,8 +811,9 @@ def test_a_read_whose_reply_was_lost_is_taken_back_on_retry(redis_server):
     """A read the server answered while the connection dropped (a restart) delivered entries this consumer
     never saw: the retry takes them back at once, rather than after visibility_timeout_s."""
     import redis as redis_py
-    from core.transport.redis.queue import RedisQueue
+
     from core.transport.redis.client import RedisRun
+    from core.transport.redis.queue import RedisQueue
 
     run = RedisRun(redis_server.url(), "pipeline", f"test-{uuid.uuid4().hex[:8]}")
     try:

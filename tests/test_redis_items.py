@@ -7,28 +7,30 @@ whose keys vanish counts what went with them.
 Each runs YamlPipelineExecutor in this process, its queues in a run of its own (no run id) on the tests'
 Redis (conftest.py), or on a redis-server of the test's own where the server itself is part of the case.
 """
+
 from __future__ import annotations
 
 import json
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
-
-import pytest
-import redis
+from typing import Any
 
 import fixture_workers
+import pytest
+import redis
 import redis_fixture_workers
-from core.base.errors import ItemError, Returned
-from core.transport.redis.queue import RedisQueue
-from core.transport.redis.client import MAX_BULK_BYTES, RedisRun
-from core.run.redis_exits import RedisExits
-from core.transport.redis.settle import STAGE_AFTER_CHARS
 from redis_server import RedisServer
+
 from core.app.executor import YamlPipelineExecutor
+from core.base.errors import ItemError, Returned
+from core.run.redis_exits import RedisExits
+from core.transport.redis.client import MAX_BULK_BYTES, RedisRun
+from core.transport.redis.queue import RedisQueue
+from core.transport.redis.settle import STAGE_AFTER_CHARS
 
 JOIN_TIMEOUT_S = 30.0
 WAIT_S = 10.0
@@ -79,11 +81,14 @@ def client_of(executor: YamlPipelineExecutor) -> redis.Redis:
 
 # --- 3. fan-out to a local and a Redis queue ------------------------------------------------------
 
+
 @pytest.mark.parametrize("numbers, processes", [("local", 0), ("local", 1), ("redis", 0)])
 def test_an_output_one_queue_of_the_fan_out_cannot_take_is_sent_nowhere(tmp_path, key, numbers, processes):
     """Item 3 becomes a set: JSON cannot carry it to ToRedis, so it is dead-lettered, and ToLocal must not get
     it either (it used to: stored by one sink and dead-lettered at once)."""
-    executor = start(tmp_path, f"""
+    executor = start(
+        tmp_path,
+        f"""
         queues:
           - {{name: Numbers, backend: {numbers}}}
           - {{name: ToLocal}}
@@ -97,7 +102,8 @@ def test_an_output_one_queue_of_the_fan_out_cannot_take_is_sent_nowhere(tmp_path
              params: {{key: {key}-local}}}}
           - {{name: RedisSink, location: fixture_workers, class: Collect, input_queue: ToRedis,
              params: {{key: {key}-redis}}}}
-        """)
+        """,
+    )
     report = finish(executor)
 
     expected = [n for n in range(10) if n != 3]
@@ -112,8 +118,14 @@ def test_an_output_one_queue_of_the_fan_out_cannot_take_is_sent_nowhere(tmp_path
 
 def exits_over(queue: RedisQueue, outputs: list[Any]) -> Any:
     """A group's exits without a group: what they need of one."""
-    group = SimpleNamespace(name="G", input=queue, outputs=outputs, abandon=lambda *a, **k: 0,
-                            unsettled=lambda emitted: None, unsettled_dead_letter=lambda *a, **k: None)
+    group = SimpleNamespace(
+        name="G",
+        input=queue,
+        outputs=outputs,
+        abandon=lambda *a, **k: 0,
+        unsettled=lambda emitted: None,
+        unsettled_dead_letter=lambda *a, **k: None,
+    )
     return group
 
 
@@ -123,7 +135,10 @@ def test_check_refuses_what_a_redis_output_cannot_take_and_is_free_without_one(r
 
     queue, out = run_id_queue
     local = LocalQueue("Local", 10)
-    for exits in (LocalExits(exits_over(LocalQueue("In", 10), [local, out])), RedisExits(exits_over(queue, [local, out]))):
+    for exits in (
+        LocalExits(exits_over(LocalQueue("In", 10), [local, out])),
+        RedisExits(exits_over(queue, [local, out])),
+    ):
         with pytest.raises(ItemError, match="cannot be written to a Redis queue"):
             exits.check([1, {2}])
         exits.check([1, [2], {"a": 3}])
@@ -153,6 +168,7 @@ def test_what_check_wrote_is_sent_as_it_was_checked_and_what_it_keeps_is_bounded
 @pytest.fixture
 def run_id_queue() -> Iterator[tuple[RedisQueue, RedisQueue]]:
     import os
+
     run = RedisRun(os.environ["REDIS_URL"], "items-test", f"test-{uuid.uuid4().hex[:8]}")
     queue, out = RedisQueue("In", 100, run, reader="G"), RedisQueue("Out", 100, run, reader="Next")
     queue.create(), out.create()
@@ -166,17 +182,23 @@ def run_id_queue() -> Iterator[tuple[RedisQueue, RedisQueue]]:
 DEEP = "[" * 100_000 + "]" * 100_000
 
 
-@pytest.mark.parametrize("entry", ['{"$type": "decimal", "value": "abc"}', '{"$type": "tuple", "value": 5}', DEEP],
-                         ids=["decimal-abc", "tuple-5", "100000-deep"])
+@pytest.mark.parametrize(
+    "entry",
+    ['{"$type": "decimal", "value": "abc"}', '{"$type": "tuple", "value": 5}', DEEP],
+    ids=["decimal-abc", "tuple-5", "100000-deep"],
+)
 def test_an_entry_that_cannot_be_decoded_is_dead_lettered_and_the_run_goes_on(tmp_path, key, entry):
-    executor = start(tmp_path, f"""
+    executor = start(
+        tmp_path,
+        f"""
         queues:
           - {{name: Numbers, backend: redis}}
         workers:
           - {{name: Source, location: fixture_workers, class: Source, input_values: {list(range(100))},
              output_queues: [Numbers], params: {{gate: {key}}}}}
           - {{name: Sink, location: fixture_workers, class: Collect, input_queue: Numbers, params: {{key: {key}}}}}
-        """)
+        """,
+    )
     stream = executor.distributed.run.key("q", "Numbers")
     with client_of(executor) as client:
         wait_until(lambda: client.exists(stream), "the stream made")
@@ -194,6 +216,7 @@ def test_an_entry_that_cannot_be_decoded_is_dead_lettered_and_the_run_goes_on(tm
 
 # --- 22. the run's keys vanish ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("slow", ["sink", "source"])
 def test_what_vanishes_with_the_runs_keys_is_counted(tmp_path, key, monkeypatch, slow):
     """FLUSHALL while one stage is slow: the run stops loudly, and what went with the keys is counted: the
@@ -202,7 +225,9 @@ def test_what_vanishes_with_the_runs_keys_is_counted(tmp_path, key, monkeypatch,
     source, sink = ("Slow", "Collect") if slow == "source" else ("Source", "SlowCollect")
     with RedisServer(appendonly=False) as server:
         monkeypatch.setenv("REDIS_URL", server.url())
-        executor = start(tmp_path, f"""
+        executor = start(
+            tmp_path,
+            f"""
             queues:
               - {{name: Numbers, backend: redis}}
             workers:
@@ -210,7 +235,8 @@ def test_what_vanishes_with_the_runs_keys_is_counted(tmp_path, key, monkeypatch,
                  output_queues: [Numbers], {"params: {delay_s: 0.02}" if slow == "source" else ""}}}
               - {{name: Sink, location: {"fixture_workers" if slow == "source" else "redis_fixture_workers"},
                  class: {sink}, input_queue: Numbers, params: {{key: {key}{", delay_s: 0.02" if slow == "sink" else ""}}}}}
-            """)
+            """,
+        )
         wait_until(lambda: len(fixture_workers.collected(key)) >= 10, "10 items stored")
         with server.client() as client:
             client.flushall()
@@ -232,6 +258,7 @@ def test_what_vanishes_with_the_runs_keys_is_counted(tmp_path, key, monkeypatch,
 
 # --- 23. an item the server refuses for its size ---------------------------------------------------
 
+
 @pytest.mark.parametrize("numbers", ["local", "redis"])
 def test_an_item_too_large_for_the_server_is_that_items_error(tmp_path, key, monkeypatch, numbers):
     """The server takes values up to 1 MiB (proto-max-bulk-len 1mb); item 4 becomes 8 MiB. It used to be sent
@@ -241,7 +268,9 @@ def test_an_item_too_large_for_the_server_is_that_items_error(tmp_path, key, mon
         monkeypatch.setenv("REDIS_URL", server.url())
         monkeypatch.setenv("REDIS_RETRY_BUDGET_S", "3")
         started = time.monotonic()
-        executor = start(tmp_path, f"""
+        executor = start(
+            tmp_path,
+            f"""
             queues:
               - {{name: Numbers, backend: {numbers}}}
               - {{name: Out, backend: redis}}
@@ -251,7 +280,8 @@ def test_an_item_too_large_for_the_server_is_that_items_error(tmp_path, key, mon
               - {{name: Stage, location: redis_fixture_workers, class: BigFor, input_queue: Numbers,
                  output_queues: [Out], params: {{big: 4, size_bytes: 8388608}}}}
               - {{name: Sink, location: fixture_workers, class: Collect, input_queue: Out, params: {{key: {key}}}}}
-            """)
+            """,
+        )
         report = finish(executor)
         seconds = time.monotonic() - started
 
@@ -282,8 +312,9 @@ def fan_pipeline(key: str, **params: Any) -> str:
 
 
 def staged_lists(executor: YamlPipelineExecutor, client: redis.Redis) -> dict[str, int]:
-    return {name.decode(): client.llen(name)
-            for name in client.scan_iter(match=executor.distributed.run.key("stage", "*"))}
+    return {
+        name.decode(): client.llen(name) for name in client.scan_iter(match=executor.distributed.run.key("stage", "*"))
+    }
 
 
 def test_a_generators_outputs_wait_in_redis_not_in_memory_and_go_on_in_one_step(tmp_path, key, monkeypatch):
@@ -337,6 +368,7 @@ def test_a_claim_drops_what_the_stale_owner_staged_and_it_can_stage_no_more(run_
     """Exactly once with staging: B claims A's entry (A stalled); what A staged is gone, A's next part and its
     settle are refused, and only B's outputs reach Out."""
     import os
+
     queue, out = run_id_queue
     queue.put_many(["in"])
     queue.visibility_timeout_s = 0.3
@@ -394,6 +426,7 @@ def test_a_limit_lowered_after_the_start_still_makes_a_large_item_its_own_error(
                     answers[name] = ok
                     if len(answers) == 2:
                         both.set()
+
                 return deliver
 
             source.settler.settle(big, ["x" * size_bytes], (out.key,), on_result=answer("big"))

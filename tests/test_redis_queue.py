@@ -3,6 +3,7 @@ conftest.py), each test in a run of its own: a stale owner cannot settle twice (
 with its acknowledgement, a graceful hand-back does not count toward that limit, a live owner's lease is
 renewed on a long item, nothing in Redis is ever unpickled, and an end anywhere in the run wakes a waiting read.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,17 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from core.base.errors import ItemError
 from core.transport.base import DONE, Empty
-from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import RedisRun
 from core.transport.redis.members import Members
+from core.transport.redis.queue import RedisQueue
 
 WAIT_S = 10.0
 
@@ -37,12 +39,19 @@ def key(run_id: str, *parts: str) -> str:
 class Consumer:
     """One process's view of a queue (its own consumer name), reading into its fetched buffer."""
 
-    def __init__(self, run_id: str, name: str, *, visibility_timeout_s: float, max_deliveries: int = 5,
-                 prefetch: int = 4) -> None:
+    def __init__(
+        self, run_id: str, name: str, *, visibility_timeout_s: float, max_deliveries: int = 5, prefetch: int = 4
+    ) -> None:
         self.run = RedisRun(url(), "transport-test", run_id)
         self.run.process_id = name
-        self.queue = RedisQueue("Items", 100, self.run, reader="Readers", visibility_timeout_s=visibility_timeout_s,
-                                max_deliveries=max_deliveries)
+        self.queue = RedisQueue(
+            "Items",
+            100,
+            self.run,
+            reader="Readers",
+            visibility_timeout_s=visibility_timeout_s,
+            max_deliveries=max_deliveries,
+        )
         self.output = RedisQueue("Out", 100, self.run, reader="Next")
         self.dead: list[tuple[Any, str, str]] = []
         self.queue.on_dead = lambda item, error, kind: self.dead.append((item, error, kind))
@@ -134,8 +143,7 @@ def test_an_item_delivered_max_deliveries_times_is_poison(run_id, consumers):
     assert "delivered 3 times" in last.dead[0][1]
     client = redis.Redis.from_url(url())
     try:
-        (record,) = [json.loads(fields[b"r"]) for _, fields in
-                     client.xrange(key(run_id, "dead"))]
+        (record,) = [json.loads(fields[b"r"]) for _, fields in client.xrange(key(run_id, "dead"))]
         assert record["kind"] == "poison" and record["item"] == "poison"
         assert client.xpending(last.queue.key, "Readers")["pending"] == 0  # acknowledged with it
     finally:
@@ -254,12 +262,27 @@ def test_a_process_running_no_source_does_not_claim_the_run_is_done(run_id, tmp_
         "queues:\n  - {name: Items, maxsize: 10, backend: redis}\n"
         "workers:\n"
         "  - {name: Source, location: bench.noop_workers, class: CountSource, input_values: [3], output_queues: [Items]}\n"
-        "  - {name: Sink, location: bench.noop_workers, class: Discard, input_queue: Items}\n")
+        "  - {name: Sink, location: bench.noop_workers, class: Discard, input_queue: Items}\n"
+    )
     process = subprocess.Popen(
-        [sys.executable, str(root / "main.py"), "--pipeline", str(pipeline), "--run-id", run_id, "--only", "Sink",
-         "--status-interval", "0.2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-        env={**os.environ, "REDIS_URL": url(), "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull})
+        [
+            sys.executable,
+            str(root / "main.py"),
+            "--pipeline",
+            str(pipeline),
+            "--run-id",
+            run_id,
+            "--only",
+            "Sink",
+            "--status-interval",
+            "0.2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "REDIS_URL": url(), "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull},
+    )
     status = ""
     try:
         with selectors.DefaultSelector() as selector:
@@ -331,8 +354,9 @@ def test_entries_a_refused_hand_back_leaves_are_claimable_at_once():
     with RedisServer(appendonly=False) as server:
         runs = [RedisRun(server.url(), "transport-test", "hand-back") for _ in range(2)]
         runs[0].process_id, runs[1].process_id = "stopping", "taking-over"
-        stopping, taking_over = (RedisQueue("Items", 100, run, reader="Readers", visibility_timeout_s=30)
-                                 for run in runs)
+        stopping, taking_over = (
+            RedisQueue("Items", 100, run, reader="Readers", visibility_timeout_s=30) for run in runs
+        )
         try:
             stopping.create()
             stopping.put_many(["x", "y", "z"])
@@ -380,14 +404,21 @@ def test_a_tests_runs_are_in_the_tests_database_under_a_prefix_of_its_own(tmp_pa
         "queues:\n  - {name: Items, backend: redis}\n"
         "workers:\n"
         "  - {name: Source, location: bench.noop_workers, class: CountSource, input_values: [3], output_queues: [Items]}\n"
-        "  - {name: Sink, location: bench.noop_workers, class: Discard, input_queue: Items}\n")
+        "  - {name: Sink, location: bench.noop_workers, class: Discard, input_queue: Items}\n"
+    )
     executor = YamlPipelineExecutor(pipeline, dead_letter_path=tmp_path / "dl.jsonl")
     executor.start()
     executor.join(30)
     assert not executor.is_alive() and executor.report.finish_reason == "finished"
-    process = subprocess.run([sys.executable, str(root / "main.py"), "--pipeline", str(pipeline), "--quiet"],
-                             cwd=root, env={**os.environ, "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull},
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    process = subprocess.run(
+        [sys.executable, str(root / "main.py"), "--pipeline", str(pipeline), "--quiet"],
+        cwd=root,
+        env={**os.environ, "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert process.returncode == 0, process.stderr[-2000:]
 
     assert url().endswith("/15") and redis_keys_of_the_test.startswith("yptest-")

@@ -6,19 +6,21 @@ connection reset, retries it (RedisRun.call) on a new connection. A put must not
 settle or a dead letter that already happened must be recognised as done, not booked as "claimed by another
 consumer".
 """
+
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
-from core.transport.base import Delivery
-from core.transport.redis.queue import RedisQueue
-from core.transport.redis.client import RedisRun
 from redis_proxy import RedisProxy
 from redis_server import RedisServer
+
+from core.transport.base import Delivery
+from core.transport.redis.client import RedisRun
+from core.transport.redis.queue import RedisQueue
 
 WAIT_S = 10.0
 

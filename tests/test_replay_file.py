@@ -1,26 +1,30 @@
 """`--replay` of a malformed dead-letter file: every bad line is a problem naming the dead-letter file's line, the
 run exits 2 with --stats-json written, and nothing is run; a well-formed line reads back as the item it was."""
+
 from __future__ import annotations
 
 import json
 import os
+from datetime import UTC
 from pathlib import Path
 
 import pytest
+from pipeline_text import source_to_sink, write
 
 from conftest import ROOT, run_main
+from core.app.executor import YamlPipelineExecutor
 from core.pipeline.config import ConfigError
 from core.pipeline.replay import check_replay, read_replay
-from pipeline_text import source_to_sink, write
-from core.app.executor import YamlPipelineExecutor
 
 PIPELINE = source_to_sink([1, 2, 3], key="replay-file-test")
 
 
 def letter(item_json: str, group: str = "Sink") -> bytes:
     """A dead-letter line whose item is `item_json`, written as the ledger writes one."""
-    return (f'{{"time": "2026-01-01T00:00:00.000+00:00", "pipeline": "pipeline", "group": {json.dumps(group)}, '
-            f'"kind": "failed", "item": {item_json}, "error": "boom", "attempts": 1}}').encode("utf-8")
+    return (
+        f'{{"time": "2026-01-01T00:00:00.000+00:00", "pipeline": "pipeline", "group": {json.dumps(group)}, '
+        f'"kind": "failed", "item": {item_json}, "error": "boom", "attempts": 1}}'
+    ).encode()
 
 
 GOOD = letter('{"$type": "tuple", "value": [1, "a\u2028b"]}')  # U+2028 is no line break in a JSON line
@@ -56,8 +60,9 @@ def test_every_malformed_line_is_a_problem_naming_its_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         read_replay(path)
 
-    assert [(p.file, p.line, p.key) for p in caught.value.problems] == \
-        [(str(path), 2 * n, "--replay") for n in range(1, len(MALFORMED) + 1)]
+    assert [(p.file, p.line, p.key) for p in caught.value.problems] == [
+        (str(path), 2 * n, "--replay") for n in range(1, len(MALFORMED) + 1)
+    ]
     assert all(p.message.startswith("malformed dead letter: ") for p in caught.value.problems)
 
 
@@ -72,8 +77,9 @@ def test_one_malformed_line_among_good_ones_is_reported_at_its_line(tmp_path, na
 
 
 def test_well_formed_lines_read_back_as_their_items(tmp_path):
-    path = write_letters(tmp_path / "dl.jsonl", [GOOD, b"", letter('{"$type": "bytes", "value": "AP8="}', "Source"),
-                                                 b"   ", GOOD])
+    path = write_letters(
+        tmp_path / "dl.jsonl", [GOOD, b"", letter('{"$type": "bytes", "value": "AP8="}', "Source"), b"   ", GOOD]
+    )
 
     replay = read_replay(path)
 
@@ -102,10 +108,23 @@ def test_a_plain_mapping_of_items_is_checked_against_the_pipeline_file(tmp_path)
 
 
 def cli_replay(tmp_path: Path, letters: Path):
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "DATA_DIR": str(tmp_path / "data"),
-           "DEAD_LETTER_PATH": str(tmp_path / "out.jsonl")}
-    run = run_main(["--pipeline", str(write(tmp_path, PIPELINE)), "--quiet", "--replay", str(letters),
-                    "--stats-json", str(tmp_path / "stats.json")], env=env)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+        "DATA_DIR": str(tmp_path / "data"),
+        "DEAD_LETTER_PATH": str(tmp_path / "out.jsonl"),
+    }
+    run = run_main(
+        [
+            "--pipeline",
+            str(write(tmp_path, PIPELINE)),
+            "--quiet",
+            "--replay",
+            str(letters),
+            "--stats-json",
+            str(tmp_path / "stats.json"),
+        ],
+        env=env,
+    )
     return run, json.loads((tmp_path / "stats.json").read_text())
 
 
@@ -136,8 +155,9 @@ def test_cli_replay_naming_an_unknown_group_exits_2_at_the_dead_letter_line(tmp_
     assert stats["finish_reason"] == "config-error"
 
 
-@pytest.mark.parametrize("name", ["deep nesting", "decimal that is not a number", "tuple of a number",
-                                  "dict with a list as key"])
+@pytest.mark.parametrize(
+    "name", ["deep nesting", "decimal that is not a number", "tuple of a number", "dict with a list as key"]
+)
 def test_cli_replay_of_a_line_that_crashed_the_reader_exits_2_at_its_line(tmp_path, name):
     letters = write_letters(tmp_path / "dl.jsonl", [GOOD, MALFORMED[name]])
 
@@ -167,27 +187,49 @@ def test_random_mutations_of_a_dead_letter_file_are_read_or_refused_line_by_line
     # Seeded: bytes inserted, cut or swapped in a file the ledger wrote. Each is read, or refused as
     # ConfigError naming lines of the file; nothing else escapes.
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
     from decimal import Decimal
+
     from core.run.ledger import DeadLetters
 
     letters = DeadLetters(tmp_path / "written.jsonl", "pipeline")
-    for item in [1, "a\u2028b", (1, [2, 3]), {"price": Decimal("1.5"), 3: b"\x00"},
-                 {"t": datetime(2026, 1, 1, tzinfo=timezone.utc), "n": float("inf")}]:
+    for item in [
+        1,
+        "a\u2028b",
+        (1, [2, 3]),
+        {"price": Decimal("1.5"), 3: b"\x00"},
+        {"t": datetime(2026, 1, 1, tzinfo=UTC), "n": float("inf")},
+    ]:
         assert letters.write(group="Sink", item=item, error="boom")
     letters.close()
     written = (tmp_path / "written.jsonl").read_bytes()
     rng = random.Random(21)
-    pieces = [b"[", b"]", b"{", b"}", b'"', b",", b":", b"\\", b"\n", b"\xff", b'{"$type": "tuple", "value": ',
-              b'"$type"', b"[" * 5000]
+    pieces = [
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b'"',
+        b",",
+        b":",
+        b"\\",
+        b"\n",
+        b"\xff",
+        b'{"$type": "tuple", "value": ',
+        b'"$type"',
+        b"[" * 5000,
+    ]
     path = tmp_path / "dl.jsonl"
     refused = 0
     for _ in range(500):
         data = written
         for _ in range(rng.randint(1, 3)):
             at = rng.randrange(len(data))
-            data = data[:at] + rng.choice(pieces) + data[at:] if rng.random() < 0.6 else \
-                data[:at] + data[at + rng.randint(1, 8):]
+            data = (
+                data[:at] + rng.choice(pieces) + data[at:]
+                if rng.random() < 0.6
+                else data[:at] + data[at + rng.randint(1, 8) :]
+            )
         path.write_bytes(data)
         try:
             read_replay(path)

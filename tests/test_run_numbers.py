@@ -5,6 +5,7 @@ says how many items were stored and how many dead-lettered.
 
 Each test runs a real executor on the tiny workers of fixture_workers (threads and local queues).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,14 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 import fixture_workers
+import pytest
+from test_executor import finish, groups, pipeline, queues, source, stage
+
+from core.app.executor import YamlPipelineExecutor
+from core.app.status import Progress, status_line
 from core.transport.base import Delivery
 from core.transport.local import LocalQueue
-from core.app.status import Progress, status_line
-from test_executor import finish, groups, pipeline, queues, source, stage
-from core.app.executor import YamlPipelineExecutor
 
 WAIT_S = 10.0
 
@@ -68,15 +69,20 @@ def assert_the_books_add_up(executor: YamlPipelineExecutor, report) -> None:
 def test_an_output_a_closed_queue_refused_is_counted_by_the_queue(tmp_path, key):
     """Stopped while the source waits to put item 6 into a full queue: that item was emitted and refused,
     never put (the run said Numbers put 1875 against Source emitted 1876)."""
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 5, "Out": 100},
-        source("Source", range(50), "Numbers"),
-        stage("Middle", "Source", "Numbers", ["Out"], gate=key),  # holds item 0 until the gate opens
-        stage("Sink", "Collect", "Out", key=key),
-    ))
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 5, "Out": 100},
+            source("Source", range(50), "Numbers"),
+            stage("Middle", "Source", "Numbers", ["Out"], gate=key),  # holds item 0 until the gate opens
+            stage("Sink", "Collect", "Out", key=key),
+        ),
+    )
     source_group, numbers = executor.groups["Source"], executor.queues["Numbers"]
-    wait_for(lambda: source_group.counts().received == 7 and numbers.qsize() == 5,
-             "Middle holding item 0, Numbers full with 1-5, Source holding 6")
+    wait_for(
+        lambda: source_group.counts().received == 7 and numbers.qsize() == 5,
+        "Middle holding item 0, Numbers full with 1-5, Source holding 6",
+    )
 
     executor.request_stop()
     fixture_workers.gate(key).set()
@@ -89,7 +95,8 @@ def test_an_output_a_closed_queue_refused_is_counted_by_the_queue(tmp_path, key)
     assert_the_books_add_up(executor, report)
     letters = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()]
     assert sorted((letter["group"], letter["item"]) for letter in letters) == sorted(
-        [("Source", n) for n in range(7, 50)] + [("Middle", n) for n in range(1, 7)])
+        [("Source", n) for n in range(7, 50)] + [("Middle", n) for n in range(1, 7)]
+    )
 
     # Progress: 7 items came from the source; 1 stored, 6 dead-lettered on the way (not "7/7 done").
     snap = executor.snapshot()
@@ -100,11 +107,31 @@ def test_an_output_a_closed_queue_refused_is_counted_by_the_queue(tmp_path, key)
     summary = report.summary()
     assert "Middle 7 in, 1 done, 6 dead-lettered, 1 out" in summary and "Sink 1 in, 1 done" in summary, summary
     table = report.table().splitlines()
-    assert table[0].split() == ["group", "inst", "received", "done", "dead", "emitted", "stored", "failed", "busy%",
-                                "items/s"]
+    assert table[0].split() == [
+        "group",
+        "inst",
+        "received",
+        "done",
+        "dead",
+        "emitted",
+        "stored",
+        "failed",
+        "busy%",
+        "items/s",
+    ]
     assert table[2].split()[:6] == ["Middle", "1", "7", "1", "6", "1"]
-    assert table[4].split() == ["queue", "max", "put", "preloaded", "refused", "taken", "left", "high", "full%",
-                                "nonempty%"]
+    assert table[4].split() == [
+        "queue",
+        "max",
+        "put",
+        "preloaded",
+        "refused",
+        "taken",
+        "left",
+        "high",
+        "full%",
+        "nonempty%",
+    ]
     assert table[5].split()[:7] == ["Numbers", "5", "6", "0", "1", "6", "0"]
 
 
@@ -119,7 +146,9 @@ def test_items_a_replay_preloads_beyond_maxsize_are_counted_as_preloaded(tmp_pat
         stage("Sink", "Collect", "Out", key=key),
     )
     if backend == "redis":
-        text = text.replace("  - name: Numbers\n    maxsize: 10\n", "  - name: Numbers\n    maxsize: 10\n    backend: redis\n")
+        text = text.replace(
+            "  - name: Numbers\n    maxsize: 10\n", "  - name: Numbers\n    maxsize: 10\n    backend: redis\n"
+        )
         assert "backend: redis" in text
     executor = start(tmp_path, text, replay={"Middle": list(range(12))})
     report = finish(executor)
@@ -138,15 +167,20 @@ def test_items_a_replay_preloads_beyond_maxsize_are_counted_as_preloaded(tmp_pat
 
 def test_a_stopped_run_with_a_source_that_fails_some_tells_stored_and_dead_lettered_apart(tmp_path, key):
     """After a stop, progress told dead-lettered items as done ("1759/1859 done (95%)" with 100 stored)."""
-    executor = start(tmp_path, pipeline(
-        {"Numbers": 100, "Out": 100, "Stored": 100},
-        source("Source", range(40), "Numbers"),
-        stage("Fail", "FailOdd", "Numbers", ["Out"]),
-        stage("Middle", "Source", "Out", ["Stored"], gate=key),
-        stage("Sink", "Collect", "Stored", key=key),
-    ))
-    wait_for(lambda: executor.groups["Fail"].counts().received == 40 and executor.groups["Middle"].counts().received,
-             "every item through Fail and Middle at its gate")
+    executor = start(
+        tmp_path,
+        pipeline(
+            {"Numbers": 100, "Out": 100, "Stored": 100},
+            source("Source", range(40), "Numbers"),
+            stage("Fail", "FailOdd", "Numbers", ["Out"]),
+            stage("Middle", "Source", "Out", ["Stored"], gate=key),
+            stage("Sink", "Collect", "Stored", key=key),
+        ),
+    )
+    wait_for(
+        lambda: executor.groups["Fail"].counts().received == 40 and executor.groups["Middle"].counts().received,
+        "every item through Fail and Middle at its gate",
+    )
 
     executor.request_stop()  # Out is closed: the 19 even numbers queued there are dead-lettered
     fixture_workers.gate(key).set()

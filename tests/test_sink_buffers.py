@@ -7,6 +7,7 @@ for the run's next process to claim), and a replay of the dead letters stores ev
 Run over threads, worker processes and a Redis queue, through `python main.py`; every input item is checked
 against what the sink wrote and the dead letters (and, over Redis, the entries still pending).
 """
+
 from __future__ import annotations
 
 import collections
@@ -14,14 +15,14 @@ import json
 import os
 import signal
 
+import fixture_workers
 import pytest
 import redis
-
-import fixture_workers
 import test_executor
-from conftest import TEST_REDIS_URL
 from test_executor import assert_accounted, dead_letters, groups, key, mode, run  # noqa: F401 - fixtures
 from test_processes import Run, no_process_left
+
+from conftest import TEST_REDIS_URL
 
 ITEMS = 2000
 MODES = ["threads", "processes", "redis"]
@@ -29,14 +30,17 @@ MODES = ["threads", "processes", "redis"]
 
 def pipeline(key: str, mode: str, *, items: int = ITEMS, delay_s: float = 0.01) -> str:
     values = list(range(items))
-    return ("queues:\n  - name: Numbers\n    maxsize: 5000\n"
-            + ("    backend: redis\n" if mode == "redis" else "") +
-            "workers:\n"
-            f"  - name: Source\n    location: fixture_workers\n    class: Source\n    input_values: {values}\n"
-            "    output_queues: [Numbers]\n"
-            "  - name: Sink\n    location: fixture_workers\n    class: BufferedSink\n    input_queue: Numbers\n"
-            "    instances: 2\n" + ("    processes: 2\n" if mode == "processes" else "") +
-            f"    params:\n      key: {key}\n      flush_every: 150\n      delay_s: {delay_s}\n")
+    return (
+        "queues:\n  - name: Numbers\n    maxsize: 5000\n"
+        + ("    backend: redis\n" if mode == "redis" else "")
+        + "workers:\n"
+        f"  - name: Source\n    location: fixture_workers\n    class: Source\n    input_values: {values}\n"
+        "    output_queues: [Numbers]\n"
+        "  - name: Sink\n    location: fixture_workers\n    class: BufferedSink\n    input_queue: Numbers\n"
+        "    instances: 2\n"
+        + ("    processes: 2\n" if mode == "processes" else "")
+        + f"    params:\n      key: {key}\n      flush_every: 150\n      delay_s: {delay_s}\n"
+    )
 
 
 def pending_in_redis(prefix: str, queue: str) -> list:
@@ -53,8 +57,7 @@ def pending_in_redis(prefix: str, queue: str) -> list:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_forced_exit_dead_letters_what_a_sink_buffered_and_a_replay_stores_it(tmp_path, mode,
-                                                                                  redis_keys_of_the_test):
+def test_a_forced_exit_dead_letters_what_a_sink_buffered_and_a_replay_stores_it(tmp_path, mode, redis_keys_of_the_test):
     key = str(tmp_path / "sink")
     with Run(tmp_path, pipeline(key, mode), "--shutdown-timeout", "30") as run:
         # A quarter taken by the sink (flushed every 150): a forced exit now finds items in a buffer.
@@ -94,13 +97,17 @@ def test_a_forced_exit_dead_letters_what_a_sink_buffered_and_a_replay_stores_it(
 
 # --- flush() inside a run, over threads, worker processes and Redis, sync and async ---------------------------
 
+
 @pytest.mark.parametrize("sink", ["BufferedSink", "AsyncBufferedSink"])
 def test_a_flushing_sink_stores_every_item_and_counts_it_done_once_flushed(tmp_path, key, mode, sink):
-    executor, report = run(tmp_path, test_executor.pipeline(
-        {"Numbers": 20},
-        test_executor.source("Source", range(500), "Numbers"),
-        test_executor.stage("Sink", sink, "Numbers", instances=3, key=key, flush_every=7),
-    ))
+    executor, report = run(
+        tmp_path,
+        test_executor.pipeline(
+            {"Numbers": 20},
+            test_executor.source("Source", range(500), "Numbers"),
+            test_executor.stage("Sink", sink, "Numbers", instances=3, key=key, flush_every=7),
+        ),
+    )
 
     assert sorted(fixture_workers.collected(key)) == list(range(500))
     sink_report = groups(report)["Sink"]
@@ -111,16 +118,21 @@ def test_a_flushing_sink_stores_every_item_and_counts_it_done_once_flushed(tmp_p
 
 @pytest.mark.parametrize("sink", ["BufferedSink", "AsyncBufferedSink"])
 def test_a_failing_flush_dead_letters_the_items_it_covered_and_the_run_goes_on(tmp_path, key, mode, sink):
-    executor, report = run(tmp_path, test_executor.pipeline(
-        {"Numbers": 20},
-        test_executor.source("Source", range(200), "Numbers"),
-        test_executor.stage("Sink", sink, "Numbers", instances=2, key=key, flush_every=10, fail_flush=2),
-    ))
+    executor, report = run(
+        tmp_path,
+        test_executor.pipeline(
+            {"Numbers": 20},
+            test_executor.source("Source", range(200), "Numbers"),
+            test_executor.stage("Sink", sink, "Numbers", instances=2, key=key, flush_every=10, fail_flush=2),
+        ),
+    )
 
     written = fixture_workers.collected(key)
     letters = dead_letters(tmp_path)
-    assert letters and all(letter["kind"] == "failed" and "flush() failed: OSError: " in letter["error"]
-                           and letter["group"] == "Sink" for letter in letters), letters[:3]
+    assert letters and all(
+        letter["kind"] == "failed" and "flush() failed: OSError: " in letter["error"] and letter["group"] == "Sink"
+        for letter in letters
+    ), letters[:3]
     assert sorted(written + [letter["item"] for letter in letters]) == list(range(200))  # each once, none lost
     sink_report = groups(report)["Sink"]
     assert (sink_report.stored, sink_report.dead_lettered) == (len(written), len(letters))

@@ -1,4 +1,5 @@
 """core.run.spool: a generator's outputs held in memory, then on disk, and given back in order."""
+
 from __future__ import annotations
 
 import threading

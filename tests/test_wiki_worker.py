@@ -1,4 +1,5 @@
 """The S&P 500 source stage: parsing the constituents table, and fetching it over HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,9 +7,9 @@ import inspect
 
 import lxml.html
 import pytest
+from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup, peak_rss_growth_bytes
 
 from core.http.client import HttpClient, HttpSettings
-from sites import SP500_PAGE, WIKI_PATH, FakeSites, Fault, StubGroup, peak_rss_growth_bytes
 from workers.base import ItemError
 from workers.wiki_worker import WikiWorker, WikiWorkerAsyncScheduler, WikiWorkerMasterScheduler, parse_constituents
 
@@ -49,7 +50,7 @@ def server_style(page: bytes) -> bytes:
     for link in doc.iter("a"):
         href = link.get("href", "")
         if href.startswith(WIKI_ABSOLUTE):
-            link.set("href", "/wiki/" + href[len(WIKI_ABSOLUTE):])
+            link.set("href", "/wiki/" + href[len(WIKI_ABSOLUTE) :])
         if link.get("class") == "external text":
             del link.attrib["class"]
             link.set("rel", "mw:ExtLink nofollow")
@@ -68,9 +69,8 @@ def constituents(*symbols: str, header_in_thead: bool = False) -> str:
     return f'<table id="constituents"><tbody>{header}{rows}</tbody></table>'
 
 
-
-
 # --- parse_constituents on the saved page -------------------------------------------------------
+
 
 def test_browser_copy_gives_all_503_symbols(browser_symbols: list[str]) -> None:
     assert len(browser_symbols) == ROWS
@@ -86,7 +86,8 @@ def test_browser_copy_has_no_header_text_or_blank_symbols(browser_symbols: list[
 
 
 def test_server_style_variant_gives_the_same_symbols_in_the_same_order(
-        browser_page: bytes, browser_symbols: list[str]) -> None:
+    browser_page: bytes, browser_symbols: list[str]
+) -> None:
     variant = server_style(browser_page)
 
     # The variant really has the server's shape, so the parser is tested on something different.
@@ -110,12 +111,12 @@ def test_server_style_variant_gives_the_same_symbols_in_the_same_order(
     assert parse_constituents(variant) == browser_symbols
 
 
-def test_server_style_variant_as_text_gives_the_same_symbols(
-        browser_page: bytes, browser_symbols: list[str]) -> None:
+def test_server_style_variant_as_text_gives_the_same_symbols(browser_page: bytes, browser_symbols: list[str]) -> None:
     assert parse_constituents(server_style(browser_page).decode("utf-8")) == browser_symbols
 
 
 # --- parse_constituents on small pages -----------------------------------------------------------
+
 
 def test_page_without_the_constituents_table_raises_item_error() -> None:
     other = '<table id="changes"><tr><th>Symbol</th></tr><tr><td>MMM</td></tr></table>'
@@ -129,8 +130,10 @@ def test_empty_page_raises_item_error() -> None:
 
 
 def test_table_before_the_constituents_table_is_ignored() -> None:
-    decoy = ('<table class="wikitable" id="changes"><tr><th>Date</th></tr>'
-             "<tr><td>DECOY</td></tr><tr><td>MMM</td></tr></table>")
+    decoy = (
+        '<table class="wikitable" id="changes"><tr><th>Date</th></tr>'
+        "<tr><td>DECOY</td></tr><tr><td>MMM</td></tr></table>"
+    )
     assert parse_constituents(page(decoy, constituents("AOS", "MMM"))) == ["AOS", "MMM"]
 
 
@@ -145,9 +148,16 @@ def test_rows_without_tbody_are_read() -> None:
     assert parse_constituents(html) == ["MMM", "AOS"]
 
 
-@pytest.mark.parametrize("cell", [
-    "\n BRK.B \n", "&nbsp;BRK.B&nbsp;", "\u00a0BRK.B\u00a0", '<a rel="nofollow" href="x"> BRK.B</a>\n',
-], ids=["spaces-newlines", "nbsp-entity", "nbsp-char", "link"])
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "\n BRK.B \n",
+        "&nbsp;BRK.B&nbsp;",
+        "\u00a0BRK.B\u00a0",
+        '<a rel="nofollow" href="x"> BRK.B</a>\n',
+    ],
+    ids=["spaces-newlines", "nbsp-entity", "nbsp-char", "link"],
+)
 def test_whitespace_and_nbsp_around_a_symbol_are_stripped(cell: str) -> None:
     assert parse_constituents(page(constituents(cell, "MMM"))) == ["BRK.B", "MMM"]
 
@@ -167,6 +177,7 @@ def test_empty_symbol_cells_are_skipped() -> None:
 
 # --- WikiWorker over HTTP (a real server on 127.0.0.1) -------------------------------------------
 
+
 @pytest.fixture
 def http():
     client = HttpClient(FAST)
@@ -175,8 +186,9 @@ def http():
 
 
 @pytest.mark.parametrize("shape", ["browser", "server"])
-def test_wiki_worker_gets_503_symbols_over_http(shape: str, browser_page: bytes, browser_symbols: list[str],
-                                                http: HttpClient) -> None:
+def test_wiki_worker_gets_503_symbols_over_http(
+    shape: str, browser_page: bytes, browser_symbols: list[str], http: HttpClient
+) -> None:
     body = browser_page if shape == "browser" else server_style(browser_page)
     with FakeSites(page=body) as sites:
         symbols = WikiWorker(http).get_sp_500_companies(sites.wiki_url)
@@ -216,6 +228,7 @@ def test_wiki_worker_uses_the_charset_the_server_declares(http: HttpClient) -> N
 
 # --- the sources: WikiWorkerMasterScheduler (threads, requests) and WikiWorkerAsyncScheduler (asyncio, aiohttp) ---
 
+
 @pytest.fixture(params=[WikiWorkerMasterScheduler, WikiWorkerAsyncScheduler])
 def make_scheduler(request):
     """Builds a source of each kind in a StubGroup of its own (no runner); closes every group's client afterwards."""
@@ -244,6 +257,7 @@ def process(worker, url: str, *, first_only: bool = False) -> list[str]:
             return [await symbols.__anext__()] if first_only else [symbol async for symbol in symbols]
         finally:
             await worker.aio_http.aclose()
+
     return asyncio.run(collect())
 
 
@@ -257,7 +271,8 @@ def test_scheduler_sends_the_descriptive_default_user_agent(sites: FakeSites, ma
 
 
 def test_scheduler_sends_wikipedia_user_agent_from_the_environment(
-        sites: FakeSites, make_scheduler, monkeypatch) -> None:
+    sites: FakeSites, make_scheduler, monkeypatch
+) -> None:
     monkeypatch.setenv("WIKIPEDIA_USER_AGENT", "sp500-bot/2.0 (ops@example.org)")
     assert len(process(make_scheduler(), sites.wiki_url)) == ROWS
     assert sites.user_agents[WIKI_PATH] == "sp500-bot/2.0 (ops@example.org)"
@@ -304,8 +319,11 @@ def test_the_default_max_body_bytes_holds_the_real_page_many_times_over(browser_
 
 
 def test_a_page_past_max_body_bytes_fails_its_item(sites: FakeSites, make_scheduler, browser_page: bytes) -> None:
-    with pytest.raises(ItemError, match=f"larger than max_body_bytes={len(browser_page) - 1} "
-                                        rf"\(Content-Length: {len(browser_page)}\)"):
+    with pytest.raises(
+        ItemError,
+        match=f"larger than max_body_bytes={len(browser_page) - 1} "
+        rf"\(Content-Length: {len(browser_page)}\)",
+    ):
         process(make_scheduler(max_body_bytes=len(browser_page) - 1), sites.wiki_url)
     assert sites.hits[WIKI_PATH] == 1
     assert len(process(make_scheduler(max_body_bytes=len(browser_page)), sites.wiki_url)) == ROWS

@@ -1,27 +1,35 @@
 """The price stage: Yahoo's chart API, the quote page fallback, and the worker over HTTP."""
+
 from __future__ import annotations
 
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sites import FIXTURES, MARKET_TIME, FakeSites, Fault, StubGroup, chart_body, price_for, quote_body
 
 from conftest import SHIPPED_PIPELINE, run_main
 from core.http.client import HttpClient, HttpSettings
 from core.http.policy import HttpPolicy
-from sites import FIXTURES, MARKET_TIME, FakeSites, Fault, StubGroup, chart_body, price_for, quote_body
 from workers.base import ItemError
 from workers.yahoo_finance_worker import (
-    UnknownSymbol, YahooFinancePriceAsyncScheduler, YahooFinancePriceScheduler, YahooFinancePriceWorker, parse_chart,
-    parse_quote_page, template_problem, valid_price, yahoo_symbol,
+    UnknownSymbol,
+    YahooFinancePriceAsyncScheduler,
+    YahooFinancePriceScheduler,
+    YahooFinancePriceWorker,
+    parse_chart,
+    parse_quote_page,
+    template_problem,
+    valid_price,
+    yahoo_symbol,
 )
 
 YAHOO = FIXTURES / "yahoo"
 NOT_FOUND = YAHOO / "yahoo_chart_error_not_found.json"
-EXTRACTED = datetime(2025, 7, 18, 21, 30, tzinfo=timezone.utc)
+EXTRACTED = datetime(2025, 7, 18, 21, 30, tzinfo=UTC)
 FAST = HttpSettings(user_agent="yahoo-worker-tests", retries=1, backoff_s=0.01)
 ERA3_PLACEHOLDER = "(price text, e.g. 1,234.56)"
 CHART_TEMPLATE = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
@@ -38,6 +46,7 @@ def chart(meta: dict | None) -> dict:
 
 
 # --- yahoo_symbol, valid_price -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("symbol, ticker", [("BRK.B", "BRK-B"), ("BF.B", "BF-B"), ("AAPL", "AAPL")])
 def test_yahoo_symbol_writes_share_classes_with_a_dash(symbol: str, ticker: str) -> None:
@@ -57,11 +66,15 @@ def test_valid_price_refuses_everything_else(value) -> None:
 
 # --- parse_chart on the real payloads ------------------------------------------------------------
 
-@pytest.mark.parametrize("name, price, market_time", [
-    ("yahoo_chart_AAPL_2024-09-18_1wk.json", 220.69, datetime(2024, 9, 18, 20, 0, 2, tzinfo=timezone.utc)),
-    ("yahoo_chart_MSFT_2021-11-01_1h_oldmeta.json", 329.37, datetime(2021, 11, 1, 20, 0, 2, tzinfo=timezone.utc)),
-    ("yahoo_chart_SPY_2026-02-20_1d.json", 689.43, datetime(2026, 2, 20, 21, 0, tzinfo=timezone.utc)),
-])
+
+@pytest.mark.parametrize(
+    "name, price, market_time",
+    [
+        ("yahoo_chart_AAPL_2024-09-18_1wk.json", 220.69, datetime(2024, 9, 18, 20, 0, 2, tzinfo=UTC)),
+        ("yahoo_chart_MSFT_2021-11-01_1h_oldmeta.json", 329.37, datetime(2021, 11, 1, 20, 0, 2, tzinfo=UTC)),
+        ("yahoo_chart_SPY_2026-02-20_1d.json", 689.43, datetime(2026, 2, 20, 21, 0, tzinfo=UTC)),
+    ],
+)
 def test_parse_chart_reads_each_real_payload(name: str, price: float, market_time: datetime) -> None:
     payload = load(YAHOO / name)
     meta = payload["chart"]["result"][0]["meta"]
@@ -84,24 +97,41 @@ def test_parse_chart_without_market_time_gives_none() -> None:
     assert parse_chart(chart({"regularMarketPrice": 12.5, "currency": "EUR"})) == (12.5, "EUR", None)
 
 
-@pytest.mark.parametrize("payload", [
-    chart({"regularMarketPrice": 0.0, "currency": None, "regularMarketTime": MARKET_TIME}),
-    chart({"regularMarketPrice": float("nan"), "currency": "USD"}),
-    chart({"regularMarketPrice": -3.2, "currency": "USD"}),
-    chart({"regularMarketPrice": 101.5, "currency": None}),
-    chart({"regularMarketPrice": 101.5, "currency": ""}),
-    chart({"currency": "USD"}),
-    chart(None),
-    {"chart": {"result": [], "error": None}},
-    {"chart": {"result": []}},
-    {"chart": {"result": None, "error": None}},
-    {"chart": None},
-    {},
-    [],
-    None,
-], ids=["zero-price-null-currency", "nan", "negative", "null-currency", "empty-currency", "no-price",
-        "no-meta", "empty-result", "empty-result-no-error", "null-result", "null-chart", "empty-body",
-        "list", "null"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        chart({"regularMarketPrice": 0.0, "currency": None, "regularMarketTime": MARKET_TIME}),
+        chart({"regularMarketPrice": float("nan"), "currency": "USD"}),
+        chart({"regularMarketPrice": -3.2, "currency": "USD"}),
+        chart({"regularMarketPrice": 101.5, "currency": None}),
+        chart({"regularMarketPrice": 101.5, "currency": ""}),
+        chart({"currency": "USD"}),
+        chart(None),
+        {"chart": {"result": [], "error": None}},
+        {"chart": {"result": []}},
+        {"chart": {"result": None, "error": None}},
+        {"chart": None},
+        {},
+        [],
+        None,
+    ],
+    ids=[
+        "zero-price-null-currency",
+        "nan",
+        "negative",
+        "null-currency",
+        "empty-currency",
+        "no-price",
+        "no-meta",
+        "empty-result",
+        "empty-result-no-error",
+        "null-result",
+        "null-chart",
+        "empty-body",
+        "list",
+        "null",
+    ],
+)
 def test_parse_chart_refuses_bodies_without_a_usable_price(payload) -> None:
     with pytest.raises(ItemError):
         parse_chart(payload)
@@ -120,11 +150,14 @@ def test_parse_chart_accepts_the_chart_of_the_ticker_asked_for(ticker: str) -> N
     assert parse_chart(load(YAHOO / "yahoo_chart_AAPL_2024-09-18_1wk.json"), ticker)[0] == 220.69
 
 
-@pytest.mark.parametrize("name, ticker", [
-    ("yahoo_chart_AAPL_2024-09-18_1wk.json", "MSFT"),
-    ("yahoo_chart_MSFT_2021-11-01_1h_oldmeta.json", "AAPL"),
-    ("yahoo_chart_SPY_2026-02-20_1d.json", "SP"),
-])
+@pytest.mark.parametrize(
+    "name, ticker",
+    [
+        ("yahoo_chart_AAPL_2024-09-18_1wk.json", "MSFT"),
+        ("yahoo_chart_MSFT_2021-11-01_1h_oldmeta.json", "AAPL"),
+        ("yahoo_chart_SPY_2026-02-20_1d.json", "SP"),
+    ],
+)
 def test_parse_chart_refuses_another_symbols_chart(name: str, ticker: str) -> None:
     payload = load(YAHOO / name)
     shown = payload["chart"]["result"][0]["meta"]["symbol"]
@@ -146,12 +179,12 @@ def test_parse_chart_without_a_symbol_is_refused_when_a_ticker_is_asked_for() ->
 
 # --- parse_quote_page on each era's markup -------------------------------------------------------
 
+
 def quote_snippets() -> list[str]:
     """The markup lines of the snippets file, in order: era 1, era 2 (CE, NVDA), era 3 (placeholder text)."""
     text = (YAHOO / "yahoo_quote_price_snippets.html").read_text()
     lines = [line.strip() for line in text.splitlines()]
-    return [line for line in lines if line.startswith("<") and not line.startswith("<!--")
-            and not line.endswith("-->")]
+    return [line for line in lines if line.startswith("<") and not line.startswith("<!--") and not line.endswith("-->")]
 
 
 def era3_snippet() -> str:
@@ -170,11 +203,15 @@ def test_snippets_file_has_the_four_expected_snippets() -> None:
     assert snippets[3].startswith("<span") and 'data-testid="qsp-price"' in snippets[3]
 
 
-@pytest.mark.parametrize("index, symbol, price", [
-    (0, "TTM", 25.175),   # era 1: `value`, not the rounded text 25.18, and not the change +0.87 beside it
-    (1, "CE", 155.0),     # era 2: `data-value`
-    (2, "NVDA", 121.935),  # era 2, later class hash: `data-value`, not the text 122.18
-], ids=["era1-TTM", "era2-CE", "era2-NVDA"])
+@pytest.mark.parametrize(
+    "index, symbol, price",
+    [
+        (0, "TTM", 25.175),  # era 1: `value`, not the rounded text 25.18, and not the change +0.87 beside it
+        (1, "CE", 155.0),  # era 2: `data-value`
+        (2, "NVDA", 121.935),  # era 2, later class hash: `data-value`, not the text 122.18
+    ],
+    ids=["era1-TTM", "era2-CE", "era2-NVDA"],
+)
 def test_parse_quote_page_reads_each_era(index: int, symbol: str, price: float) -> None:
     assert parse_quote_page(quote_snippets()[index], symbol) == price
 
@@ -196,12 +233,16 @@ def test_parse_quote_page_era1_picks_the_price_when_the_change_comes_first() -> 
 def test_parse_quote_page_era2_skips_the_change_streamer_and_ticker_bar(main: int) -> None:
     snippet = quote_snippets()[main]
     symbol = "CE" if main == 1 else "NVDA"
-    ticker_bar = ('<fin-streamer class="yf-1tejb6" data-symbol="^GSPC" data-field="regularMarketPrice" '
-                  'data-trend="none" data-pricehint="2" data-value="5626.02" active=""><span>5,626.02</span>'
-                  "</fin-streamer>")
-    change = (f'<fin-streamer class="priceChange yf-mgkamr" data-symbol="{symbol}" '
-              'data-testid="qsp-price-change" data-field="regularMarketChange" data-trend="txt" '
-              'data-pricehint="2" data-value="-2.46" active=""><span>-2.46</span></fin-streamer>')
+    ticker_bar = (
+        '<fin-streamer class="yf-1tejb6" data-symbol="^GSPC" data-field="regularMarketPrice" '
+        'data-trend="none" data-pricehint="2" data-value="5626.02" active=""><span>5,626.02</span>'
+        "</fin-streamer>"
+    )
+    change = (
+        f'<fin-streamer class="priceChange yf-mgkamr" data-symbol="{symbol}" '
+        'data-testid="qsp-price-change" data-field="regularMarketChange" data-trend="txt" '
+        'data-pricehint="2" data-value="-2.46" active=""><span>-2.46</span></fin-streamer>'
+    )
     page = f"<html><body><header>{ticker_bar}</header><section>{change}{snippet}</section></body></html>"
     assert parse_quote_page(page, symbol) == (155.0 if main == 1 else 121.935)
 
@@ -214,17 +255,23 @@ def test_parse_quote_page_era3_skips_the_change_span() -> None:
 
 def test_parse_quote_page_falls_back_to_the_symbols_streamer() -> None:
     # A streamer for another symbol (the ticker bar) comes first; the one for `symbol` is the price.
-    page = ('<fin-streamer data-symbol="^DJI" data-field="regularMarketPrice" value="40000.1"></fin-streamer>'
-            '<fin-streamer data-symbol="MMM" data-field="regularMarketPrice" value="131.2"></fin-streamer>')
+    page = (
+        '<fin-streamer data-symbol="^DJI" data-field="regularMarketPrice" value="40000.1"></fin-streamer>'
+        '<fin-streamer data-symbol="MMM" data-field="regularMarketPrice" value="131.2"></fin-streamer>'
+    )
     assert parse_quote_page(page, "MMM") == 131.2
 
 
-@pytest.mark.parametrize("page", [
-    "<html><body><h1>Apple Inc. (AAPL)</h1><p>Symbol lookup</p></body></html>",
-    '<fin-streamer data-symbol="^GSPC" data-field="regularMarketPrice" value="5626.02"></fin-streamer>',
-    '<span data-testid="qsp-price-change">+1.50</span>',
-    "",
-], ids=["no-price", "only-another-symbol", "only-the-change", "empty"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<html><body><h1>Apple Inc. (AAPL)</h1><p>Symbol lookup</p></body></html>",
+        '<fin-streamer data-symbol="^GSPC" data-field="regularMarketPrice" value="5626.02"></fin-streamer>',
+        '<span data-testid="qsp-price-change">+1.50</span>',
+        "",
+    ],
+    ids=["no-price", "only-another-symbol", "only-the-change", "empty"],
+)
 def test_parse_quote_page_without_a_price_raises_item_error(page: str) -> None:
     with pytest.raises(ItemError, match="no price element"):
         parse_quote_page(page, "AAPL")
@@ -235,8 +282,9 @@ def test_parse_quote_page_with_an_unusable_price_raises_item_error() -> None:
         parse_quote_page('<span class="base yf-ipw1h0" data-testid="qsp-price">--</span>', "AAPL")
 
 
-@pytest.mark.parametrize("index, asked", [(1, "NVDA"), (2, "CE"), (0, "AAPL")],
-                         ids=["era2-CE", "era2-NVDA", "era1-TTM"])
+@pytest.mark.parametrize(
+    "index, asked", [(1, "NVDA"), (2, "CE"), (0, "AAPL")], ids=["era2-CE", "era2-NVDA", "era1-TTM"]
+)
 def test_parse_quote_page_refuses_another_symbols_price(index: int, asked: str) -> None:
     snippet = quote_snippets()[index]
     with pytest.raises(ItemError, match=f"the quote page is for '.+', not '{asked}': refused"):
@@ -249,27 +297,34 @@ def test_parse_quote_page_compares_symbols_case_insensitively() -> None:
 
 # --- the URL templates (check_params) ---------------------------------------------------------------
 
-@pytest.mark.parametrize("template", [
-    "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}",
-    "https://finance.yahoo.com/quote/{symbol}?p={symbol}",
-    "http://127.0.0.1:8080/chart/{symbol}?interval=1d&range={{5d}}",
-])
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}",
+        "https://finance.yahoo.com/quote/{symbol}?p={symbol}",
+        "http://127.0.0.1:8080/chart/{symbol}?interval=1d&range={{5d}}",
+    ],
+)
 def test_template_with_only_symbol_is_fine(template: str) -> None:
     assert template_problem(template) is None
 
 
-@pytest.mark.parametrize("template, message", [
-    ("https://query1.finance.yahoo.com/v8/finance/chart/AAPL", "has no {symbol} placeholder"),
-    ("https://x/chart/{sym}", "has the placeholder(s) {sym}; the only placeholder allowed is {symbol}"),
-    ("https://x/chart/{0}", "has the placeholder(s) {0}; the only"),
-    ("https://x/chart/{}", "has the placeholder(s) {}; the only"),
-    ("https://x/chart/{symbol}/{range}", "has the placeholder(s) {range}; the only"),
-    ("https://x/chart/{symbol!r}", "has the placeholder(s) {symbol!r}; the only"),
-    ("https://x/chart/{symbol:>8}", "has the placeholder(s) {symbol:>8}; the only"),
-    ("https://x/chart/{symbol.upper}", "has the placeholder(s) {symbol.upper}; the only"),
-    ("https://x/chart/{symbol", "not a valid template (expected '}' before end of string); the only placeholder"),
-    ("https://x/chart/symbol}", "not a valid template (Single '}' encountered"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("https://query1.finance.yahoo.com/v8/finance/chart/AAPL", "has no {symbol} placeholder"),
+        ("https://x/chart/{sym}", "has the placeholder(s) {sym}; the only placeholder allowed is {symbol}"),
+        ("https://x/chart/{0}", "has the placeholder(s) {0}; the only"),
+        ("https://x/chart/{}", "has the placeholder(s) {}; the only"),
+        ("https://x/chart/{symbol}/{range}", "has the placeholder(s) {range}; the only"),
+        ("https://x/chart/{symbol!r}", "has the placeholder(s) {symbol!r}; the only"),
+        ("https://x/chart/{symbol:>8}", "has the placeholder(s) {symbol:>8}; the only"),
+        ("https://x/chart/{symbol.upper}", "has the placeholder(s) {symbol.upper}; the only"),
+        ("https://x/chart/{symbol", "not a valid template (expected '}' before end of string); the only placeholder"),
+        ("https://x/chart/symbol}", "not a valid template (Single '}' encountered"),
+    ],
+)
 def test_template_problems_name_the_placeholder_allowed(template: str, message: str) -> None:
     problem = template_problem(template)
     assert problem is not None and problem.startswith(message)
@@ -278,12 +333,25 @@ def test_template_problems_name_the_placeholder_allowed(template: str, message: 
 
 @pytest.mark.parametrize("cls", [YahooFinancePriceScheduler, YahooFinancePriceAsyncScheduler])
 def test_check_params_reports_each_bad_template_and_range(cls) -> None:
-    params = {"chart_url": "https://x/chart/AAPL", "quote_url": "https://x/quote/{sym}", "retries": -1,
-              "item_deadline_s": 0, "breaker_failures": 0, "read_timeout_s": "20", "requests_per_second": 5,
-              "max_body_bytes": 0}
+    params = {
+        "chart_url": "https://x/chart/AAPL",
+        "quote_url": "https://x/quote/{sym}",
+        "retries": -1,
+        "item_deadline_s": 0,
+        "breaker_failures": 0,
+        "read_timeout_s": "20",
+        "requests_per_second": 5,
+        "max_body_bytes": 0,
+    }
     problems = dict(cls.check_params(params))
-    assert set(problems) == {"chart_url", "quote_url", "retries", "item_deadline_s", "breaker_failures",
-                             "max_body_bytes"}
+    assert set(problems) == {
+        "chart_url",
+        "quote_url",
+        "retries",
+        "item_deadline_s",
+        "breaker_failures",
+        "max_body_bytes",
+    }
     assert "no {symbol} placeholder" in problems["chart_url"]
     assert "{sym}" in problems["quote_url"]
     assert problems["retries"] == "must be 0 or more, got -1"
@@ -307,11 +375,14 @@ def test_check_names_the_file_line_and_key_of_a_bad_template(tmp_path: Path) -> 
     result = run_main(["--check", "--pipeline", str(pipeline)])
 
     assert result.returncode == 2
-    assert (f"{pipeline}:{line}: workers.YahooFinanceWorker.params.chart_url: has the placeholder(s) {{sym}}; "
-            "the only placeholder allowed is {symbol}") in (result.stdout + result.stderr).splitlines()
+    assert (
+        f"{pipeline}:{line}: workers.YahooFinanceWorker.params.chart_url: has the placeholder(s) {{sym}}; "
+        "the only placeholder allowed is {symbol}"
+    ) in (result.stdout + result.stderr).splitlines()
 
 
 # --- YahooFinancePriceWorker against a real server on 127.0.0.1 -------------------------------------
+
 
 @pytest.fixture
 def http():
@@ -321,8 +392,7 @@ def http():
 
 
 def price_worker(http: HttpClient, sites: FakeSites) -> YahooFinancePriceWorker:
-    return YahooFinancePriceWorker(http, chart_url=sites.chart_url, quote_url=sites.quote_url,
-                                   clock=lambda: EXTRACTED)
+    return YahooFinancePriceWorker(http, chart_url=sites.chart_url, quote_url=sites.quote_url, clock=lambda: EXTRACTED)
 
 
 def chart_path(ticker: str) -> str:
@@ -336,8 +406,11 @@ def quote_path(ticker: str) -> str:
 def test_worker_gives_the_chart_record(sites: FakeSites, http: HttpClient) -> None:
     record = price_worker(http, sites).get_price("AAPL")
     assert record == {
-        "symbol": "AAPL", "price": price_for("AAPL"), "currency": "USD",
-        "market_time": datetime.fromtimestamp(MARKET_TIME, timezone.utc), "extracted_time": EXTRACTED,
+        "symbol": "AAPL",
+        "price": price_for("AAPL"),
+        "currency": "USD",
+        "market_time": datetime.fromtimestamp(MARKET_TIME, UTC),
+        "extracted_time": EXTRACTED,
     }
     assert sites.hits[chart_path("AAPL")] == 1
     assert sites.hits[quote_path("AAPL")] == 0
@@ -374,8 +447,13 @@ def test_worker_zero_price_falls_back_to_the_quote_page(http: HttpClient) -> Non
         record = price_worker(http, sites).get_price("BF.B")
         assert sites.hits[chart_path("BF-B")] == 1
         assert sites.hits[quote_path("BF-B")] == 1
-    assert record == {"symbol": "BF.B", "price": price_for("BF-B"), "currency": None,
-                      "market_time": None, "extracted_time": EXTRACTED}
+    assert record == {
+        "symbol": "BF.B",
+        "price": price_for("BF-B"),
+        "currency": None,
+        "market_time": None,
+        "extracted_time": EXTRACTED,
+    }
 
 
 def test_worker_zero_price_and_failing_quote_page_raises_item_error_naming_both(http: HttpClient) -> None:
@@ -397,8 +475,13 @@ def test_worker_chart_500_after_retries_falls_back_to_the_quote_page(sites: Fake
     record = price_worker(http, sites).get_price("MSFT")
     assert sites.hits[chart_path("MSFT")] == FAST.retries + 1
     assert sites.hits[quote_path("MSFT")] == 1
-    assert record == {"symbol": "MSFT", "price": price_for("MSFT"), "currency": None,
-                      "market_time": None, "extracted_time": EXTRACTED}
+    assert record == {
+        "symbol": "MSFT",
+        "price": price_for("MSFT"),
+        "currency": None,
+        "market_time": None,
+        "extracted_time": EXTRACTED,
+    }
 
 
 def test_worker_chart_500_once_is_retried_without_fallback(sites: FakeSites, http: HttpClient) -> None:
@@ -433,7 +516,8 @@ def test_worker_chart_connection_dropped_falls_back_to_the_quote_page(sites: Fak
 
 
 def test_worker_chart_error_that_is_not_an_object_falls_back_to_the_quote_page(
-        sites: FakeSites, http: HttpClient) -> None:
+    sites: FakeSites, http: HttpClient
+) -> None:
     sites.script(chart_path("AAPL"), Fault(200, b'{"chart": {"result": null, "error": "Too Many Requests"}}'))
     record = price_worker(http, sites).get_price("AAPL")
     assert record["price"] == price_for("AAPL") and record["currency"] is None
@@ -449,23 +533,31 @@ def test_worker_refuses_a_chart_for_another_symbol_and_takes_the_quote_page(site
 
 def test_worker_with_a_fixed_url_stores_no_row_of_another_symbols_price(sites: FakeSites, http: HttpClient) -> None:
     # The bug of issue 8: a chart_url without {symbol} answers with AAPL's chart for every symbol.
-    worker = YahooFinancePriceWorker(http, chart_url=sites.url(chart_path("AAPL")),
-                                     quote_url=sites.url(quote_path("AAPL")))
+    worker = YahooFinancePriceWorker(
+        http, chart_url=sites.url(chart_path("AAPL")), quote_url=sites.url(quote_path("AAPL"))
+    )
     assert worker.get_price("AAPL")["price"] == price_for("AAPL")
     with pytest.raises(ItemError) as caught:
         worker.get_price("MSFT")
-    assert str(caught.value) == ("chart: the chart is for 'AAPL', not 'MSFT': refused; "
-                                 "quote page: the quote page is for 'AAPL', not 'MSFT': refused")
+    assert str(caught.value) == (
+        "chart: the chart is for 'AAPL', not 'MSFT': refused; "
+        "quote page: the quote page is for 'AAPL', not 'MSFT': refused"
+    )
     assert caught.value.attempts == 2
 
 
 # --- the stage: process(), breakers per endpoint, the item's deadline ----------------------------------
 
+
 def scheduler(sites: FakeSites, cls=YahooFinancePriceScheduler, *, instances: int = 1, **params):
     """A stage instance in a StubGroup, pointed at `sites`, with fast retries."""
     params = {"retries": 1, "backoff_s": 0.01, "connect_timeout_s": 1, "read_timeout_s": 1, **params}
-    return cls(group=StubGroup("YahooFinanceWorker", instances=instances), chart_url=sites.chart_url,
-               quote_url=sites.quote_url, **params)
+    return cls(
+        group=StubGroup("YahooFinanceWorker", instances=instances),
+        chart_url=sites.chart_url,
+        quote_url=sites.quote_url,
+        **params,
+    )
 
 
 @pytest.fixture

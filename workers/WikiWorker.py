@@ -1,4 +1,5 @@
 """The course's module path for the Wikipedia stage (`location: workers.WikiWorker`): the shipped classes."""
+
 from __future__ import annotations
 
 from workers.wiki_worker import WikiWorker, WikiWorkerMasterScheduler

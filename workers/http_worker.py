@@ -1,5 +1,6 @@
 """Worker bases for stages that fetch over HTTP: their params set timeouts, retries, the rate, the breaker
 and the deadline of an item; the group's instances share one client (and one HttpPolicy)."""
+
 from __future__ import annotations
 
 import numbers
@@ -27,18 +28,35 @@ class HttpWorker(Worker):
     USER_AGENT_ENV = "HTTP_USER_AGENT"
     DEFAULT_USER_AGENT = "yaml-pipeline-runner/1.0 (python-requests)"
 
-    def __init__(self, *, requests_per_second: float = 0.0, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 20.0, retries: int = 3, backoff_s: float = 0.5,
-                 retry_after_max_s: float = 30.0, breaker_failures: int = 5, breaker_cooldown_s: float = 30.0,
-                 item_deadline_s: float = 60.0, max_body_bytes: int = MAX_BODY_BYTES, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        requests_per_second: float = 0.0,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 20.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        retry_after_max_s: float = 30.0,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 30.0,
+        item_deadline_s: float = 60.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.http_settings = HttpSettings(
             user_agent=os.environ.get(self.USER_AGENT_ENV) or self.DEFAULT_USER_AGENT,
-            connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s, retries=retries,
-            backoff_s=backoff_s, retry_after_max_s=retry_after_max_s,
-            requests_per_second=requests_per_second, breaker_failures=breaker_failures,
-            breaker_cooldown_s=breaker_cooldown_s, item_deadline_s=item_deadline_s,
-            pool_size=self.group.spec.instances, max_body_bytes=max_body_bytes,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            retry_after_max_s=retry_after_max_s,
+            requests_per_second=requests_per_second,
+            breaker_failures=breaker_failures,
+            breaker_cooldown_s=breaker_cooldown_s,
+            item_deadline_s=item_deadline_s,
+            pool_size=self.group.spec.instances,
+            max_body_bytes=max_body_bytes,
         )
 
     @classmethod
@@ -61,6 +79,7 @@ class HttpWorker(Worker):
     def http(self) -> HttpClient:
         """The group's blocking client, made on first use."""
         from core.http.client import HttpClient  # here, not at the top: --check need not load requests
+
         return self.group.resource("http", lambda: HttpClient(self.http_settings, stop=self.group.stop))
 
 

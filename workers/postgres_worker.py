@@ -1,12 +1,13 @@
 """Sink stage: price records into the `prices` table, in batches, idempotently."""
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from core.storage.database import Table
 from core.base.errors import StartupError
+from core.storage.database import Table
 from workers.base import BatchWorker
 
 if TYPE_CHECKING:
@@ -26,10 +27,20 @@ def prices_table(name: str = "prices") -> Table:
     """The course's columns (id, symbol, price, extracted_time) plus currency and market_time; times in UTC.
     Unique on (symbol, market_time), so a repeat of an observation (a retried batch, a replay, an item fetched
     again) is a no-op; rows without a market time are unique on (symbol, extracted_time)."""
-    kinds = {"symbol": "text", "price": "double", "extracted_time": "timestamp", "currency": "text",
-             "market_time": "timestamp"}
-    return Table(name, tuple((column, kinds[column]) for column in COLUMNS), required=("symbol",),
-                 unique_key=UNIQUE_KEY, fallback_key=FALLBACK_KEY)
+    kinds = {
+        "symbol": "text",
+        "price": "double",
+        "extracted_time": "timestamp",
+        "currency": "text",
+        "market_time": "timestamp",
+    }
+    return Table(
+        name,
+        tuple((column, kinds[column]) for column in COLUMNS),
+        required=("symbol",),
+        unique_key=UNIQUE_KEY,
+        fallback_key=FALLBACK_KEY,
+    )
 
 
 class PostgresWorker:
@@ -57,8 +68,11 @@ class PostgresWorker:
         if add_key and have.issuperset(table.unique_key):  # a key column just added holds only NULLs
             self._refuse_duplicates(table.unique_key, table.index_name)
         if add_fallback:
-            self._refuse_duplicates(table.fallback_key, table.fallback_index_name,
-                                    among=unkeyed if have.issuperset(table.nullable_key) else None)
+            self._refuse_duplicates(
+                table.fallback_key,
+                table.fallback_index_name,
+                among=unkeyed if have.issuperset(table.nullable_key) else None,
+            )
         quote = db.quote
         added = [f"{quote(column)} {db.type_sql(kind)}" for column, kind in missing]
         with db.transaction() as cursor:
@@ -69,27 +83,43 @@ class PostgresWorker:
             if add_fallback:
                 cursor.execute(db.fallback_index_sql(table))
         if add_key:
-            logger.warning("table %s: added the unique index %s on (%s), so an observation (a symbol at one market "
-                           "time) is stored once however often it is fetched or written. To undo: DROP INDEX %s;",
-                           name, table.index_name, ", ".join(table.unique_key), quote(table.index_name))
+            logger.warning(
+                "table %s: added the unique index %s on (%s), so an observation (a symbol at one market "
+                "time) is stored once however often it is fetched or written. To undo: DROP INDEX %s;",
+                name,
+                table.index_name,
+                ", ".join(table.unique_key),
+                quote(table.index_name),
+            )
         if add_fallback:
-            logger.warning("table %s: added the unique index %s on (%s) where %s (rows without a market time: "
-                           "prices from the quote page, rows stored before the column existed), so a retried batch "
-                           "of them stores nothing twice. To undo: DROP INDEX %s;", name, table.fallback_index_name,
-                           ", ".join(table.fallback_key), unkeyed, quote(table.fallback_index_name))
+            logger.warning(
+                "table %s: added the unique index %s on (%s) where %s (rows without a market time: "
+                "prices from the quote page, rows stored before the column existed), so a retried batch "
+                "of them stores nothing twice. To undo: DROP INDEX %s;",
+                name,
+                table.fallback_index_name,
+                ", ".join(table.fallback_key),
+                unkeyed,
+                quote(table.fallback_index_name),
+            )
         # Logged last, as its undo must run last: an index on a column must go before the column can.
         if added:
-            logger.warning("table %s: added column(s) %s, which this runner stores; its rows are kept. To undo: %s",
-                           name, ", ".join(added), " ".join(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(c)};"
-                                                            for c, _ in missing))
+            logger.warning(
+                "table %s: added column(s) %s, which this runner stores; its rows are kept. To undo: %s",
+                name,
+                ", ".join(added),
+                " ".join(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(c)};" for c, _ in missing),
+            )
 
     def _refuse_duplicates(self, key: tuple[str, ...], index: str, among: str | None = None) -> None:
         """StartupError when rows the unique index on `key` (over the rows matching `among`) would refuse are
         already there, saying how to find and fix them."""
         quote = self.database.quote
         table, columns = quote(self.table.name), ", ".join(map(quote, key))
-        rows = " AND ".join([f"{quote(column)} IS NOT NULL" for column in key]  # NULLs never clash in a unique key
-                            + ([f"({among})"] if among else []))
+        rows = " AND ".join(
+            [f"{quote(column)} IS NOT NULL" for column in key]  # NULLs never clash in a unique key
+            + ([f"({among})"] if among else [])
+        )
         find = f"SELECT {columns}, count(*) FROM {table} WHERE {rows} GROUP BY {columns} HAVING count(*) > 1"
         pairs = self.database.scalar(f"SELECT count(*) FROM ({find}) AS duplicated")
         if pairs:
@@ -99,7 +129,8 @@ class PostgresWorker:
                 f"unique index {index} that keeps a price from being stored twice cannot be added. The run refuses "
                 f"to start: nothing was fetched and the table is unchanged. Find them with: {find}; keep one row of "
                 f"each, e.g. DELETE FROM {table} WHERE {rows} AND id NOT IN (SELECT min(id) FROM {table} WHERE "
-                f"{rows} GROUP BY {columns}); or give the sink another table (params: table)")
+                f"{rows} GROUP BY {columns}); or give the sink another table (params: table)"
+            )
 
     def insert(self, records: list[dict[str, Any]]) -> int:
         """Insert in one transaction; rows already present (the same observation) are skipped. Returns the rows
@@ -115,8 +146,9 @@ class PostgresWorker:
 class PostgresMasterScheduler(BatchWorker):
     """Sink: stores each record; the group shares one engine. DATABASE_URL / POSTGRES_* pick the database."""
 
-    def __init__(self, *, table: str = "prices", connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, table: str = "prices", connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.connect_timeout_s = connect_timeout_s
@@ -125,6 +157,7 @@ class PostgresMasterScheduler(BatchWorker):
     def open_group(self) -> None:
         """Connect and create the table before anything is fetched, so a wrong database fails in seconds."""
         from core.storage.database import describe, settings_hint
+
         writer = self._writer()
         where = describe(writer.database.url)
         logger.info("%s: storing into %s, table %s", self.group.name, where, self.table)
@@ -141,8 +174,13 @@ class PostgresMasterScheduler(BatchWorker):
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         added = self._writer().insert(items)
         if added < len(items):
-            logger.info("%s: %d of %d record(s) already stored (the same symbol at the same market time, or a "
-                        "retried batch): the stored rows are kept", self.name, len(items) - added, len(items))
+            logger.info(
+                "%s: %d of %d record(s) already stored (the same symbol at the same market time, or a "
+                "retried batch): the stored rows are kept",
+                self.name,
+                len(items) - added,
+                len(items),
+            )
 
     def is_transient(self, exc: BaseException) -> bool:
         """Lost or refused connections, a restarting server and timeouts are worth a retry; bad data is not."""
@@ -151,15 +189,20 @@ class PostgresMasterScheduler(BatchWorker):
     def _writer(self) -> PostgresWorker:
         def make() -> PostgresWorker:
             from core.storage.database import database_url, open_database
-            database = open_database(database_url(), pool_size=self.group.spec.instances,
-                                     connect_timeout_s=self.connect_timeout_s,
-                                     statement_timeout_s=self.statement_timeout_s)
+
+            database = open_database(
+                database_url(),
+                pool_size=self.group.spec.instances,
+                connect_timeout_s=self.connect_timeout_s,
+                statement_timeout_s=self.statement_timeout_s,
+            )
             return PostgresWorker(database, self.table)
+
         return self.group.resource("writer", make)
 
 
 def _utc_naive(value: Any) -> Any:
     """The course's columns are `timestamp` without time zone: store UTC wall time."""
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
     return value

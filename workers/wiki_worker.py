@@ -1,8 +1,10 @@
 """Source stage: the S&P 500 symbols from Wikipedia's constituents table."""
+
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 from workers.base import ItemError
 from workers.http_worker import AsyncHttpWorker, HttpWorker
@@ -26,6 +28,7 @@ def parse_constituents(html: str | bytes, parser: lxml.html.HTMLParser | None = 
     if not html.strip():
         raise ItemError("the page is empty")
     import lxml.html  # here, not at the top: --check need not load lxml
+
     tables = lxml.html.fromstring(html, parser=parser).xpath(f'//table[@id="{TABLE_ID}"]')
     if not tables:
         raise ItemError(f"no table with id {TABLE_ID!r} on the page")
@@ -48,6 +51,7 @@ def symbols_from(url: str, status: int, body: bytes, content_type: str, attempts
     parser = None
     if charset:
         import lxml.html
+
         parser = lxml.html.HTMLParser(encoding=charset)
     return parse_constituents(body, parser)
 
@@ -61,8 +65,10 @@ class WikiWorker:
     def get_sp_500_companies(self, url: str) -> list[str]:
         """The symbols on the page at `url`."""
         response = self.http.get(url)
-        return symbols_from(url, response.status_code, response.content, response.headers.get("Content-Type", ""),
-                            response.attempts)  # type: ignore[attr-defined]  # set by core.http.client
+        attempts = response.attempts  # type: ignore[attr-defined]  # set by core.http.client
+        return symbols_from(
+            url, response.status_code, response.content, response.headers.get("Content-Type", ""), attempts
+        )
 
 
 class _WikiParams:
@@ -72,8 +78,10 @@ class _WikiParams:
 
     USER_AGENT_ENV = "WIKIPEDIA_USER_AGENT"
     # Wikimedia answers 403 to library-default agents and asks for a name and a way to reach you.
-    DEFAULT_USER_AGENT = ("yaml-pipeline-runner/1.0 (S&P 500 price collector; "
-                          "set WIKIPEDIA_USER_AGENT to add your contact) python-requests")
+    DEFAULT_USER_AGENT = (
+        "yaml-pipeline-runner/1.0 (S&P 500 price collector; "
+        "set WIKIPEDIA_USER_AGENT to add your contact) python-requests"
+    )
 
     def __init__(self, *, min_symbols: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -82,8 +90,10 @@ class _WikiParams:
     def checked(self, url: str, symbols: list[str]) -> list[str]:
         """The whole list, once it has passed its check: a short page sends nothing on."""
         if len(symbols) < self.min_symbols:
-            raise ItemError(f"{url}: parsed {len(symbols)} symbols, fewer than min_symbols={self.min_symbols}; "
-                            "the page layout may have changed, so no symbol is sent on")
+            raise ItemError(
+                f"{url}: parsed {len(symbols)} symbols, fewer than min_symbols={self.min_symbols}; "
+                "the page layout may have changed, so no symbol is sent on"
+            )
         logger.info("%s: %d symbols from %s", self.name, len(symbols), url)
         return symbols
 

@@ -3,14 +3,16 @@
 The lookup itself does no I/O (`YahooFinancePriceWorker.steps` yields the requests it wants and takes their
 answers), so the threaded stage and the asyncio stage run the same lookup on their own clients.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import string
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Generator, cast
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from core.http.policy import Page, Stopped
@@ -39,12 +41,20 @@ def yahoo_symbol(symbol: str) -> str:
 def template_problem(template: str) -> str | None:
     """Why `template` is not a URL template whose only placeholder is {symbol}; None when it is one."""
     try:
-        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
-                  if name is not None]
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as exc:
         return f"not a valid template ({exc}); the only placeholder allowed is {{symbol}}"
-    others = sorted({"{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
-                     for name, spec, conversion in fields if (name, spec, conversion) != ("symbol", "", None)})
+    others = sorted(
+        {
+            "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            for name, spec, conversion in fields
+            if (name, spec, conversion) != ("symbol", "", None)
+        }
+    )
     if others:
         return f"has the placeholder(s) {', '.join(others)}; the only placeholder allowed is {{symbol}}"
     if not fields:
@@ -82,7 +92,7 @@ def _utc(epoch_s: Any) -> datetime | None:
     if isinstance(epoch_s, bool) or not isinstance(epoch_s, (int, float)):
         return None
     try:
-        return datetime.fromtimestamp(epoch_s, timezone.utc)
+        return datetime.fromtimestamp(epoch_s, UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -104,10 +114,10 @@ def parse_quote_page(html: str | bytes, symbol: str) -> float:
     """The price on a finance.yahoo.com quote page, in any of its markups since 2022; ItemError when the
     price element says it is another symbol's (fin-streamer carries data-symbol; the plain span does not)."""
     from bs4 import BeautifulSoup  # here, not at the top: only the fallback needs it
+
     soup = BeautifulSoup(html, "lxml")
-    element = (
-        soup.select_one('[data-testid="qsp-price"], [data-test="qsp-price"]')
-        or soup.find("fin-streamer", attrs={"data-field": "regularMarketPrice", "data-symbol": symbol})
+    element = soup.select_one('[data-testid="qsp-price"], [data-test="qsp-price"]') or soup.find(
+        "fin-streamer", attrs={"data-field": "regularMarketPrice", "data-symbol": symbol}
     )
     if element is None:
         raise ItemError("no price element on the quote page")
@@ -132,8 +142,14 @@ class YahooFinancePriceWorker:
     `http` is the group's HttpClient (for get_price) or AsyncHttpClient (for get_price_async).
     """
 
-    def __init__(self, http: HttpClient | AsyncHttpClient, *, chart_url: str = CHART_URL, quote_url: str = QUOTE_URL,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(
+        self,
+        http: HttpClient | AsyncHttpClient,
+        *,
+        chart_url: str = CHART_URL,
+        quote_url: str = QUOTE_URL,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.http = http
         self.chart_url = chart_url
         self.quote_url = quote_url
@@ -142,12 +158,15 @@ class YahooFinancePriceWorker:
     def get_price(self, symbol: str) -> dict[str, Any]:
         """One record: symbol (as Wikipedia writes it), price, currency, market_time, extracted_time (UTC)."""
         from core.http.client import page_of
+
         steps = self.steps(symbol, self.http.policy.deadline())
         try:
             fetch = next(steps)
             while True:
                 try:
-                    response = cast("HttpClient", self.http).get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
+                    response = cast("HttpClient", self.http).get(
+                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline
+                    )
                 except ItemError as exc:
                     fetch = steps.throw(exc)
                 else:
@@ -162,7 +181,9 @@ class YahooFinancePriceWorker:
             fetch = next(steps)
             while True:
                 try:
-                    page = await cast("AsyncHttpClient", self.http).get(fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline)
+                    page = await cast("AsyncHttpClient", self.http).get(
+                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline
+                    )
                 except ItemError as exc:
                     fetch = steps.throw(exc)
                 else:
@@ -186,10 +207,17 @@ class YahooFinancePriceWorker:
             except Stopped:
                 raise
             except ItemError as page_error:
-                raise ItemError(f"chart: {_reason(chart_error)}; quote page: {_reason(page_error)}",
-                                attempts=_attempts(chart_error) + _attempts(page_error)) from page_error
-        return {"symbol": symbol, "price": price, "currency": currency,
-                "market_time": market_time, "extracted_time": self.clock()}
+                raise ItemError(
+                    f"chart: {_reason(chart_error)}; quote page: {_reason(page_error)}",
+                    attempts=_attempts(chart_error) + _attempts(page_error),
+                ) from page_error
+        return {
+            "symbol": symbol,
+            "price": price,
+            "currency": currency,
+            "market_time": market_time,
+            "extracted_time": self.clock(),
+        }
 
     def _chart_deadline(self, deadline: float) -> float:
         """The chart may use the item's time but for one quote-page try (connect + read timeout), or half of it."""
@@ -224,8 +252,9 @@ class _YahooParams:
 
     USER_AGENT_ENV = "YAHOO_USER_AGENT"
     # Yahoo throttles library-default agents at once; a browser's agent is what its own pages send.
-    DEFAULT_USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                          "Chrome/126.0 Safari/537.36")
+    DEFAULT_USER_AGENT = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+    )
 
     def __init__(self, *, chart_url: str = CHART_URL, quote_url: str = QUOTE_URL, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,6 +1,7 @@
 """What kind of class a worker group's class is, and so where its instances run: the Worker API's (threads, or
 asyncio tasks for an `async def process`, in worker processes with `processes: P`), or a course-style
 `threading.Thread` subclass that runs its own loop."""
+
 from __future__ import annotations
 
 import threading
@@ -20,6 +21,9 @@ def is_course_class(cls: Any) -> bool:
 def describe_mode(spec: Any, cls: type) -> str:
     """Where a group's instances will run, for --check and --graph: '4 threads', '128 asyncio tasks',
     '2 processes x 16 asyncio tasks'."""
-    per = f"{spec.instances} asyncio task{'s' * (spec.instances != 1)}" if is_async(cls) else \
-        f"{spec.instances} thread{'s' * (spec.instances != 1)}"
+    per = (
+        f"{spec.instances} asyncio task{'s' * (spec.instances != 1)}"
+        if is_async(cls)
+        else f"{spec.instances} thread{'s' * (spec.instances != 1)}"
+    )
     return f"{spec.processes} process{'es' * (spec.processes != 1)} x {per}" if spec.processes else per

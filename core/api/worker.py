@@ -1,11 +1,13 @@
 """The worker API: what a worker class says about one item. Where it runs (a thread, an asyncio task,
 a child process) and everything around the item (queues, DONE, counting, dead letters) is core.run.loop's.
 """
+
 from __future__ import annotations
 
 import inspect
 import threading
-from typing import Any, Awaitable, Callable, Protocol, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeAlias
 
 from core.base.errors import ItemError
 
@@ -94,8 +96,16 @@ class BatchWorker(Worker):
     are dead-lettered and the rest stored; whatever happens, no held item goes unrecorded.
     """
 
-    def __init__(self, *, batch_size: int = 500, flush_interval_s: float = 1.0, write_retries: int = 5,
-                 retry_backoff_s: float = 0.5, retry_backoff_max_s: float = 8.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+        write_retries: int = 5,
+        retry_backoff_s: float = 0.5,
+        retry_backoff_max_s: float = 8.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if batch_size < 1 or flush_interval_s <= 0 or write_retries < 0:
             raise ValueError("batch_size must be >= 1, flush_interval_s > 0 and write_retries >= 0")
@@ -131,4 +141,3 @@ def is_async(cls: type) -> bool:
     """True when the class's process() is `async def` (a coroutine or an async generator)."""
     process = getattr(cls, "process", None)
     return inspect.iscoroutinefunction(process) or inspect.isasyncgenfunction(process)
-

@@ -1,10 +1,12 @@
 """Building a run from its pipeline spec: a queue for each queue entry (in this process, or in Redis), and for
 each worker group of this process its input (a source's input values, or its queue), its runner and instances.
 The executor (core/app/executor.py) then runs what this built."""
+
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from core.modes.choice import make_runner
 from core.pipeline.config import ConfigError, PipelineSpec, Problem
@@ -22,8 +24,15 @@ if TYPE_CHECKING:
 class Assembly:
     """Makes a run's queues and groups; `preloads` are the replayed items to put in once the run is open."""
 
-    def __init__(self, spec: PipelineSpec, distributed: Distributed | None, *, dead_letters: DeadLetters,
-                 stop: threading.Event, on_exit: Callable[[Instance], None]) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        distributed: Distributed | None,
+        *,
+        dead_letters: DeadLetters,
+        stop: threading.Event,
+        on_exit: Callable[[Instance], None],
+    ) -> None:
         self.spec = spec
         self.distributed = distributed
         self.dead_letters = dead_letters
@@ -35,8 +44,13 @@ class Assembly:
         """The queue of one `queues:` entry."""
         if self.distributed is not None and spec.backend == "redis":
             reader = self.spec.reader(spec.name).name
-            return self.distributed.queue(spec.name, spec.maxsize, reader, visibility_timeout_s=spec.visibility_timeout_s,
-                                          max_deliveries=spec.max_deliveries)
+            return self.distributed.queue(
+                spec.name,
+                spec.maxsize,
+                reader,
+                visibility_timeout_s=spec.visibility_timeout_s,
+                max_deliveries=spec.max_deliveries,
+            )
         return LocalQueue(spec.name, spec.maxsize)
 
     def group(self, spec: WorkerSpec, queues: dict[str, Queue], replay: dict[str, list[Any]] | None) -> WorkerGroup:
@@ -53,16 +67,26 @@ class Assembly:
             inbox = queues[spec.input_queue]
             if replay and replay.get(spec.name):
                 self.preloads.append((inbox, replay[spec.name]))
-        group = WorkerGroup(spec, input=inbox, outputs=[queues[name] for name in spec.output_queues],
-                            dead_letters=self.dead_letters, stop=self.stop)
+        group = WorkerGroup(
+            spec,
+            input=inbox,
+            outputs=[queues[name] for name in spec.output_queues],
+            dead_letters=self.dead_letters,
+            stop=self.stop,
+        )
         inbox.on_reject = group.reject
         cls = self.spec.classes[spec.name]
         try:
             group.runner = make_runner(group, cls, on_exit=self.on_exit, pipeline_path=self.spec.path)
         except (TypeError, ValueError) as exc:
             line = spec.key_lines.get("params", spec.line)
-            raise ConfigError([Problem(self.spec.path, line, f"workers.{spec.name}.params",
-                                       f"{cls.__name__} refused its params: {exc}")]) from None
+            raise ConfigError(
+                [
+                    Problem(
+                        self.spec.path, line, f"workers.{spec.name}.params", f"{cls.__name__} refused its params: {exc}"
+                    )
+                ]
+            ) from None
         group.instances = group.runner.instances
         group.mode = group.runner.mode
         if group.is_source and not is_shared(inbox):  # nothing writes to them: ended

@@ -1,5 +1,6 @@
 """The command line (`python main.py`): run the pipeline file named by --pipeline or PIPELINE_LOCATION, and
 exit with an honest code."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
-from core.pipeline.config import ConfigError, SettingsError
-from core.base.paths import PROJECT_DIR, data_dir
 from core.app.logs import parse_log_level, setup_logging
-from core.base.redact import redact, redact_data
-from core.run.report import RunReport
 from core.app.runlock import RunLock
+from core.base.paths import PROJECT_DIR, data_dir
+from core.base.redact import redact, redact_data
+from core.pipeline.config import ConfigError, SettingsError
+from core.run.report import RunReport
 
 if TYPE_CHECKING:  # each imported where it is used, once it is needed: the command line starts fast
     from rich.console import Console
@@ -37,29 +38,57 @@ logger = logging.getLogger("main")
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
-        prog="main.py", description="Run the pipeline file named by --pipeline or PIPELINE_LOCATION, and exit "
-                                    "with an honest code.")
+        prog="main.py",
+        description="Run the pipeline file named by --pipeline or PIPELINE_LOCATION, and exit with an honest code.",
+    )
     parser.add_argument("--pipeline", metavar="PATH", help="pipeline file (default: $PIPELINE_LOCATION)")
     parser.add_argument("--check", action="store_true", help="only validate the pipeline file; exit 0 or 2")
     parser.add_argument("--graph", action="store_true", help="print the pipeline as a Mermaid flowchart and exit")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
-                        help="override a value, e.g. workers.YahooFinanceWorker.instances=16 (repeatable)")
-    parser.add_argument("--replay", metavar="FILE.jsonl",
-                        help="run the items of a dead-letter file again, each into the group that dead-lettered it")
-    parser.add_argument("--run-id", metavar="ID",
-                        help="with Redis queues: the processes started with the same id form one run (or $RUN_ID)")
-    parser.add_argument("--only", metavar="GROUP[,GROUP...]",
-                        help="with Redis queues: run only these worker groups in this process")
-    parser.add_argument("--report", action="store_true",
-                        help="with Redis queues: print the whole run's report here (the sink's process does anyway)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="sets",
+        help="override a value, e.g. workers.YahooFinanceWorker.instances=16 (repeatable)",
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="FILE.jsonl",
+        help="run the items of a dead-letter file again, each into the group that dead-lettered it",
+    )
+    parser.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="with Redis queues: the processes started with the same id form one run (or $RUN_ID)",
+    )
+    parser.add_argument(
+        "--only", metavar="GROUP[,GROUP...]", help="with Redis queues: run only these worker groups in this process"
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="with Redis queues: print the whole run's report here (the sink's process does anyway)",
+    )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
-    parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="after SIGINT/SIGTERM, exit at the latest this long after (default 10)")
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="after SIGINT/SIGTERM, exit at the latest this long after (default 10)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no live status table or status lines")
-    parser.add_argument("--status-interval", type=float, default=10.0, metavar="SECONDS",
-                        help="without a terminal, log a status line this often (default 10)")
-    parser.add_argument("--log-level", metavar="LEVEL",
-                        help="DEBUG, INFO (default), WARNING or ERROR, in any case; default $LOG_LEVEL")
+    parser.add_argument(
+        "--status-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="without a terminal, log a status line this often (default 10)",
+    )
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR, in any case; default $LOG_LEVEL"
+    )
     parser.add_argument("--log-file", metavar="PATH", help="also write the log to this file")
     return parser
 
@@ -93,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         return finish(args, not_run("?", "config-error", why))
     path = pipeline_path(location)
     from core.app.executor import YamlPipelineExecutor  # imported once the command line is sound: it pulls in a lot
+
     try:
         replay = _read_replay(args.replay)
         only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
-        executor = YamlPipelineExecutor(path, sets=args.sets, replay=replay, run_id=args.run_id, only=only,
-                                        report=args.report)
+        executor = YamlPipelineExecutor(
+            path, sets=args.sets, replay=replay, run_id=args.run_id, only=only, report=args.report
+        )
     except ConfigError as exc:
         for problem in exc.problems:
             print(redact(str(problem)), file=sys.stderr)
@@ -106,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return finish(args, not_run(path.stem, "config-error", first, _input_values_in(path)))
     if args.check:
         from core.api.kinds import describe_mode
+
         spec = executor.spec
         print(f"{spec.path}: OK, {len(spec.queues)} queues, {len(spec.workers)} worker groups")
         for worker in spec.workers:
@@ -113,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.graph:
         from core.pipeline.graph import mermaid
+
         print(mermaid(executor.spec), end="")
         return 0
     return run_locked(executor, args, console)
@@ -131,15 +164,21 @@ def run_locked(executor: YamlPipelineExecutor, args: argparse.Namespace, console
     status = None
     if not args.quiet:
         from core.app.status import StatusReporter
-        status = StatusReporter(executor.snapshot, console=console,
-                                interval_s=1.0 if console else args.status_interval)
+
+        status = StatusReporter(executor.snapshot, console=console, interval_s=1.0 if console else args.status_interval)
     try:
         run(executor, args, status)
     finally:
         lock.release()
     if executor.report is None:  # the executor itself failed (logged as an uncaught error): still say so
-        return finish(args, not_run(executor.spec.name, "failed", "the run ended without a report: the runner failed "
-                                    "while it finished (see the log)"))
+        return finish(
+            args,
+            not_run(
+                executor.spec.name,
+                "failed",
+                "the run ended without a report: the runner failed while it finished (see the log)",
+            ),
+        )
     return finish(args, executor.report)
 
 
@@ -165,8 +204,9 @@ def run(executor: YamlPipelineExecutor, args: argparse.Namespace, status: Status
         if len(received) > 1:
             force_exit(executor, args, received[-1], "a second signal")
         if deadline is not None and executor.is_alive() and time.monotonic() > deadline:
-            logger.error("still running %.1fs after the stop request. Thread stacks:\n%s",
-                         shutdown_timeout_s, thread_stacks())
+            logger.error(
+                "still running %.1fs after the stop request. Thread stacks:\n%s", shutdown_timeout_s, thread_stacks()
+            )
             force_exit(executor, args, received[0], f"--shutdown-timeout {shutdown_timeout_s:g}s passed")
     if status is not None:
         status.stop()
@@ -176,8 +216,9 @@ def force_exit(executor: YamlPipelineExecutor, args: argparse.Namespace, signum:
     """Exit now, without waiting for any thread; what is in hand or queued goes to the dead letters first,
     then the summary and --stats-json say so (finish_reason: forced)."""
     abandoned = executor.abandon()
-    logger.error("exiting at once (%s): %d item(s) in hand or queued written to %s", why, abandoned,
-                 executor.dead_letters.path)
+    logger.error(
+        "exiting at once (%s): %d item(s) in hand or queued written to %s", why, abandoned, executor.dead_letters.path
+    )
     code = finish(args, executor.forced_report(f"exited at once: {why}", signum))
     logging.shutdown()
     os._exit(code)
@@ -187,8 +228,9 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
     """Write --stats-json, log the run report, print the one-line summary; return the exit code."""
     if args.stats_json:
         try:
-            Path(args.stats_json).write_text(json.dumps(redact_data(report.to_dict()), indent=2) + "\n",
-                                              encoding="utf-8")
+            Path(args.stats_json).write_text(
+                json.dumps(redact_data(report.to_dict()), indent=2) + "\n", encoding="utf-8"
+            )
         except OSError as exc:
             logger.error("cannot write --stats-json %s: %s", args.stats_json, exc)
     summary = redact(report.summary())
@@ -202,21 +244,31 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
 
 def not_run(pipeline: str, reason: str, error: str, not_started: int | None = None) -> RunReport:
     """The report of a run that never started (config error, lock held)."""
-    return RunReport(pipeline=pipeline, finish_reason=reason, duration_s=0.0, error=redact(" ".join(error.split())),
-                     not_started=not_started, dead_letter_path=None)
+    return RunReport(
+        pipeline=pipeline,
+        finish_reason=reason,
+        duration_s=0.0,
+        error=redact(" ".join(error.split())),
+        not_started=not_started,
+        dead_letter_path=None,
+    )
 
 
 def thread_stacks() -> str:
     """Where every thread is now, for the log of a run that would not stop."""
     frames = sys._current_frames()
-    return "\n".join(f"--- {thread.name}\n" + "".join(traceback.format_stack(frames[thread.ident]))
-                     for thread in threading.enumerate() if thread.ident in frames)
+    return "\n".join(
+        f"--- {thread.name}\n" + "".join(traceback.format_stack(frames[thread.ident]))
+        for thread in threading.enumerate()
+        if thread.ident in frames
+    )
 
 
 def _read_replay(path: str | None) -> Replay | None:
     if path is None:
         return None
     from core.pipeline.replay import describe, read_replay
+
     replay = read_replay(path)
     logger.info("replaying %s from %s", describe(replay), path)
     return replay
@@ -227,6 +279,7 @@ def _input_values_in(path: Path) -> int | None:
     still have a `workers:` section that is: a syntax error among the queues says nothing about the input);
     None if it cannot be read."""
     from core.pipeline.yaml_lines import load_with_lines
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError):
@@ -235,9 +288,11 @@ def _input_values_in(path: Path) -> int | None:
     for candidate in (text, next((part for part in sections if part.startswith("workers:")), "")):
         try:
             raw = load_with_lines(candidate)
-            return sum(len(worker["input_values"]) if isinstance(worker.get("input_values"), list) else 1
-                       for worker in raw["workers"]
-                       if isinstance(worker, dict) and worker.get("input_values") is not None)
+            return sum(
+                len(worker["input_values"]) if isinstance(worker.get("input_values"), list) else 1
+                for worker in raw["workers"]
+                if isinstance(worker, dict) and worker.get("input_values") is not None
+            )
         except Exception:  # noqa: BLE001 - a file too broken to read says nothing about its input
             continue
     return None
@@ -245,4 +300,5 @@ def _input_values_in(path: Path) -> int | None:
 
 def _console() -> Console:
     from rich.console import Console
+
     return Console(stderr=True)

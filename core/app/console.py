@@ -4,6 +4,7 @@ Before anything heavy is imported: room in the descriptor table for many connect
 so that start-up's objects are never collected (core/base/descriptors.py, core/base/collector.py). Importing this
 module costs nothing: a worker process imports the parent's main module again, and must not pay for the runner.
 """
+
 import sys
 
 

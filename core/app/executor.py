@@ -1,25 +1,27 @@
 """YamlPipelineExecutor: turns a pipeline file into queues and worker groups, and runs it to its end."""
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from core.run.bottleneck import QueueLoad
+from core.api.worker import holds
 from core.app.assembly import Assembly
-from core.pipeline.config import PipelineSpec, SettingsError, load_pipeline
-from core.base.paths import default_dead_letter_path
 from core.base.errors import StartupError
+from core.base.paths import default_dead_letter_path
+from core.pipeline.config import PipelineSpec, SettingsError, load_pipeline
 from core.pipeline.imports import preload, preload_modules
+from core.pipeline.replay import check_replay
+from core.run.bottleneck import QueueLoad
 from core.run.ends import Ends
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
-from core.transport.base import is_shared
-from core.pipeline.replay import check_replay
 from core.run.report import RunReport, Snapshot, build_report
-from core.api.worker import holds
+from core.transport.base import is_shared
 
 if TYPE_CHECKING:
     from core.run.distributed import Distributed  # imported where a run has Redis queues: it loads redis
@@ -41,10 +43,19 @@ class YamlPipelineExecutor(threading.Thread):
     share (RUN_ID, or a new one) and `only` the groups this process runs (core/run/distributed.py).
     """
 
-    def __init__(self, pipeline_location: str | Path, *, sets: Sequence[str] = (),
-                 dead_letter_path: str | Path | None = None, monitor_interval_s: float = 1.0,
-                 sample_interval_s: float = 0.2, replay: dict[str, list[Any]] | None = None,
-                 run_id: str | None = None, only: list[str] | None = None, report: bool = False) -> None:
+    def __init__(
+        self,
+        pipeline_location: str | Path,
+        *,
+        sets: Sequence[str] = (),
+        dead_letter_path: str | Path | None = None,
+        monitor_interval_s: float = 1.0,
+        sample_interval_s: float = 0.2,
+        replay: dict[str, list[Any]] | None = None,
+        run_id: str | None = None,
+        only: list[str] | None = None,
+        report: bool = False,
+    ) -> None:
         super().__init__(name="YamlPipelineExecutor", daemon=True)
         self.spec: PipelineSpec = load_pipeline(pipeline_location, sets=sets)
         if replay is not None:
@@ -52,12 +63,14 @@ class YamlPipelineExecutor(threading.Thread):
         self.distributed: Distributed | None = None
         if any(q.backend == "redis" for q in self.spec.queues.values()) or run_id or only:
             from core.run.distributed import Distributed
+
             self.distributed = Distributed(self.spec, run_id=run_id, only=only)
         self.monitor_interval_s = monitor_interval_s
         self.sample_interval_s = sample_interval_s
         self.started_at: float | None = None
-        self.dead_letters = DeadLetters(Path(dead_letter_path or default_dead_letter_path(self.spec.name)),
-                                        self.spec.name)
+        self.dead_letters = DeadLetters(
+            Path(dead_letter_path or default_dead_letter_path(self.spec.name)), self.spec.name
+        )
         self.stop_event = threading.Event()
         self._stop_lock = threading.Lock()  # one stop request acts; any other (a signal, Redis lost) returns
         self.stop_signal: int | None = None
@@ -65,8 +78,13 @@ class YamlPipelineExecutor(threading.Thread):
         self._changed = threading.Event()
         self._early_imports: threading.Thread | None = None  # imports the workers' `preload` (core/pipeline/imports.py)
         self.run_report: dict | None = None
-        assembly = Assembly(self.spec, self.distributed, dead_letters=self.dead_letters, stop=self.stop_event,
-                            on_exit=self._instance_exited)
+        assembly = Assembly(
+            self.spec,
+            self.distributed,
+            dead_letters=self.dead_letters,
+            stop=self.stop_event,
+            on_exit=self._instance_exited,
+        )
         self.queues = {q.name: assembly.queue(q) for q in self.spec.queues.values()}
         self.loads = {name: QueueLoad() for name in self.queues}
         runs_here = self.distributed.groups if self.distributed else [w.name for w in self.spec.workers]
@@ -87,8 +105,10 @@ class YamlPipelineExecutor(threading.Thread):
                 return
             self.stop_signal = signal_number
             self.stop_event.set()
-        logger.warning("stop requested%s: finishing items in hand, dead-lettering what is queued",
-                       f" by signal {signal_number}" if signal_number else "")
+        logger.warning(
+            "stop requested%s: finishing items in hand, dead-lettering what is queued",
+            f" by signal {signal_number}" if signal_number else "",
+        )
         for group in self.groups.values():
             shared = getattr(group.input, "keeps_unsettled", False)  # a Redis queue: others read it on
             group.runner.stop(close_input=bool(group.outputs) or shared)
@@ -109,8 +129,9 @@ class YamlPipelineExecutor(threading.Thread):
             if getattr(group.input, "keeps_unsettled", False):  # pending in Redis: claimed by a live process
                 group.returned(len(held))
                 continue
-            abandoned += group.abandon(queued, why, kind="not-started" if group.is_source else "abandoned",
-                                       received=True)
+            abandoned += group.abandon(
+                queued, why, kind="not-started" if group.is_source else "abandoned", received=True
+            )
             abandoned += group.abandon([d.item for d in group.runner.in_hand()], why, received=True)
             abandoned += group.abandon([d.item for d in held], why)
         self.dead_letters.close()
@@ -131,9 +152,16 @@ class YamlPipelineExecutor(threading.Thread):
         # imports its own modules as soon as it starts, so the two import different modules side by side
         # instead of one waiting for the other's (at 256 requests in flight: 22 ms less than without, 11 ms
         # less than in file order).
-        self._early_imports = preload(list(dict.fromkeys(
-            name for group in reversed(self.groups.values()) if not group.spec.processes
-            for name in preload_modules(self.spec.classes[group.name]))))
+        self._early_imports = preload(
+            list(
+                dict.fromkeys(
+                    name
+                    for group in reversed(self.groups.values())
+                    if not group.spec.processes
+                    for name in preload_modules(self.spec.classes[group.name])
+                )
+            )
+        )
         try:
             self._open_groups()
             for queue, items in self._preloads:
@@ -141,8 +169,10 @@ class YamlPipelineExecutor(threading.Thread):
             for group in self.groups.values():
                 if is_shared(group.input):
                     # a batching (or flushing) sink must be able to fill its batches
-                    batch = max(holds(i.worker) if hasattr(i, "worker") else getattr(group.runner, "batch_size", 1)
-                                for i in group.instances)
+                    batch = max(
+                        holds(i.worker) if hasattr(i, "worker") else getattr(group.runner, "batch_size", 1)
+                        for i in group.instances
+                    )
                     group.input.start_reading(group.runner.readers, prefetch=max(group.runner.size * (batch + 1), 16))
                 group.runner.start()
             self._monitor()
@@ -164,14 +194,14 @@ class YamlPipelineExecutor(threading.Thread):
                 logger.exception("finishing the run failed")
                 if error is None:
                     reason, error = "failed", f"finishing the run failed: {type(exc).__name__}: {exc}"  # made one line
-            self.report = self._report(reason, error, time.monotonic() - started,
-                                       self.stop_signal if reason == "interrupted" else None)
+            self.report = self._report(
+                reason, error, time.monotonic() - started, self.stop_signal if reason == "interrupted" else None
+            )
 
     def _open_groups(self) -> None:
         if self.distributed is not None:
             self.distributed.run.on_lost = lambda error: self.request_stop()
-            self.distributed.open([g.name for g in self.groups.values()
-                                   if not is_shared(g.input)])
+            self.distributed.open([g.name for g in self.groups.values() if not is_shared(g.input)])
         for group in self.groups.values():
             try:
                 group.runner.open_group()
@@ -185,8 +215,7 @@ class YamlPipelineExecutor(threading.Thread):
 
     def _instance_exited(self, instance: Instance) -> None:
         if instance.crash is not None:
-            logger.error("%s ended with a crash: %s: %s", instance.name, type(instance.crash).__name__,
-                         instance.crash)
+            logger.error("%s ended with a crash: %s: %s", instance.name, type(instance.crash).__name__, instance.crash)
         self._changed.set()
 
     def _monitor(self) -> None:
@@ -227,8 +256,11 @@ class YamlPipelineExecutor(threading.Thread):
                 if self.reports_run and self.distributed.run.lost is None:
                     self.run_report = self.distributed.run_report()
                     if not self.stop_event.is_set() and not self.run_report["unfinished"]:
-                        logger.info("run %s has ended: its %d keys expire in a day",
-                                    self.distributed.run_id, self.distributed.run.expire_all())
+                        logger.info(
+                            "run %s has ended: its %d keys expire in a day",
+                            self.distributed.run_id,
+                            self.distributed.run.expire_all(),
+                        )
             except Exception as exc:  # noqa: BLE001 - Redis lost: the local report still tells
                 logger.warning("could not publish this process's counts to the run, or read the run's: %s", exc)
             self.distributed.close()
@@ -237,8 +269,17 @@ class YamlPipelineExecutor(threading.Thread):
     def _report(self, reason: str, error: str | None, duration_s: float, signal_number: int | None) -> RunReport:
         not_started = sum(group.not_started for group in self.groups.values())
         report = build_report(
-            self.spec, self.groups.values(), self.queues.values(), self.loads, reason=reason, error=error,
-            duration_s=duration_s, dead_letters=self.dead_letters, signal=signal_number, not_started=not_started)
+            self.spec,
+            self.groups.values(),
+            self.queues.values(),
+            self.loads,
+            reason=reason,
+            error=error,
+            duration_s=duration_s,
+            dead_letters=self.dead_letters,
+            signal=signal_number,
+            not_started=not_started,
+        )
         report.run = self.run_report
         return report
 
@@ -255,8 +296,11 @@ class YamlPipelineExecutor(threading.Thread):
         # Known once every source has ended; never here when this process runs no source (--only). A replay's
         # items for the other groups go into their queues without any source emitting them: counted in too.
         replayed = sum(len(items) for _, items in self._preloads)
-        total = (sum(g.counts().emitted for g in sources) + replayed
-                 if sources and all(g.finished() for g in sources) else None)
+        total = (
+            sum(g.counts().emitted for g in sources) + replayed
+            if sources and all(g.finished() for g in sources)
+            else None
+        )
         # Items dead-lettered on the way never reach a sink, but they are done with too.
         dropped = sum(g.counts().dead_lettered for g in self.groups.values() if not g.is_source and g.outputs)
         sink = min((g.counts() for g in sinks), key=lambda c: c.processed + c.dead_lettered, default=None)

@@ -1,4 +1,5 @@
 """Logging for a run: to stderr (through rich when the live status is on), optionally to a file, secrets masked."""
+
 from __future__ import annotations
 
 import logging
@@ -6,8 +7,8 @@ import sys
 import threading
 from typing import Any
 
-from core.pipeline.problems import SettingsError
 from core.base.redact import RedactingFormatter
+from core.pipeline.problems import SettingsError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # names the logging module itself accepts
@@ -31,8 +32,8 @@ def setup_logging(level: str, *, log_file: str | None = None, console: Any = Non
     and to `log_file`; uncaught errors in any thread go through the same masking formatter."""
     if console is not None:  # a rich Console: the live status is on
         from rich.logging import RichHandler
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
-                                               rich_tracebacks=False)
+
+        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
         handler.setFormatter(RedactingFormatter(RICH_FORMAT))
     else:
         handler = logging.StreamHandler()
@@ -45,5 +46,7 @@ def setup_logging(level: str, *, log_file: str | None = None, console: Any = Non
     logging.basicConfig(level=level, handlers=handlers, force=True)
     sys.excepthook = lambda kind, exc, tb: logger.critical("uncaught error", exc_info=(kind, exc, tb))
     threading.excepthook = lambda args: logger.critical(
-        "uncaught error in thread %s", args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]  # as Python gives it
+        "uncaught error in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]  # as Python gives it
+    )

@@ -1,4 +1,5 @@
 """One run per pipeline at a time: cron may start a run while the last one is still going."""
+
 from __future__ import annotations
 
 import fcntl

@@ -1,10 +1,11 @@
 """Live status of a running pipeline: a rich table on a terminal, a plain log line every N seconds elsewhere."""
+
 from __future__ import annotations
 
 import logging
 import threading
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -49,7 +50,9 @@ def status_line(snap: Snapshot, rates: dict[str, float], eta: float | None) -> s
     are done, dead-lettered or still in hand; out is what it sent on."""
     groups = "; ".join(
         f"{name} {alive}/{instances} alive, {c.received} in, {c.processed} done, {c.dead_lettered} dead-lettered, "
-        f"{c.emitted} out, {c.failed} failed, {rates.get(name, 0):.1f}/s" for name, alive, instances, c in snap.groups)
+        f"{c.emitted} out, {c.failed} failed, {rates.get(name, 0):.1f}/s"
+        for name, alive, instances, c in snap.groups
+    )
     queues = ", ".join(f"{name} {size}/{maxsize}" for name, size, maxsize in snap.queues)
     return f"status {snap.elapsed_s:.0f}s: {groups}; queues {queues}; {_progress(snap, eta)}"
 
@@ -60,8 +63,16 @@ def status_table(snap: Snapshot, rates: dict[str, float], eta: float | None) -> 
     for column in ("group", "alive", "received", "done", "dead-lettered", "emitted", "failed", "items/s"):
         groups.add_column(column, justify="left" if column == "group" else "right")
     for name, alive, instances, counts in snap.groups:
-        groups.add_row(name, f"{alive}/{instances}", str(counts.received), str(counts.processed),
-                       str(counts.dead_lettered), str(counts.emitted), str(counts.failed), f"{rates.get(name, 0):.1f}")
+        groups.add_row(
+            name,
+            f"{alive}/{instances}",
+            str(counts.received),
+            str(counts.processed),
+            str(counts.dead_lettered),
+            str(counts.emitted),
+            str(counts.failed),
+            f"{rates.get(name, 0):.1f}",
+        )
     queues = Table()
     for column in ("queue", "size", "fill"):
         queues.add_column(column, justify="left" if column == "queue" else "right")

@@ -6,13 +6,15 @@ builds only these few types, never arbitrary objects, so a file cannot make the 
 each tag's value has the shape encode() writes (base64 strictly, ISO dates, a Decimal's text, a tuple's list, a
 dict's [key, value] pairs with hashable keys); anything else it cannot read raises Undecodable.
 """
+
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 TAG = "$type"
 
@@ -32,8 +34,11 @@ def encode(value: Any, *, strict: bool = True) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else \
-            {TAG: "float", "value": repr(value)}
+        return (
+            value
+            if value == value and value not in (float("inf"), float("-inf"))
+            else {TAG: "float", "value": repr(value)}
+        )
     if isinstance(value, list):
         return [encode(v, strict=strict) for v in value]
     if isinstance(value, dict):
@@ -80,7 +85,9 @@ def _untag(data: dict, inner: Callable[[Any], Any]) -> Any:
     if reader is None:
         raise Undecodable(f"unknown {TAG} {kind!r:.100}")
     if len(data) != 2 or "value" not in data:
-        raise Undecodable(f"a {TAG} {kind!r} object holds {TAG} and value only, got keys {sorted(map(str, data))!r:.200}")
+        raise Undecodable(
+            f"a {TAG} {kind!r} object holds {TAG} and value only, got keys {sorted(map(str, data))!r:.200}"
+        )
     return reader(data["value"], inner)
 
 
@@ -151,15 +158,28 @@ def _read_repr(value: Any, inner: Callable[[Any], Any]) -> Any:
 
 
 _READERS: dict[str, Callable[[Any, Callable[[Any], Any]], Any]] = {
-    "tuple": _read_tuple, "dict": _read_dict, "datetime": _read_datetime, "date": _read_date,
-    "decimal": _read_decimal, "float": _read_float, "bytes": _read_bytes, "repr": _read_repr,
+    "tuple": _read_tuple,
+    "dict": _read_dict,
+    "datetime": _read_datetime,
+    "date": _read_date,
+    "decimal": _read_decimal,
+    "float": _read_float,
+    "bytes": _read_bytes,
+    "repr": _read_repr,
 }
 _TOO_DEEP = "nested too deeply to read (past Python's recursion limit)"
 
 
 def _shape(value: Any) -> str:
-    return {list: "a list", dict: "an object", str: "text", bool: "a boolean", int: "a number", float: "a number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        dict: "an object",
+        str: "text",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def dumps(value: Any, *, strict: bool = True) -> str:

@@ -16,6 +16,7 @@ most that many allocations, a few MB.
 
 A process that did not pause (the test suite, an application embedding the executor) is left as it is.
 """
+
 from __future__ import annotations
 
 import gc

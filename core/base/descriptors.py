@@ -11,6 +11,7 @@ first thread starts, the table costs a few microseconds and 8 KiB of kernel memo
 So `python main.py` and every worker process call reserve() first. A pipeline needing more descriptors than
 RESERVED (thousands of connections) grows the table further as usual, a few grace periods in all.
 """
+
 from __future__ import annotations
 
 import os

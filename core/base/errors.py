@@ -1,4 +1,5 @@
 """Exceptions shared by the runner and the workers."""
+
 from __future__ import annotations
 
 

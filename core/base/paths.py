@@ -1,13 +1,14 @@
 """Where the project and its local files are, and where worker modules are looked for (light to import: main.py
 and every worker process need it before anything else)."""
+
 from __future__ import annotations
 
 import importlib
 import os
 import sys
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Mapping
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # core/base/paths.py -> the project folder
 _added_paths: list[str] = []  # what use_module_search_paths put on sys.path, so the next pipeline replaces it
@@ -23,7 +24,7 @@ def default_dead_letter_path(pipeline: str, env: Mapping[str, str] = os.environ)
     configured = env.get("DEAD_LETTER_PATH")
     if configured:
         return Path(configured)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return data_dir(env) / "dead_letters" / f"{pipeline}-{stamp}.jsonl"
 
 
@@ -75,8 +76,10 @@ def use_module_search_paths(pipeline_path: str | Path) -> list[str]:
 def labelled_search_paths(pipeline_path: str | Path) -> dict[str, list[str]]:
     """The search folders, each with what it is ("the working directory"); one folder may be several."""
     labelled: dict[str, list[str]] = {}
-    for folder, label in ((os.path.dirname(os.path.abspath(os.path.expanduser(pipeline_path))),
-                           "the pipeline file's folder"),
-                          (os.getcwd(), "the working directory"), (str(PROJECT_DIR), "the project folder")):
+    for folder, label in (
+        (os.path.dirname(os.path.abspath(os.path.expanduser(pipeline_path))), "the pipeline file's folder"),
+        (os.getcwd(), "the working directory"),
+        (str(PROJECT_DIR), "the project folder"),
+    ):
         labelled.setdefault(os.path.abspath(folder), []).append(label)
     return labelled

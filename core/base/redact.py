@@ -7,6 +7,7 @@ shorter one would mangle ordinary words and numbers if masked everywhere, so it 
 as a password: a URL's password field (`://user:PW@`, `:PW@`) and the value of a password key (`password=PW`,
 `PASSWORD: 'PW'`, `"password": "PW"`). The password field of any URL is masked, registered or not.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,8 @@ def register_secret(value: str | None) -> None:
         _anywhere_pattern = _alternation(_anywhere)
         if _short:
             _short_pattern = re.compile(
-                f"(?<=:){_alternation_text(_short)}(?=@)|({PASSWORD_KEY}){_alternation_text(_short)}{AFTER_VALUE}")
+                f"(?<=:){_alternation_text(_short)}(?=@)|({PASSWORD_KEY}){_alternation_text(_short)}{AFTER_VALUE}"
+            )
 
 
 def register_url_password(url: str | None) -> None:

@@ -1,11 +1,12 @@
 """Asyncio HTTP for coroutine workers: one aiohttp session per group per process, driven by the same
 HttpPolicy as the blocking client (core/http/policy.py); this module only sends, reads and waits."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import aiohttp
@@ -32,8 +33,9 @@ class AsyncHttpClient:
     its own loop, from whichever thread calls it.
     """
 
-    def __init__(self, settings: HttpSettings, *, stop: threading.Event | None = None,
-                 policy: HttpPolicy | None = None) -> None:
+    def __init__(
+        self, settings: HttpSettings, *, stop: threading.Event | None = None, policy: HttpPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.policy = policy or HttpPolicy(settings, stop=stop)
         self._session: aiohttp.ClientSession | None = None
@@ -69,8 +71,9 @@ class AsyncHttpClient:
             if plan.answered(status, headers.get("Retry-After")):
                 return Page(status, body, headers, plan.tries)
 
-    async def _try(self, session: aiohttp.ClientSession, url: str, step: Step,
-                   plan: RequestPlan) -> tuple[int, Mapping[str, str], bytes]:
+    async def _try(
+        self, session: aiohttp.ClientSession, url: str, step: Step, plan: RequestPlan
+    ) -> tuple[int, Mapping[str, str], bytes]:
         loop, deadlines = self._loop, self._deadlines
         assert loop is not None and deadlines is not None, "a try runs on an open session"
         # sock_connect and sock_read, not connect/total: those count the wait for a pooled connection
@@ -115,8 +118,11 @@ class AsyncHttpClient:
         # One connection per instance: no instance ever waits for the pool.
         connector = aiohttp.TCPConnector(limit=size, limit_per_host=size, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
-            connector=connector, headers={"User-Agent": self.settings.user_agent}, trust_env=trust_env(),
-            timeout=aiohttp.ClientTimeout(total=None))
+            connector=connector,
+            headers={"User-Agent": self.settings.user_agent},
+            trust_env=trust_env(),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
         return self._session
 
     async def aclose(self) -> None:

@@ -1,6 +1,7 @@
 """Blocking HTTP for workers: one requests session per group, driven by the group's HttpPolicy
 (core/http/policy.py), which decides the waits, the retries and the breaker; this module only sends,
 reads the body against a clock, and waits on the group's stop event."""
+
 from __future__ import annotations
 
 import os
@@ -12,13 +13,35 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from core.http.policy import (
-    BodyTooLarge, CircuitOpen, DeadlineExceeded, FetchError, HttpPolicy, HttpSettings, Page, Stopped, endpoint_of,
+    BodyTooLarge,
+    CircuitOpen,
+    DeadlineExceeded,
+    FetchError,
+    HttpPolicy,
+    HttpSettings,
+    Page,
+    Stopped,
+    endpoint_of,
     trust_env,
 )
 
 # Workers import the HTTP API from here; the policy's names are re-exported.
-__all__ = ["BodyTooLarge", "CircuitOpen", "DeadlineExceeded", "FetchError", "HttpClient", "HttpPolicy", "HttpSettings",
-           "Page", "ResponseTooSlow", "Stopped", "endpoint_of", "make_session", "page_of", "trust_env"]
+__all__ = [
+    "BodyTooLarge",
+    "CircuitOpen",
+    "DeadlineExceeded",
+    "FetchError",
+    "HttpClient",
+    "HttpPolicy",
+    "HttpSettings",
+    "Page",
+    "ResponseTooSlow",
+    "Stopped",
+    "endpoint_of",
+    "make_session",
+    "page_of",
+    "trust_env",
+]
 
 BODY_CHUNK = 64 * 1024
 
@@ -39,8 +62,14 @@ def make_session(settings: HttpSettings) -> requests.Session:
 class HttpClient:
     """GETs through a group's shared session under its HttpPolicy: timeouts, retries, pacing, breakers, deadline."""
 
-    def __init__(self, settings: HttpSettings, *, stop: threading.Event | None = None,
-                 session: requests.Session | None = None, policy: HttpPolicy | None = None) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        stop: threading.Event | None = None,
+        session: requests.Session | None = None,
+        policy: HttpPolicy | None = None,
+    ) -> None:
         self.settings = settings
         self.policy = policy or HttpPolicy(settings, stop=stop)
         self.session = session or make_session(settings)
@@ -101,8 +130,12 @@ class _TooLarge(Exception):
 
 
 # Tries that may go better next time: no connection, no answer in time, an answer cut short or too slow.
-RETRIED = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-           requests.exceptions.ContentDecodingError)
+RETRIED = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 def _read_body(response: requests.Response, *, budget_s: float, max_bytes: int) -> None:

@@ -9,6 +9,7 @@ next one. It is moved earlier only when a new or moved deadline comes before it,
 seconds away and answers in milliseconds is rare. A task cancelled for its deadline sees TimeoutError, as
 with `asyncio.timeout_at()`; any other cancellation goes through untouched.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,7 @@ class Deadline:
             uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+: take back our cancel() request
             outside = uncancel() > self.cancelling if uncancel else False  # someone else cancelled it too
             if exc_type is asyncio.CancelledError and not outside:
-                raise asyncio.TimeoutError from exc
+                raise TimeoutError from exc
         return False
 
 

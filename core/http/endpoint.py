@@ -1,5 +1,6 @@
 """One HTTP endpoint's shared state, without I/O: when its next request may start (the pacer) and whether
 it may be sent at all (the circuit breaker). core.http.policy keeps one per endpoint name per group."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,14 @@ class Endpoint:
     others are refused until it succeeds (closed again) or fails (open for another cooldown).
     """
 
-    def __init__(self, name: str, *, requests_per_second: float = 0.0, breaker_failures: int = 5,
-                 breaker_cooldown_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        requests_per_second: float = 0.0,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 30.0,
+    ) -> None:
         self.name = name
         self._failures_max = breaker_failures
         self._cooldown_s = breaker_cooldown_s
@@ -44,8 +51,9 @@ class Endpoint:
             probe = 0
             if self._tripped:
                 if now_s < self._open_until_s:
-                    raise Refused(f"not sent to {self.name}: {self._why}; sending again in "
-                                  f"{self._open_until_s - now_s:.0f}s")
+                    raise Refused(
+                        f"not sent to {self.name}: {self._why}; sending again in {self._open_until_s - now_s:.0f}s"
+                    )
                 if self._probe:
                     raise Refused(f"not sent to {self.name}: {self._why}; one request is testing it again")
             slot_s = max(now_s, self._next_s)

@@ -5,17 +5,18 @@ The blocking client (core/http/client.py) and the asyncio client (core/http/aioh
 RequestPlan per GET: they ask `next_step()` what to do (wait, then send with these timeouts), do it,
 and tell the plan what came back (`answered(status, retry_after)` or `failed(what)`). The plan keeps
 the retry count and the backoff, honours Retry-After, respects the item's deadline and the group's
-stop event, and records each outcome into its endpoint's breaker (core/http/endpoint.py). Endpoints are named by the worker
-("chart", "quote"), so a failing API and a healthy fallback page are paced and broken separately.
+stop event, and records each outcome into its endpoint's breaker (core/http/endpoint.py). Endpoints are
+named by the worker ("chart", "quote"), so a failing API and a healthy fallback page are paced and broken separately.
 """
+
 from __future__ import annotations
 
 import email.utils
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from core.base.errors import ItemError
@@ -24,8 +25,9 @@ from core.http.endpoint import Endpoint, Refused
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: The largest body a client reads (8 MiB): the S&P 500 page is 1.0 MiB, a chart answer about 2 KiB.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-PROXY_VARS = tuple(name for upper in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-                   for name in (upper, upper.lower()))
+PROXY_VARS = tuple(
+    name for upper in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY") for name in (upper, upper.lower())
+)
 
 
 def endpoint_of(url: str) -> str:
@@ -108,8 +110,14 @@ class Step:
 class HttpPolicy:
     """A group's HTTP policy: its settings, one Endpoint per name, the stop event and the clocks."""
 
-    def __init__(self, settings: HttpSettings, *, stop: threading.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.clock = clock
@@ -122,10 +130,15 @@ class HttpPolicy:
         endpoint = self._endpoints.get(name)
         if endpoint is None:
             with self._lock:
-                endpoint = self._endpoints.setdefault(name, Endpoint(
-                    name, requests_per_second=self.settings.requests_per_second,
-                    breaker_failures=self.settings.breaker_failures,
-                    breaker_cooldown_s=self.settings.breaker_cooldown_s))
+                endpoint = self._endpoints.setdefault(
+                    name,
+                    Endpoint(
+                        name,
+                        requests_per_second=self.settings.requests_per_second,
+                        breaker_failures=self.settings.breaker_failures,
+                        breaker_cooldown_s=self.settings.breaker_cooldown_s,
+                    ),
+                )
         return endpoint
 
     def deadline(self) -> float:
@@ -228,9 +241,11 @@ class RequestPlan:
     def too_large(self, what: str) -> BodyTooLarge:
         """The answer's body is past max_body_bytes (`what` says how that was seen): the error to raise."""
         self._record(None, "", self._clock())  # the server answered: nothing for its breaker to count
-        return BodyTooLarge(f"GET {self.url}: the body is larger than max_body_bytes={self._settings.max_body_bytes} "
-                            f"({what}): not read on, and not retried (the same URL sends the same body)",
-                            attempts=self.tries)
+        return BodyTooLarge(
+            f"GET {self.url}: the body is larger than max_body_bytes={self._settings.max_body_bytes} "
+            f"({what}): not read on, and not retried (the same URL sends the same body)",
+            attempts=self.tries,
+        )
 
     def abandon(self) -> None:
         """The try ended without an outcome (cancelled, or an unexpected error): free its probe slot."""
@@ -251,9 +266,11 @@ class RequestPlan:
 
     def _late(self) -> DeadlineExceeded:
         which = "another" if self.tries else "a"
-        return DeadlineExceeded(f"GET {self.url}: the item's deadline (item_deadline_s="
-                                f"{self._settings.item_deadline_s:g}) leaves no time for {which} try{self._last()}",
-                                attempts=self.tries)
+        return DeadlineExceeded(
+            f"GET {self.url}: the item's deadline (item_deadline_s="
+            f"{self._settings.item_deadline_s:g}) leaves no time for {which} try{self._last()}",
+            attempts=self.tries,
+        )
 
     def _last(self) -> str:
         return f" (last try: {self._error})" if self._error else ""

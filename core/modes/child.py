@@ -10,6 +10,7 @@ ledger, writes the dead letters and puts the outputs downstream, so the books ar
 here. Signals are the parent's business: this process ignores SIGINT and SIGTERM, and
 dies with its parent (PR_SET_PDEATHSIG, and EOF on the pipe).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,8 +21,9 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from core.base.collector import startup_gc
 from core.base.descriptors import reserve
@@ -103,8 +105,12 @@ class Outbox:
                 if kind == "part":
                     self.unsent.add(seq)
                 # The parent logs it, naming the item and the group (here the item is only a number).
-                message = ("unsent", seq, f"ItemError: its output cannot be sent out of the worker process "
-                                          f"(pickle: {type(exc).__name__}: {exc})")
+                message = (
+                    "unsent",
+                    seq,
+                    f"ItemError: its output cannot be sent out of the worker process "
+                    f"(pickle: {type(exc).__name__}: {exc})",
+                )
             kept.append(message)
         return pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -185,6 +191,7 @@ class ChildInbox:
             delivery.token = (seq, self.slots.take(seq))
             if hold is not None:
                 hold(delivery)
+
         return held
 
     @staticmethod
@@ -213,6 +220,7 @@ class ChildExits:
         """ItemError when an output cannot go to every output queue (the parent puts them there)."""
         if self._json:
             from core.transport.redis.settle import encode  # loaded only where outputs go to Redis
+
             for output in outputs:
                 encode(output)
 
@@ -228,6 +236,7 @@ class ChildExits:
         message = ("emit" if final else "part", seq, outputs)
         if not self.outbox.add(message, wait=False):
             import asyncio
+
             await asyncio.get_running_loop().run_in_executor(None, self.outbox.add, message)
         if final:
             self.slots.clear(slot)
@@ -272,13 +281,17 @@ def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
     outbox.thread.start()
     logging.basicConfig(level=spec.log_level, handlers=[PipeLogHandler(outbox)], force=True)
     threading.excepthook = lambda args: logger.critical(
-        "uncaught error in thread %s", args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        "uncaught error in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
     from core.base.paths import use_module_search_paths
+
     use_module_search_paths(spec.pipeline_path)
     runner, group, queue = _build(spec, outbox, Slots(slots))
-    receiver = threading.Thread(target=_receive, args=(conn, queue, group, len(runner.instances)),
-                                name="inbox", daemon=True)
+    receiver = threading.Thread(
+        target=_receive, args=(conn, queue, group, len(runner.instances)), name="inbox", daemon=True
+    )
     receiver.start()
     runner.start()
     runner.join(None)
@@ -293,9 +306,9 @@ def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
 def _build(spec: ChildSpec, outbox: Outbox, slots: Slots):
     import importlib
 
+    from core.modes.threads import ThreadRunner
     from core.run.group import WorkerGroup
     from core.run.loop import Instance
-    from core.modes.threads import ThreadRunner
 
     worker_spec = spec.worker
     cls = getattr(importlib.import_module(worker_spec.location), worker_spec.class_name)
@@ -308,13 +321,15 @@ def _build(spec: ChildSpec, outbox: Outbox, slots: Slots):
     instances = []
     for index in range(first, first + worker_spec.instances):
         worker = cls(group=group, index=index, **worker_spec.params)
-        instance = Instance(worker, exits=exits, stop=group.stop,
-                            on_exit=lambda instance: _report_crash(instance, outbox))
+        instance = Instance(
+            worker, exits=exits, stop=group.stop, on_exit=lambda instance: _report_crash(instance, outbox)
+        )
         instances.append(instance)
     group.instances = instances
     outbox.busy = lambda: (sum(i.counts.busy_s for i in instances), sum(i.counts.blocked_s for i in instances))
     if spec.mode == "async":
         from core.modes.tasks import AsyncRunner
+
         runner = AsyncRunner(instances, inbox, close_resources=group.aclose)
     else:
         runner = ThreadRunner(instances, inbox)

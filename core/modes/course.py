@@ -16,13 +16,15 @@ What the runner cannot promise for a loop it does not own, and how it reports it
 - it cannot be told to stop: once its input queue is closed (a stop, or its group ended) the adapter
   hands it 'DONE'.
 """
+
 from __future__ import annotations
 
 import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from core.modes.course_queues import COURSE_DONE, CourseInbox, CourseOutbox
 from core.run.ledger import Counts
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from core.run.group import WorkerGroup
 
 logger = logging.getLogger(__name__)
+
 
 class CourseInstance:
     """One course-style thread and its ledger; the adapters report to it from that thread."""
@@ -134,22 +137,36 @@ class CourseInstance:
         """Its run() raised: what it holds stays in flight, reported as unaccounted."""
         self.crash = exc
         held = self.in_hand()
-        logger.error("%s crashed (%s: %s); a course-style worker's item cannot be recovered: %d item(s) it "
-                     "held are reported as unaccounted%s", self.name, type(exc).__name__, exc, len(held),
-                     f": {[d.item for d in held]!r}" if held else "", exc_info=exc)
+        logger.error(
+            "%s crashed (%s: %s); a course-style worker's item cannot be recovered: %d item(s) it "
+            "held are reported as unaccounted%s",
+            self.name,
+            type(exc).__name__,
+            exc,
+            len(held),
+            f": {[d.item for d in held]!r}" if held else "",
+            exc_info=exc,
+        )
 
     def refused(self, exc: Exception) -> None:
         """Its class raised while being built. Not started: nothing was taken, a source's values are
         dead-lettered as not started, and the instance ends. Started: its run() goes on and ends it."""
         self.crash = exc
-        logger.error("%s: %s(**kwargs) raised %s: %s", self.name, self.group.spec.class_name,
-                     type(exc).__name__, exc, exc_info=exc)
+        logger.error(
+            "%s: %s(**kwargs) raised %s: %s",
+            self.name,
+            self.group.spec.class_name,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
         if self.launched:
             return
         with self._lock:
             values, self.values = self.values, []
-        self.group.abandon([d.item for d in values], f"not started: {type(exc).__name__}: {exc}",
-                           kind="not-started", received=True)
+        self.group.abandon(
+            [d.item for d in values], f"not started: {type(exc).__name__}: {exc}", kind="not-started", received=True
+        )
         self.end()
 
     def end(self) -> None:
@@ -159,8 +176,11 @@ class CourseInstance:
         if peeked is not None:
             kind = "crashed" if self.crash else "stopping"
             written = self.group.dead_letters.write(
-                group=self.group.name, item=peeked.item, kind=kind,
-                error="not processed: the course-style worker ended before it took this item")
+                group=self.group.name,
+                item=peeked.item,
+                kind=kind,
+                error="not processed: the course-style worker ended before it took this item",
+            )
             if written:
                 self.counts.dead_lettered += 1
             else:
@@ -188,8 +208,9 @@ class CourseRunner:
     def __init__(self, group: WorkerGroup, cls: type, *, on_exit: Callable[[Any], None]) -> None:
         self.group = group
         self.cls = cls
-        self.instances = [CourseInstance(f"{group.name}-{index}", group, on_exit)
-                          for index in range(group.spec.instances)]
+        self.instances = [
+            CourseInstance(f"{group.name}-{index}", group, on_exit) for index in range(group.spec.instances)
+        ]
         self.size = self.readers = len(self.instances)  # instances; DONEs its input needs
 
     def open_group(self) -> None:
@@ -202,7 +223,7 @@ class CourseRunner:
             kwargs = dict(self.group.spec.params)
             kwargs["output_queue"] = [CourseOutbox(q, instance) for q in self.group.outputs] or None
             if self.group.is_source:
-                instance.values = values[index::len(self.instances)]  # each value goes to one instance
+                instance.values = values[index :: len(self.instances)]  # each value goes to one instance
                 kwargs["input_queue"] = None
                 kwargs["input_values"] = [delivery.item for delivery in instance.values]
             else:
@@ -270,6 +291,15 @@ def _tracked(cls: type, instance: CourseInstance) -> type:
         super(tracked, self).start()  # type: ignore[arg-type]
         instance.launched = True  # start() returned: run() will be called, and it ends the instance
 
-    tracked = type(cls.__name__, (cls,), {"run": run, "start": start, "__module__": cls.__module__,
-                                          "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+    tracked = type(
+        cls.__name__,
+        (cls,),
+        {
+            "run": run,
+            "start": start,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+        },
+    )
     return tracked

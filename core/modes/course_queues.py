@@ -1,5 +1,6 @@
 """The queues a course-style worker (core.modes.course) is given: queue.Queue's methods over the runner's bounded
 queues, so the course's `get(timeout=...)`, `put`, `qsize`, `empty` and the string 'DONE' work as it expects."""
+
 from __future__ import annotations
 
 import queue
@@ -23,6 +24,7 @@ class CourseInstance(Protocol):
 
     def waiting(self) -> bool:
         """Whether a get() would return at once (the end counts)."""
+
 
 #: What a course-style worker reads where the runner's own DONE would be, and what it may put itself.
 COURSE_DONE = "DONE"

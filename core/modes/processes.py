@@ -15,6 +15,7 @@ are dead-lettered as crashed (a poison item costs only itself, after one deliver
 (not taken yet, or finished with their outcome lost with the process) go to a replacement, started at once. A process that dies before finishing or
 holding any item is not replaced more than MAX_RESTARTS times in a row.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,15 +25,16 @@ import pickle
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from core.modes.child import ChildSpec, child_main
-from core.run.ledger import Counts
-from core.base.errors import Returned
-from core.pipeline.imports import preload_modules
-from core.transport.base import NUDGE, Delivery, Empty, notify
 from core.api.worker import BatchWorker, flushes, holds, is_async
+from core.base.errors import Returned
+from core.modes.child import ChildSpec, child_main
+from core.pipeline.imports import preload_modules
 from core.pipeline.yaml_lines import plain
+from core.run.ledger import Counts
+from core.transport.base import NUDGE, Delivery, Empty, notify
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +53,15 @@ class ChildCrash(Exception):
 class ProcessRunner:
     """A group's instances in `processes` worker processes, `instances` in each (threads or asyncio tasks)."""
 
-    def __init__(self, group: Any, cls: type, *, exits: Any, pipeline_path: str,
-                 on_exit: Callable[[Any], None] = lambda unit: None) -> None:
+    def __init__(
+        self,
+        group: Any,
+        cls: type,
+        *,
+        exits: Any,
+        pipeline_path: str,
+        on_exit: Callable[[Any], None] = lambda unit: None,
+    ) -> None:
         self.group = group
         self.cls = cls
         self.exits = exits  # how the items the processes report on leave: core.run.group / core.transport.redis.queue
@@ -65,7 +74,8 @@ class ProcessRunner:
         self.first = cls(group=group, index=0, **spec.params)  # its params refused here, before anything starts
         # What the worker processes are sent: plain values, so that they never load the config stack (PyYAML).
         self.worker_spec = dataclasses.replace(
-            spec, **{field.name: plain(getattr(spec, field.name)) for field in dataclasses.fields(spec)})
+            spec, **{field.name: plain(getattr(spec, field.name)) for field in dataclasses.fields(spec)}
+        )
         self.batch_size = holds(self.first)  # items an instance may hold processed and unsettled
         self.stopping = False
         self.stop_message = ("stop", False)
@@ -80,8 +90,13 @@ class ProcessRunner:
 
     def start(self) -> None:
         """Start every worker process (workers are built in them from the spec, never forked)."""
-        modules = ["core.modes.child", "core.run.loop", "core.modes.threads", self.group.spec.location,
-                   *preload_modules(type(self.first))]
+        modules = [
+            "core.modes.child",
+            "core.run.loop",
+            "core.modes.threads",
+            self.group.spec.location,
+            *preload_modules(type(self.first)),
+        ]
         if self.inner == "async":
             modules.append("core.modes.tasks")  # and with it asyncio, which a threads-only runner never loads
         self.context.set_forkserver_preload(modules)  # imported once in the fork server, not per process
@@ -163,14 +178,20 @@ class Unit:
         self.feeder.start()
 
     def _spawn(self) -> None:
-        spec = ChildSpec(worker=self.runner.worker_spec, pipeline_path=self.runner.pipeline_path, unit=self.number,
-                         log_level=logging.getLogger().getEffectiveLevel(), mode=self.runner.inner,
-                         json_outputs=any(getattr(queue, "is_redis", False) for queue in self.runner.group.outputs))
+        spec = ChildSpec(
+            worker=self.runner.worker_spec,
+            pipeline_path=self.runner.pipeline_path,
+            unit=self.number,
+            log_level=logging.getLogger().getEffectiveLevel(),
+            mode=self.runner.inner,
+            json_outputs=any(getattr(queue, "is_redis", False) for queue in self.runner.group.outputs),
+        )
         parent_end, child_end = self.runner.context.Pipe(duplex=True)
         self._slots[:] = [-1] * len(self._slots)  # the previous process (if any) is dead: nothing else writes them
         self._progress = False
-        self.process = self.runner.context.Process(target=child_main, args=(spec, child_end, self._slots),
-                                                   name=self.name, daemon=True)
+        self.process = self.runner.context.Process(
+            target=child_main, args=(spec, child_end, self._slots), name=self.name, daemon=True
+        )
         self.process.start()
         child_end.close()
         self.conn = parent_end
@@ -271,8 +292,9 @@ class Unit:
         try:
             data = pickle.dumps(("items", first, items), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - find the items that cannot be pickled: each is that item's error
-            pairs = [(seq, item) for seq, item in zip(range(first, first + len(items)), items)
-                     if self._picklable(seq, item)]
+            pairs = [
+                (seq, item) for seq, item in zip(range(first, first + len(items)), items) if self._picklable(seq, item)
+            ]
             data = pickle.dumps(("pairs", pairs), protocol=pickle.HIGHEST_PROTOCOL)
         self._send(data)
 
@@ -280,9 +302,15 @@ class Unit:
         try:
             pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001
-            logger.warning("%s: %r cannot be sent to a worker process: %s: %s", self.name, item, type(exc).__name__, exc)
-            self._settle_dead(seq, f"cannot be sent to a worker process (pickle: {type(exc).__name__}: {exc})",
-                              attempts=1, kind="failed")
+            logger.warning(
+                "%s: %r cannot be sent to a worker process: %s: %s", self.name, item, type(exc).__name__, exc
+            )
+            self._settle_dead(
+                seq,
+                f"cannot be sent to a worker process (pickle: {type(exc).__name__}: {exc})",
+                attempts=1,
+                kind="failed",
+            )
             return False
         return True
 
@@ -299,8 +327,12 @@ class Unit:
             try:
                 self._handle_batch(pickle.loads(data))
             except Exception:  # noqa: BLE001 - a bug of ours must not leave the run waiting for this process
-                logger.critical("%s: what worker process pid %s sent could not be handled; ending it as if it had "
-                                "died", self.name, self.process.pid, exc_info=True)
+                logger.critical(
+                    "%s: what worker process pid %s sent could not be handled; ending it as if it had died",
+                    self.name,
+                    self.process.pid,
+                    exc_info=True,
+                )
                 self._ended_why = "ended by the runner: what it sent could not be handled"
                 self.process.kill()  # the pipe's EOF follows: what it held is dead-lettered, a replacement starts
 
@@ -310,8 +342,11 @@ class Unit:
         if self._given_up:
             return  # a forced exit recorded what the process held
         # An item that failed already (a part of it an output queue refused) is over: what else it sent is dropped.
-        emits = [(delivery, message[2], message[0] == "emit") for message in messages
-                 if message[0] in ("emit", "part") and (delivery := self._delivery(message[1])) is not None]
+        emits = [
+            (delivery, message[2], message[0] == "emit")
+            for message in messages
+            if message[0] in ("emit", "part") and (delivery := self._delivery(message[1])) is not None
+        ]
         if any(message[0] in ("emit", "stored", "dead", "unsent") for message in messages):
             self._progress = True  # the process finished an item (a replacement of it would be worth it)
         failed = self.runner.exits.emit_many(emits)
@@ -376,8 +411,11 @@ class Unit:
     def _settled(self, seq: int) -> None:
         """Under the lock: the item is done with; its room goes to the next."""
         self._outstanding.pop(seq, None)
-        if len(self._outstanding) < self.runner.group.spec.instances and self.window < WINDOW_MAX \
-                and self.runner.group.input.qsize():
+        if (
+            len(self._outstanding) < self.runner.group.spec.instances
+            and self.window < WINDOW_MAX
+            and self.runner.group.input.qsize()
+        ):
             self.window *= 2  # the process was about to idle while work waits: send it more at a time
         notify(self._room)
 
@@ -425,29 +463,52 @@ class Unit:
             held, _ = self._split()
             with self._lock:
                 self._busy_before = (self.counts.busy_s, self.counts.blocked_s)
-            logger.error("%s (pid %s) died (%s) holding %d item(s); they are dead-lettered", self.name, process.pid,
-                         why, len(held))
+            logger.error(
+                "%s (pid %s) died (%s) holding %d item(s); they are dead-lettered",
+                self.name,
+                process.pid,
+                why,
+                len(held),
+            )
             for seq in held:
-                self._settle_dead(seq, f"crashed: worker process {self.name} died ({why}) with this item in hand",
-                                  attempts=1, kind="crashed")
+                self._settle_dead(
+                    seq,
+                    f"crashed: worker process {self.name} died ({why}) with this item in hand",
+                    attempts=1,
+                    kind="crashed",
+                )
             self.crashes += 1
             self.crash = self.crash or ChildCrash(f"worker process {self.name} died ({why})")
             self.restarts = 0 if self._progress else self.restarts + 1
             if self.restarts > MAX_RESTARTS or self.runner.stopping:
                 self._give_back()
-                self._end(f"worker process {self.name} died ({why}) and was not replaced "
-                          + ("(the run is stopping)" if self.runner.stopping else
-                             f"({MAX_RESTARTS + 1} in a row died before finishing an item)"))
+                self._end(
+                    f"worker process {self.name} died ({why}) and was not replaced "
+                    + (
+                        "(the run is stopping)"
+                        if self.runner.stopping
+                        else f"({MAX_RESTARTS + 1} in a row died before finishing an item)"
+                    )
+                )
                 return False
             self._spawn()
             with self._lock:
                 waiting = sorted(self._outstanding.items())
-            logger.warning("%s: replaced by pid %s (restart %d in a row without an item finished, of %d); "
-                           "%d item(s) it was sent and not working on sent to it", self.name, self.process.pid,
-                           self.restarts, MAX_RESTARTS, len(waiting))
+            logger.warning(
+                "%s: replaced by pid %s (restart %d in a row without an item finished, of %d); "
+                "%d item(s) it was sent and not working on sent to it",
+                self.name,
+                self.process.pid,
+                self.restarts,
+                MAX_RESTARTS,
+                len(waiting),
+            )
             if waiting:
-                self._send(pickle.dumps(("pairs", [(seq, delivery.item) for seq, delivery in waiting]),
-                                        protocol=pickle.HIGHEST_PROTOCOL))
+                self._send(
+                    pickle.dumps(
+                        ("pairs", [(seq, delivery.item) for seq, delivery in waiting]), protocol=pickle.HIGHEST_PROTOCOL
+                    )
+                )
             if self._done_sent:
                 self._send(pickle.dumps(("done",)))
             return True
@@ -459,8 +520,9 @@ class Unit:
         process.join(JOIN_TIMEOUT_S if self._bye else PIPE_CLOSED_GRACE_S)
         if not process.is_alive():
             return _died(process.exitcode)
-        logger.error("%s (pid %s) is still running after its pipe to the runner closed; killing it", self.name,
-                     process.pid)
+        logger.error(
+            "%s (pid %s) is still running after its pipe to the runner closed; killing it", self.name, process.pid
+        )
         process.kill()
         process.join(JOIN_TIMEOUT_S)
         return "its pipe to the runner closed while it still ran; killed"
@@ -483,8 +545,9 @@ class Unit:
             left = [self._outstanding.pop(seq) for seq in untaken]
             self.counts.received -= len(left)
         if left:
-            logger.warning("%s: %d item(s) its instances never took go back to the group's other processes",
-                           self.name, len(left))
+            logger.warning(
+                "%s: %d item(s) its instances never took go back to the group's other processes", self.name, len(left)
+            )
             self.runner.group.input.give_back(left)
 
     def _end(self, why_left: str) -> None:

@@ -2,15 +2,17 @@
 
 Its own module, so that a run with no asyncio group never loads asyncio (18 ms of start-up).
 """
+
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from core.modes.threads import join_all
 from core.run.loop import Instance
 from core.transport.base import Delivery, Empty, Hold
-from core.modes.threads import join_all
 
 
 class AsyncRunner:

@@ -3,6 +3,7 @@
 
 Both drive the same core.run.loop.Instance; they differ only in how they start it and hand it items.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,10 @@ class ThreadRunner:
         self.instances = instances
         self.inbox = inbox
         self.size = self.readers = len(instances)  # instances; DONEs its input needs
-        self.threads = [threading.Thread(target=instance.run, args=(inbox,), name=instance.name, daemon=True)
-                        for instance in instances]
+        self.threads = [
+            threading.Thread(target=instance.run, args=(inbox,), name=instance.name, daemon=True)
+            for instance in instances
+        ]
 
     def start(self) -> None:
         """Start every instance."""

@@ -1,17 +1,19 @@
 """The pipeline file: its schema, and the checks that run before any thread starts."""
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import yaml
 
+from core.base.paths import missing_pipeline_hint
 from core.pipeline.imports import check_imports
 from core.pipeline.overrides import apply_sets, expand_env
-from core.base.paths import missing_pipeline_hint
 from core.pipeline.problems import Checker, ConfigError, Problem, SettingsError, did_you_mean, kind_of
 from core.pipeline.specs import DEFAULT_MAXSIZE, QUEUE_BACKENDS, PipelineSpec, QueueSpec, WorkerSpec
 from core.pipeline.wiring import check_wiring
@@ -20,11 +22,26 @@ from core.pipeline.yaml_lines import LineDict, LineList, LoadLimitError, load_wi
 __all__ = ["ConfigError", "PipelineSpec", "Problem", "QueueSpec", "SettingsError", "WorkerSpec", "load_pipeline"]
 
 TOP_KEYS = ("queues", "workers")
-QUEUE_KEYS = {"name": str, "description": str, "maxsize": int, "backend": str, "visibility_timeout_s": float,
-              "max_deliveries": int}
+QUEUE_KEYS = {
+    "name": str,
+    "description": str,
+    "maxsize": int,
+    "backend": str,
+    "visibility_timeout_s": float,
+    "max_deliveries": int,
+}
 WORKER_KEYS = {
-    "name": str, "description": str, "note": str, "location": str, "class": str, "instances": int,
-    "processes": int, "input_queue": str, "output_queues": list, "input_values": list, "params": dict,
+    "name": str,
+    "description": str,
+    "note": str,
+    "location": str,
+    "class": str,
+    "instances": int,
+    "processes": int,
+    "input_queue": str,
+    "output_queues": list,
+    "input_values": list,
+    "params": dict,
 }
 REQUIRED = {"queue": ("name",), "worker": ("name", "location", "class")}
 # The keys the wiring and the import checks read. A check runs on a worker entry only when these keys have no
@@ -57,9 +74,9 @@ def load_pipeline(path: str | Path, *, sets: Sequence[str] = (), env: Mapping[st
     raise ConfigError(checker.in_file_order())
 
 
-def _check_sound_entries(spec: PipelineSpec, entry_of: dict[str, str], complete: set[str],
-                         checker: Checker) -> None:
+def _check_sound_entries(spec: PipelineSpec, entry_of: dict[str, str], complete: set[str], checker: Checker) -> None:
     """Wiring of the workers whose queue keys are sound; import and params of those whose class keys are."""
+
     def sound(worker: WorkerSpec, keys: tuple[str, ...], *, whole: bool) -> bool:
         where = entry_of[worker.name]
         if whole and checker.has_problem(where, below=False):
@@ -67,8 +84,12 @@ def _check_sound_entries(spec: PipelineSpec, entry_of: dict[str, str], complete:
         return not any(checker.has_problem(f"{where}.{key}") for key in keys)
 
     wired = [w for w in spec.workers if sound(w, WIRING_KEYS, whole=True)]
-    check_wiring(replace(spec, workers=wired), checker, queues_known="queues" in complete,
-                 workers_known="workers" in complete and len(wired) == len(spec.workers))
+    check_wiring(
+        replace(spec, workers=wired),
+        checker,
+        queues_known="queues" in complete,
+        workers_known="workers" in complete and len(wired) == len(spec.workers),
+    )
     importable = [w for w in spec.workers if sound(w, IMPORT_KEYS, whole=False)]
     if importable:
         spec.classes.update(check_imports(importable, checker, pipeline_path=spec.path))
@@ -93,8 +114,12 @@ def _read(path: str, checker: Checker) -> LineDict | None:
         return None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it knows only its position
         line = Path(path).read_text(encoding="utf-8")[: exc.position].count("\n") + 1
-        checker.add(line, "yaml", f"invalid YAML: unacceptable character #x{exc.character:04x} (write it as an "
-                                  "escape in a double-quoted string)")
+        checker.add(
+            line,
+            "yaml",
+            f"invalid YAML: unacceptable character #x{exc.character:04x} (write it as an "
+            "escape in a double-quoted string)",
+        )
         return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -109,8 +134,9 @@ def _read(path: str, checker: Checker) -> LineDict | None:
             checker.add(raw.line, key, "missing required key")
         elif not isinstance(raw[key], LineList) and not checker.has_problem(f"pipeline.{key}"):
             # The schema lets nothing pass, and text as a list of one (right for output_queues, not here).
-            checker.add(raw.line_of(key), f"pipeline.{key}", f"must be a list (write [] for none), got "
-                                                             f"{kind_of(raw[key])}")
+            checker.add(
+                raw.line_of(key), f"pipeline.{key}", f"must be a list (write [] for none), got {kind_of(raw[key])}"
+            )
     if isinstance(raw.get("workers"), LineList) and not raw["workers"]:
         checker.add(raw.line_of("workers"), "workers", "lists no worker: there is nothing to run")
     return raw
@@ -126,8 +152,11 @@ def _build(raw: LineDict, checker: Checker) -> tuple[PipelineSpec, dict[str, str
         if spec is None:
             complete.discard("queues")
         elif spec.name in queues:
-            checker.add(item.line_of("name"), f"queues[{index}].name",
-                        f"duplicate queue name {spec.name!r} (first on line {queues[spec.name].line})")
+            checker.add(
+                item.line_of("name"),
+                f"queues[{index}].name",
+                f"duplicate queue name {spec.name!r} (first on line {queues[spec.name].line})",
+            )
         else:
             queues[spec.name] = spec
     workers: list[WorkerSpec] = []
@@ -171,18 +200,29 @@ def _queue(item: LineDict, where: str, checker: Checker) -> QueueSpec | None:
         return None
     backend = item.get("backend")
     if isinstance(backend, str) and backend not in QUEUE_BACKENDS:
-        checker.add(item.line_of("backend"), f"{where}.backend", f"must be {' or '.join(map(repr, QUEUE_BACKENDS))}"
-                    f", got {backend!r}{did_you_mean(backend, QUEUE_BACKENDS)}")
+        checker.add(
+            item.line_of("backend"),
+            f"{where}.backend",
+            f"must be {' or '.join(map(repr, QUEUE_BACKENDS))}, got {backend!r}{did_you_mean(backend, QUEUE_BACKENDS)}",
+        )
     visibility = item.get("visibility_timeout_s", 30.0)
-    if isinstance(visibility, (int, float)) and not isinstance(visibility, bool) and \
-            not (0 < visibility < math.inf):  # nan and inf would pass `<= 0`, and Redis takes milliseconds
-        checker.add(item.line_of("visibility_timeout_s"), f"{where}.visibility_timeout_s",
-                    f"must be more than 0 (and finite), got {visibility}")
-    return QueueSpec(name=str(item["name"]), maxsize=_at_least(item, "maxsize", 1, DEFAULT_MAXSIZE, where, checker),
-                     backend=backend if backend in QUEUE_BACKENDS else "local",
-                     visibility_timeout_s=float(visibility) if isinstance(visibility, (int, float)) else 30.0,
-                     max_deliveries=_at_least(item, "max_deliveries", 1, 5, where, checker),
-                     description=str(item.get("description") or ""), line=item.line)
+    if (
+        isinstance(visibility, (int, float)) and not isinstance(visibility, bool) and not (0 < visibility < math.inf)
+    ):  # nan and inf would pass `<= 0`, and Redis takes milliseconds
+        checker.add(
+            item.line_of("visibility_timeout_s"),
+            f"{where}.visibility_timeout_s",
+            f"must be more than 0 (and finite), got {visibility}",
+        )
+    return QueueSpec(
+        name=str(item["name"]),
+        maxsize=_at_least(item, "maxsize", 1, DEFAULT_MAXSIZE, where, checker),
+        backend=backend if backend in QUEUE_BACKENDS else "local",
+        visibility_timeout_s=float(visibility) if isinstance(visibility, (int, float)) else 30.0,
+        max_deliveries=_at_least(item, "max_deliveries", 1, 5, where, checker),
+        description=str(item.get("description") or ""),
+        line=item.line,
+    )
 
 
 def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
@@ -191,8 +231,12 @@ def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
     instances = _at_least(item, "instances", 1, 1, where, checker, most=MAX_INSTANCES)
     processes = _at_least(item, "processes", 0, 0, where, checker, most=MAX_PROCESSES)
     if instances * max(processes, 1) > MAX_INSTANCES:
-        checker.add(item.line_of("instances"), f"{where}.instances", f"{processes} processes x {instances} instances "
-                    f"each is {instances * processes:,} instances; a group has at most {MAX_INSTANCES:,}")
+        checker.add(
+            item.line_of("instances"),
+            f"{where}.instances",
+            f"{processes} processes x {instances} instances "
+            f"each is {instances * processes:,} instances; a group has at most {MAX_INSTANCES:,}",
+        )
     outputs = _as_list(item.get("output_queues"))
     if isinstance(item.get("output_queues"), list) and not all(isinstance(q, str) for q in outputs):
         checker.add(item.line_of("output_queues"), f"{where}.output_queues", "must be a list of queue names")
@@ -200,25 +244,37 @@ def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
     for key in params if isinstance(params, dict) else ():  # a plain dict when it came from --set
         if not isinstance(key, str):  # it could never be a keyword argument of the class
             line = params.line_of(key) if isinstance(params, LineDict) else item.line_of("params")
-            checker.add(line, f"{where}.params", f"a parameter's name is text, got {kind_of(key)} {key!r} (YAML reads "
-                                                 "an unquoted on/off/yes/no as a boolean and digits as a number: quote it)")
+            checker.add(
+                line,
+                f"{where}.params",
+                f"a parameter's name is text, got {kind_of(key)} {key!r} (YAML reads "
+                "an unquoted on/off/yes/no as a boolean and digits as a number: quote it)",
+            )
     values = item.get("input_values")
     values = None if values is None else values if isinstance(values, list) else _as_list(values)
     if (values is None) == (item.get("input_queue") is None):
-        checker.add(item.line, where, "needs exactly one of input_queue (to read a queue) "
-                                      "or input_values (to be a source)")
+        checker.add(
+            item.line, where, "needs exactly one of input_queue (to read a queue) or input_values (to be a source)"
+        )
     return WorkerSpec(
-        name=str(item["name"]), location=str(item["location"]), class_name=str(item["class"]),
-        instances=instances, processes=processes,
-        input_queue=item.get("input_queue"), output_queues=tuple(str(q) for q in outputs),
+        name=str(item["name"]),
+        location=str(item["location"]),
+        class_name=str(item["class"]),
+        instances=instances,
+        processes=processes,
+        input_queue=item.get("input_queue"),
+        output_queues=tuple(str(q) for q in outputs),
         input_values=None if values is None else tuple(values),
-        params=item.get("params") or {}, description=str(item.get("description") or ""),
-        line=item.line, key_lines={**item.key_lines, **_item_lines(item.get("output_queues"), "output_queues")},
+        params=item.get("params") or {},
+        description=str(item.get("description") or ""),
+        line=item.line,
+        key_lines={**item.key_lines, **_item_lines(item.get("output_queues"), "output_queues")},
     )
 
 
-def _at_least(item: LineDict, key: str, minimum: int, default: int, where: str, checker: Checker, *,
-              most: int | None = None) -> int:
+def _at_least(
+    item: LineDict, key: str, minimum: int, default: int, where: str, checker: Checker, *, most: int | None = None
+) -> int:
     """An integer key's value; `default` when it is absent or wrong (a wrong type is reported by its schema)."""
     value = item.get(key)
     if not isinstance(value, int) or isinstance(value, bool):

@@ -1,10 +1,11 @@
 """The pipeline as a Mermaid flowchart: input values -> worker groups -> queues -> worker groups."""
+
 from __future__ import annotations
 
 import re
 
-from core.pipeline.config import PipelineSpec
 from core.api.kinds import describe_mode
+from core.pipeline.config import PipelineSpec
 
 
 def mermaid(spec: PipelineSpec) -> str:

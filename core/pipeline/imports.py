@@ -1,4 +1,5 @@
 """Resolve each worker group's class from `location` + `class`, and check its `params` against it."""
+
 from __future__ import annotations
 
 import difflib
@@ -61,17 +62,27 @@ def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path:
         try:
             module = importlib.import_module(worker.location)
         except Exception as exc:  # noqa: BLE001 - any error in user code is a config problem here
-            checker.add(worker.key_lines.get("location", worker.line), f"{where}.location",
-                        f"cannot import module {worker.location!r}: {exc}"
-                        f"{_not_found_hint(worker.location, exc, pipeline_path)}")
+            checker.add(
+                worker.key_lines.get("location", worker.line),
+                f"{where}.location",
+                f"cannot import module {worker.location!r}: {exc}"
+                f"{_not_found_hint(worker.location, exc, pipeline_path)}",
+            )
             continue
         cls = getattr(module, worker.class_name, None)
         class_line = worker.key_lines.get("class", worker.line)
         if cls is None:
-            names = [n for n, v in vars(module).items()
-                     if inspect.isclass(v) and (issubclass(v, Worker) or is_course_class(v))]
-            checker.add(class_line, f"{where}.class", f"module {worker.location!r} has no class "
-                        f"{worker.class_name!r}{did_you_mean(worker.class_name, names)}")
+            names = [
+                n
+                for n, v in vars(module).items()
+                if inspect.isclass(v) and (issubclass(v, Worker) or is_course_class(v))
+            ]
+            checker.add(
+                class_line,
+                f"{where}.class",
+                f"module {worker.location!r} has no class "
+                f"{worker.class_name!r}{did_you_mean(worker.class_name, names)}",
+            )
         elif is_course_class(cls):  # a threading.Thread written the course's way: core.modes.course runs it
             classes[worker.name] = cls
             for key, message in course_problems(cls, worker):
@@ -85,8 +96,11 @@ def check_imports(workers: list[WorkerSpec], checker: Checker, *, pipeline_path:
             classes[worker.name] = cls
             listed = getattr(cls, "preload", ())
             if not preload_modules(cls) and listed not in ((), []):
-                checker.add(class_line, f"{where}.class", f"{cls.__name__}.preload must name modules to import "
-                            f"(a tuple of str), not {listed!r}")
+                checker.add(
+                    class_line,
+                    f"{where}.class",
+                    f"{cls.__name__}.preload must name modules to import (a tuple of str), not {listed!r}",
+                )
             generic = param_problems(cls, worker.params)
             # The class's own check sees only the params the generic one passed, so it may rely on their types.
             passed = {key: value for key, value in worker.params.items() if key not in {k for k, _ in generic}}
@@ -102,8 +116,13 @@ def param_problems(cls: type, params: dict[str, Any]) -> list[tuple[str, str]]:
     if accepted is not None:
         for key in params:
             if key not in accepted:
-                problems.append((key, f"{cls.__name__} takes no parameter {key!r}{did_you_mean(key, accepted)}"
-                                      f" (it takes: {', '.join(sorted(accepted)) or 'none'})"))
+                problems.append(
+                    (
+                        key,
+                        f"{cls.__name__} takes no parameter {key!r}{did_you_mean(key, accepted)}"
+                        f" (it takes: {', '.join(sorted(accepted)) or 'none'})",
+                    )
+                )
         for key, param in accepted.items():
             if param.default is _NO_DEFAULT and key not in params:
                 problems.append((key, f"{cls.__name__} needs parameter {key!r}"))
@@ -117,8 +136,13 @@ def course_problems(cls: type, worker: WorkerSpec) -> list[tuple[str, str]]:
     itself, a param its __init__ does not take (when it takes no **kwargs), lacks, or takes as another type."""
     problems = []
     if worker.processes:
-        problems.append(("processes", f"{cls.__name__} is a course-style threading.Thread: it runs as threads in "
-                                      "this process; remove processes, or move it to the Worker API"))
+        problems.append(
+            (
+                "processes",
+                f"{cls.__name__} is a course-style threading.Thread: it runs as threads in "
+                "this process; remove processes, or move it to the Worker API",
+            )
+        )
     accepted: dict[str, inspect.Parameter] = {}
     open_ended = False
     for klass in cls.__mro__:
@@ -205,5 +229,6 @@ def _not_found_hint(location: str, exc: Exception, pipeline_path: str | Path) ->
     package_path = list(getattr(sys.modules.get(parent), "__path__", []))
     siblings = [m.name for m in pkgutil.iter_modules(package_path)]
     close = difflib.get_close_matches(leaf, siblings, n=1)
-    return (f"; looked in {', '.join(package_path)}" if package_path else "") + \
-        (f"; did you mean '{parent}.{close[0]}'?" if close else "")
+    return (f"; looked in {', '.join(package_path)}" if package_path else "") + (
+        f"; did you mean '{parent}.{close[0]}'?" if close else ""
+    )

@@ -1,8 +1,10 @@
 """Changing a loaded pipeline file before validation: ${VAR} from the environment, and --set."""
+
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import yaml
 

@@ -1,9 +1,11 @@
 """Problems found in a pipeline file or a setting, and the checker that collects them with their lines."""
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from core.pipeline.yaml_lines import LineDict, LineList
 
@@ -74,9 +76,17 @@ def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
 
 def kind_of(value: Any) -> str:
     """'a mapping', 'a list', 'an integer', 'nothing'... for a message about a value's type."""
-    return {LineDict: "a mapping", LineList: "a list", dict: "a mapping", list: "a list", bool: "a boolean",
-            int: "an integer", float: "a number", str: "a string", type(None): "nothing"}.get(
-        type(value), type(value).__name__)
+    return {
+        LineDict: "a mapping",
+        LineList: "a list",
+        dict: "a mapping",
+        list: "a list",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
 
 
 def _is_type(value: Any, expected: type) -> bool:

@@ -1,9 +1,11 @@
 """Reading a dead-letter file back for `main.py --replay`: each item to the group that dead-lettered it."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from core.base import codec
 from core.pipeline.config import ConfigError, PipelineSpec, Problem
@@ -37,7 +39,7 @@ def read_replay(path: str | Path) -> Replay:
         try:
             record = codec.loads(line)
             if not isinstance(record, dict) or not isinstance(record.get("group"), str) or "item" not in record:
-                raise codec.Undecodable("not a dead-letter record (it needs \"group\" and \"item\")")
+                raise codec.Undecodable('not a dead-letter record (it needs "group" and "item")')
         except codec.Undecodable as exc:
             problems.append(Problem(path, number, "--replay", f"malformed dead letter: {exc}"))
             continue
@@ -56,9 +58,18 @@ def check_replay(replay: Mapping[str, list[Any]], spec: PipelineSpec) -> None:
     where, lines = (replay.path, replay.first_line) if isinstance(replay, Replay) else (spec.path, {})
     unknown = [group for group in replay if group not in {w.name for w in spec.workers}]
     if unknown:
-        raise ConfigError([Problem(where, lines.get(group, 0), "--replay", f"the dead letters name group {group!r}, "
-                                   f"which {spec.path} does not have (was the file written by another pipeline?)")
-                           for group in unknown])
+        raise ConfigError(
+            [
+                Problem(
+                    where,
+                    lines.get(group, 0),
+                    "--replay",
+                    f"the dead letters name group {group!r}, "
+                    f"which {spec.path} does not have (was the file written by another pipeline?)",
+                )
+                for group in unknown
+            ]
+        )
 
 
 def describe(replay: dict[str, list[Any]]) -> str:

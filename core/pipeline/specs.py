@@ -1,4 +1,5 @@
 """What a validated pipeline file describes: queues and worker groups (core.pipeline.config builds them)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """YAML loading that remembers the line of every key and list item, for error messages."""
+
 from __future__ import annotations
 
 from array import array
@@ -90,17 +91,30 @@ class _LimitedLoader(yaml.SafeLoader):
         if target is None:
             return  # PyYAML reports the undefined alias
         if event.anchor in self._open_anchors:
-            raise LoadLimitError(None, None, f"alias *{event.anchor} is used inside the value it names, "
-                                 "which would make that value endless", event.start_mark)  # type: ignore[arg-type]
+            raise LoadLimitError(
+                None,
+                None,
+                f"alias *{event.anchor} is used inside the value it names, which would make that value endless",
+                event.start_mark,  # type: ignore[arg-type]
+            )
         nodes, depth = self._measure(target)
         if self._depth + depth > MAX_DEPTH:
-            raise LoadLimitError(None, None, f"alias *{event.anchor} nests the file more than {MAX_DEPTH} "
-                                 "levels deep", event.start_mark)  # type: ignore[arg-type]
+            raise LoadLimitError(
+                None,
+                None,
+                f"alias *{event.anchor} nests the file more than {MAX_DEPTH} levels deep",
+                event.start_mark,  # type: ignore[arg-type]
+            )
         self._alias_nodes += nodes
         if self._alias_nodes > MAX_ALIAS_NODES:
-            raise LoadLimitError(None, None, f"aliases expand the file by more than {MAX_ALIAS_NODES:,} values by "
-                                 f"here (this *{event.anchor} alone adds {nodes:,}); write the values out or "
-                                 "use fewer aliases", event.start_mark)  # type: ignore[arg-type]
+            raise LoadLimitError(
+                None,
+                None,
+                f"aliases expand the file by more than {MAX_ALIAS_NODES:,} values by "
+                f"here (this *{event.anchor} alone adds {nodes:,}); write the values out or "
+                "use fewer aliases",
+                event.start_mark,  # type: ignore[arg-type]
+            )
 
     def _measure(self, node: yaml.Node) -> tuple[int, int]:
         """How many nodes `node` expands to, and how deep; memoised, so shared values are measured once."""
@@ -122,8 +136,9 @@ def _expect(node: yaml.Node, kind: type, name: str) -> None:
     """A `!!map` or `!!seq` tag on a value of another kind is a problem at its line (PyYAML would crash on it)."""
     if not isinstance(node, kind):
         found = {yaml.ScalarNode: "a scalar", yaml.SequenceNode: "a sequence", yaml.MappingNode: "a mapping"}
-        raise yaml.constructor.ConstructorError(None, None, f"expected {name}, but found {found[type(node)]}",
-                                                node.start_mark)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"expected {name}, but found {found[type(node)]}", node.start_mark
+        )
 
 
 def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode) -> Iterator[LineDict]:
@@ -139,17 +154,28 @@ def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode) -> Iterat
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
+                "while reading a mapping", node.start_mark, "found unhashable key", key_node.start_mark
+            )
         if key in explicit:
-            raise DuplicateKey("while reading a mapping", node.start_mark,
-                               f"found duplicate key {key!r} (first on line {explicit[key]})", key_node.start_mark)
+            raise DuplicateKey(
+                "while reading a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (first on line {explicit[key]})",
+                key_node.start_mark,
+            )
         explicit[key] = key_node.start_mark.line + 1
     for key_node, value_node in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge" and isinstance(value_node, _Sequence) and \
-                not all(isinstance(child, yaml.Node) for child in value_node.value):
+        if (
+            key_node.tag == "tag:yaml.org,2002:merge"
+            and isinstance(value_node, _Sequence)
+            and not all(isinstance(child, yaml.Node) for child in value_node.value)
+        ):
             raise yaml.constructor.ConstructorError(  # as PyYAML says it, which expects nodes here
-                "while constructing a mapping", node.start_mark, "expected a mapping for merging, but found scalar",
-                value_node.start_mark)
+                "while constructing a mapping",
+                node.start_mark,
+                "expected a mapping for merging, but found scalar",
+                value_node.start_mark,
+            )
     loader.flatten_mapping(node)  # merged pairs come first, so the explicit ones below win
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
@@ -161,11 +187,13 @@ def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode) -> Iter
     _expect(node, yaml.SequenceNode, "a sequence")
     data = LineList()
     data.line = node.start_mark.line + 1
-    data.item_lines = node.lines if isinstance(node, _Sequence) else \
-        array("I", (child.start_mark.line + 1 for child in node.value))
+    data.item_lines = (
+        node.lines if isinstance(node, _Sequence) else array("I", (child.start_mark.line + 1 for child in node.value))
+    )
     yield data
-    data.extend(loader.construct_object(child, deep=True) if isinstance(child, yaml.Node) else child
-                for child in node.value)
+    data.extend(
+        loader.construct_object(child, deep=True) if isinstance(child, yaml.Node) else child for child in node.value
+    )
 
 
 def _checked_scalar(tag: str) -> Callable[[_LimitedLoader, yaml.Node], Any]:
@@ -181,7 +209,9 @@ def _checked_scalar(tag: str) -> Callable[[_LimitedLoader, yaml.Node], Any]:
         except (ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             reason = f" ({exc})" if isinstance(exc, (ValueError, OverflowError)) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"{_shown(node.value)} is not a valid {name}{reason}", node.start_mark) from None
+                None, None, f"{_shown(node.value)} is not a valid {name}{reason}", node.start_mark
+            ) from None
+
     return checked
 
 
@@ -193,8 +223,12 @@ def _construct_text(loader: _LimitedLoader, node: yaml.Node) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise yaml.constructor.ConstructorError(
-            None, None, f"{_shown(text)} holds {text[exc.start]!r}, half of a UTF-16 surrogate pair, which is no "
-            "character (write the character itself)", node.start_mark) from None
+            None,
+            None,
+            f"{_shown(text)} holds {text[exc.start]!r}, half of a UTF-16 surrogate pair, which is no "
+            "character (write the character itself)",
+            node.start_mark,
+        ) from None
     return text
 
 
@@ -268,8 +302,10 @@ def plain(value: Any) -> Any:
 
 
 def load_with_lines(text: str | IO[str]) -> Any:
-    """Parse YAML text (or a text stream, read in chunks); raises yaml.YAMLError (with problem_mark) on bad syntax, duplicate keys, or a file past
-    the limits above (LoadLimitError)."""
+    """Parse YAML text (or a text stream, read in chunks).
+
+    Raises yaml.YAMLError (with problem_mark) on bad syntax, duplicate keys, or a file past the limits above
+    (LoadLimitError)."""
     return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
 
 

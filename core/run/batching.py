@@ -3,13 +3,15 @@ with backoff when the failure is transient, split in halves until the bad ones a
 data, and dead-lettered when nothing more can be done; nothing held goes unrecorded. A worker that flushes a
 buffer of its own (Worker.flush) is held the same way: its batch is what it processed since its last flush().
 """
+
 from __future__ import annotations
 
 import inspect
 import logging
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from core.api.worker import BatchWorker, holds
 from core.transport.base import Delivery
@@ -28,7 +30,9 @@ class Hand(Protocol):
     def stored(self, deliveries: list[Delivery]) -> None:
         """These were written: settle and count them."""
 
-    def fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0, during: str = "") -> None:
+    def fail(
+        self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0, during: str = ""
+    ) -> None:
         """Dead-letter one delivery with `exc`."""
 
 
@@ -36,8 +40,9 @@ class Batch:
     """The batch of one instance of a BatchWorker (or of a worker that flushes): filled by the loop, written (or
     flushed) on size, age, idleness or DONE."""
 
-    def __init__(self, hand: Hand, worker: Any, stop: threading.Event,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, hand: Hand, worker: Any, stop: threading.Event, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.hand = hand
         self.worker: BatchWorker = worker  # a BatchWorker, or a Worker that defines flush()
         self.stop = stop
@@ -114,8 +119,14 @@ class Batch:
             self.hand.stored(batch)
 
     def _flush_failed(self, batch: list[Delivery], exc: Exception) -> None:
-        logger.error("%s: flush() failed, dead-lettering the %d item(s) it was to write out: %s: %s",
-                     self.hand.name, len(batch), type(exc).__name__, exc, exc_info=exc)
+        logger.error(
+            "%s: flush() failed, dead-lettering the %d item(s) it was to write out: %s: %s",
+            self.hand.name,
+            len(batch),
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
         for delivery in batch:
             self.hand.fail(delivery, exc, log=False, during="flush()")
 
@@ -128,8 +139,13 @@ class Batch:
             self._write(batch[:half])
             self._write(batch[half:])
         else:
-            logger.error("%s: %d item(s) could not be written, dead-lettering them: %s: %s",
-                         self.hand.name, len(batch), type(error).__name__, error)
+            logger.error(
+                "%s: %d item(s) could not be written, dead-lettering them: %s: %s",
+                self.hand.name,
+                len(batch),
+                type(error).__name__,
+                error,
+            )
             for delivery in batch:
                 self.hand.fail(delivery, error, log=False)
 
@@ -147,8 +163,15 @@ class Batch:
                     self._failing = True
                     return exc
                 wait_s = min(worker.retry_backoff_s * 2 ** (attempt - 1), worker.retry_backoff_max_s)
-                logger.warning("%s: writing %d item(s) failed (%s); retry %d/%d in %.1fs", self.hand.name,
-                               len(batch), type(exc).__name__, attempt, attempts - 1, wait_s)
+                logger.warning(
+                    "%s: writing %d item(s) failed (%s); retry %d/%d in %.1fs",
+                    self.hand.name,
+                    len(batch),
+                    type(exc).__name__,
+                    attempt,
+                    attempts - 1,
+                    wait_s,
+                )
                 self.stop.wait(wait_s)  # a stopping pipeline spends the retries without waiting
             else:
                 self._failing = False

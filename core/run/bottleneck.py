@@ -1,4 +1,5 @@
 """Which stage held the run back: from sampled queue sizes and the time each stage spent working."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ def _scale_hint(stage: StageLoad) -> str:
     held = f"{stage.name} kept {stage.input_queue} {how} of the time, its instances busy {100 * stage.busy:.0f}%"
     limit = stage.requests_per_second
     if limit and stage.items_per_s >= RATE_LIMITED_AT * limit:
-        return (f"{held}, at {stage.items_per_s:.1f} items/s against requests_per_second={limit:g}: "
-                "raise requests_per_second (if the site allows), not instances")
+        return (
+            f"{held}, at {stage.items_per_s:.1f} items/s against requests_per_second={limit:g}: "
+            "raise requests_per_second (if the site allows), not instances"
+        )
     return f"{held}: raise its instances (now {stage.instances})"

@@ -2,6 +2,7 @@
 `backend: redis`): which groups this process runs (`--only`), the run it joins (`--run-id`), the Redis
 queues and the sources' input values kept there, end marks, and the run's report across processes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,10 +14,10 @@ from dataclasses import asdict
 from typing import Any
 
 from core.pipeline.config import ConfigError, PipelineSpec, Problem
-from core.transport.redis.ends import RedisEnds
-from core.transport.redis.queue import RedisQueue
 from core.transport.redis.client import DEFAULT_URL, RETRY_BUDGET_S, RedisLost, RedisRun
+from core.transport.redis.ends import RedisEnds
 from core.transport.redis.members import Members
+from core.transport.redis.queue import RedisQueue
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,11 @@ def check_only(spec: PipelineSpec, only: list[str] | None) -> list[str]:
     names = [worker.name for worker in spec.workers]
     if not only:
         return names
-    problems = [Problem(spec.path, 0, "--only", f"no worker group {name!r} in the pipeline (it has: {', '.join(names)})")
-                for name in only if name not in names]
+    problems = [
+        Problem(spec.path, 0, "--only", f"no worker group {name!r} in the pipeline (it has: {', '.join(names)})")
+        for name in only
+        if name not in names
+    ]
     for queue in spec.queues.values():
         if queue.backend == "redis":
             continue
@@ -37,10 +41,16 @@ def check_only(spec: PipelineSpec, only: list[str] | None) -> list[str]:
         inside = [name for name in ends if name in only]
         if inside and len(inside) != len(ends):
             outside = [name for name in ends if name not in only]
-            problems.append(Problem(spec.path, queue.line, f"queues.{queue.name}",
-                                    f"is local, but --only runs {', '.join(inside)} here without "
-                                    f"{', '.join(outside)}: a local queue cannot cross processes; "
-                                    "give it `backend: redis`, or run its groups together"))
+            problems.append(
+                Problem(
+                    spec.path,
+                    queue.line,
+                    f"queues.{queue.name}",
+                    f"is local, but --only runs {', '.join(inside)} here without "
+                    f"{', '.join(outside)}: a local queue cannot cross processes; "
+                    "give it `backend: redis`, or run its groups together",
+                )
+            )
     if problems:
         raise ConfigError(problems)
     return [name for name in names if name in only]
@@ -57,10 +67,19 @@ class Distributed:
         self.run_id = given or time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
         self.url = os.environ.get("REDIS_URL") or DEFAULT_URL
         from core.base.redact import register_url_password
+
         register_url_password(self.url)  # as written (URL-encoded) and decoded, as redis-py uses it
         if only and self.solo:
-            raise ConfigError([Problem(spec.path, 0, "--only", "runs part of a run that others join: give the "
-                                       "run an id they share, --run-id ID (or RUN_ID)")])
+            raise ConfigError(
+                [
+                    Problem(
+                        spec.path,
+                        0,
+                        "--only",
+                        "runs part of a run that others join: give the run an id they share, --run-id ID (or RUN_ID)",
+                    )
+                ]
+            )
         self.groups = check_only(spec, only)
         self.run = RedisRun(self.url, spec.name, self.run_id, retry_budget_s=retry_budget_s(spec))
         self.members = Members(self.run)
@@ -84,10 +103,14 @@ class Distributed:
         processes, or started again, never emits a value twice)."""
         self._values[worker.name] = values
         # A value is held as long as the items it makes: its lease times out like those of the queues it feeds.
-        timeouts = [self.spec.queues[name].visibility_timeout_s for name in worker.output_queues
-                    if self.spec.queues[name].backend == "redis"]
-        queue = self.queue(f"{worker.name}.values", max(len(values), 1), worker.name,
-                           visibility_timeout_s=min(timeouts, default=30.0))
+        timeouts = [
+            self.spec.queues[name].visibility_timeout_s
+            for name in worker.output_queues
+            if self.spec.queues[name].backend == "redis"
+        ]
+        queue = self.queue(
+            f"{worker.name}.values", max(len(values), 1), worker.name, visibility_timeout_s=min(timeouts, default=30.0)
+        )
         if self.solo:  # if the run's keys vanish, the values never read are known by name (not started)
             queue.read_payloads = []
         return queue
@@ -99,8 +122,13 @@ class Distributed:
         for name, values in self._values.items():
             written = self.queues[f"{name}.values"].fill_once(values)
             self._written.add(name)
-            logger.info("%s: %s", name, f"{written} input value(s) written to the run" if written else
-                        "input values already in the run (written by the process that started it)")
+            logger.info(
+                "%s: %s",
+                name,
+                f"{written} input value(s) written to the run"
+                if written
+                else "input values already in the run (written by the process that started it)",
+            )
         for queue in self.queues.values():
             queue.create()
         for group in local_input_groups:
@@ -118,8 +146,14 @@ class Distributed:
     def publish(self, groups: dict[str, Any], finished: bool) -> None:
         """This process's counts, for the run's report."""
         try:
-            self.members.report({"process": self.run.process_id, "finished": finished, "time": time.time(),
-                             "groups": {name: asdict(counts) for name, counts in groups.items()}})
+            self.members.report(
+                {
+                    "process": self.run.process_id,
+                    "finished": finished,
+                    "time": time.time(),
+                    "groups": {name: asdict(counts) for name, counts in groups.items()},
+                }
+            )
         except RedisLost:
             pass  # the run is lost here (logged, and the run stopping): its own report still tells
 
@@ -132,9 +166,14 @@ class Distributed:
             stream = self.run.call(functools.partial(self.run.redis.xinfo_stream, queue.key))
             groups = self.run.call(functools.partial(self.run.redis.xinfo_groups, queue.key))
             group: dict[str, Any] = next((g for g in groups if _text(g["name"]) == queue.group), {})
-            result[name] = {"added": int(stream.get("entries-added", 0)), "left": int(stream.get("length", 0)),
-                            "pending": int(group.get("pending", 0))}
-        result["dead letters in Redis"] = {"added": int(self.run.call(lambda: self.run.redis.xlen(self.run.key("dead"))))}
+            result[name] = {
+                "added": int(stream.get("entries-added", 0)),
+                "left": int(stream.get("length", 0)),
+                "pending": int(group.get("pending", 0)),
+            }
+        result["dead letters in Redis"] = {
+            "added": int(self.run.call(lambda: self.run.redis.xlen(self.run.key("dead"))))
+        }
         return result
 
     def run_report(self, wait_s: float = 10.0) -> dict[str, Any]:
@@ -143,8 +182,7 @@ class Distributed:
         deadline = time.monotonic() + wait_s
         while True:
             reports = self.members.reports()
-            unfinished = [proc for proc, report in reports.items()
-                          if not report["finished"] and self.run.alive(proc)]
+            unfinished = [proc for proc, report in reports.items() if not report["finished"] and self.run.alive(proc)]
             if not unfinished or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -154,8 +192,14 @@ class Distributed:
                 into = totals.setdefault(group, {})
                 for key, value in counts.items():
                     into[key] = into.get(key, 0) + value
-        return {"run_id": self.run_id, "redis": self.run.describe(), "processes": reports, "groups": totals,
-                "ledger": self.ledger(), "unfinished": unfinished}
+        return {
+            "run_id": self.run_id,
+            "redis": self.run.describe(),
+            "processes": reports,
+            "groups": totals,
+            "ledger": self.ledger(),
+            "unfinished": unfinished,
+        }
 
     def close(self) -> None:
         if self.solo:  # values that never reached Redis (it could not be reached) are this run's alone,
@@ -187,8 +231,9 @@ def retry_budget_s(spec: PipelineSpec) -> float:
     except ValueError:
         value = float("nan")
     if not 0 < value < float("inf"):
-        raise ConfigError([Problem(spec.path, 0, "REDIS_RETRY_BUDGET_S",
-                                   f"must be a number of seconds above 0, got {text!r}")])
+        raise ConfigError(
+            [Problem(spec.path, 0, "REDIS_RETRY_BUDGET_S", f"must be a number of seconds above 0, got {text!r}")]
+        )
     return value
 
 

@@ -1,6 +1,7 @@
 """Ends of a run in this process: DONE into each queue once every producer of it has ended (one per reader
 instance), and a queue closed once every reader of it has ended (what waits there is dead-lettered). A Redis
 queue ends by its own proof across processes (core/transport/redis/ends.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,7 @@ class Ends:
             if group.finished() and not group.input.closed:
                 refused = group.input.close()
                 if refused:
-                    logger.warning("%s: every instance has ended; %d queued item(s) dead-lettered",
-                                   group.name, refused)
+                    logger.warning("%s: every instance has ended; %d queued item(s) dead-lettered", group.name, refused)
         if self.distributed is not None:
             for group in groups.values():
                 if group.finished():

@@ -2,11 +2,13 @@
 interface (core.run.loop drives it) and LocalExits, for a group whose input is a queue in this process or whose
 outputs are (core/run/redis_exits.py settles with a Redis input; core/modes/child.py reports to the parent).
 """
+
 from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from core.run.group import WorkerGroup
 from core.transport.base import Delivery, is_shared
@@ -80,8 +82,11 @@ class LocalExits:
                 import asyncio  # loaded already: this runs in an event loop (a threads-only run never loads it)
 
                 started = time.perf_counter()  # wait for room (or for Redis) off the event loop
-                send: Callable[[], float] = functools.partial(queue.put_payloads, payloads) \
-                    if payloads is not None and is_shared(queue) else functools.partial(queue.put_many, outputs[done:])
+                send: Callable[[], float] = (
+                    functools.partial(queue.put_payloads, payloads)
+                    if payloads is not None and is_shared(queue)
+                    else functools.partial(queue.put_many, outputs[done:])
+                )
                 await asyncio.get_running_loop().run_in_executor(None, send)
                 blocked_s += time.perf_counter() - started
         if final:
@@ -119,8 +124,8 @@ class LocalExits:
             self.input.ack(delivery)
 
     def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
-        written = self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
-                                                attempts=attempts, kind=kind)
+        written = self.group.dead_letters.write(
+            group=self.group.name, item=delivery.item, error=error, attempts=attempts, kind=kind
+        )
         self.input.ack(delivery)
         return written
-

@@ -1,13 +1,14 @@
 """What the instances of one worker group share: its queues, resources, ledger and dead letters."""
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.run.ledger import Counts, DeadLetters
-from core.transport.base import Delivery
-from core.transport.base import Queue
+from core.transport.base import Delivery, Queue
 
 if TYPE_CHECKING:
     from core.pipeline.config import WorkerSpec
@@ -34,8 +35,15 @@ class Member(Protocol):
 class WorkerGroup:
     """One named group: its spec, its input and output queues, its instances and what they share."""
 
-    def __init__(self, spec: WorkerSpec, *, input: Queue, outputs: Iterable[Queue] = (),
-                 dead_letters: DeadLetters, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        input: Queue,
+        outputs: Iterable[Queue] = (),
+        dead_letters: DeadLetters,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         self.input = input

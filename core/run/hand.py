@@ -1,6 +1,7 @@
 """What one instance holds, and how each item it took is recorded: exactly once, by the instance (emitted,
 stored, returned, dead-lettered) or by a forced exit (give_up), never both. core.run.loop.Instance drives it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -97,21 +98,23 @@ class Hand:
                 self.counts.returned += 1
                 self._release(delivery)
 
-    def fail(self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0, during: str = "") -> None:
+    def fail(
+        self, delivery: Delivery, exc: BaseException, *, log: bool = True, sent: int = 0, during: str = ""
+    ) -> None:
         """Dead-letter the item with `exc` (logged unless `log` is False; `sent` of its outputs went on; `during`:
         what raised it, when not process())."""
         if log and isinstance(exc, ItemError):
             logger.warning("%s failed on %r: %s", self.name, delivery.item, exc)
         elif log:
-            logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc,
-                           exc_info=exc)
+            logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc, exc_info=exc)
         error = f"{during} failed: " * bool(during) + f"{type(exc).__name__}: {exc}"
         if sent:
             error += f" (after {sent} of its outputs had gone on)"
         self.dead_letter(delivery, error, attempts=getattr(exc, "attempts", 1), failed=True)
 
-    def dead_letter(self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed",
-                     failed: bool = False) -> None:
+    def dead_letter(
+        self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed", failed: bool = False
+    ) -> None:
         with self._settling:
             if self._given_up:
                 return

@@ -1,4 +1,5 @@
 """Counting every item a worker group touches, and the dead-letter file for the ones it could not handle."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import logging
 import os
 import threading
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,13 @@ class DeadLetters:
         """Record one item; False (logged loudly with the whole record, never raised) when the file cannot take
         it. The item is written as it is (a replay must run the same item); its error is text, masked."""
         record = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "pipeline": self.pipeline, "group": group, "kind": kind, "item": codec.encode(item, strict=False),
-            "error": redact(error), "attempts": attempts,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "pipeline": self.pipeline,
+            "group": group,
+            "kind": kind,
+            "item": codec.encode(item, strict=False),
+            "error": redact(error),
+            "attempts": attempts,
         }
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
@@ -80,8 +85,12 @@ class DeadLetters:
             except OSError as exc:
                 self.write_errors += 1
                 self.first_write_error = self.first_write_error or f"{type(exc).__name__}: {exc}"
-                logger.error("CANNOT WRITE DEAD LETTER to %s (%s); this item is recorded only here: %s",
-                             self.path, exc, line.rstrip())
+                logger.error(
+                    "CANNOT WRITE DEAD LETTER to %s (%s); this item is recorded only here: %s",
+                    self.path,
+                    exc,
+                    line.rstrip(),
+                )
                 return False
             self.count += 1
             if self.first_error is None and kind in ("failed", "crashed"):
@@ -99,7 +108,7 @@ class DeadLetters:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
         except OSError:
             try:
                 os.ftruncate(self._fd, start)

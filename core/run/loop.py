@@ -5,21 +5,23 @@ of a pipe. They differ only in how items arrive (the inbox) and leave (the Exits
 An instance never leaves an item unrecorded: every item it takes is held until it is settled (emitted,
 stored or dead-lettered), and whatever it still holds when it ends, by a crash included, is dead-lettered.
 """
+
 from __future__ import annotations
 
 import inspect
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
+from core.api.worker import BatchWorker, Worker, flushes
 from core.base.collector import startup_gc
 from core.base.errors import Returned
-from core.run.hand import Hand
-from core.transport.base import DONE, Delivery, Empty, Hold
 from core.run.batching import Batch
+from core.run.hand import Hand
 from core.run.spool import Spool
-from core.api.worker import BatchWorker, Worker, flushes
+from core.transport.base import DONE, Delivery, Empty, Hold
 
 if TYPE_CHECKING:
     from core.run.exits import Exits
@@ -37,9 +39,15 @@ class Inbox(Protocol):
 class Instance:
     """One running copy of a worker and the loop around it; `counts` are its ledger."""
 
-    def __init__(self, worker: Worker, *, exits: Exits, stop: threading.Event,
-                 on_exit: Callable[[Instance], None] = lambda instance: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        exits: Exits,
+        stop: threading.Event,
+        on_exit: Callable[[Instance], None] = lambda instance: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.worker = worker
         self.name = worker.name
         self.exits = exits
@@ -91,6 +99,7 @@ class Instance:
     async def arun(self, take: Callable[[float, Hold], Awaitable[Delivery | Any]]) -> None:
         """Drive the loop as an asyncio task; `take(timeout_s, hold)` awaits the next delivery or raises Empty."""
         import asyncio  # loaded already (this runs in an event loop); a threads-only run never loads it
+
         try:
             try:
                 await _maybe_await(self.worker.setup())

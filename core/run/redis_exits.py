@@ -2,11 +2,13 @@
 acknowledgement in one atomic step (core.transport.redis.settle's Settler sends it), outputs to local queues first
 and then the acknowledgement; dead letters to the group's file. The group reaches the transport only through here.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from core.base.errors import ItemError, Returned
 from core.transport.base import Delivery
@@ -135,8 +137,9 @@ class RedisExits:
         if parts is not None:
             payloads, count = parts.payloads + payloads, parts.count + count
             stage = self.input.stage_key(delivery.token[0]) if parts.staged else None
-        self.settler.settle_payloads(delivery, payloads, self.redis_keys, stage=stage,
-                                           on_result=lambda ok: self._settled(ok, delivery, count))
+        self.settler.settle_payloads(
+            delivery, payloads, self.redis_keys, stage=stage, on_result=lambda ok: self._settled(ok, delivery, count)
+        )
         for queue in self.redis_outputs:
             queue.put_count += count
 
@@ -147,20 +150,30 @@ class RedisExits:
             return
         unsent = 0 if self.local else emitted  # what went to local queues went on
         if ok is False:
-            logger.warning("%s: %s was claimed by another consumer before it was settled here: its outputs "
-                           "were not written; that consumer settles it", self.group.name, delivery.token[0])
+            logger.warning(
+                "%s: %s was claimed by another consumer before it was settled here: its outputs "
+                "were not written; that consumer settles it",
+                self.group.name,
+                delivery.token[0],
+            )
         elif isinstance(ok, ItemError):
             self._refused(delivery, emitted, ok)
             return
         else:
-            logger.error("%s: settling %s failed (%s); it stays pending in Redis", self.group.name,
-                         delivery.token[0], ok)
+            logger.error(
+                "%s: settling %s failed (%s); it stays pending in Redis", self.group.name, delivery.token[0], ok
+            )
             if self.redis_keys:
                 # Its outputs were to be written with the acknowledgement, so none were: recorded here as
                 # unsettled, as an item in hand when Redis is lost must be.
-                self.group.unsettled_dead_letter(delivery.item, unsent, (
-                    f"unsettled: processed, but settling it in Redis failed ({ok}), so its outputs were not sent; "
-                    "it stays pending there, and another process may take it"))
+                self.group.unsettled_dead_letter(
+                    delivery.item,
+                    unsent,
+                    (
+                        f"unsettled: processed, but settling it in Redis failed ({ok}), so its outputs were not sent; "
+                        "it stays pending there, and another process may take it"
+                    ),
+                )
                 return
         self.group.unsettled(unsent)
 
@@ -177,17 +190,26 @@ class RedisExits:
             elif ok is False:
                 self.group.unsettled(0 if self.local else emitted)
             else:
-                self.group.unsettled_dead_letter(delivery.item, 0 if self.local else emitted, (
-                    f"unsettled: {why}; and Redis could not be reached to settle it ({ok}): it stays pending "
-                    "there, and another process may take it"))
+                self.group.unsettled_dead_letter(
+                    delivery.item,
+                    0 if self.local else emitted,
+                    (
+                        f"unsettled: {why}; and Redis could not be reached to settle it ({ok}): it stays pending "
+                        "there, and another process may take it"
+                    ),
+                )
 
         self.settler.dead(delivery, why, kind="failed", on_result=recorded)
 
     def _stored(self, ok: Any, delivery: Delivery) -> None:
         if ok is not True:
-            logger.warning("%s: %s was stored here but not acknowledged (%s); if another consumer stores it "
-                           "again, the sink's unique key makes that a no-op", self.group.name, delivery.token[0],
-                           "claimed by another consumer" if ok is False else ok)
+            logger.warning(
+                "%s: %s was stored here but not acknowledged (%s); if another consumer stores it "
+                "again, the sink's unique key makes that a no-op",
+                self.group.name,
+                delivery.token[0],
+                "claimed by another consumer" if ok is False else ok,
+            )
 
     def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
         parts = self._parts.pop(id(delivery), None)
@@ -195,10 +217,16 @@ class RedisExits:
         try:
             ours = self.settler.dead(delivery, error, kind=kind, attempts=attempts, stage=stage)
         except RedisLost:
-            kind, error = "unsettled", (f"{error}; and Redis could not be reached to settle it: it stays pending "
-                                        "there and another process may take it")
+            kind, error = (
+                "unsettled",
+                (
+                    f"{error}; and Redis could not be reached to settle it: it stays pending "
+                    "there and another process may take it"
+                ),
+            )
         else:
             if not ours:
                 raise Returned(f"{delivery.token[0]} is owned by another consumer now")
-        return self.group.dead_letters.write(group=self.group.name, item=delivery.item, error=error,
-                                             attempts=attempts, kind=kind)
+        return self.group.dead_letters.write(
+            group=self.group.name, item=delivery.item, error=error, attempts=attempts, kind=kind
+        )

@@ -1,17 +1,19 @@
 """What a run did: counts per worker group and per queue, how it ended, and the exit code that says so."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.run.bottleneck import QueueLoad, StageLoad, hints
 from core.run.ledger import Counts
 
 if TYPE_CHECKING:
     from core.pipeline.config import PipelineSpec
-    from core.transport.base import Queue
     from core.run.group import WorkerGroup
     from core.run.ledger import DeadLetters
+    from core.transport.base import Queue
 
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
@@ -126,24 +128,37 @@ class RunReport:
             waiting = "" if not self.not_started else f"; {self.not_started} input value(s) not started"
             return f"{self.pipeline}: {self.finish_reason}{why}; nothing was run{waiting}; exit {self.exit_code}"
         stages = ", ".join(_stage(group) for group in self.groups)
-        letters = (f"{self.dead_letters} dead letters in {self.dead_letter_path}" if self.dead_letters
-                   else "no dead letters")
+        letters = (
+            f"{self.dead_letters} dead letters in {self.dead_letter_path}" if self.dead_letters else "no dead letters"
+        )
         if self.dead_letter_write_errors:
             letters += f"; {self.dead_letter_write_errors} DEAD LETTERS COULD NOT BE WRITTEN (see the log)"
         lost = f"; {self.lost} ITEMS UNACCOUNTED FOR" if self.lost else ""
-        return (f"{self.pipeline}: {self.finish_reason}{why} in {self.duration_s:.1f}s; {stages}; "
-                f"{letters}{lost}{_run_summary(self.run)}; exit {self.exit_code}")
+        return (
+            f"{self.pipeline}: {self.finish_reason}{why} in {self.duration_s:.1f}s; {stages}; "
+            f"{letters}{lost}{_run_summary(self.run)}; exit {self.exit_code}"
+        )
 
     def table(self) -> str:
         """The end-of-run report: a row per worker group and per queue, then the hints."""
-        rows = [f"{'group':<24}{'inst':>5}{'received':>10}{'done':>8}{'dead':>8}{'emitted':>9}{'stored':>8}"
-                f"{'failed':>8}{'busy%':>7}{'items/s':>9}"]
-        rows += [f"{g.name:<24}{g.instances:>5}{g.received:>10}{g.processed:>8}{g.dead_lettered:>8}{g.emitted:>9}"
-                 f"{g.stored:>8}{g.failed:>8}{g.busy_pct:>7.0f}{g.items_per_s:>9.1f}" for g in self.groups]
-        rows.append(f"{'queue':<24}{'max':>5}{'put':>10}{'preloaded':>10}{'refused':>8}{'taken':>9}{'left':>6}"
-                    f"{'high':>8}{'full%':>7}{'nonempty%':>10}")
-        rows += [f"{q.name:<24}{q.maxsize:>5}{q.put:>10}{q.preloaded:>10}{q.refused:>8}{q.taken:>9}{q.left:>6}"
-                 f"{q.high_water:>8}{q.full_pct:>7.0f}{q.nonempty_pct:>10.0f}" for q in self.queues]
+        rows = [
+            f"{'group':<24}{'inst':>5}{'received':>10}{'done':>8}{'dead':>8}{'emitted':>9}{'stored':>8}"
+            f"{'failed':>8}{'busy%':>7}{'items/s':>9}"
+        ]
+        rows += [
+            f"{g.name:<24}{g.instances:>5}{g.received:>10}{g.processed:>8}{g.dead_lettered:>8}{g.emitted:>9}"
+            f"{g.stored:>8}{g.failed:>8}{g.busy_pct:>7.0f}{g.items_per_s:>9.1f}"
+            for g in self.groups
+        ]
+        rows.append(
+            f"{'queue':<24}{'max':>5}{'put':>10}{'preloaded':>10}{'refused':>8}{'taken':>9}{'left':>6}"
+            f"{'high':>8}{'full%':>7}{'nonempty%':>10}"
+        )
+        rows += [
+            f"{q.name:<24}{q.maxsize:>5}{q.put:>10}{q.preloaded:>10}{q.refused:>8}{q.taken:>9}{q.left:>6}"
+            f"{q.high_water:>8}{q.full_pct:>7.0f}{q.nonempty_pct:>10.0f}"
+            for q in self.queues
+        ]
         rows += [f"hint: {hint}" for hint in self.hints]
         return "\n".join(rows)
 
@@ -152,9 +167,11 @@ def _run_summary(run: dict | None) -> str:
     """'; run R over 3 processes: G 503 in, ...; queues: Q 503 added, 0 left' for the reporting process."""
     if not run:
         return ""
-    groups = ", ".join(f"{name} {int(c['received'] - c['returned'])} in, {int(c['emitted'])} out"
-                       + (f", {int(c['dead_lettered'])} dead-lettered" if c["dead_lettered"] else "")
-                       for name, c in run["groups"].items())
+    groups = ", ".join(
+        f"{name} {int(c['received'] - c['returned'])} in, {int(c['emitted'])} out"
+        + (f", {int(c['dead_lettered'])} dead-lettered" if c["dead_lettered"] else "")
+        for name, c in run["groups"].items()
+    )
     queues = ", ".join(f"{name} {q['added']} added, {q.get('left', 0)} left" for name, q in run["ledger"].items())
     late = f" ({len(run['unfinished'])} process(es) had not finished)" if run["unfinished"] else ""
     return f"; run {run['run_id']} over {len(run['processes'])} process(es){late}: {groups}; queues: {queues}"
@@ -165,9 +182,15 @@ def _stage(group: GroupReport) -> str:
     up to what it received), then what it sent on."""
     done = f"stored {group.stored}" if group.stores else f"{group.processed} done"
     parts = [f"{group.received} in", done]
-    parts += [f"{count} {what}" for count, what in ((group.dead_lettered, "dead-lettered"),
-                                                    (group.returned, "returned"),
-                                                    (group.in_flight, "unaccounted for")) if count]
+    parts += [
+        f"{count} {what}"
+        for count, what in (
+            (group.dead_lettered, "dead-lettered"),
+            (group.returned, "returned"),
+            (group.in_flight, "unaccounted for"),
+        )
+        if count
+    ]
     if not group.sink:
         parts.append(f"{group.emitted} out")
     if group.crashed:
@@ -193,9 +216,19 @@ class Snapshot(NamedTuple):
         return self.settled - self.dead_lettered
 
 
-def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iterable[Queue],
-                 loads: dict[str, QueueLoad], *, reason: str, error: str | None, duration_s: float,
-                 dead_letters: DeadLetters, signal: int | None, not_started: int = 0) -> RunReport:
+def build_report(
+    spec: PipelineSpec,
+    groups: Iterable[WorkerGroup],
+    queues: Iterable[Queue],
+    loads: dict[str, QueueLoad],
+    *,
+    reason: str,
+    error: str | None,
+    duration_s: float,
+    dead_letters: DeadLetters,
+    signal: int | None,
+    not_started: int = 0,
+) -> RunReport:
     """The RunReport of a run, with the bottleneck hints. A run that went to its end but got nothing to
     a sink while items failed or a group crashed is `failed`, with the first error as the reason."""
     group_reports, stages, crashes = [], [], []
@@ -204,34 +237,72 @@ def build_report(spec: PipelineSpec, groups: Iterable[WorkerGroup], queues: Iter
         busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 and instances else 0.0
         rate = counts.processed / duration_s if duration_s > 0 else 0.0
         crashes += [f"{i.name} crashed: {type(i.crash).__name__}: {i.crash}" for i in group.instances if i.crash]
-        group_reports.append(GroupReport(
-            name=group.name, instances=instances, sink=not group.outputs, crashed=group.crashed(),
-            received=counts.received, processed=counts.processed, emitted=counts.emitted, stored=counts.stored,
-            failed=counts.failed, dead_lettered=counts.dead_lettered, in_flight=counts.in_flight,
-            busy_pct=round(100 * busy, 1), items_per_s=round(rate, 2),
-            stores=any(i.batching or getattr(i, "flushing", False) for i in group.instances), mode=group.mode, returned=counts.returned))
-        stages.append(StageLoad(
-            name=group.name, instances=instances, busy=busy, items_per_s=rate,
-            input_queue=group.spec.input_queue,
-            input_load=loads.get(group.spec.input_queue) if group.spec.input_queue else None,
-            requests_per_second=float(group.spec.params.get("requests_per_second") or 0)))
+        group_reports.append(
+            GroupReport(
+                name=group.name,
+                instances=instances,
+                sink=not group.outputs,
+                crashed=group.crashed(),
+                received=counts.received,
+                processed=counts.processed,
+                emitted=counts.emitted,
+                stored=counts.stored,
+                failed=counts.failed,
+                dead_lettered=counts.dead_lettered,
+                in_flight=counts.in_flight,
+                busy_pct=round(100 * busy, 1),
+                items_per_s=round(rate, 2),
+                stores=any(i.batching or getattr(i, "flushing", False) for i in group.instances),
+                mode=group.mode,
+                returned=counts.returned,
+            )
+        )
+        stages.append(
+            StageLoad(
+                name=group.name,
+                instances=instances,
+                busy=busy,
+                items_per_s=rate,
+                input_queue=group.spec.input_queue,
+                input_load=loads.get(group.spec.input_queue) if group.spec.input_queue else None,
+                requests_per_second=float(group.spec.params.get("requests_per_second") or 0),
+            )
+        )
     queue_reports = []
     for queue in queues:
         load = loads[queue.name]
-        queue_reports.append(QueueReport(
-            name=queue.name, maxsize=queue.maxsize, put=queue.put_count, taken=queue.get_count,
-            left=queue.qsize(), high_water=queue.high_water, preloaded=getattr(queue, "preloaded", 0),
-            refused=getattr(queue, "refused", 0),
-            full_pct=round(100 * load.fraction(load.full), 1), nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
-            mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0))
+        queue_reports.append(
+            QueueReport(
+                name=queue.name,
+                maxsize=queue.maxsize,
+                put=queue.put_count,
+                taken=queue.get_count,
+                left=queue.qsize(),
+                high_water=queue.high_water,
+                preloaded=getattr(queue, "preloaded", 0),
+                refused=getattr(queue, "refused", 0),
+                full_pct=round(100 * load.fraction(load.full), 1),
+                nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
+                mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0,
+            )
+        )
     flowed = any(g.received for g in group_reports if g.sink)
     if reason == "finished" and not flowed and (dead_letters.first_error or crashes):
         reason, error = "failed", error or dead_letters.first_error or crashes[0]
     report = RunReport(
-        pipeline=spec.name, finish_reason=reason, duration_s=round(duration_s, 3), groups=group_reports,
-        queues=queue_reports, dead_letter_path=str(dead_letters.path), dead_letters=dead_letters.count,
-        dead_letter_write_errors=dead_letters.write_errors, error=_one_line(error), signal=signal,
-        not_started=not_started, hints=hints(stages) if reason == "finished" and flowed else [])
+        pipeline=spec.name,
+        finish_reason=reason,
+        duration_s=round(duration_s, 3),
+        groups=group_reports,
+        queues=queue_reports,
+        dead_letter_path=str(dead_letters.path),
+        dead_letters=dead_letters.count,
+        dead_letter_write_errors=dead_letters.write_errors,
+        error=_one_line(error),
+        signal=signal,
+        not_started=not_started,
+        hints=hints(stages) if reason == "finished" and flowed else [],
+    )
     if report.dead_letter_write_errors and not report.error:
         report.error = f"the dead-letter file could not be written: {dead_letters.first_write_error}"
     return report

@@ -6,11 +6,13 @@ time while a stalled sink keeps everything downstream waiting. Outputs that go t
 go (`check`, the exits' "can every output queue take these?"), so a bad output fails its item before
 anything of it was sent; the ones kept in memory are checked by the single emit that sends them.
 """
+
 from __future__ import annotations
 
 import pickle
 import tempfile
-from typing import IO, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 from core.base.errors import ItemError
 
@@ -39,7 +41,7 @@ class Spool:
                 self._file = file = tempfile.TemporaryFile(prefix="spool-")
                 held, self._outputs = self._outputs, []
                 for start in range(0, len(held), CHUNK):
-                    self._dump(file, held[start:start + CHUNK])
+                    self._dump(file, held[start : start + CHUNK])
         elif len(self._outputs) >= CHUNK:
             chunk, self._outputs = self._outputs, []
             self._dump(self._file, chunk)
@@ -78,5 +80,7 @@ class Spool:
         try:
             pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - that output's item fails, nothing of it sent
-            raise ItemError(f"it yielded more than {self._memory_outputs} outputs, which are held on disk until it "
-                            f"has finished, and one of them cannot be pickled ({type(exc).__name__}: {exc})") from None
+            raise ItemError(
+                f"it yielded more than {self._memory_outputs} outputs, which are held on disk until it "
+                f"has finished, and one of them cannot be pickled ({type(exc).__name__}: {exc})"
+            ) from None

@@ -6,30 +6,41 @@ connections, each checked before use); SQLite and any other database SQLAlchemy 
 SQLAlchemy engine (`SqlAlchemyDatabase`), imported only then. Both offer what the sink needs: a
 transaction, the table's shape, its unique keys, and a fast insert that skips rows already stored.
 """
+
 from __future__ import annotations
 
 import getpass
 import os
 import re
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from core.base.paths import PROJECT_DIR, data_dir  # noqa: F401 - where older code and tests import them from
-from core.pipeline.problems import SettingsError
 from core.base.redact import register_secret
+from core.pipeline.problems import SettingsError
 
 SQLITE_FILE = "prices.sqlite3"
 POSTGRES_VARS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PORT")
 # The pip package that provides a driver's module, where the names differ.
-DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]",
-                   "mysql": "mysql-connector-python", "cx_Oracle": "cx_Oracle"}
+DRIVER_PACKAGES = {
+    "MySQLdb": "mysqlclient",
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "mysql": "mysql-connector-python",
+    "cx_Oracle": "cx_Oracle",
+}
 # A driver per database that installs from a wheel, without a compiler or client libraries.
-EASY_DRIVERS = {"mysql": ("pymysql", "pymysql"), "mariadb": ("pymysql", "pymysql"),
-                "postgresql": ("psycopg2", "psycopg2-binary"), "mssql": ("pymssql", "pymssql")}
+EASY_DRIVERS = {
+    "mysql": ("pymysql", "pymysql"),
+    "mariadb": ("pymysql", "pymysql"),
+    "postgresql": ("psycopg2", "psycopg2-binary"),
+    "mssql": ("pymssql", "pymssql"),
+}
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?")
 
 
@@ -83,8 +94,16 @@ class DatabaseUrl:
     def to_sqlalchemy(self) -> Any:
         """The same URL as SQLAlchemy's URL object (imports SQLAlchemy)."""
         from sqlalchemy.engine import URL
-        return URL.create(self.drivername, username=self.username, password=self.password, host=self.host,
-                          port=self.port, database=self.database, query=self.query)
+
+        return URL.create(
+            self.drivername,
+            username=self.username,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query=self.query,
+        )
 
 
 def database_url(env: Mapping[str, str] = os.environ) -> DatabaseUrl:
@@ -98,9 +117,12 @@ def database_url(env: Mapping[str, str] = os.environ) -> DatabaseUrl:
         if port is not None and not port.isdigit():
             raise DatabaseConfigError(f"POSTGRES_PORT must be a number, got {port!r}")
         url = DatabaseUrl(
-            "postgresql+psycopg2", username=env.get("POSTGRES_USER") or login_user(env),
-            password=env.get("POSTGRES_PASSWORD") or None, host=env.get("POSTGRES_HOST") or "localhost",
-            port=int(port) if port else None, database=env.get("POSTGRES_DB") or "postgres",
+            "postgresql+psycopg2",
+            username=env.get("POSTGRES_USER") or login_user(env),
+            password=env.get("POSTGRES_PASSWORD") or None,
+            host=env.get("POSTGRES_HOST") or "localhost",
+            port=int(port) if port else None,
+            database=env.get("POSTGRES_DB") or "postgres",
         )
         source = "the POSTGRES_* settings"
     else:
@@ -129,10 +151,17 @@ def settings_hint(env: Mapping[str, str] = os.environ) -> str:
     if "POSTGRES_PASSWORD" in empty:
         said.append("POSTGRES_PASSWORD is empty, so no password was sent (only ~/.pgpass or a trust rule lets that in)")
     to_set = empty or ["POSTGRES_USER", "POSTGRES_PASSWORD"]
-    where = (f"{env.get('POSTGRES_HOST') or 'localhost'}:{env.get('POSTGRES_PORT') or 5432}, "
-             f"database {env.get('POSTGRES_DB') or 'postgres'}")
-    return "; ".join(said + [f"set {' and '.join(to_set)} (in .env.local or the environment) to a role of the server "
-                             f"at {where} (POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB), or set DATABASE_URL instead"])
+    where = (
+        f"{env.get('POSTGRES_HOST') or 'localhost'}:{env.get('POSTGRES_PORT') or 5432}, "
+        f"database {env.get('POSTGRES_DB') or 'postgres'}"
+    )
+    return "; ".join(
+        said
+        + [
+            f"set {' and '.join(to_set)} (in .env.local or the environment) to a role of the server "
+            f"at {where} (POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB), or set DATABASE_URL instead"
+        ]
+    )
 
 
 def parse_database_url(raw: str) -> DatabaseUrl:
@@ -144,8 +173,9 @@ def parse_database_url(raw: str) -> DatabaseUrl:
     register_secret(userinfo.partition(":")[2] or None)
     if "@" in userinfo:
         raise DatabaseConfigError("DATABASE_URL has an '@' in its user name or password: write it as %40")
-    bad = DatabaseConfigError("DATABASE_URL is not a database URL (expected e.g. "
-                              "postgresql://user:password@host:5432/dbname)")
+    bad = DatabaseConfigError(
+        "DATABASE_URL is not a database URL (expected e.g. postgresql://user:password@host:5432/dbname)"
+    )
     if not sep or not SCHEME.fullmatch(scheme):
         raise bad
     user, colon, password = userinfo.partition(":")
@@ -158,10 +188,15 @@ def parse_database_url(raw: str) -> DatabaseUrl:
         host, has_port, port = hostport.partition(":")
     if has_port and not port.isdigit():
         raise bad
-    return DatabaseUrl(scheme, username=unquote(user) if at and user else None,
-                       password=unquote(password) if at and colon else None, host=unquote(host) or None,
-                       port=int(port) if has_port else None, database=path if slash and path else None,
-                       query=dict(parse_qsl(query)))
+    return DatabaseUrl(
+        scheme,
+        username=unquote(user) if at and user else None,
+        password=unquote(password) if at and colon else None,
+        host=unquote(host) or None,
+        port=int(port) if has_port else None,
+        database=path if slash and path else None,
+        query=dict(parse_qsl(query)),
+    )
 
 
 def describe(url: DatabaseUrl) -> str:
@@ -181,19 +216,23 @@ def _with_installed_driver(url: DatabaseUrl, source: str) -> DatabaseUrl:
         elif url.drivername not in ("sqlite", "sqlite+pysqlite"):  # sqlite3 comes with Python
             _sqlalchemy_dialect(url, source).import_dbapi()
     except ImportError as exc:
-        raise DatabaseConfigError(f"{source} uses {url.drivername}://, whose driver {_driver_of(url)} cannot be "
-                                  f"imported ({exc}): {_install_hint(url, exc)}") from None
+        raise DatabaseConfigError(
+            f"{source} uses {url.drivername}://, whose driver {_driver_of(url)} cannot be "
+            f"imported ({exc}): {_install_hint(url, exc)}"
+        ) from None
     return url
 
 
 def _sqlalchemy_dialect(url: DatabaseUrl, source: str) -> Any:
     from sqlalchemy.exc import NoSuchModuleError
+
     try:
         return url.to_sqlalchemy().get_dialect()
     except NoSuchModuleError:
         raise DatabaseConfigError(
             f"{source} names {url.drivername}://, a database or driver SQLAlchemy does not know (expected e.g. "
-            "postgresql://, mysql+pymysql:// or sqlite:///path)") from None
+            "postgresql://, mysql+pymysql:// or sqlite:///path)"
+        ) from None
 
 
 def _driver_of(url: DatabaseUrl) -> str:
@@ -213,6 +252,7 @@ def _install_hint(url: DatabaseUrl, exc: ImportError) -> str:
 
 
 # --- the connections a worker group shares ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Table:
@@ -265,23 +305,34 @@ def _condition(sql: str) -> str:
     return " ".join(re.sub(r'[()"`]', " ", sql).lower().split())
 
 
-def open_database(url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: float = 5.0,
-                  statement_timeout_s: float = 30.0) -> PostgresDatabase | SqlAlchemyDatabase:
+def open_database(
+    url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0
+) -> PostgresDatabase | SqlAlchemyDatabase:
     """PostgreSQL through psycopg2 directly; any other database through a SQLAlchemy engine."""
     if url.drivername == "postgresql+psycopg2":
-        return PostgresDatabase(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s,
-                                statement_timeout_s=statement_timeout_s)
-    return SqlAlchemyDatabase(make_engine(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s,
-                                          statement_timeout_s=statement_timeout_s))
+        return PostgresDatabase(
+            url, pool_size=pool_size, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
+        )
+    return SqlAlchemyDatabase(
+        make_engine(
+            url, pool_size=pool_size, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
+        )
+    )
 
 
 def postgres_connect_args(connect_timeout_s: float, statement_timeout_s: float) -> dict[str, Any]:
     """libpq settings: a connect timeout, a statement timeout (so no write can wait forever) and TCP
     keepalives (a server that vanished without closing the connection is noticed in about 20 s, not hours)."""
     options = f"{os.environ.get('PGOPTIONS', '')} -c statement_timeout={int(statement_timeout_s * 1000)}"
-    return {"connect_timeout": max(int(connect_timeout_s), 1), "application_name": "yaml-pipeline",
-            "options": options.strip(),  # given here, libpq would ignore PGOPTIONS: keep the user's too
-            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
+    return {
+        "connect_timeout": max(int(connect_timeout_s), 1),
+        "application_name": "yaml-pipeline",
+        "options": options.strip(),  # given here, libpq would ignore PGOPTIONS: keep the user's too
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 2,
+    }
 
 
 class _Database:
@@ -312,15 +363,23 @@ class PostgresDatabase(_Database):
     TYPES = {"text": "TEXT", "double": "DOUBLE PRECISION", "timestamp": "TIMESTAMP WITHOUT TIME ZONE"}
     name = "postgresql"
 
-    def __init__(self, url: DatabaseUrl, *, pool_size: int, connect_timeout_s: float,
-                 statement_timeout_s: float) -> None:
+    def __init__(
+        self, url: DatabaseUrl, *, pool_size: int, connect_timeout_s: float, statement_timeout_s: float
+    ) -> None:
         import psycopg2
+
         self._psycopg2 = psycopg2
         self.url = url
         self.pool_size = pool_size
-        self._connect_args = {"host": url.host, "port": url.port, "user": url.username, "password": url.password,
-                              "dbname": url.database, **postgres_connect_args(connect_timeout_s, statement_timeout_s),
-                              **url.query}
+        self._connect_args = {
+            "host": url.host,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database,
+            **postgres_connect_args(connect_timeout_s, statement_timeout_s),
+            **url.query,
+        }
         self._idle: list[Any] = []
         self._lock = threading.Lock()
 
@@ -347,24 +406,30 @@ class PostgresDatabase(_Database):
 
     def columns(self, table: str) -> set[str]:
         with self.transaction() as cursor:
-            cursor.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                           "AND NOT attisdropped", (self.quote(table),))
+            cursor.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+                (self.quote(table),),
+            )
             return {name for (name,) in cursor.fetchall()}
 
     def unique_indexes(self, table: str) -> list[UniqueIndex]:
         """Every unique index on columns (unique constraints and the primary key have one), partial ones
         with their condition; indexes on expressions are left out."""
         with self.transaction() as cursor:
-            cursor.execute("SELECT c.relname, (SELECT array_agg(a.attname::text) FROM unnest(i.indkey) AS k(n) "
-                           "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n), "
-                           "pg_get_expr(i.indpred, i.indrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                           "WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indexprs IS NULL",
-                           (self.quote(table),))
+            cursor.execute(
+                "SELECT c.relname, (SELECT array_agg(a.attname::text) FROM unnest(i.indkey) AS k(n) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n), "
+                "pg_get_expr(i.indpred, i.indrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indexprs IS NULL",
+                (self.quote(table),),
+            )
             return [UniqueIndex(name, frozenset(columns), where) for name, columns, where in cursor.fetchall()]
 
     def create_table(self, table: Table) -> None:
-        columns = ", ".join(f"{self.quote(name)} {self.type_sql(kind)}{' NOT NULL' if name in table.required else ''}"
-                            for name, kind in table.columns)
+        columns = ", ".join(
+            f"{self.quote(name)} {self.type_sql(kind)}{' NOT NULL' if name in table.required else ''}"
+            for name, kind in table.columns
+        )
         with self.transaction() as cursor:
             cursor.execute(f"CREATE TABLE {self.quote(table.name)} (id SERIAL PRIMARY KEY, {columns})")
             cursor.execute(self.index_sql(table))
@@ -372,12 +437,16 @@ class PostgresDatabase(_Database):
                 cursor.execute(self.fallback_index_sql(table))
 
     def index_sql(self, table: Table) -> str:
-        return (f"CREATE UNIQUE INDEX {self.quote(table.index_name)} ON {self.quote(table.name)} "
-                f"({', '.join(map(self.quote, table.unique_key))})")
+        return (
+            f"CREATE UNIQUE INDEX {self.quote(table.index_name)} ON {self.quote(table.name)} "
+            f"({', '.join(map(self.quote, table.unique_key))})"
+        )
 
     def fallback_index_sql(self, table: Table) -> str:
-        return (f"CREATE UNIQUE INDEX {self.quote(table.fallback_index_name)} ON {self.quote(table.name)} "
-                f"({', '.join(map(self.quote, table.fallback_key))}) WHERE {self.unkeyed(table)}")
+        return (
+            f"CREATE UNIQUE INDEX {self.quote(table.fallback_index_name)} ON {self.quote(table.name)} "
+            f"({', '.join(map(self.quote, table.fallback_key))}) WHERE {self.unkeyed(table)}"
+        )
 
     def type_sql(self, kind: str) -> str:
         return self.TYPES[kind]
@@ -397,6 +466,7 @@ class PostgresDatabase(_Database):
         key, sent only when the batch has such rows: one ON CONFLICT can name one index."""
         import csv
         import io
+
         buffer = io.StringIO()
         csv.writer(buffer).writerows(rows)  # None becomes an empty unquoted field: NULL to COPY's csv format
         buffer.seek(0)
@@ -414,8 +484,10 @@ class PostgresDatabase(_Database):
             condition = self.unkeyed(table)
             cursor.execute(f"{move} WHERE NOT ({condition}) {key}")
             added = cursor.rowcount
-            cursor.execute(f"{move} WHERE {condition} ON CONFLICT ({', '.join(map(self.quote, table.fallback_key))}) "
-                           f"WHERE {condition} DO NOTHING")
+            cursor.execute(
+                f"{move} WHERE {condition} ON CONFLICT ({', '.join(map(self.quote, table.fallback_key))}) "
+                f"WHERE {condition} DO NOTHING"
+            )
             return added + cursor.rowcount
 
     def is_transient(self, exc: BaseException) -> bool:
@@ -483,7 +555,8 @@ RESERVED = frozenset(
     "into is isnull join lateral leading left like limit localtime localtimestamp natural not notnull null "
     "offset on only or order outer overlaps placing primary references returning right select session_user "
     "similar some symmetric system_user table tablesample then to trailing true union unique user using "
-    "variadic verbose when where window with".split())
+    "variadic verbose when where window with".split()
+)
 
 
 class SqlAlchemyDatabase(_Database):
@@ -491,6 +564,7 @@ class SqlAlchemyDatabase(_Database):
 
     def __init__(self, engine: Any) -> None:
         import sqlalchemy as sa
+
         self._sa = sa
         self.engine = engine
         self.url = engine.url
@@ -514,10 +588,15 @@ class SqlAlchemyDatabase(_Database):
 
     def unique_indexes(self, table: str) -> list[UniqueIndex]:
         inspector = self._sa.inspect(self.engine)
-        keys = [UniqueIndex(index["name"], frozenset(index["column_names"]), _index_where(index))
-                for index in inspector.get_indexes(table) if index.get("unique") and None not in index["column_names"]]
-        keys += [UniqueIndex(constraint["name"], frozenset(constraint["column_names"]))
-                 for constraint in inspector.get_unique_constraints(table)]
+        keys = [
+            UniqueIndex(index["name"], frozenset(index["column_names"]), _index_where(index))
+            for index in inspector.get_indexes(table)
+            if index.get("unique") and None not in index["column_names"]
+        ]
+        keys += [
+            UniqueIndex(constraint["name"], frozenset(constraint["column_names"]))
+            for constraint in inspector.get_unique_constraints(table)
+        ]
         primary = inspector.get_pk_constraint(table)
         keys.append(UniqueIndex(primary.get("name") or "", frozenset(primary.get("constrained_columns") or ())))
         return keys
@@ -533,6 +612,7 @@ class SqlAlchemyDatabase(_Database):
 
     def _create_index_sql(self, table: Table, name: str) -> str:
         from sqlalchemy.schema import CreateIndex
+
         index = next(index for index in self.sa_table(table).indexes if index.name == name)
         return str(CreateIndex(index).compile(dialect=self.engine.dialect))
 
@@ -558,10 +638,15 @@ class SqlAlchemyDatabase(_Database):
         elif _has_unkeyed(table, rows):
             unkeyed = [record for record in records if any(record[name] is None for name in table.nullable_key)]
             keyed = [record for record in records if all(record[name] is not None for name in table.nullable_key)]
-            batches = [(insert(sa_table).on_conflict_do_nothing(index_elements=list(table.unique_key)), keyed),
-                       (insert(sa_table).on_conflict_do_nothing(index_elements=list(table.fallback_key),
-                                                                index_where=self._sa.text(self.unkeyed(table))),
-                        unkeyed)]
+            batches = [
+                (insert(sa_table).on_conflict_do_nothing(index_elements=list(table.unique_key)), keyed),
+                (
+                    insert(sa_table).on_conflict_do_nothing(
+                        index_elements=list(table.fallback_key), index_where=self._sa.text(self.unkeyed(table))
+                    ),
+                    unkeyed,
+                ),
+            ]
         else:
             batches = [(insert(sa_table).on_conflict_do_nothing(index_elements=list(table.unique_key)), records)]
         added = 0
@@ -595,13 +680,28 @@ class SqlAlchemyDatabase(_Database):
         if table not in self._tables:
             sa = self._sa
             self._tables[table] = sa.Table(
-                table.name, sa.MetaData(),
+                table.name,
+                sa.MetaData(),
                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-                *(sa.Column(name, self._type(kind), nullable=name not in table.required) for name, kind in table.columns),
+                *(
+                    sa.Column(name, self._type(kind), nullable=name not in table.required)
+                    for name, kind in table.columns
+                ),
                 sa.Index(table.index_name, *table.unique_key, unique=True),
-                *([sa.Index(table.fallback_index_name, *table.fallback_key, unique=True,
-                            sqlite_where=sa.text(self.unkeyed(table)), postgresql_where=sa.text(self.unkeyed(table)))]
-                  if table.fallback_key else []))
+                *(
+                    [
+                        sa.Index(
+                            table.fallback_index_name,
+                            *table.fallback_key,
+                            unique=True,
+                            sqlite_where=sa.text(self.unkeyed(table)),
+                            postgresql_where=sa.text(self.unkeyed(table)),
+                        )
+                    ]
+                    if table.fallback_key
+                    else []
+                ),
+            )
         return self._tables[table]
 
     def _type(self, kind: str) -> Any:
@@ -618,16 +718,17 @@ def _has_unkeyed(table: Table, rows: list[list[Any]]) -> bool:
 
 def _index_where(index: Mapping[str, Any]) -> str | None:
     """The condition of a partial index as SQLAlchemy reflects it (`sqlite_where`, `postgresql_where`), or None."""
-    where = next((value for key, value in (index.get("dialect_options") or {}).items() if key.endswith("_where")),
-                 None)
+    where = next((value for key, value in (index.get("dialect_options") or {}).items() if key.endswith("_where")), None)
     return None if where is None else str(where)
 
 
-def make_engine(url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: float = 5.0,
-                statement_timeout_s: float = 30.0) -> Any:
+def make_engine(
+    url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: float = 5.0, statement_timeout_s: float = 30.0
+) -> Any:
     """A SQLAlchemy engine with pre-ping (a restarted server costs one retry, not an error), a connect timeout,
     and on PostgreSQL a statement timeout and TCP keepalives, so no write can wait forever."""
     import sqlalchemy as sa
+
     backend = url.get_backend_name()
     if backend == "sqlite":
         if url.database and url.database != ":memory:":
@@ -637,5 +738,6 @@ def make_engine(url: DatabaseUrl, *, pool_size: int = 5, connect_timeout_s: floa
         connect_args = postgres_connect_args(connect_timeout_s, statement_timeout_s)
     else:
         connect_args = {}
-    return sa.create_engine(url.to_sqlalchemy(), pool_pre_ping=True, pool_size=pool_size, max_overflow=2,
-                            connect_args=connect_args)
+    return sa.create_engine(
+        url.to_sqlalchemy(), pool_pre_ping=True, pool_size=pool_size, max_overflow=2, connect_args=connect_args
+    )

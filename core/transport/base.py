@@ -3,10 +3,12 @@ transport needs to settle it), the DONE and NUDGE sentinels, Empty. One class pe
 core/transport/local.py in this process, core/transport/redis/queue.py in Redis streams; nothing above a queue
 knows which.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Protocol, TypeGuard
+from collections.abc import Callable
+from typing import Any, Protocol, TypeGuard
 
 
 class _Done:
@@ -86,8 +88,9 @@ class QueueReader(Protocol):
     def get(self, timeout_s: float | None = None, *, wake_at: int = 1, hold: Hold | None = None) -> Delivery | Any:
         """The next delivery (or DONE); Empty after `timeout_s`; `hold` gets it under the queue's lock."""
 
-    def get_items(self, max_items: int, timeout_s: float | None = None,
-                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
+    def get_items(
+        self, max_items: int, timeout_s: float | None = None, hold: Callable[[list[Any]], None] | None = None
+    ) -> tuple[list[Any], bool]:
         """Up to `max_items` items at once, and whether a DONE came."""
 
     def get_or_wait(self, loop: Any, hold: Hold | None = None) -> Delivery | Any:

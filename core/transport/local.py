@@ -1,13 +1,15 @@
 """The in-process queue between worker groups (core/transport/base.py's interface): bounded, with DONE per reader,
 closing that rejects what waits (to be dead-lettered), and asyncio waiters.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from core.transport.base import DONE, Delivery, Empty, Hold, notify, notify_all
 
@@ -98,7 +100,7 @@ class LocalQueue:
                     self.refused += len(items) - start
                     break
                 room = self.maxsize - len(self._items)
-                for item in items[start:start + room]:
+                for item in items[start : start + room]:
                     self._append(item)
                 start += room
         for item in items[start:]:
@@ -205,8 +207,9 @@ class LocalQueue:
 
     def _ready(self, wake_at: int) -> bool:
         """Under the lock: whether a reader asking for `wake_at` items should take one now."""
-        return bool(self._items) and not self._frozen and (
-            wake_at == 1 or len(self._items) >= wake_at or self._dones > 0)
+        return (
+            bool(self._items) and not self._frozen and (wake_at == 1 or len(self._items) >= wake_at or self._dones > 0)
+        )
 
     def _waiting(self, wake_at: int, change: int) -> None:
         """Under the lock: a reader starts (+1) or stops (-1) waiting for `wake_at` items."""
@@ -220,8 +223,9 @@ class LocalQueue:
                 self._patient.remove(wake_at)
         self._wake_min = 1 if self._eager or not self._patient else min(self._patient)
 
-    def get_items(self, max_items: int, timeout_s: float | None = None,
-                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
+    def get_items(
+        self, max_items: int, timeout_s: float | None = None, hold: Callable[[list[Any]], None] | None = None
+    ) -> tuple[list[Any], bool]:
         """Wait like get() for the first, then take up to `max_items` without waiting: (items, True if a DONE
         came after them). Raise Empty after timeout_s of nothing. For a feeder that moves items on in bulk;
         `hold` receives the items under the lock, as get()'s does."""
@@ -309,8 +313,12 @@ class LocalQueue:
                 try:
                     self.on_reject(item)
                 except Exception as exc:  # noqa: BLE001 - the others must still be recorded; raised below
-                    logger.critical("%s: an item refused by the closed queue could not be recorded: %r", self.name,
-                                    item, exc_info=True)
+                    logger.critical(
+                        "%s: an item refused by the closed queue could not be recorded: %r",
+                        self.name,
+                        item,
+                        exc_info=True,
+                    )
                     failed = failed or exc
         finally:
             with self._lock:

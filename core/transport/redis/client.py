@@ -5,6 +5,7 @@ and each process's report: core/transport/redis/members.py).
 Every key of a run starts with `yp:{pipeline}:{run id}:` (`yp` is REDIS_KEY_PREFIX when that is set), so two
 runs never mix; when the run has ended, the process that reports it sets all of them to expire (KEY_TTL_S).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -15,7 +16,8 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from core.base.errors import StartupError
 
@@ -37,8 +39,9 @@ class RedisLost(Exception):
 class RedisRun:
     """This process's part in a run: the connection, the run's keys, and its heartbeat."""
 
-    def __init__(self, url: str, pipeline: str, run_id: str, *, retry_budget_s: float = RETRY_BUDGET_S,
-                 client: Any = None) -> None:
+    def __init__(
+        self, url: str, pipeline: str, run_id: str, *, retry_budget_s: float = RETRY_BUDGET_S, client: Any = None
+    ) -> None:
         import redis
 
         self.url = url
@@ -46,8 +49,8 @@ class RedisRun:
         self.run_id = run_id
         self.prefix = f"{os.environ.get('REDIS_KEY_PREFIX') or KEY_PREFIX}:{pipeline}:{run_id}:"
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
-        # Names this process's calls in the run's `calls` hash (core/transport/redis/scripts.py): never reused, even by a
-        # process that gets the same host name and pid later (a container restarted).
+        # Names this process's calls in the run's `calls` hash (core/transport/redis/scripts.py): never reused, even
+        # by a process that gets the same host name and pid later (a container restarted).
         self._nonce = uuid.uuid4().hex[:12]
         self._seq = itertools.count(1)  # next() is atomic: calls of several threads never share a number
         #: The largest value the server takes (proto-max-bulk-len): a bigger item is that item's error.
@@ -56,8 +59,9 @@ class RedisRun:
         self.gone = False
         self.retry_budget_s = retry_budget_s
         # Any: redis-py types every reply `Awaitable | Any`, for its sync client too
-        self.redis: Any = client or redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3,
-                                                    health_check_interval=10)
+        self.redis: Any = client or redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=10
+        )
         self.errors = (redis.ConnectionError, redis.TimeoutError)
         self.response_error = redis.ResponseError  # the server refused a command (never retried)
         self.lost: RedisLost | None = None
@@ -83,17 +87,26 @@ class RedisRun:
         except Exception as exc:  # noqa: BLE001 - e.g. CONFIG disabled: say so, do not guess
             self._refuse(f"Redis at {self.describe()}: cannot read its settings ({exc})")
         if policy != "noeviction":
-            self._refuse(f"Redis at {self.describe()} has maxmemory-policy {policy}: it may evict the run's "
-                         "queues under memory pressure; set it to noeviction (CONFIG SET maxmemory-policy "
-                         "noeviction)")
+            self._refuse(
+                f"Redis at {self.describe()} has maxmemory-policy {policy}: it may evict the run's "
+                "queues under memory pressure; set it to noeviction (CONFIG SET maxmemory-policy "
+                "noeviction)"
+            )
         if appendonly != "yes":
-            logger.warning("Redis at %s keeps nothing on disk (appendonly no): if it restarts, the run's queues "
-                           "are gone and the run stops; turn on AOF (CONFIG SET appendonly yes) to survive restarts",
-                           self.describe())
+            logger.warning(
+                "Redis at %s keeps nothing on disk (appendonly no): if it restarts, the run's queues "
+                "are gone and the run stops; turn on AOF (CONFIG SET appendonly yes) to survive restarts",
+                self.describe(),
+            )
         created = self.redis.hsetnx(self.key("run"), "started", json.dumps(time.time()))
         self.redis.hsetnx(self.key("run"), "pipeline", self.pipeline)
-        logger.info("%s run %s (Redis %s, process %s)", "started" if created else "joined", self.run_id,
-                    self.describe(), self.process_id)
+        logger.info(
+            "%s run %s (Redis %s, process %s)",
+            "started" if created else "joined",
+            self.run_id,
+            self.describe(),
+            self.process_id,
+        )
         self._beat_once()
         self._heartbeat.start()
 
@@ -142,6 +155,7 @@ class RedisRun:
     def describe(self) -> str:
         """The URL without its password."""
         from urllib.parse import urlsplit
+
         parts = urlsplit(self.url)
         if parts.password:
             return self.url.replace(f":{parts.password}@", ":***@")
@@ -170,8 +184,10 @@ class RedisRun:
 
     def _vanished_error(self) -> RedisLost:
         self.gone = True
-        return RedisLost(f"Redis at {self.describe()} no longer has run {self.run_id} (restarted without "
-                         "persistence?): its queues are gone, so the run cannot go on")
+        return RedisLost(
+            f"Redis at {self.describe()} no longer has run {self.run_id} (restarted without "
+            "persistence?): its queues are gone, so the run cannot go on"
+        )
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -189,8 +205,8 @@ class RedisRun:
     def reader(self) -> Any:
         """A connection of its own for a queue's fetcher, so that its blocking reads can be cut short."""
         import redis
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=3,
-                                    single_connection_client=True)
+
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=3, single_connection_client=True)
 
     def register_reader(self, name: str, client: Any) -> None:
         """List `client` (a fetcher's connection, after each connect) as one to wake when an end comes."""
@@ -200,12 +216,14 @@ class RedisRun:
         """Something ended (a queue, a group): cut every fetcher's blocking read short, in every process of
         the run, so that each looks at its queue's end now rather than when its read times out. Client ids
         are never reused by a running server; an id that is gone is ignored by it."""
+
         def wake() -> None:
             ids = self.redis.hvals(self.key("readers"))
             with self.redis.pipeline(transaction=False) as pipe:
                 for client_id in ids:
                     pipe.client_unblock(int(client_id))
                 pipe.execute()
+
         self.call(wake)
 
     # --- calling Redis within the retry budget ----------------------------------------------------------
@@ -223,8 +241,9 @@ class RedisRun:
                 return operation()
             except self.errors as exc:
                 if time.monotonic() + wait_s > deadline:
-                    lost = RedisLost(f"Redis at {self.describe()} unreachable for {self.retry_budget_s:g}s "
-                                     f"(the retry budget): {exc}")
+                    lost = RedisLost(
+                        f"Redis at {self.describe()} unreachable for {self.retry_budget_s:g}s (the retry budget): {exc}"
+                    )
                     self.lose(lost)
                     raise (self.lost or lost) from None
                 logger.warning("Redis at %s: %s; retrying in %.2fs", self.describe(), exc, wait_s)

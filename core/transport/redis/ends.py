@@ -7,6 +7,7 @@ when every process that runs it has said so, or died (its heartbeat expired), an
 source's input values are a Redis queue of their own, written once for the whole run. Proven facts are
 kept in Redis (`closed:<queue>`), so every process need not prove them again.
 """
+
 from __future__ import annotations
 
 import logging

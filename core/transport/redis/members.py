@@ -1,5 +1,6 @@
 """Who takes part in a run over Redis: the processes that run each group whose input is local (their end
 marks), and each process's last published counts for the run's report."""
+
 from __future__ import annotations
 
 import json

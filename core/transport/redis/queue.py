@@ -10,12 +10,14 @@ entry was delivered and none is pending (core/transport/redis/ends.py).
 
 Items are JSON (core.base.codec), never pickles: whoever can write to Redis cannot run code here.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from core.base import codec
 from core.base.errors import ItemError
@@ -45,8 +47,17 @@ class RedisQueue:
 
     is_redis = True
 
-    def __init__(self, name: str, maxsize: int, run: RedisRun, *, reader: str, solo: bool = False,
-                 visibility_timeout_s: float = 30.0, max_deliveries: int = 5) -> None:
+    def __init__(
+        self,
+        name: str,
+        maxsize: int,
+        run: RedisRun,
+        *,
+        reader: str,
+        solo: bool = False,
+        visibility_timeout_s: float = 30.0,
+        max_deliveries: int = 5,
+    ) -> None:
         self.name = name
         #: The run is this process's alone (no --run-id was given, so no other can join): when this process
         #: stops reading, what is left is dead-lettered as in a local queue. Otherwise others may read on:
@@ -60,10 +71,20 @@ class RedisQueue:
         self.visibility_timeout_s = visibility_timeout_s
         self.max_deliveries = max_deliveries
         self.redis = run.redis
-        self.scripts = {name: self.redis.register_script(text) for name, text in
-                        (("settle", SETTLE), ("dead", DEAD), ("hand_back", HAND_BACK), ("renew", RENEW),
-                         ("claim", CLAIM), ("fill", FILL_ONCE), ("put", PUT), ("stage", STAGE),
-                         ("release", RELEASE))}
+        self.scripts = {
+            name: self.redis.register_script(text)
+            for name, text in (
+                ("settle", SETTLE),
+                ("dead", DEAD),
+                ("hand_back", HAND_BACK),
+                ("renew", RENEW),
+                ("claim", CLAIM),
+                ("fill", FILL_ONCE),
+                ("put", PUT),
+                ("stage", STAGE),
+                ("release", RELEASE),
+            )
+        }
         self.on_reject: Callable[[Any], None] = lambda item: None
         #: Records an entry the fetcher dead-lettered (undecodable, poison) in the reading group's own books
         #: and dead-letter file, as its Redis dead letter is: (item, error, kind). Set by RedisExits.
@@ -105,6 +126,7 @@ class RedisQueue:
     def create(self) -> None:
         """Make the stream and its consumer group if this is the run's first process to need them."""
         import redis
+
         try:
             self.run.call(lambda: self.redis.xgroup_create(self.key, self.group, id="0", mkstream=True))
         except redis.ResponseError as exc:
@@ -115,8 +137,9 @@ class RedisQueue:
         """A source's input values, written once for the whole run (other processes find them there)."""
         self.create()
         payloads = [codec.dumps(item) for item in items]
-        written = self.run.call(lambda: self.scripts["fill"](keys=[self.key, self.run.key("closed", self.name)],
-                                                               args=payloads))
+        written = self.run.call(
+            lambda: self.scripts["fill"](keys=[self.key, self.run.key("closed", self.name)], args=payloads)
+        )
         self.added += int(written)
         return int(written)
 
@@ -200,8 +223,11 @@ class RedisQueue:
             self.run.refresh_limits()
             for payload in payloads:
                 if len(payload.encode("utf-8")) > self.run.max_bulk_bytes:
-                    raise ItemError(f"cannot be written to a Redis queue: larger than the server takes "
-                                    f"(proto-max-bulk-len {self.run.max_bulk_bytes})")
+                    raise ItemError(
+                        f"cannot be written to a Redis queue: larger than the server takes "
+                        f"(proto-max-bulk-len {self.run.max_bulk_bytes})"
+                    )
+
         try:
             self.run.call(lambda: self.scripts["put"](keys=keys, args=args), before_retry=recheck)
         except self.run.response_error as exc:
@@ -283,8 +309,9 @@ class RedisQueue:
     def forget_waiter(self, future: Any) -> None:
         self._buffer.forget_waiter(future)
 
-    def get_items(self, max_items: int, timeout_s: float | None = None,
-                  hold: Callable[[list[Any]], None] | None = None) -> tuple[list[Any], bool]:
+    def get_items(
+        self, max_items: int, timeout_s: float | None = None, hold: Callable[[list[Any]], None] | None = None
+    ) -> tuple[list[Any], bool]:
         """For a process group's feeder: Deliveries (their items and entry ids travel together), and NUDGE
         where the queue nudged its readers (the feeder passes that on to its worker process)."""
         deliveries, done = self._buffer.get_items(max_items, timeout_s, hold)
@@ -338,16 +365,24 @@ class RedisQueue:
         except RedisLost:
             return  # they stay pending: another process claims them after the visibility timeout
         except Exception as exc:  # noqa: BLE001 - refused by the server: release them instead
-            logger.warning("%s: handing %d entries back failed (%s); releasing them to be claimed at once",
-                           self.name, len(ids), exc)
+            logger.warning(
+                "%s: handing %d entries back failed (%s); releasing them to be claimed at once",
+                self.name,
+                len(ids),
+                exc,
+            )
         idle_ms = int(self.visibility_timeout_s * 1000)
         try:
             self.run.call(lambda: self.scripts["release"](keys=[self.key], args=[*args, idle_ms, *ids]))
         except RedisLost:
             pass
         except Exception:  # noqa: BLE001 - they wait out the visibility timeout: said, not fatal
-            logger.exception("%s: releasing %d entries failed; they are claimed after visibility_timeout_s=%g",
-                             self.name, len(ids), self.visibility_timeout_s)
+            logger.exception(
+                "%s: releasing %d entries failed; they are claimed after visibility_timeout_s=%g",
+                self.name,
+                len(ids),
+                self.visibility_timeout_s,
+            )
 
     def finish_reading(self) -> None:
         """After every instance has ended: close, and in a solo run read what is left (even if the run never
@@ -441,8 +476,7 @@ class RedisQueue:
                         self._buffer.put_done(self._readers)
                     self.run.wake_readers()  # the groups reading from this queue end: their readers may too
                     return
-                if holding and not self._buffer.qsize() and now - last_nudge >= NUDGE_EVERY_S \
-                        and self.no_more_new():
+                if holding and not self._buffer.qsize() and now - last_nudge >= NUDGE_EVERY_S and self.no_more_new():
                     # Nothing new will come, yet entries are held here (a batching sink's batch, which it
                     # would only write at DONE): wake each instance as if it had waited its idle time.
                     last_nudge = now
@@ -451,8 +485,10 @@ class RedisQueue:
             self._buffer.put_done(self._readers)  # the run is ending (RedisRun.on_lost stops it)
         except Exception as exc:  # noqa: BLE001 - a refused command (out of memory, say): the run cannot go on
             logger.exception("%s: reading the queue failed", self.name)
-            self.run.lose(self.run.vanished() or RedisLost(f"Redis at {self.run.describe()} refused the run's "
-                                                           f"commands: {type(exc).__name__}: {exc}"))
+            self.run.lose(
+                self.run.vanished()
+                or RedisLost(f"Redis at {self.run.describe()} refused the run's commands: {type(exc).__name__}: {exc}")
+            )
             self._buffer.put_done(self._readers)
         finally:
             if self._read_client is not None:
@@ -471,18 +507,25 @@ class RedisQueue:
                 self.run.register_reader(self.name, self._read_client)  # a new connection: a new client id
                 held = set(self.in_hand_ids())  # before the read: an entry settled meanwhile is not pending
                 reply = self._read_client.xreadgroup(self.group, consumer, {self.key: "0"})
-                unseen = [(entry_id, fields) for entry_id, fields in (reply[0][1] if reply else [])
-                          if fields and _text(entry_id) not in held]
+                unseen = [
+                    (entry_id, fields)
+                    for entry_id, fields in (reply[0][1] if reply else [])
+                    if fields and _text(entry_id) not in held
+                ]
                 if unseen:
                     return unseen
             reply = self._read_client.xreadgroup(self.group, consumer, {self.key: ">"}, count=count, block=block_ms)
             return reply[0][1] if reply else []
+
         return read
 
     def _claim(self, count: int) -> list[tuple]:
         idle_ms = int(self.visibility_timeout_s * 1000)
-        return self.run.call(lambda: self.scripts["claim"](keys=[self.key], args=[
-            self.group, self.run.process_id, idle_ms, count, self.stage_key("")]))
+        return self.run.call(
+            lambda: self.scripts["claim"](
+                keys=[self.key], args=[self.group, self.run.process_id, idle_ms, count, self.stage_key("")]
+            )
+        )
 
     def _take(self, entries: list[tuple], *, claimed: bool) -> None:
         """Entries now ours: decoded into deliveries for the instances, or dead-lettered (undecodable, poison)."""
@@ -519,14 +562,21 @@ class RedisQueue:
                     self.on_dead(delivery.item, error, "failed")
                 continue
             if delivered > self.max_deliveries:
-                error = (f"poison: delivered {delivered - 1} times (crashes included) without being "
-                         f"settled; max_deliveries is {self.max_deliveries}")
+                error = (
+                    f"poison: delivered {delivered - 1} times (crashes included) without being "
+                    f"settled; max_deliveries is {self.max_deliveries}"
+                )
                 if self.settler.dead(delivery, error, kind="poison"):
                     self.on_dead(delivery.item, error, "poison")
                 continue
             if claimed:
-                logger.warning("%s: claimed %s from a consumer that held it past visibility_timeout_s=%g "
-                               "(delivery %d)", self.name, entry_id, self.visibility_timeout_s, delivered)
+                logger.warning(
+                    "%s: claimed %s from a consumer that held it past visibility_timeout_s=%g (delivery %d)",
+                    self.name,
+                    entry_id,
+                    self.visibility_timeout_s,
+                    delivered,
+                )
             deliveries.append(delivery)
         if deliveries and self._rejecting:
             for delivery in deliveries:
@@ -538,8 +588,9 @@ class RedisQueue:
     def _reject(self, delivery: Delivery) -> None:
         """A solo run's queue after its readers stopped: dead-letter the entry, as a closed local queue does."""
         try:
-            ours = self.settler.dead(delivery, "not processed: the queue was closed (pipeline stopping or group "
-                                     "ended)", kind="stopping")
+            ours = self.settler.dead(
+                delivery, "not processed: the queue was closed (pipeline stopping or group ended)", kind="stopping"
+            )
         except RedisLost:
             ours = True  # recorded here only: it stays pending in Redis, in a run no other process joins
         if ours:
@@ -548,8 +599,7 @@ class RedisQueue:
     def _renew(self) -> None:
         ids = self.in_hand_ids()
         if ids:
-            self.run.call(lambda: self.scripts["renew"](keys=[self.key], args=[self.group, self.run.process_id,
-                                                                               *ids]))
+            self.run.call(lambda: self.scripts["renew"](keys=[self.key], args=[self.group, self.run.process_id, *ids]))
 
 
 def _unwrapping(hold: Hold | None) -> Hold | None:
@@ -560,6 +610,7 @@ def _unwrapping(hold: Hold | None) -> Hold | None:
     def held(wrapper: Delivery) -> None:
         if wrapper.item is not NUDGE:
             hold(wrapper.item)
+
     return held
 
 

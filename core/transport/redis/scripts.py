@@ -14,6 +14,7 @@ A generator's outputs bound for Redis may be staged before its item is settled (
 `stage:<queue>:<entry id>`); SETTLE moves them to the output streams with the acknowledgement, DEAD and a claim
 by another consumer delete them.
 """
+
 from __future__ import annotations
 
 # The start of every script that writes: answer again what an earlier run of this very call answered.
@@ -35,16 +36,21 @@ end
 """
 
 # KEYS: stream, calls hash. ARGV: field, seq, then the items (JSON). Returns {count added}.
-PUT = _REPEAT + """
+PUT = (
+    _REPEAT
+    + """
 local again = repeated(KEYS[2], ARGV[1], ARGV[2])
 if again then return again end
 for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', 'd', ARGV[i], 'n', '0') end
 return record(KEYS[2], ARGV[1], ARGV[2], {#ARGV - 2})
 """
+)
 
 # KEYS: input stream, staging list, calls hash. ARGV: group, consumer, entry id, field, seq, ttl (s), then
 # outputs (JSON). Appends them to the entry's staging list if this consumer owns the entry: {1}, else {0}.
-STAGE = _REPEAT + """
+STAGE = (
+    _REPEAT
+    + """
 local again = repeated(KEYS[3], ARGV[4], ARGV[5])
 if again then return again end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -55,13 +61,16 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return record(KEYS[3], ARGV[4], ARGV[5], {1})
 """
+)
 
 # KEYS: input stream, calls hash, the output streams (ARGV[5] of them), then the staging list of each item
 # that has one, in order. ARGV: group, consumer, field, seq, output stream count, then per item: id, staged (1
 # or 0), output count, the outputs (JSON). Each output, staged ones first, goes to every output stream.
 # Returns one 1 (settled) or 0 (not ours) per item. Ownership is read once for the batch (this consumer's
 # pending entries: at most what it reads ahead).
-SETTLE = _REPEAT + """
+SETTLE = (
+    _REPEAT
+    + """
 local group, consumer, field, seq, outs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local again = repeated(KEYS[2], field, seq)
 if again then return again end
@@ -103,12 +112,15 @@ if #settled > 0 then
 end
 return record(KEYS[2], field, seq, results)
 """
+)
 
 # KEYS: input stream, dead-letter stream, calls hash, then the staging list of each item that has one, in
 # order. ARGV: group, consumer, field, seq, then per item: id, staged (1 or 0), the dead-letter record (JSON).
 # The record goes to the run's dead-letter stream with the acknowledgement (and the staged outputs are
 # dropped), or nothing happens. Returns one 1 (done) or 0 (not ours) per item.
-DEAD = _REPEAT + """
+DEAD = (
+    _REPEAT
+    + """
 local group, consumer, field, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local again = repeated(KEYS[3], field, seq)
 if again then return again end
@@ -129,6 +141,7 @@ for i = 5, #ARGV, 3 do
 end
 return record(KEYS[3], field, seq, results)
 """
+)
 
 # KEYS: input stream. ARGV: group, consumer, then ids. A graceful hand-back: each entry owned here is
 # written again at the end of the stream (its delivery count kept, this delivery not counted) and acknowledged.

@@ -1,18 +1,20 @@
 """Settling Redis entries: the Settler sends what instances are done with in batches (one script call
 per kind, core/transport/redis/scripts.py); how a group's items leave through it is core/run/redis_exits.py.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from core.base import codec
 from core.base.errors import ItemError
-from core.transport.base import Delivery
 from core.base.redact import redact
+from core.transport.base import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +86,28 @@ class Settler:
         self.thread.start()
         self.dead_letters: Any = None  # the local file, set by the executor
 
-    def settle(self, delivery: Delivery, outputs: list[Any] | None, output_keys: tuple[str, ...] = (),
-               on_result: Callable[[Any], None] | None = None) -> bool | None:
+    def settle(
+        self,
+        delivery: Delivery,
+        outputs: list[Any] | None,
+        output_keys: tuple[str, ...] = (),
+        on_result: Callable[[Any], None] | None = None,
+    ) -> bool | None:
         """Acknowledge, with `outputs` added to `output_keys` in the same step when given. With `on_result`,
         return at once and call it later with True, False (another consumer owns the entry now: nothing
         was written) or the exception; without it, wait and return True or False."""
         payloads = encode_all(outputs or (), self.queue.run.max_bulk_bytes)
         return self.settle_payloads(delivery, payloads, output_keys, on_result=on_result)
 
-    def settle_payloads(self, delivery: Delivery, payloads: list[str], output_keys: tuple[str, ...] = (), *,
-                        stage: str | None = None, on_result: Callable[[Any], None] | None = None) -> bool | None:
+    def settle_payloads(
+        self,
+        delivery: Delivery,
+        payloads: list[str],
+        output_keys: tuple[str, ...] = (),
+        *,
+        stage: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> bool | None:
         """settle() with the outputs already written as JSON (encode_all), after what `stage` holds for it."""
         request = _Request("settle", delivery, payloads, output_keys, stage)
         if on_result is None:
@@ -101,8 +115,16 @@ class Settler:
         self._submit(request, on_result)
         return None
 
-    def dead(self, delivery: Delivery, error: str, *, kind: str, attempts: int = 1, stage: str | None = None,
-             on_result: Callable[[Any], None] | None = None) -> bool | None:
+    def dead(
+        self,
+        delivery: Delivery,
+        error: str,
+        *,
+        kind: str,
+        attempts: int = 1,
+        stage: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> bool | None:
         """Dead-letter into the run's dead-letter stream with the acknowledgement (what `stage` holds for it
         is dropped); False if not ours. With `on_result`, return at once and answer there."""
         request = _Request("dead", delivery, self._record(delivery.item, error, kind, attempts), (), stage)
@@ -119,9 +141,16 @@ class Settler:
 
     def _record(self, item: Any, error: str, kind: str, attempts: int) -> str:
         queue = self.queue
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "group": queue.group,
-                  "queue": queue.name, "kind": kind, "item": codec.encode(item, strict=False),
-                  "error": redact(error), "attempts": attempts, "process": queue.run.process_id}
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "group": queue.group,
+            "queue": queue.name,
+            "kind": kind,
+            "item": codec.encode(item, strict=False),
+            "error": redact(error),
+            "attempts": attempts,
+            "process": queue.run.process_id,
+        }
         text = json.dumps(record)  # the error is masked; the item is kept exact (a replay must be the same item)
         limit = queue.run.max_bulk_bytes
         if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
@@ -134,9 +163,11 @@ class Settler:
     def _wait(self, request: _Request) -> bool:
         done = threading.Event()
         result: list[Any] = []
+
         def deliver(outcome: Any) -> None:
             result.append(outcome)
             done.set()
+
         self._submit(request, deliver)
         done.wait()
         if isinstance(result[0], BaseException):
@@ -165,8 +196,9 @@ class Settler:
                 results = self._send(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter (RedisLost, mostly)
                 results = [exc] * len(batch)
-            self.queue.settled([request.delivery.token[0] for request, ok in zip(batch, results)
-                                if ok is True or ok is False])
+            self.queue.settled(
+                [request.delivery.token[0] for request, ok in zip(batch, results) if ok is True or ok is False]
+            )
             for request, ok in zip(batch, results):
                 request.deliver(ok)
 
@@ -318,5 +350,7 @@ def _pop_oldest(checked: dict[int, tuple[Any, str]]) -> tuple[int, tuple[Any, st
 
 
 def _too_large(size: int, limit_bytes: int) -> ItemError:
-    return ItemError(f"cannot be written to a Redis queue: {size} bytes as JSON, more than the server takes "
-                     f"(proto-max-bulk-len {limit_bytes})")
+    return ItemError(
+        f"cannot be written to a Redis queue: {size} bytes as JSON, more than the server takes "
+        f"(proto-max-bulk-len {limit_bytes})"
+    )
