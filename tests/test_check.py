@@ -13,7 +13,7 @@ from pipeline_text import line, write
 from conftest import ROOT, run_main
 from core.base.paths import module_search_paths, use_module_search_paths
 from core.pipeline.config import ConfigError, load_pipeline
-from core.pipeline.yaml_lines import MAX_ALIAS_NODES, MAX_DEPTH
+from core.pipeline.yaml_limits import MAX_ALIAS_NODES, MAX_DEPTH
 
 VALID = """\
 queues:

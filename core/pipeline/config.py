@@ -17,7 +17,8 @@ from core.pipeline.overrides import apply_sets, expand_env
 from core.pipeline.problems import Checker, ConfigError, Problem, SettingsError, did_you_mean, kind_of
 from core.pipeline.specs import DEFAULT_MAXSIZE, QUEUE_BACKENDS, PipelineSpec, QueueSpec, WorkerSpec
 from core.pipeline.wiring import check_wiring
-from core.pipeline.yaml_lines import LineDict, LineList, LoadLimitError, load_with_lines
+from core.pipeline.yaml_limits import LoadLimitError
+from core.pipeline.yaml_lines import LineDict, LineList, load_with_lines
 
 __all__ = ["ConfigError", "PipelineSpec", "Problem", "QueueSpec", "SettingsError", "WorkerSpec", "load_pipeline"]
 

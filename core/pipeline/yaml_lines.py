@@ -8,13 +8,8 @@ from typing import IO, Any
 
 import yaml
 
-# Aliases may add this many nodes to a file, beyond those written out. Real files use a few (`<<: *defaults`,
-# a shared params block: tens to hundreds of nodes); an alias bomb adds millions. Every later walk of the file
-# (${VAR}, --set, the checks, items sent on) costs time in the expanded size, and this keeps that under a second.
-MAX_ALIAS_NODES = 100_000
-# Nesting deeper than this is refused: a pipeline file nests a handful of levels, and each walk over the values
-# is recursive, so a deep file would crash it with RecursionError instead of being named as a problem.
-MAX_DEPTH = 100
+from core.pipeline.yaml_limits import MAX_DEPTH, LimitedLoader
+
 SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
@@ -55,83 +50,6 @@ class DuplicateKey(yaml.MarkedYAMLError):
     """PyYAML keeps the last of two equal keys silently; a pipeline file must not."""
 
 
-class LoadLimitError(yaml.MarkedYAMLError):
-    """Valid YAML refused while it is read: aliases that expand too far or into themselves, or too deep nesting."""
-
-
-class _LimitedLoader(yaml.SafeLoader):
-    """SafeLoader within the limits above, naming a scalar it cannot read (`!!int abc`) as a YAML problem."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._open_anchors: set[str] = set()  # anchors whose value is still being read
-        self._alias_nodes = 0
-        self._measured: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth) when fully expanded
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            self._count_alias(event)
-            return super().compose_node(parent, index)
-        if self._depth >= MAX_DEPTH:
-            raise LoadLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
-        self._depth += 1
-        if event.anchor is not None:
-            self._open_anchors.add(event.anchor)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-            self._open_anchors.discard(event.anchor)
-
-    def _count_alias(self, event: yaml.AliasEvent) -> None:
-        """Add what the alias expands to; refuse the file once aliases add too much."""
-        target = self.anchors.get(event.anchor)
-        if target is None:
-            return  # PyYAML reports the undefined alias
-        if event.anchor in self._open_anchors:
-            raise LoadLimitError(
-                None,
-                None,
-                f"alias *{event.anchor} is used inside the value it names, which would make that value endless",
-                event.start_mark,  # type: ignore[arg-type]
-            )
-        nodes, depth = self._measure(target)
-        if self._depth + depth > MAX_DEPTH:
-            raise LoadLimitError(
-                None,
-                None,
-                f"alias *{event.anchor} nests the file more than {MAX_DEPTH} levels deep",
-                event.start_mark,  # type: ignore[arg-type]
-            )
-        self._alias_nodes += nodes
-        if self._alias_nodes > MAX_ALIAS_NODES:
-            raise LoadLimitError(
-                None,
-                None,
-                f"aliases expand the file by more than {MAX_ALIAS_NODES:,} values by "
-                f"here (this *{event.anchor} alone adds {nodes:,}); write the values out or "
-                "use fewer aliases",
-                event.start_mark,  # type: ignore[arg-type]
-            )
-
-    def _measure(self, node: yaml.Node) -> tuple[int, int]:
-        """How many nodes `node` expands to, and how deep; memoised, so shared values are measured once."""
-        known = self._measured.get(id(node))
-        if known is not None:
-            return known
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        else:
-            children = []
-        sizes = [self._measure(child) if isinstance(child, yaml.Node) else (1, 1) for child in children]
-        known = self._measured[id(node)] = (1 + sum(n for n, _ in sizes), 1 + max((d for _, d in sizes), default=0))
-        return known
-
-
 def _expect(node: yaml.Node, kind: type, name: str) -> None:
     """A `!!map` or `!!seq` tag on a value of another kind is a problem at its line (PyYAML would crash on it)."""
     if not isinstance(node, kind):
@@ -141,7 +59,7 @@ def _expect(node: yaml.Node, kind: type, name: str) -> None:
         )
 
 
-def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode) -> Iterator[LineDict]:
+def _construct_mapping(loader: LimitedLoader, node: yaml.MappingNode) -> Iterator[LineDict]:
     _expect(node, yaml.MappingNode, "a mapping")
     data = LineDict()
     data.line = node.start_mark.line + 1
@@ -183,7 +101,7 @@ def _construct_mapping(loader: _LimitedLoader, node: yaml.MappingNode) -> Iterat
         data.key_lines[key] = key_node.start_mark.line + 1
 
 
-def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode) -> Iterator[LineList]:
+def _construct_sequence(loader: LimitedLoader, node: yaml.SequenceNode) -> Iterator[LineList]:
     _expect(node, yaml.SequenceNode, "a sequence")
     data = LineList()
     data.line = node.start_mark.line + 1
@@ -196,14 +114,14 @@ def _construct_sequence(loader: _LimitedLoader, node: yaml.SequenceNode) -> Iter
     )
 
 
-def _checked_scalar(tag: str) -> Callable[[_LimitedLoader, yaml.Node], Any]:
+def _checked_scalar(tag: str) -> Callable[[LimitedLoader, yaml.Node], Any]:
     """PyYAML's constructor of `tag`, naming a text it cannot read as a problem at its line: on `!!int abc`,
     `!!bool maybe` or `!!timestamp 2001-13-45` PyYAML's own raises ValueError, KeyError, IndexError or
     AttributeError from inside its parsing."""
     construct = yaml.SafeLoader.yaml_constructors[tag]
     name = tag.rsplit(":", 1)[-1]
 
-    def checked(loader: _LimitedLoader, node: yaml.Node) -> Any:
+    def checked(loader: LimitedLoader, node: yaml.Node) -> Any:
         try:
             return construct(loader, node)
         except (ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
@@ -215,7 +133,7 @@ def _checked_scalar(tag: str) -> Callable[[_LimitedLoader, yaml.Node], Any]:
     return checked
 
 
-def _construct_text(loader: _LimitedLoader, node: yaml.Node) -> str:
+def _construct_text(loader: LimitedLoader, node: yaml.Node) -> str:
     """A string, refused when an escape made it half of a UTF-16 pair ("\\ud800"): that is no character, and
     printing, logging or storing the value would fail in the middle of a run."""
     text = loader.construct_scalar(node)  # type: ignore[arg-type]  # registered for scalar nodes only
@@ -246,8 +164,8 @@ class _Sequence(yaml.SequenceNode):
     lines: array
 
 
-class _LineLoader(_LimitedLoader):
-    """_LimitedLoader whose mappings and sequences carry line numbers (1-based)."""
+class _LineLoader(LimitedLoader):
+    """LimitedLoader whose mappings and sequences carry line numbers (1-based)."""
 
     # types-PyYAML gives compose_sequence_node the `anchors` dict of compose_document; PyYAML passes the anchor
     def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:  # type: ignore[override]
@@ -281,8 +199,8 @@ class _LineLoader(_LimitedLoader):
 
 
 for _tag in ("null", "bool", "int", "float", "binary", "timestamp"):
-    _LimitedLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _checked_scalar(f"tag:yaml.org,2002:{_tag}"))
-_LimitedLoader.add_constructor("tag:yaml.org,2002:str", _construct_text)
+    LimitedLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _checked_scalar(f"tag:yaml.org,2002:{_tag}"))
+LimitedLoader.add_constructor("tag:yaml.org,2002:str", _construct_text)
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # after the above: it copies them
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
@@ -312,4 +230,4 @@ def load_with_lines(text: str | IO[str]) -> Any:
 def load_plain(text: str) -> Any:
     """Parse one YAML value (a --set value, an expanded ${VAR}) as plain dicts and lists, within the same limits;
     raises yaml.YAMLError for anything it cannot read."""
-    return yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - _LimitedLoader is a SafeLoader
+    return yaml.load(text, Loader=LimitedLoader)  # noqa: S506 - LimitedLoader is a SafeLoader
