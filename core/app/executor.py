@@ -20,7 +20,8 @@ from core.run.bottleneck import QueueLoad
 from core.run.ends import Ends
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
-from core.run.report import RunReport, Snapshot, build_report
+from core.run.report import RunReport, Snapshot
+from core.run.tally import build_report
 from core.transport.base import is_shared
 
 if TYPE_CHECKING:

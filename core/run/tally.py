@@ -1,0 +1,109 @@
+"""The report of a run, built at its end from its groups, queues, queue loads and dead letters, with the
+bottleneck hints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from core.pipeline.config import PipelineSpec
+from core.run.bottleneck import QueueLoad, StageLoad, hints
+from core.run.group import WorkerGroup
+from core.run.ledger import DeadLetters
+from core.run.report import GroupReport, QueueReport, RunReport
+from core.transport.base import Queue
+
+
+def build_report(
+    spec: PipelineSpec,
+    groups: Iterable[WorkerGroup],
+    queues: Iterable[Queue],
+    loads: dict[str, QueueLoad],
+    *,
+    reason: str,
+    error: str | None,
+    duration_s: float,
+    dead_letters: DeadLetters,
+    signal: int | None,
+    not_started: int = 0,
+) -> RunReport:
+    """The RunReport of a run, with the bottleneck hints. A run that went to its end but got nothing to
+    a sink while items failed or a group crashed is `failed`, with the first error as the reason."""
+    group_reports, stages, crashes = [], [], []
+    for group in groups:
+        counts, instances = group.counts(), group.runner.size
+        busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 and instances else 0.0
+        rate = counts.processed / duration_s if duration_s > 0 else 0.0
+        crashes += [f"{i.name} crashed: {type(i.crash).__name__}: {i.crash}" for i in group.instances if i.crash]
+        group_reports.append(
+            GroupReport(
+                name=group.name,
+                instances=instances,
+                sink=not group.outputs,
+                crashed=group.crashed(),
+                received=counts.received,
+                processed=counts.processed,
+                emitted=counts.emitted,
+                stored=counts.stored,
+                failed=counts.failed,
+                dead_lettered=counts.dead_lettered,
+                in_flight=counts.in_flight,
+                busy_pct=round(100 * busy, 1),
+                items_per_s=round(rate, 2),
+                stores=any(i.batching or getattr(i, "flushing", False) for i in group.instances),
+                mode=group.mode,
+                returned=counts.returned,
+            )
+        )
+        stages.append(
+            StageLoad(
+                name=group.name,
+                instances=instances,
+                busy=busy,
+                items_per_s=rate,
+                input_queue=group.spec.input_queue,
+                input_load=loads.get(group.spec.input_queue) if group.spec.input_queue else None,
+                requests_per_second=float(group.spec.params.get("requests_per_second") or 0),
+            )
+        )
+    queue_reports = []
+    for queue in queues:
+        load = loads[queue.name]
+        queue_reports.append(
+            QueueReport(
+                name=queue.name,
+                maxsize=queue.maxsize,
+                put=queue.put_count,
+                taken=queue.get_count,
+                left=queue.qsize(),
+                high_water=queue.high_water,
+                preloaded=getattr(queue, "preloaded", 0),
+                refused=getattr(queue, "refused", 0),
+                full_pct=round(100 * load.fraction(load.full), 1),
+                nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
+                mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0,
+            )
+        )
+    flowed = any(g.received for g in group_reports if g.sink)
+    if reason == "finished" and not flowed and (dead_letters.first_error or crashes):
+        reason, error = "failed", error or dead_letters.first_error or crashes[0]
+    report = RunReport(
+        pipeline=spec.name,
+        finish_reason=reason,
+        duration_s=round(duration_s, 3),
+        groups=group_reports,
+        queues=queue_reports,
+        dead_letter_path=str(dead_letters.path),
+        dead_letters=dead_letters.count,
+        dead_letter_write_errors=dead_letters.write_errors,
+        error=_one_line(error),
+        signal=signal,
+        not_started=not_started,
+        hints=hints(stages) if reason == "finished" and flowed else [],
+    )
+    if report.dead_letter_write_errors and not report.error:
+        report.error = f"the dead-letter file could not be written: {dead_letters.first_write_error}"
+    return report
+
+
+def _one_line(text: str | None) -> str | None:
+    return None if text is None else " ".join(text.split())
