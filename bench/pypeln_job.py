@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.storage.database import database_url, open_database  # noqa: E402
 from workers.postgres_worker import PostgresWorker  # noqa: E402
 from workers.wiki_worker import parse_constituents  # noqa: E402
-from workers.yahoo_finance_worker import parse_chart, yahoo_symbol  # noqa: E402
+from workers.yahoo_pages import parse_chart, yahoo_symbol  # noqa: E402
 
 
 def main(wiki_url: str, chart_url: str, instances: int, url: str) -> None:

@@ -30,7 +30,7 @@ from sites import SP500_PAGE, FakeSites
 
 from conftest import ROOT, local_pipeline
 from workers.wiki_worker import parse_constituents
-from workers.yahoo_finance_worker import yahoo_symbol
+from workers.yahoo_pages import yahoo_symbol
 
 SYMBOLS = parse_constituents(SP500_PAGE.read_bytes())
 CANARY = f"canary-{uuid.uuid4().hex[:16]}"

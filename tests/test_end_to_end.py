@@ -16,7 +16,7 @@ from sites import SP500_PAGE, WIKI_PATH, FakeSites, price_for
 from conftest import ROOT, local_pipeline, run_main
 from workers.postgres_worker import prices_table
 from workers.wiki_worker import parse_constituents
-from workers.yahoo_finance_worker import yahoo_symbol
+from workers.yahoo_pages import yahoo_symbol
 
 SYMBOL_COUNT = 503
 MARKET_TIME = datetime(2024, 9, 18, 20, 0, 2)  # the served regularMarketTime, as UTC wall time

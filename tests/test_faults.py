@@ -54,7 +54,7 @@ from pg_proxy import CommitCutter
 from sites import WIKI_PATH, FakeSites, Fault, chart_body, price_for
 
 from conftest import ROOT, fresh_database, local_pipeline
-from workers.yahoo_finance_worker import yahoo_symbol
+from workers.yahoo_pages import yahoo_symbol
 
 
 @pytest.fixture

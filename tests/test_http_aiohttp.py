@@ -18,7 +18,8 @@ from core.http.aiohttp_client import AsyncHttpClient
 from core.http.client import BodyTooLarge, CircuitOpen, FetchError, HttpSettings, Page, Stopped
 from workers.base import ItemError
 from workers.wiki_worker import parse_constituents
-from workers.yahoo_finance_worker import UnknownSymbol, YahooFinancePriceAsyncScheduler, yahoo_symbol
+from workers.yahoo_finance_worker import UnknownSymbol, YahooFinancePriceAsyncScheduler
+from workers.yahoo_pages import yahoo_symbol
 
 FAST = HttpSettings(
     user_agent="aiohttp-tests", connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01, pool_size=4

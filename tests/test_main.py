@@ -18,7 +18,7 @@ from sites import SP500_PAGE, FakeSites, Fault, chart_body, price_for
 
 from conftest import ROOT, local_pipeline, run_main
 from workers.wiki_worker import parse_constituents
-from workers.yahoo_finance_worker import yahoo_symbol
+from workers.yahoo_pages import yahoo_symbol
 
 SHUTDOWN_TIMEOUT_S = 8.0
 START_TIMEOUT_S = 30.0

@@ -20,12 +20,8 @@ from workers.yahoo_finance_worker import (
     YahooFinancePriceAsyncScheduler,
     YahooFinancePriceScheduler,
     YahooFinancePriceWorker,
-    parse_chart,
-    parse_quote_page,
-    template_problem,
-    valid_price,
-    yahoo_symbol,
 )
+from workers.yahoo_pages import parse_chart, parse_quote_page, template_problem, valid_price, yahoo_symbol
 
 YAHOO = FIXTURES / "yahoo"
 NOT_FOUND = YAHOO / "yahoo_chart_error_not_found.json"
