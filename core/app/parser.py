@@ -1,0 +1,63 @@
+"""The command line's flags (`python main.py --help`): their names, defaults and help texts, in one place."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Run the pipeline file named by --pipeline or PIPELINE_LOCATION, and exit with an honest code.",
+    )
+    parser.add_argument("--pipeline", metavar="PATH", help="pipeline file (default: $PIPELINE_LOCATION)")
+    parser.add_argument("--check", action="store_true", help="only validate the pipeline file; exit 0 or 2")
+    parser.add_argument("--graph", action="store_true", help="print the pipeline as a Mermaid flowchart and exit")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="sets",
+        help="override a value, e.g. workers.YahooFinanceWorker.instances=16 (repeatable)",
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="FILE.jsonl",
+        help="run the items of a dead-letter file again, each into the group that dead-lettered it",
+    )
+    parser.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="with Redis queues: the processes started with the same id form one run (or $RUN_ID)",
+    )
+    parser.add_argument(
+        "--only", metavar="GROUP[,GROUP...]", help="with Redis queues: run only these worker groups in this process"
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="with Redis queues: print the whole run's report here (the sink's process does anyway)",
+    )
+    parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="after SIGINT/SIGTERM, exit at the latest this long after (default 10)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live status table or status lines")
+    parser.add_argument(
+        "--status-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="without a terminal, log a status line this often (default 10)",
+    )
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR, in any case; default $LOG_LEVEL"
+    )
+    parser.add_argument("--log-file", metavar="PATH", help="also write the log to this file")
+    return parser
