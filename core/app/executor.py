@@ -21,7 +21,7 @@ from core.run.ends import Ends
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
 from core.run.report import RunReport, Snapshot
-from core.run.tally import build_report
+from core.run.tally import build_report, snapshot_of
 from core.transport.base import is_shared
 
 if TYPE_CHECKING:
@@ -290,21 +290,5 @@ class YamlPipelineExecutor(threading.Thread):
     def snapshot(self) -> Snapshot:
         """The run as it is now, for the live status (safe to call from another thread)."""
         elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
-        groups = [(g.name, g.runner.alive(), g.runner.size, g.counts()) for g in self.groups.values()]
-        queues = [(q.name, q.qsize(), q.maxsize) for q in self.queues.values()]
-        sources = [g for g in self.groups.values() if g.is_source]
-        sinks = [g for g in self.groups.values() if not g.outputs]
-        # Known once every source has ended; never here when this process runs no source (--only). A replay's
-        # items for the other groups go into their queues without any source emitting them: counted in too.
         replayed = sum(len(items) for _, items in self._preloads)
-        total = (
-            sum(g.counts().emitted for g in sources) + replayed
-            if sources and all(g.finished() for g in sources)
-            else None
-        )
-        # Items dead-lettered on the way never reach a sink, but they are done with too.
-        dropped = sum(g.counts().dead_lettered for g in self.groups.values() if not g.is_source and g.outputs)
-        sink = min((g.counts() for g in sinks), key=lambda c: c.processed + c.dead_lettered, default=None)
-        settled = dropped + (sink.processed + sink.dead_lettered if sink is not None else 0)
-        dead_lettered = dropped + (sink.dead_lettered if sink is not None else 0)
-        return Snapshot(elapsed, groups, queues, total, settled, dead_lettered)
+        return snapshot_of(self.groups.values(), self.queues.values(), elapsed_s=elapsed, replayed=replayed)

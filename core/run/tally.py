@@ -1,5 +1,5 @@
-"""The report of a run, built at its end from its groups, queues, queue loads and dead letters, with the
-bottleneck hints."""
+"""The numbers of a run read off its groups and queues: the report at its end (with the bottleneck hints), and
+the snapshot of a run in progress for the live status."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core.pipeline.config import PipelineSpec
 from core.run.bottleneck import QueueLoad, StageLoad, hints
 from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
-from core.run.report import GroupReport, QueueReport, RunReport
+from core.run.report import GroupReport, QueueReport, RunReport, Snapshot
 from core.transport.base import Queue
 
 
@@ -107,3 +107,23 @@ def build_report(
 
 def _one_line(text: str | None) -> str | None:
     return None if text is None else " ".join(text.split())
+
+
+def snapshot_of(groups: Iterable[WorkerGroup], queues: Iterable[Queue], *, elapsed_s: float, replayed: int) -> Snapshot:
+    """The run as it is now (`replayed`: items a replay put into the queues, which no source emitted)."""
+    groups = list(groups)
+    rows = [(g.name, g.runner.alive(), g.runner.size, g.counts()) for g in groups]
+    sizes = [(q.name, q.qsize(), q.maxsize) for q in queues]
+    sources = [g for g in groups if g.is_source]
+    sinks = [g for g in groups if not g.outputs]
+    # Known once every source has ended; never here when this process runs no source (--only). A replay's
+    # items for the other groups go into their queues without any source emitting them: counted in too.
+    total = (
+        sum(g.counts().emitted for g in sources) + replayed if sources and all(g.finished() for g in sources) else None
+    )
+    # Items dead-lettered on the way never reach a sink, but they are done with too.
+    dropped = sum(g.counts().dead_lettered for g in groups if not g.is_source and g.outputs)
+    sink = min((g.counts() for g in sinks), key=lambda c: c.processed + c.dead_lettered, default=None)
+    settled = dropped + (sink.processed + sink.dead_lettered if sink is not None else 0)
+    dead_lettered = dropped + (sink.dead_lettered if sink is not None else 0)
+    return Snapshot(elapsed_s, rows, sizes, total, settled, dead_lettered)
