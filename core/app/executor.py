@@ -220,13 +220,16 @@ class YamlPipelineExecutor(threading.Thread):
         self._changed.set()
 
     def _monitor(self) -> None:
-        """Wake on every instance exit (and at monitor_interval_s regardless); sample queue sizes meanwhile."""
-        last_check = time.monotonic()
+        """Wake on every instance exit (and at monitor_interval_s regardless); sample queue sizes on the clock,
+        every sample_interval_s, never on a wake: ends come in bursts, and would outweigh the run."""
+        last_check = last_sample = time.monotonic()
         while True:
             changed = self._changed.wait(min(self.sample_interval_s, self.monitor_interval_s))
-            for name, queue in self.queues.items():
-                self.loads[name].add(queue.qsize(), queue.maxsize)
             now = time.monotonic()
+            if now - last_sample >= self.sample_interval_s:
+                for name, queue in self.queues.items():
+                    self.loads[name].add(queue.qsize(), queue.maxsize, now - last_sample)
+                last_sample = now
             if changed or now - last_check >= self.monitor_interval_s:
                 self._changed.clear()
                 last_check = now

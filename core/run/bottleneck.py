@@ -1,4 +1,8 @@
-"""Which stage held the run back: from sampled queue sizes and the time each stage spent working."""
+"""Which stage held the run back: from sampled queue sizes and the time each stage spent working.
+
+A queue's size is sampled on a clock (the executor's sample interval), each sample weighed by the time since the
+one before: a burst of samples close together (instances ending one after another) stands for moments, not for
+a share of the run."""
 
 from __future__ import annotations
 
@@ -13,22 +17,29 @@ RATE_LIMITED_AT = 0.8  # running at 80% of requests_per_second means the limit i
 
 @dataclass
 class QueueLoad:
-    """Samples of one queue's size taken during the run."""
+    """One queue's size over the run, as seconds: watched, non-empty, full, and size × seconds."""
 
-    samples: int = 0
-    nonempty: int = 0
-    full: int = 0
-    size_sum: int = 0
+    seconds: float = 0.0
+    nonempty_s: float = 0.0
+    full_s: float = 0.0
+    size_seconds: float = 0.0
 
-    def add(self, size: int, maxsize: int) -> None:
-        """Record one sample."""
-        self.samples += 1
-        self.size_sum += size
-        self.nonempty += size > 0
-        self.full += size >= FULL_AT * maxsize
+    def add(self, size: int, maxsize: int, seconds: float) -> None:
+        """Record a sample standing for the `seconds` since the one before."""
+        self.seconds += seconds
+        self.size_seconds += size * seconds
+        if size > 0:
+            self.nonempty_s += seconds
+        if size >= FULL_AT * maxsize:
+            self.full_s += seconds
 
-    def fraction(self, count: int) -> float:
-        return count / self.samples if self.samples else 0.0
+    def fraction(self, seconds: float) -> float:
+        """`seconds` as a share of the time watched."""
+        return seconds / self.seconds if self.seconds else 0.0
+
+    def mean_size(self) -> float:
+        """The queue's size averaged over the time watched."""
+        return self.size_seconds / self.seconds if self.seconds else 0.0
 
 
 @dataclass
@@ -47,8 +58,8 @@ class StageLoad:
 def hints(stages: list[StageLoad]) -> list[str]:
     """One-line advice: the stage to scale (or the rate limit to raise), and the stages that idled."""
     advice = []
-    readers = [s for s in stages if s.input_load is not None and s.input_load.samples]
-    backlogged = [s for s in readers if _load(s).fraction(_load(s).nonempty) >= BACKLOG_AT]
+    readers = [s for s in stages if s.input_load is not None and s.input_load.seconds]
+    backlogged = [s for s in readers if _load(s).fraction(_load(s).nonempty_s) >= BACKLOG_AT]
     bottleneck = max(backlogged, key=lambda s: s.busy, default=None)
     if bottleneck is not None and bottleneck.busy < BUSY_AT:
         bottleneck = None  # a backlog its reader had time for: nobody is short of instances
@@ -73,8 +84,8 @@ def _load(stage: StageLoad) -> QueueLoad:
 
 def _scale_hint(stage: StageLoad) -> str:
     load = _load(stage)
-    full = load.fraction(load.full)
-    how = f"full {100 * full:.0f}%" if full >= BACKLOG_AT else f"non-empty {100 * load.fraction(load.nonempty):.0f}%"
+    full = load.fraction(load.full_s)
+    how = f"full {100 * full:.0f}%" if full >= BACKLOG_AT else f"non-empty {100 * load.fraction(load.nonempty_s):.0f}%"
     held = f"{stage.name} kept {stage.input_queue} {how} of the time, its instances busy {100 * stage.busy:.0f}%"
     limit = stage.requests_per_second
     if limit and stage.items_per_s >= RATE_LIMITED_AT * limit:

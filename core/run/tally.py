@@ -78,9 +78,9 @@ def build_report(
                 high_water=queue.high_water,
                 preloaded=getattr(queue, "preloaded", 0),
                 refused=getattr(queue, "refused", 0),
-                full_pct=round(100 * load.fraction(load.full), 1),
-                nonempty_pct=round(100 * load.fraction(load.nonempty), 1),
-                mean_size=round(load.size_sum / load.samples, 1) if load.samples else 0.0,
+                full_pct=round(100 * load.fraction(load.full_s), 1),
+                nonempty_pct=round(100 * load.fraction(load.nonempty_s), 1),
+                mean_size=round(load.mean_size(), 1),
             )
         )
     flowed = any(g.received for g in group_reports if g.sink)
