@@ -72,13 +72,13 @@ workers:
 
 SHIPPED_GRAPH = """\
 flowchart LR
-    in_WikiWorker_0[/"https://en.wikipedia.org/wiki/List_of_S%26P_500_companies"/]
+    in_WikiWorker[/"https://en.wikipedia.org/wiki/List_of_S%26P_500_companies"/]
     w_WikiWorker["WikiWorker (1 thread)<br/>WikiWorkerMasterScheduler"]
     w_YahooFinanceWorker["YahooFinanceWorker (4 threads)<br/>YahooFinancePriceScheduler"]
     w_PostgresWorker["PostgresWorker (1 thread)<br/>PostgresMasterScheduler"]
     q_SymbolQueue[("SymbolQueue ≤1000")]
     q_PostgresUploading[("PostgresUploading ≤1000")]
-    in_WikiWorker_0 --> w_WikiWorker
+    in_WikiWorker --> w_WikiWorker
     w_WikiWorker --> q_SymbolQueue
     q_SymbolQueue --> w_YahooFinanceWorker
     w_YahooFinanceWorker --> q_PostgresUploading
@@ -322,16 +322,30 @@ def test_graph_of_several_input_values_and_quotes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == textwrap.dedent("""\
         flowchart LR
-            in_Source_0[/"say #quot;hi#quot;"/]
-            in_Source_1[/"two"/]
+            in_Source[/"2 input values<br/>say #quot;hi#quot;<br/>two"/]
             w_Source["Source (2 threads)<br/>Source"]
             w_Sink["Sink (1 thread)<br/>Collect"]
             q_Numbers[("Numbers ≤10")]
-            in_Source_0 --> w_Source
-            in_Source_1 --> w_Source
+            in_Source --> w_Source
             w_Source --> q_Numbers
             q_Numbers --> w_Sink
         """)
+
+
+def test_graph_shows_a_source_of_many_values_as_one_node_with_a_count(tmp_path):
+    """2,000 input values once made a 4,014-line chart, one node and one edge per value."""
+    text = VALID.replace("input_values: [1, 2, 3]", f"input_values: {list(range(2000))}")
+    path = write(tmp_path, text)
+
+    result = main(["--graph", "--pipeline", str(path)], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 8, result.stdout
+    assert '    in_Source[/"2,000 input values<br/>0<br/>1<br/>2<br/>… 1,997 more"/]' in lines
+    assert "    in_Source --> w_Source" in lines
+    long = VALID.replace("input_values: [1, 2, 3]", f"input_values: [{'x' * 500}]")
+    assert f'in_Source[/"{"x" * 59}…"/]' in main(["--graph", "--pipeline", str(write(tmp_path, long))], tmp_path).stdout
 
 
 def test_graph_of_a_broken_file_exits_2(tmp_path):
@@ -472,11 +486,9 @@ def test_variables_fill_the_pipeline_in_a_real_run(tmp_path):
     graph = main(["--graph", "--pipeline", str(path)], tmp_path, **env)
 
     assert graph.returncode == 0, graph.stderr
-    assert graph.stdout.splitlines()[1:4] == [
-        '    in_Source_0[/"http://127.0.0.1:9/x/a"/]',
-        '    in_Source_1[/"http://127.0.0.1:9/x/b"/]',
-        '    in_Source_2[/"${LITERAL}"/]',
-    ]
+    assert graph.stdout.splitlines()[1] == (
+        '    in_Source[/"3 input values<br/>http://127.0.0.1:9/x/a<br/>http://127.0.0.1:9/x/b<br/>${LITERAL}"/]'
+    )
     assert '    w_Source["Source (3 threads)<br/>Source"]' in graph.stdout
     assert '    w_Sink["Sink (2 threads)<br/>Collect"]' in graph.stdout
     assert '    q_Numbers[("Numbers ≤7")]' in graph.stdout
