@@ -14,6 +14,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # names the logging module itself accepts
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
 RICH_FORMAT = "%(threadName)s %(name)s: %(message)s"  # rich adds the time and level itself
+ISO_TIME = "%Y-%m-%d %H:%M:%S"  # the date as the file log writes it (asctime), not rich's MM/DD/YY
 
 logger = logging.getLogger("main")
 
@@ -33,7 +34,9 @@ def setup_logging(level: str, *, log_file: str | None = None, console: Any = Non
     if console is not None:  # a rich Console: the live status is on
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+        handler: logging.Handler = RichHandler(
+            console=console, show_path=False, markup=False, rich_tracebacks=False, log_time_format=ISO_TIME
+        )
         handler.setFormatter(RedactingFormatter(RICH_FORMAT))
     else:
         handler = logging.StreamHandler()
