@@ -8,6 +8,7 @@ every input item against what the sink received and the dead-letter file.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import UTC
 
@@ -31,10 +32,10 @@ from test_executor import (  # noqa: F401
 )
 
 from core.app.executor import YamlPipelineExecutor
-from core.app.status import Progress
+from core.app.status import Progress, status_table
 from core.pipeline.replay import read_replay
 from core.run.ledger import Counts
-from core.run.report import Snapshot
+from core.run.report import GroupRow, Snapshot
 
 
 def items_of(records: list[dict]) -> list:
@@ -391,10 +392,40 @@ def test_the_first_status_line_already_has_a_rate_and_an_eta():
     progress = Progress()
     counts = Counts(received=50, processed=50)
 
-    rates, eta = progress.update(Snapshot(10.0, [("Stage", 1, 1, counts)], [], total=100, settled=50))
+    pace = progress.update(Snapshot(10.0, [GroupRow("Stage", 1, 1, counts, "threads")], [], total=100, settled=50))
 
-    assert rates == {"Stage": 5.0}
-    assert eta == 10.0
+    assert pace.rates == {"Stage": 5.0}
+    assert pace.eta_s == 10.0
+
+
+def test_the_live_table_says_where_each_group_runs_and_how_busy_it_was_lately():
+    """The live table had no mode and no busy column: a stage's share of work could only be read at the end."""
+    from rich.console import Console
+
+    progress = Progress()
+    rows = [
+        GroupRow("Fetch", 4, 4, Counts(received=10, processed=10, busy_s=4.0), "async"),
+        GroupRow(
+            "Store", 1, 1, Counts(received=10, processed=10, busy_s=1.0, blocked_s=0.5), "processes (1 x 1 thread)"
+        ),
+    ]
+    progress.update(
+        Snapshot(0.0, [GroupRow(r.name, r.alive, r.instances, Counts(), r.mode) for r in rows], [], None, 0)
+    )
+    pace = progress.update(Snapshot(10.0, rows, [("Numbers", 3, 10)], total=None, settled=10))
+
+    assert pace.busy == {"Fetch": pytest.approx(0.1), "Store": pytest.approx(0.05)}
+    console = Console(width=200, record=True, color_system=None)
+    console.print(status_table(Snapshot(10.0, rows, [("Numbers", 3, 10)], None, 10), pace))
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "group" in line)
+    assert [word for word in re.split(r"[\s│┃]+", header) if word] == [
+        "group", "mode", "alive", "received", "done", "dead-lettered", "emitted", "failed", "busy%", "items/s",
+    ]  # fmt: skip
+    fetch = next(line for line in lines if "Fetch" in line)
+    assert "async" in fetch and " 10% " in f" {fetch} "
+    store = next(line for line in lines if "Store" in line)
+    assert "processes (1 x 1 thread)" in store and " 5% " in f" {store} "
 
 
 # --- a generator's outputs: all or nothing ---------------------------------------------------------------

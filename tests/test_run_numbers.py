@@ -101,7 +101,7 @@ def test_an_output_a_closed_queue_refused_is_counted_by_the_queue(tmp_path, key)
     # Progress: 7 items came from the source; 1 stored, 6 dead-lettered on the way (not "7/7 done").
     snap = executor.snapshot()
     assert (snap.total, snap.settled, snap.dead_lettered) == (7, 7, 6)
-    line = status_line(snap, *Progress().update(snap))
+    line = status_line(snap, Progress().update(snap))
     assert line.endswith("; 7/7 done (100%): 1 stored, 6 dead-lettered"), line
     assert "Middle 0/1 alive, 7 in, 1 done, 6 dead-lettered, 1 out, 0 failed, " in line, line
     summary = report.summary()
@@ -162,7 +162,7 @@ def test_items_a_replay_preloads_beyond_maxsize_are_counted_as_preloaded(tmp_pat
     assert_the_books_add_up(executor, report)
     snap = executor.snapshot()
     assert (snap.total, snap.settled, snap.dead_lettered) == (12, 12, 0)
-    assert status_line(snap, *Progress().update(snap)).endswith("; 12/12 done (100%): 12 stored, 0 dead-lettered")
+    assert status_line(snap, Progress().update(snap)).endswith("; 12/12 done (100%): 12 stored, 0 dead-lettered")
 
 
 def test_a_stopped_run_with_a_source_that_fails_some_tells_stored_and_dead_lettered_apart(tmp_path, key):
@@ -189,7 +189,7 @@ def test_a_stopped_run_with_a_source_that_fails_some_tells_stored_and_dead_lette
     snap = executor.snapshot()
     assert fixture_workers.collected(key) == [0]
     assert (snap.total, snap.settled, snap.dead_lettered) == (40, 40, 39)
-    assert status_line(snap, *Progress().update(snap)).endswith("; 40/40 done (100%): 1 stored, 39 dead-lettered")
+    assert status_line(snap, Progress().update(snap)).endswith("; 40/40 done (100%): 1 stored, 39 dead-lettered")
     assert_the_books_add_up(executor, report)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
-from core.app.logs import parse_log_level, setup_logging
+from core.app.logs import SHOWN_ON_STDOUT, parse_log_level, setup_logging
 from core.app.parser import build_parser
 from core.app.runlock import RunLock
 from core.base.paths import PROJECT_DIR, data_dir
@@ -177,10 +177,13 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
         except OSError as exc:
             logger.error("cannot write --stats-json %s: %s", args.stats_json, exc)
     summary = redact(report.summary())
+    printed = not (args.check or args.graph)  # their stdout is their answer
     if report.groups:  # a run that never started has logged why already
         logger.info("run report:\n%s", report.table())
-        (logger.info if report.exit_code == 0 else logger.error)("%s", summary)
-    if not (args.check or args.graph):  # their stdout is their answer
+        # Into the log file and a redirected stderr; not onto the terminal the line is printed on just below.
+        on_terminal = printed and sys.stdout.isatty()
+        (logger.info if report.exit_code == 0 else logger.error)("%s", summary, extra={SHOWN_ON_STDOUT: on_terminal})
+    if printed:
         print(summary, flush=True)
     return report.exit_code
 

@@ -16,7 +16,15 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
 RICH_FORMAT = "%(threadName)s %(name)s: %(message)s"  # rich adds the time and level itself
 ISO_TIME = "%Y-%m-%d %H:%M:%S"  # the date as the file log writes it (asctime), not rich's MM/DD/YY
 
+#: A record with this attribute true is also printed on stdout, which is the live view's terminal: the terminal's
+#: handler leaves it out (the log file keeps it).
+SHOWN_ON_STDOUT = "shown_on_stdout"
+
 logger = logging.getLogger("main")
+
+
+def _not_shown_on_stdout(record: logging.LogRecord) -> bool:
+    return not getattr(record, SHOWN_ON_STDOUT, False)
 
 
 def parse_log_level(text: str) -> str:
@@ -38,9 +46,12 @@ def setup_logging(level: str, *, log_file: str | None = None, console: Any = Non
             console=console, show_path=False, markup=False, rich_tracebacks=False, log_time_format=ISO_TIME
         )
         handler.setFormatter(RedactingFormatter(RICH_FORMAT))
+        handler.addFilter(_not_shown_on_stdout)
     else:
         handler = logging.StreamHandler()
         handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+        if sys.stderr.isatty():
+            handler.addFilter(_not_shown_on_stdout)
     handlers = [handler]
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")

@@ -190,13 +190,23 @@ def _stage(group: GroupReport) -> str:
     return f"{group.name} {', '.join(parts)}"
 
 
+class GroupRow(NamedTuple):
+    """A group in a snapshot: how many of its instances are alive, its counts so far, where it runs."""
+
+    name: str
+    alive: int
+    instances: int
+    counts: Counts
+    mode: str
+
+
 class Snapshot(NamedTuple):
     """A run in progress: per group (name, alive, instances, counts), per queue (name, size, maxsize),
     and progress: `total` items into the pipeline (what the sources emitted once they have all ended, and what
     a replay put in), `settled` of them done with: stored by a sink, or `dead_lettered` on the way."""
 
     elapsed_s: float
-    groups: list[tuple[str, int, int, Counts]]
+    groups: list[GroupRow]
     queues: list[tuple[str, int, int]]
     total: int | None
     settled: int

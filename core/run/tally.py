@@ -9,7 +9,7 @@ from core.pipeline.config import PipelineSpec
 from core.run.bottleneck import QueueLoad, StageLoad, hints
 from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
-from core.run.report import GroupReport, QueueReport, RunReport, Snapshot
+from core.run.report import GroupReport, GroupRow, QueueReport, RunReport, Snapshot
 from core.transport.base import Queue
 
 
@@ -112,7 +112,7 @@ def _one_line(text: str | None) -> str | None:
 def snapshot_of(groups: Iterable[WorkerGroup], queues: Iterable[Queue], *, elapsed_s: float, replayed: int) -> Snapshot:
     """The run as it is now (`replayed`: items a replay put into the queues, which no source emitted)."""
     groups = list(groups)
-    rows = [(g.name, g.runner.alive(), g.runner.size, g.counts()) for g in groups]
+    rows = [GroupRow(g.name, g.runner.alive(), g.runner.size, g.counts(), g.mode) for g in groups]
     sizes = [(q.name, q.qsize(), q.maxsize) for q in queues]
     sources = [g for g in groups if g.is_source]
     sinks = [g for g in groups if not g.outputs]
