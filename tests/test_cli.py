@@ -12,6 +12,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -555,8 +556,9 @@ def test_quiet_turns_the_status_lines_off(tmp_path):
     assert result.stdout.splitlines()[-1].startswith("pipeline: finished in ")
 
 
-def run_in_pty(args: list[str], env: dict[str, str], timeout_s: float = TIMEOUT_S) -> tuple[int, str]:
-    """Run main with stdin, stdout and stderr on a pseudo-terminal; return (exit code, everything it wrote)."""
+def run_in_pty(args: list[str], env: dict[str, str], timeout_s: float = TIMEOUT_S, on_output=None) -> tuple[int, str]:
+    """Run main with stdin, stdout and stderr on a pseudo-terminal; return (exit code, everything it wrote).
+    `on_output(process, text so far)` is called after each read."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -605,6 +607,8 @@ def run_in_pty(args: list[str], env: dict[str, str], timeout_s: float = TIMEOUT_
             if not chunk:
                 break
             output += chunk
+            if on_output is not None:
+                on_output(process, output.decode("utf-8", errors="replace"))
         else:
             process.kill()
             process.wait(10)
@@ -668,6 +672,28 @@ def test_quiet_in_a_terminal_shows_no_table(tmp_path):
     assert not re.search("[┃│┏┗]", output)  # no table drawn
     assert "\x1b[?25l" not in output  # the live display hides the cursor; nothing did here
     assert output.count("pipeline: finished in ") == 1, output  # the log line and the printed one, on one terminal
+
+
+def test_a_forced_exit_in_a_terminal_leaves_no_live_table_below_the_summary(tmp_path):
+    """The live table's thread went on redrawing after a forced exit had printed the summary."""
+    path = write(tmp_path, SLOW)
+    signalled = []
+
+    def interrupt_once_running(process, text):
+        if not signalled and "pipeline running for" in text:
+            signalled.append(True)
+            process.send_signal(signal.SIGINT)  # Slow holds an item for 30 s: the stop cannot finish in time
+
+    code, output = run_in_pty(
+        ["--pipeline", str(path), "--shutdown-timeout", "0.5", "--set", "workers.Slow.params.delay_s=30"],
+        fixture_env(tmp_path),
+        on_output=interrupt_once_running,
+    )
+
+    plain = ANSI.sub("", output)
+    assert code == 128 + signal.SIGINT, plain
+    summary_at = plain.rindex("pipeline: forced")
+    assert not re.search("[┃│┏┗]", plain[summary_at:]), plain[summary_at:]
 
 
 # --- the run report ------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # each imported where it is used, once it is needed: the comm
 
 logger = logging.getLogger("main")
 
+STATUS_STOP_S = 1.0  # a forced exit waits this long at most for the live table to be taken down
+
 
 def pipeline_path(location: str) -> Path:
     """A relative location is tried from the working directory, then from the project folder (cron)."""
@@ -145,19 +147,24 @@ def run(executor: YamlPipelineExecutor, args: argparse.Namespace, status: Status
             executor.request_stop(received[0])
             deadline = time.monotonic() + shutdown_timeout_s
         if len(received) > 1:
-            force_exit(executor, args, received[-1], "a second signal")
+            force_exit(executor, args, received[-1], "a second signal", status)
         if deadline is not None and executor.is_alive() and time.monotonic() > deadline:
             logger.error(
                 "still running %.1fs after the stop request. Thread stacks:\n%s", shutdown_timeout_s, thread_stacks()
             )
-            force_exit(executor, args, received[0], f"--shutdown-timeout {shutdown_timeout_s:g}s passed")
+            force_exit(executor, args, received[0], f"--shutdown-timeout {shutdown_timeout_s:g}s passed", status)
     if status is not None:
         status.stop()
 
 
-def force_exit(executor: YamlPipelineExecutor, args: argparse.Namespace, signum: int, why: str) -> None:
-    """Exit now, without waiting for any thread; what is in hand or queued goes to the dead letters first,
-    then the summary and --stats-json say so (finish_reason: forced)."""
+def force_exit(
+    executor: YamlPipelineExecutor, args: argparse.Namespace, signum: int, why: str, status: StatusReporter | None
+) -> None:
+    """Exit now, without waiting for any worker; what is in hand or queued goes to the dead letters first,
+    then the summary and --stats-json say so (finish_reason: forced). The live table goes first: its thread
+    would draw it again below the summary."""
+    if status is not None:
+        status.stop(STATUS_STOP_S)
     abandoned = executor.abandon()
     logger.error(
         "exiting at once (%s): %d item(s) in hand or queued written to %s", why, abandoned, executor.dead_letters.path
