@@ -728,7 +728,7 @@ def test_run_report_names_the_slow_stage(tmp_path):
     [hint] = report["hints"]
     assert re.fullmatch(
         r"Slow kept Numbers (full|non-empty) \d+% of the time, its instances busy \d+%: "
-        r"raise its instances \(now 1\)",
+        r"raise its instances \(now 1\); about \d+ would keep up with Source's \d+ items/s",
         hint,
     ), hint
     log = result.stderr.split("MainThread main: run report:\n", 1)[1].splitlines()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.pipeline.config import PipelineSpec
-from core.run.bottleneck import QueueLoad, StageLoad, hints
+from core.run.bottleneck import UPSTREAM_BUSY_FLOOR, QueueLoad, StageLoad, hints
 from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
 from core.run.report import GroupReport, GroupRow, QueueReport, RunReport, Snapshot
@@ -29,6 +29,8 @@ def build_report(
     """The RunReport of a run, with the bottleneck hints. A run that went to its end but got nothing to
     a sink while items failed or a group crashed is `failed`, with the first error as the reason."""
     group_reports, stages, crashes = [], [], []
+    could_give: dict[str, float] = {}
+    groups = list(groups)
     for group in groups:
         counts, instances = group.counts(), group.runner.size
         busy = (counts.busy_s - counts.blocked_s) / (instances * duration_s) if duration_s > 0 and instances else 0.0
@@ -63,8 +65,17 @@ def build_report(
                 input_queue=group.spec.input_queue,
                 input_load=loads.get(group.spec.input_queue) if group.spec.input_queue else None,
                 requests_per_second=float(group.spec.params.get("requests_per_second") or 0),
+                processes=group.spec.processes or 0,
             )
         )
+        # What it could have sent on, had it never waited for a full output (a burst source: many times more).
+        could_give[group.name] = (counts.emitted / duration_s if duration_s > 0 else 0.0) / max(
+            busy, UPSTREAM_BUSY_FLOOR
+        )
+    for stage in stages:
+        writers = [g.name for g in groups if stage.input_queue and stage.input_queue in g.spec.output_queues]
+        if writers:
+            stage.upstream, stage.upstream_rate = " and ".join(writers), sum(could_give[name] for name in writers)
     queue_reports = []
     for queue in queues:
         load = loads[queue.name]
