@@ -355,9 +355,9 @@ def test_an_error_handling_a_worker_processs_messages_ends_that_process_not_the_
     there) must not leave the run waiting for that process forever: it is ended as if it had died, what its
     instances held is dead-lettered, a replacement takes the rest, and the run ends with every item accounted."""
     from core.app.executor import YamlPipelineExecutor
-    from core.modes.processes import Unit
+    from core.modes.unit_reports import Reports
 
-    handle_batch, batches = Unit._handle_batch, []
+    handle_batch, batches = Reports.handle_batch, []
 
     def fails_the_first_time(self, messages):
         batches.append(len(messages))
@@ -365,7 +365,7 @@ def test_an_error_handling_a_worker_processs_messages_ends_that_process_not_the_
             raise RuntimeError("a bug in handling a batch of messages")
         return handle_batch(self, messages)
 
-    monkeypatch.setattr(Unit, "_handle_batch", fails_the_first_time)
+    monkeypatch.setattr(Reports, "handle_batch", fails_the_first_time)
     key = str(tmp_path / "sink")
     path = tmp_path / "pipeline.yaml"
     path.write_text(pipeline(key, "AsyncDouble", items=20, processes=1, instances=4, delay_s=0.01))

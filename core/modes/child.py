@@ -1,40 +1,37 @@
 """The worker-process side of `processes: P`: build the group's workers from a picklable spec and run the
 same loop (core.run.loop, in threads or asyncio tasks) on items that arrive through a pipe from the parent.
 
-Everything the loop settles goes back to the parent through the same pipe, batched: an item's outputs
-("emit", pickled here, so an output that cannot be pickled is that item's error), a batch stored ("stored"),
-a dead letter ("dead"), a crash, the log records and the busy time. Which items instances are working on is
-not a message: it is kept in memory shared with the parent (Slots), so the parent knows what this process
-held even if it is killed before it could say anything. The parent keeps the
-ledger, writes the dead letters and puts the outputs downstream, so the books are whole whatever happens
-here. Signals are the parent's business: this process ignores SIGINT and SIGTERM, and
+Everything the loop settles goes back to the parent through the same pipe, batched (core/modes/outbox.py; the
+parent takes it in, core/modes/unit_reports.py): an item's outputs ("emit", pickled here, so an output that
+cannot be pickled is that item's error), a batch stored ("stored"), a dead letter ("dead"), a crash, the log
+records and the busy time. Which items instances are working on is not a message: it is kept in memory shared
+with the parent (Slots), so the parent knows what this process held even if it is killed before it could say
+anything. The parent keeps the ledger, writes the dead letters and puts the outputs downstream, so the books are
+whole whatever happens here. Signals are the parent's business: this process ignores SIGINT and SIGTERM, and
 dies with its parent (PR_SET_PDEATHSIG, and EOF on the pipe).
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
 import pickle
 import signal
 import sys
 import threading
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from core.base.collector import startup_gc
 from core.base.descriptors import reserve
-from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold, notify
+from core.modes.outbox import Outbox, PipeLogHandler, log_uncaught
+from core.modes.threads import ThreadRunner
+from core.run.group import WorkerGroup
+from core.run.loop import Instance
+from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold
 from core.transport.local import LocalQueue
-
-logger = logging.getLogger(__name__)
-
-#: Messages waiting to go to the parent before an emitting instance waits (memory stays bounded when the
-#: parent cannot keep up, e.g. behind a full downstream queue).
-OUTBOX_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -47,89 +44,6 @@ class ChildSpec:
     log_level: int
     mode: str  # threads | async
     json_outputs: bool = False  # an output queue is in Redis: outputs must be what JSON carries
-
-
-class Outbox:
-    """Messages for the parent, sent in batches by one thread: whatever piled up while the last batch was
-    being sent goes in the next one, so a busy process sends few large messages and an idle one at once."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self._messages: list[tuple] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._room = threading.Condition(self._lock)
-        self._closed = False
-        #: Items whose outputs could not be pickled: their later outputs are dropped (they are dead letters).
-        self.unsent: set[int] = set()
-        #: (busy_s, blocked_s) of this process's instances so far, sent with each batch.
-        self.busy: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0)
-        self.thread = threading.Thread(target=self._send_loop, name="outbox", daemon=True)
-
-    def add(self, message: tuple, *, wait: bool = True) -> bool:
-        """Queue one message; with `wait`, wait while OUTBOX_LIMIT are queued. False if it would have to wait."""
-        with self._lock:
-            while wait and len(self._messages) >= OUTBOX_LIMIT and not self._closed:
-                self._room.wait()
-            if not wait and len(self._messages) >= OUTBOX_LIMIT:
-                return False
-            self._messages.append(message)
-            notify(self._ready)  # the sender, if it waits; if it is sending, it takes this one next
-            return True
-
-    def close(self) -> None:
-        """Send what is queued, then end the sending thread."""
-        with self._lock:
-            self._closed = True
-            self._ready.notify()
-        self.thread.join()
-
-    def _pickled(self, batch: list[tuple]) -> bytes:
-        """The batch pickled at once. An output that cannot be pickled makes its item a dead letter (the item
-        came through the pipe, so it can go back in the record), and the item's later outputs are dropped."""
-        if not self.unsent:
-            try:
-                return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:  # noqa: BLE001 - find the messages at fault below
-                pass
-        kept = []
-        for message in batch:
-            kind, seq = message[0], message[1]
-            if kind in ("emit", "part") and seq in self.unsent:
-                if kind == "emit":
-                    self.unsent.discard(seq)
-                continue
-            try:
-                pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # noqa: BLE001 - only an output can fail here: the rest is plain data
-                if kind == "part":
-                    self.unsent.add(seq)
-                # The parent logs it, naming the item and the group (here the item is only a number).
-                message = (
-                    "unsent",
-                    seq,
-                    f"ItemError: its output cannot be sent out of the worker process "
-                    f"(pickle: {type(exc).__name__}: {exc})",
-                )
-            kept.append(message)
-        return pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def _send_loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._messages and not self._closed:
-                    self._ready.wait()
-                batch, self._messages = self._messages, []
-                self._room.notify_all()
-                closing = self._closed
-            if batch:
-                batch.append(("busy", *self.busy()))
-                try:
-                    self.conn.send_bytes(self._pickled(batch))
-                except OSError:  # the parent is gone: nothing is left to report to
-                    os._exit(1)
-            if closing and not batch:
-                return
 
 
 class Slots:
@@ -254,21 +168,6 @@ class ChildExits:
         return True  # the parent writes it, and counts it only once it is on file
 
 
-class PipeLogHandler(logging.Handler):
-    """Sends each log record to the parent, which logs it through its own handlers (format, masking, file)."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        super().__init__()
-        self.outbox = outbox
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            exc_text = "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else None
-            self.outbox.add(("log", record.levelno, record.name, record.threadName, record.getMessage(), exc_text))
-        except Exception:  # noqa: BLE001 - logging must never take the process down
-            self.handleError(record)
-
-
 def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
     """The worker process: build the instances, run them until DONE, report, exit. `slots` are shared with
     the parent (see Slots)."""
@@ -280,11 +179,7 @@ def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
     outbox = Outbox(conn)
     outbox.thread.start()
     logging.basicConfig(level=spec.log_level, handlers=[PipeLogHandler(outbox)], force=True)
-    threading.excepthook = lambda args: logger.critical(
-        "uncaught error in thread %s",
-        args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
-    )
+    threading.excepthook = log_uncaught
     from core.base.paths import use_module_search_paths
 
     use_module_search_paths(spec.pipeline_path)
@@ -303,19 +198,26 @@ def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
     os._exit(0)  # the receiver thread may still wait on the pipe: nothing else is left to do
 
 
-def _build(spec: ChildSpec, outbox: Outbox, slots: Slots):
-    import importlib
+class InstanceRunner(Protocol):
+    """Where a worker process's instances run: core.modes.threads.ThreadRunner or core.modes.tasks.AsyncRunner."""
 
-    from core.modes.threads import ThreadRunner
-    from core.run.group import WorkerGroup
-    from core.run.loop import Instance
+    instances: list[Instance]
 
+    def start(self) -> None:
+        """Start every instance."""
+
+    def join(self, timeout_s: float | None) -> bool:
+        """Wait for every instance (None: as long as it takes)."""
+
+
+def _build(spec: ChildSpec, outbox: Outbox, slots: Slots) -> tuple[InstanceRunner, WorkerGroup, LocalQueue]:
     worker_spec = spec.worker
     cls = getattr(importlib.import_module(worker_spec.location), worker_spec.class_name)
     queue = LocalQueue(f"{worker_spec.name}.p{spec.unit}", 1)
     queue.on_reject = lambda pair: _not_processed(pair[0], outbox)  # closed when the run stops
     inbox = ChildInbox(queue, slots)
-    group = WorkerGroup(worker_spec, input=queue, dead_letters=None)
+    # The parent writes the dead letters (ChildExits reports them): the group here has no file of its own.
+    group = WorkerGroup(worker_spec, input=queue, dead_letters=None)  # type: ignore[arg-type]
     exits = ChildExits(outbox, slots, json_outputs=spec.json_outputs)
     first = spec.unit * worker_spec.instances
     instances = []
@@ -325,27 +227,25 @@ def _build(spec: ChildSpec, outbox: Outbox, slots: Slots):
             worker, exits=exits, stop=group.stop, on_exit=lambda instance: _report_crash(instance, outbox)
         )
         instances.append(instance)
-    group.instances = instances
+    group.instances = list(instances)
     outbox.busy = lambda: (sum(i.counts.busy_s for i in instances), sum(i.counts.blocked_s for i in instances))
     if spec.mode == "async":
-        from core.modes.tasks import AsyncRunner
+        from core.modes.tasks import AsyncRunner  # and with it asyncio, which a threads-only process never loads
 
-        runner = AsyncRunner(instances, inbox, close_resources=group.aclose)
-    else:
-        runner = ThreadRunner(instances, inbox)
-    return runner, group, queue
+        return AsyncRunner(instances, inbox, close_resources=group.aclose), group, queue
+    return ThreadRunner(instances, inbox), group, queue
 
 
 def _not_processed(seq: int, outbox: Outbox) -> None:
     outbox.add(("dead", seq, "not processed: the queue was closed (pipeline stopping)", 0, "stopping"))
 
 
-def _report_crash(instance: Any, outbox: Outbox) -> None:
+def _report_crash(instance: Instance, outbox: Outbox) -> None:
     if instance.crash is not None:
         outbox.add(("crash", instance.name, f"{type(instance.crash).__name__}: {instance.crash}"))
 
 
-def _receive(conn: Any, queue: LocalQueue, group: Any, instances: int) -> None:
+def _receive(conn: Any, queue: LocalQueue, group: WorkerGroup, instances: int) -> None:
     """Items from the parent into the instances' queue, until DONE; EOF means the parent is gone: exit."""
     while True:
         try:
@@ -354,7 +254,7 @@ def _receive(conn: Any, queue: LocalQueue, group: Any, instances: int) -> None:
             os._exit(1)
         kind = message[0]
         if kind == "items":  # ("items", first seq, items)
-            queue.preload(zip(range(message[1], message[1] + len(message[2])), message[2]))
+            queue.preload(enumerate(message[2], message[1]))
         elif kind == "pairs":  # ("pairs", [(seq, item), ...]): some were left out, or sent again
             queue.preload(message[1])
         elif kind == "nudge":  # ("nudge",): the parent's queue has nothing new for now
