@@ -32,6 +32,7 @@ SHELL = ("sh", "bash", "cron")
 
 
 def text(page: Path) -> str:
+    """The page as written."""
     return page.read_text(encoding="utf-8")
 
 
@@ -106,6 +107,7 @@ def test_the_readme_checks_are_the_ones_ci_runs():
 
 
 def main_flags() -> set[str]:
+    """Every option of `python main.py`, short and long."""
     return {option for action in build_parser()._actions for option in action.option_strings}
 
 
@@ -124,6 +126,7 @@ def test_every_command_line_flag_is_documented():
 
 @functools.cache
 def help_of(*command: str) -> str:
+    """What `COMMAND --help` prints (once per command)."""
     result = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
