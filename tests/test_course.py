@@ -414,9 +414,9 @@ def test_check_accepts_course_classes_and_refuses_what_they_cannot_take(tmp_path
     assert [line.split(": ", 1)[1] for line in result.stderr.splitlines() if line.startswith(str(path))] == [problem]
 
 
-def test_the_readme_before_and_after_examples_give_the_same_outputs(tmp_path, key):
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Coming from the course")[1].split("\n## ")[0]
-    before, after = re.findall(r"```python\n(.*?)```", section, re.S)
+def test_the_course_page_before_and_after_examples_give_the_same_outputs(tmp_path, key):
+    page = (ROOT / "docs" / "COURSE.md").read_text(encoding="utf-8")
+    before, after = re.findall(r"```python\n(.*?)```", page, re.S)
     outputs = []
     for code in (before, after):
         module = f"readme_{uuid.uuid4().hex[:8]}"
