@@ -12,7 +12,7 @@ run interleaved (the order rotates each repeat), each checked for 503 rows in `p
 - split 3 × N: three processes with one --run-id, each running --instances Yahoo instances; A also runs the
   WikiWorker and PostgresWorker groups (`--only WikiWorker,YahooFinanceWorker,PostgresWorker`), B and C
   `--only YahooFinanceWorker`. The same 3 × N instances as the reference, spread over three processes;
-- split as in the README: A `--only WikiWorker,PostgresWorker`, B and C `--only YahooFinanceWorker` with
+- split as in docs/MACHINES.md: A `--only WikiWorker,PostgresWorker`, B and C `--only YahooFinanceWorker` with
   3 × N / 2 instances each (the same total).
 
 The three processes of a split are launched together. `wall` is from launching to the last one's exit (every

@@ -199,7 +199,9 @@ def test_the_hint_says_how_many_instances_would_keep_up_with_the_stage_upstream(
     """32 instances at 0.95 busy did 150 items/s, ~4.9 per busy instance; the source could give 1,000 items/s."""
     stages = [
         source(),
-        stage("YahooFinanceWorker", "SymbolQueue", load(nonempty=90, full=10), busy=0.95, instances=32, items_per_s=150),
+        stage(
+            "YahooFinanceWorker", "SymbolQueue", load(nonempty=90, full=10), busy=0.95, instances=32, items_per_s=150
+        ),
     ]
     stages[1].upstream, stages[1].upstream_rate = "WikiWorker", 1000.0
 
@@ -297,7 +299,9 @@ def test_slow_middle_stage_is_the_one_to_scale(tmp_path, key):
     assert queues["Numbers"].full_pct >= 50 and queues["Numbers"].nonempty_pct >= 50
     [scale] = scale_hints(report.hints)
     assert scale.startswith("Middle kept Numbers full ")
-    assert re.search(r": raise its instances \(now 1\); about \d+ would keep up with Source's \d+ items/s$", scale), scale
+    assert re.search(r": raise its instances \(now 1\); about \d+ would keep up with Source's \d+ items/s$", scale), (
+        scale
+    )
     assert not any(hint.startswith("Sink sat idle ") for hint in report.hints), report.hints  # one instance
     table = report.table().splitlines()
     assert [line for line in table if line.startswith("hint: ")] == [f"hint: {hint}" for hint in report.hints]
@@ -321,7 +325,9 @@ def test_slow_sink_is_the_one_to_scale(tmp_path):
     assert groups["Sink"].busy_pct >= 80 > groups["Middle"].busy_pct
     [scale] = scale_hints(report.hints)
     assert scale.startswith("Sink kept Passed full ")
-    assert re.search(r": raise its instances \(now 1\); about \d+ would keep up with Middle's \d+ items/s$", scale), scale
+    assert re.search(r": raise its instances \(now 1\); about \d+ would keep up with Middle's \d+ items/s$", scale), (
+        scale
+    )
     assert not any(hint.startswith(("Middle kept", "Source kept")) for hint in report.hints), report.hints
 
 

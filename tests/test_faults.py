@@ -296,7 +296,7 @@ def test_server_down_opens_the_breaker(sites, tmp_path, db, reliability, down):
 
 
 def worst_case_s(settings: dict) -> float:
-    """README's worst case for one request: (retries + 1) x (connect + 2 x read timeout) plus the waits between
+    """docs/WORKERS.md's worst case for one request: (retries + 1) x (connect + 2 x read timeout) plus the waits between
     tries (here the backoffs; no Retry-After is involved)."""
     tries = settings["retries"] + 1
     waits = sum(settings["backoff_s"] * 2**attempt for attempt in range(settings["retries"]))
@@ -308,7 +308,7 @@ def test_server_that_never_answers_costs_one_retry_budget(sites, tmp_path, db, r
         "HTTP",
         "server accepts and never answers",
         "chart requests for 3 symbols are accepted and never answered (`read_timeout_s: 1`)",
-        "read timeout, 3 requests, then the quote page: stored; per item at most README's worst case "
+        "read timeout, 3 requests, then the quote page: stored; per item at most docs/WORKERS.md's worst case "
         f"({worst_case_s(YAHOO):.2f} s); exit 0",
         exit_code=0,
         max_s=30,
@@ -329,7 +329,7 @@ def test_server_that_never_answers_costs_one_retry_budget(sites, tmp_path, db, r
         assert out.row(symbol)["currency"] is None  # the quote page's price
 
 
-# What a user runs with: the shipped HTTP defaults (README), except the rate, as in every case here.
+# What a user runs with: the shipped HTTP defaults (docs/WORKERS.md), except the rate, as in every case here.
 SHIPPED_HTTP = {
     "requests_per_second": 0,
     "connect_timeout_s": 5,
@@ -390,7 +390,7 @@ def test_trickling_answer_is_abandoned_within_the_retry_budget(sites, tmp_path, 
         "chart for 3 symbols sends its headers, then its 1.4 kB body one byte every 0.3 s "
         "(`read_timeout_s: 1`: no single read times out)",
         f"each try abandoned once the body is {YAHOO['read_timeout_s']} s late, 3 tries, then the quote page "
-        f"gives the price; per item at most README's worst case ({worst_case_s(YAHOO):.2f} s); all stored; "
+        f"gives the price; per item at most docs/WORKERS.md's worst case ({worst_case_s(YAHOO):.2f} s); all stored; "
         "exit 0",
         exit_code=0,
         max_s=30,

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, SHIPPED_PIPELINE, run_main
-from core.app.cli import build_parser
-from core.pipeline.config import QUEUE_KEYS, WORKER_KEYS, load_pipeline
+from core.app.parser import build_parser
+from core.pipeline.config import load_pipeline
+from core.pipeline.entries import QUEUE_KEYS, WORKER_KEYS
 from core.pipeline.graph import mermaid
 
 README = ROOT / "README.md"

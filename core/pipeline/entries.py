@@ -40,7 +40,7 @@ WIRING_KEYS = ("name", "input_queue", "output_queues", "input_values")
 IMPORT_KEYS = ("location", "class", "params")
 # A group's instances are built before anything runs (--check too), each a thread or an asyncio task, and each
 # of its processes is started: past these, a slip such as `instances: 100000000` would take all the memory of
-# the machine instead of being named. Real groups stay far below (the README's largest use 128 tasks).
+# the machine instead of being named. Real groups stay far below (docs/MODES.md's largest use 128 tasks).
 MAX_INSTANCES = 10_000  # in all of a group's processes together
 MAX_PROCESSES = 256
 
