@@ -581,3 +581,10 @@ class YieldMany(Worker):
             yield threading.Lock() if n == self.bad_at else item * 100000 + n
         if self.fail:
             raise ItemError(f"failed after yielding {self.count} outputs for {item}")
+
+
+class FailEvery(Worker):
+    """Fails every item with a ValueError that names it (an unexpected error: logged with its traceback)."""
+
+    def process(self, item: Any) -> Any:
+        raise ValueError(f"no price for {item!r}")

@@ -29,6 +29,7 @@ from core.base.descriptors import reserve
 from core.modes.outbox import Outbox, PipeLogHandler, log_uncaught
 from core.modes.threads import ThreadRunner
 from core.run.group import WorkerGroup
+from core.run.hand import ErrorLog
 from core.run.loop import Instance
 from core.transport.base import DONE, NUDGE, Delivery, Empty, Hold
 from core.transport.local import LocalQueue
@@ -220,11 +221,15 @@ def _build(spec: ChildSpec, outbox: Outbox, slots: Slots) -> tuple[InstanceRunne
     group = WorkerGroup(worker_spec, input=queue, dead_letters=None)  # type: ignore[arg-type]
     exits = ChildExits(outbox, slots, json_outputs=spec.json_outputs)
     first = spec.unit * worker_spec.instances
-    instances = []
+    instances, errors = [], ErrorLog()
     for index in range(first, first + worker_spec.instances):
         worker = cls(group=group, index=index, **worker_spec.params)
         instance = Instance(
-            worker, exits=exits, stop=group.stop, on_exit=lambda instance: _report_crash(instance, outbox)
+            worker,
+            exits=exits,
+            stop=group.stop,
+            on_exit=lambda instance: _report_crash(instance, outbox),
+            errors=errors,
         )
         instances.append(instance)
     group.instances = list(instances)

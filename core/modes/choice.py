@@ -9,6 +9,7 @@ from typing import Any
 from core.api.kinds import is_course_class
 from core.api.worker import is_async
 from core.modes.threads import ThreadRunner
+from core.run.hand import ErrorLog
 from core.run.loop import Instance
 from core.transport.base import is_shared
 
@@ -35,9 +36,15 @@ def make_runner(group: Any, cls: type, *, on_exit: Callable[[Any], None], pipeli
         from core.modes.processes import ProcessRunner
 
         return ProcessRunner(group, cls, exits=exits_for(group), pipeline_path=pipeline_path, on_exit=on_exit)
-    exits = exits_for(group)
+    exits, errors = exits_for(group), ErrorLog()  # the group's instances share how often each error was logged
     instances = [
-        Instance(cls(group=group, index=index, **group.spec.params), exits=exits, stop=group.stop, on_exit=on_exit)
+        Instance(
+            cls(group=group, index=index, **group.spec.params),
+            exits=exits,
+            stop=group.stop,
+            on_exit=on_exit,
+            errors=errors,
+        )
         for index in range(group.spec.instances)
     ]
     if is_async(cls):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from core.base.errors import ItemError
+from core.base.errors import ItemError, error_shape
 from core.run.ledger import Counts
 from core.transport.base import Delivery
 
@@ -18,14 +18,35 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+TRACEBACKS_PER_ERROR = 3  # each distinct error of a group is logged with its traceback this often, then in a line
+
+
+class ErrorLog:
+    """How often each distinct error (its type and shape: core.base.errors.error_shape) was logged in a group, so
+    that an error repeated over hundreds of items shows its traceback a few times, then one counted line each."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, exc: BaseException, item: Any) -> int:
+        """Record one more of `exc` on `item`; how many of that error there have been, this one included."""
+        key = f"{type(exc).__name__}: {error_shape(str(exc), item)}"
+        with self._lock:
+            self._seen[key] = count = self._seen.get(key, 0) + 1
+        return count
+
 
 class Hand:
     """The items an instance holds: the one being processed (`current`), and a batching sink's items until their
     batch is settled or a flushing worker's, processed, until flushed (`held`); `counts` are its ledger."""
 
-    def __init__(self, name: str, exits: Exits, *, batching: bool, flushing: bool) -> None:
+    def __init__(
+        self, name: str, exits: Exits, *, batching: bool, flushing: bool, errors: ErrorLog | None = None
+    ) -> None:
         self.name = name
         self.exits = exits
+        self.errors = errors or ErrorLog()
         self.counts = Counts()
         self.batching = batching
         self.flushing = flushing
@@ -103,14 +124,31 @@ class Hand:
     ) -> None:
         """Dead-letter the item with `exc` (logged unless `log` is False; `sent` of its outputs went on; `during`:
         what raised it, when not process())."""
-        if log and isinstance(exc, ItemError):
-            logger.warning("%s failed on %r: %s", self.name, delivery.item, exc)
-        elif log:
-            logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc, exc_info=exc)
+        if log:
+            self._log(delivery, exc)
         error = f"{during} failed: " * bool(during) + f"{type(exc).__name__}: {exc}"
         if sent:
             error += f" (after {sent} of its outputs had gone on)"
         self.dead_letter(delivery, error, attempts=getattr(exc, "attempts", 1), failed=True)
+
+    def _log(self, delivery: Delivery, exc: BaseException) -> None:
+        """One line per failed item; the traceback of an unexpected error only the first few times it is seen."""
+        if isinstance(exc, ItemError):  # a known reason: one line, never a traceback
+            logger.warning("%s failed on %r: %s", self.name, delivery.item, exc)
+            return
+        count = self.errors.seen(exc, delivery.item)
+        if count <= TRACEBACKS_PER_ERROR:
+            logger.warning("%s failed on %r: %s: %s", self.name, delivery.item, type(exc).__name__, exc, exc_info=exc)
+        else:
+            logger.warning(
+                "%s failed on %r: %s: %s (the same error %d times so far; its traceback was logged the first %d)",
+                self.name,
+                delivery.item,
+                type(exc).__name__,
+                exc,
+                count,
+                TRACEBACKS_PER_ERROR,
+            )
 
     def dead_letter(
         self, delivery: Delivery, error: str, *, attempts: int = 1, kind: str = "failed", failed: bool = False

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from core.base import codec
+from core.base.errors import error_shape
 from core.base.redact import redact
 
 logger = logging.getLogger(__name__)
+
+GROUPS_SHOWN = 10  # the report lists this many kinds of error, the most frequent first
 
 
 @dataclass
@@ -63,6 +66,8 @@ class DeadLetters:
         self.write_errors = 0
         self.first_write_error: str | None = None
         self.first_error: str | None = None  # "group: error" of the first item that failed or crashed
+        # (group, kind, the error's shape) -> [count, first item, first error]: the report's errors, grouped
+        self._kinds: dict[tuple[str, str, str], list[Any]] = {}
         self._lock = threading.Lock()
         self._fd: int | None = None  # opened on first use, appended to with one write per record
 
@@ -95,7 +100,20 @@ class DeadLetters:
             self.count += 1
             if self.first_error is None and kind in ("failed", "crashed"):
                 self.first_error = f"{group}: {redact(error)}"
+            seen = self._kinds.setdefault((group, kind, error_shape(record["error"], item)), [0, record["item"], None])
+            seen[0] += 1
+            seen[2] = seen[2] or record["error"]
             return True
+
+    def grouped(self, limit: int = GROUPS_SHOWN) -> list[dict[str, Any]]:
+        """The dead letters by group, kind and error (its shape: the item's own text left out), the most
+        frequent first: count, first item, first error."""
+        with self._lock:
+            kinds = sorted(self._kinds.items(), key=lambda entry: -entry[1][0])
+        return [
+            {"group": group, "kind": kind, "count": count, "first_item": item, "error": error}
+            for (group, kind, _), (count, item, error) in kinds[:limit]
+        ]
 
     def _append(self, data: bytes) -> None:
         """Under the lock: append one whole line, or nothing. A full disk cuts a write short and fails the next

@@ -19,7 +19,7 @@ from core.api.worker import BatchWorker, Worker, flushes
 from core.base.collector import startup_gc
 from core.base.errors import Returned
 from core.run.batching import Batch
-from core.run.hand import Hand
+from core.run.hand import ErrorLog, Hand
 from core.run.spool import Spool
 from core.transport.base import DONE, Delivery, Empty, Hold
 
@@ -47,6 +47,7 @@ class Instance:
         stop: threading.Event,
         on_exit: Callable[[Instance], None] = lambda instance: None,
         clock: Callable[[], float] = time.monotonic,
+        errors: ErrorLog | None = None,
     ) -> None:
         self.worker = worker
         self.name = worker.name
@@ -58,7 +59,7 @@ class Instance:
         self.flushing = flushes(type(worker))  # its items are settled once a flush() after them has returned
         self._on_exit = on_exit
         self._clock = clock
-        self.hand = Hand(self.name, exits, batching=self.batching, flushing=self.flushing)
+        self.hand = Hand(self.name, exits, batching=self.batching, flushing=self.flushing, errors=errors)
         self.counts = self.hand.counts
         self._hold = self.hand.take  # one bound method for every take (the child's inbox keys on it)
         self._batch = Batch(self.hand, worker, stop, clock) if self.batching or self.flushing else None

@@ -78,6 +78,8 @@ class RunReport:
     #: None when the pipeline file could not be read far enough to know them.
     not_started: int | None = 0
     hints: list[str] = field(default_factory=list)
+    #: The dead letters by group, kind and error, the most frequent first (core.run.ledger.DeadLetters.grouped).
+    errors: list[dict[str, Any]] = field(default_factory=list)
     #: With Redis queues, from the process that reports the run: every process's counts, and each queue's ledger.
     run: dict | None = None
 
@@ -152,6 +154,12 @@ class RunReport:
             for q in self.queues
         ]
         rows += [f"hint: {hint}" for hint in self.hints]
+        if self.errors:
+            rows.append("errors (count, group, first item, first error):")
+            rows += [
+                f"  {e['count']} x {e['group']} {e['kind']}, first {e['first_item']!r}: {e['error']}"
+                for e in self.errors
+            ]
         return "\n".join(rows)
 
 

@@ -110,6 +110,7 @@ def build_report(
         signal=signal,
         not_started=not_started,
         hints=hints(stages) if reason == "finished" and flowed else [],
+        errors=dead_letters.grouped(),
     )
     if report.dead_letter_write_errors and not report.error:
         report.error = f"the dead-letter file could not be written: {dead_letters.first_write_error}"
