@@ -8,9 +8,11 @@ from core.storage.table import Table
 
 
 class BaseDatabase:
-    """What both kinds share, written over transaction() (a DBAPI cursor in a transaction)."""
+    """What PostgresDatabase and SqlAlchemyDatabase share, written over transaction() (a DBAPI cursor in a
+    transaction)."""
 
     def transaction(self) -> Any:
+        """A context manager giving a DBAPI cursor in a transaction (each kind of database has its own)."""
         raise NotImplementedError
 
     def scalar(self, sql: str) -> Any:
