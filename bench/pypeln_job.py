@@ -18,7 +18,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.storage.database import database_url, open_database  # noqa: E402
+from core.storage.database import open_database  # noqa: E402
+from core.storage.settings import database_url  # noqa: E402
 from workers.postgres_worker import PostgresWorker  # noqa: E402
 from workers.wiki_worker import parse_constituents  # noqa: E402
 from workers.yahoo_pages import parse_chart, yahoo_symbol  # noqa: E402

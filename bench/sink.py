@@ -23,7 +23,9 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fresh_database import ADMIN_URL, FreshDatabase  # noqa: E402
-from core.storage.database import SqlAlchemyDatabase, database_url, open_database  # noqa: E402
+from core.storage.database import open_database  # noqa: E402
+from core.storage.settings import database_url  # noqa: E402
+from core.storage.sqlalchemy_db import SqlAlchemyDatabase  # noqa: E402
 from workers.postgres_worker import COLUMNS, PostgresWorker  # noqa: E402
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fixture_workers import CrashesInSetup
 
-from core.storage.database import database_url
+from core.storage.settings import database_url
 from workers.postgres_worker import PostgresMasterScheduler
 from workers.yahoo_finance_worker import YahooFinancePriceScheduler
 

@@ -50,7 +50,7 @@ YAHOO = {
 SINK = {"batch_size": 20, "flush_interval_s": 0.2, "write_retries": 3, "retry_backoff_s": 0.2, "retry_backoff_max_s": 1}
 MAIN_TIMEOUT_S = 90  # a run still going after this is killed and its test fails
 POLL_S = 0.05
-# The pipeline's database sessions carry this name (core/storage/database.py), so a test can find and kill them.
+# The pipeline's database sessions carry this name (core/storage/postgres.py), so a test can find and kill them.
 APPLICATION_NAME = "yaml-pipeline"
 CLEARED_ENV = ("POSTGRES_", "DATABASE_URL", "PIPELINE_LOCATION", "DEAD_LETTER_PATH", "DATA_DIR", "PYTHONPATH")
 # The sink's warning when a batch failed on a lost connection and is written again (workers/base.py).

@@ -219,7 +219,7 @@ def test_no_module_imports_a_private_name():
         ("import core.http.aiohttp_client", "requests"),
         # A PostgreSQL sink talks psycopg2 directly: SQLAlchemy costs a run 0.1 s of CPU before its first row.
         (
-            "from core.storage.database import database_url, open_database\n"
+            "from core.storage.database import open_database\nfrom core.storage.settings import database_url\n"
             "open_database(database_url({'DATABASE_URL': 'postgresql://app@127.0.0.1:9/prices'})).close()\n"
             "import workers.postgres_worker",
             "sqlalchemy",

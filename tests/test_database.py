@@ -1,4 +1,4 @@
-"""core.storage.database: a DATABASE_URL whose driver is missing is a settings error (exit 2) that says what to install."""
+"""core.storage.settings: a DATABASE_URL whose driver is missing is a settings error (exit 2) that says what to install."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from conftest import SHIPPED_PIPELINE, run_main
 from core.pipeline.config import SettingsError
-from core.storage.database import DatabaseConfigError, database_url
+from core.storage.settings import database_url
+from core.storage.url import DatabaseConfigError
 
 PASSWORD = "hunter2-s3cret"
 

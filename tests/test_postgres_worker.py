@@ -1,5 +1,5 @@
 """The sink's table and writes, against the real PostgreSQL and a SQLite file; and which database the
-environment picks (core.storage.database)."""
+environment picks (core.storage)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,12 @@ from sites import MARKET_TIME, SP500_PAGE, FakeSites
 from conftest import MainRun, local_pipeline, run_main
 from core.base import codec
 from core.base.errors import StartupError
+from core.base.paths import PROJECT_DIR
 from core.base.redact import redact
-from core.storage.database import (
-    PROJECT_DIR,
-    DatabaseConfigError,
-    database_url,
-    describe,
-    make_engine,
-    open_database,
-    settings_hint,
-)
+from core.storage.database import open_database
+from core.storage.settings import database_url, settings_hint
+from core.storage.sqlalchemy_db import make_engine
+from core.storage.url import DatabaseConfigError, describe
 from workers.postgres_worker import COLUMNS, PostgresWorker
 from workers.wiki_worker import parse_constituents
 
@@ -392,7 +388,7 @@ def open_connections(database, pg_admin) -> int:
         ).scalar()
 
 
-# --- which database: core.storage.database.database_url -------------------------------------------------------------
+# --- which database: core.storage.settings.database_url -------------------------------------------------------------
 
 
 def test_database_url_wins_and_plain_postgresql_gets_the_installed_driver():

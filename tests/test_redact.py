@@ -17,7 +17,8 @@ import pytest
 from core.base.redact import MASK, RedactingFormatter, redact
 from core.pipeline.replay import read_replay
 from core.run.ledger import DeadLetters
-from core.storage.database import database_url, describe
+from core.storage.settings import database_url
+from core.storage.url import describe
 
 
 def unique(prefix: str) -> str:

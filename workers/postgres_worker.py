@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from core.base.errors import StartupError
-from core.storage.database import Table
+from core.storage.table import Table
 from workers.base import BatchWorker
 
 if TYPE_CHECKING:
-    from core.storage.database import PostgresDatabase, SqlAlchemyDatabase
+    from core.storage.postgres import PostgresDatabase
+    from core.storage.sqlalchemy_db import SqlAlchemyDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ class PostgresMasterScheduler(BatchWorker):
 
     def open_group(self) -> None:
         """Connect and create the table before anything is fetched, so a wrong database fails in seconds."""
-        from core.storage.database import describe, settings_hint
+        from core.storage.settings import settings_hint
+        from core.storage.url import describe
 
         writer = self._writer()
         where = describe(writer.database.url)
@@ -188,7 +190,8 @@ class PostgresMasterScheduler(BatchWorker):
 
     def _writer(self) -> PostgresWorker:
         def make() -> PostgresWorker:
-            from core.storage.database import database_url, open_database
+            from core.storage.database import open_database
+            from core.storage.settings import database_url
 
             database = open_database(
                 database_url(),
