@@ -186,7 +186,7 @@ class Distributed:
             if not unfinished or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        totals: dict[str, dict[str, float]] = {}
+        totals: dict[str, dict[str, float]] = {w.name: {} for w in self.spec.workers}  # in the file's order
         for report in reports.values():
             for group, counts in report["groups"].items():
                 into = totals.setdefault(group, {})
@@ -196,7 +196,8 @@ class Distributed:
             "run_id": self.run_id,
             "redis": self.run.describe(),
             "processes": reports,
-            "groups": totals,
+            "groups": {name: counts for name, counts in totals.items() if counts},
+            "sinks": [w.name for w in self.spec.workers if not w.output_queues],
             "ledger": self.ledger(),
             "unfinished": unfinished,
         }

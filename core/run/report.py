@@ -154,6 +154,13 @@ class RunReport:
             for q in self.queues
         ]
         rows += [f"hint: {hint}" for hint in self.hints]
+        if self.run:
+            rows.append(f"run {self.run['run_id']}, per process (host:pid, the groups it ran):")
+            rows += [
+                f"  process {proc} ({', '.join(report['groups'])}): "
+                f"{_run_groups(report['groups'], self.run.get('sinks', []))}"
+                for proc, report in self.run["processes"].items()
+            ]
         if self.errors:
             rows.append("errors (count, group, first item, first error):")
             rows += [
@@ -167,14 +174,24 @@ def _run_summary(run: dict | None) -> str:
     """'; run R over 3 processes: G 503 in, ...; queues: Q 503 added, 0 left' for the reporting process."""
     if not run:
         return ""
-    groups = ", ".join(
-        f"{name} {int(c['received'] - c['returned'])} in, {int(c['emitted'])} out"
-        + (f", {int(c['dead_lettered'])} dead-lettered" if c["dead_lettered"] else "")
-        for name, c in run["groups"].items()
-    )
+    groups = _run_groups(run["groups"], run.get("sinks", []))
     queues = ", ".join(f"{name} {q['added']} added, {q.get('left', 0)} left" for name, q in run["ledger"].items())
     late = f" ({len(run['unfinished'])} process(es) had not finished)" if run["unfinished"] else ""
     return f"; run {run['run_id']} over {len(run['processes'])} process(es){late}: {groups}; queues: {queues}"
+
+
+def _run_groups(groups: dict[str, dict[str, float]], sinks: list[str]) -> str:
+    """'G 503 in, 503 out, S stored 503': each group's counts summed over processes, in _stage's words."""
+    parts = []
+    for name, c in groups.items():
+        if name not in sinks:
+            went = f"{int(c['received'] - c['returned'])} in, {int(c['emitted'])} out"
+        elif c.get("stored"):
+            went = f"stored {int(c['stored'])}"
+        else:
+            went = f"{int(c['received'] - c['returned'])} in, {int(c['processed'])} done"
+        parts.append(f"{name} {went}" + (f", {int(c['dead_lettered'])} dead-lettered" if c["dead_lettered"] else ""))
+    return ", ".join(parts)
 
 
 def _stage(group: GroupReport) -> str:
