@@ -16,12 +16,12 @@ from core.base.paths import default_dead_letter_path
 from core.pipeline.config import PipelineSpec, SettingsError, load_pipeline
 from core.pipeline.imports import preload, preload_modules
 from core.pipeline.replay import check_replay
-from core.run.bottleneck import QueueLoad
 from core.run.ends import Ends
 from core.run.ledger import DeadLetters
 from core.run.loop import Instance
 from core.run.report import RunReport, Snapshot
 from core.run.tally import build_report, snapshot_of
+from core.run.watch import Watch
 from core.transport.base import is_shared
 
 if TYPE_CHECKING:
@@ -67,7 +67,6 @@ class YamlPipelineExecutor(threading.Thread):
 
             self.distributed = Distributed(self.spec, run_id=run_id, only=only)
         self.monitor_interval_s = monitor_interval_s
-        self.sample_interval_s = sample_interval_s
         self.started_at: float | None = None
         self.dead_letters = DeadLetters(
             Path(dead_letter_path or default_dead_letter_path(self.spec.name)), self.spec.name
@@ -87,10 +86,10 @@ class YamlPipelineExecutor(threading.Thread):
             on_exit=self._instance_exited,
         )
         self.queues = {q.name: assembly.queue(q) for q in self.spec.queues.values()}
-        self.loads = {name: QueueLoad() for name in self.queues}
         runs_here = self.distributed.groups if self.distributed else [w.name for w in self.spec.workers]
         self.groups = {w.name: assembly.group(w, self.queues, replay) for w in self.spec.workers if w.name in runs_here}
         self._preloads = assembly.preloads  # replayed items, put in once the run is open
+        self.watch = Watch(self.groups, self.queues, sample_interval_s=sample_interval_s)
         self.ends = Ends(self.spec, self.distributed)
         # The process that runs a sink (or was asked) prints the whole run's report.
         self.reports_run = self.distributed is not None and (report or any(not g.outputs for g in self.groups.values()))
@@ -147,6 +146,7 @@ class YamlPipelineExecutor(threading.Thread):
 
     def run(self) -> None:
         self.started_at = started = time.monotonic()
+        self.watch.start(started)
         reason, error = "finished", None
         # The modules the workers of this process will import, imported while the groups open (worker processes
         # have theirs imported in the fork server: core/modes/processes.py). Last group first: a source's thread
@@ -221,15 +221,12 @@ class YamlPipelineExecutor(threading.Thread):
 
     def _monitor(self) -> None:
         """Wake on every instance exit (and at monitor_interval_s regardless); sample queue sizes on the clock,
-        every sample_interval_s, never on a wake: ends come in bursts, and would outweigh the run."""
-        last_check = last_sample = time.monotonic()
+        every sample_interval_s, never on a wake (core/run/watch.py)."""
+        last_check = time.monotonic()
         while True:
-            changed = self._changed.wait(min(self.sample_interval_s, self.monitor_interval_s))
+            changed = self._changed.wait(min(self.watch.sample_interval_s, self.monitor_interval_s))
             now = time.monotonic()
-            if now - last_sample >= self.sample_interval_s:
-                for name, queue in self.queues.items():
-                    self.loads[name].add(queue.qsize(), queue.maxsize, now - last_sample)
-                last_sample = now
+            self.watch.tick(now)
             if changed or now - last_check >= self.monitor_interval_s:
                 self._changed.clear()
                 last_check = now
@@ -276,7 +273,7 @@ class YamlPipelineExecutor(threading.Thread):
             self.spec,
             self.groups.values(),
             self.queues.values(),
-            self.loads,
+            self.watch.loads,
             reason=reason,
             error=error,
             duration_s=duration_s,
@@ -285,6 +282,9 @@ class YamlPipelineExecutor(threading.Thread):
             not_started=not_started,
         )
         report.run = self.run_report
+        if self.started_at is not None:
+            self.watch.point(self.started_at + duration_s)
+            report.timeline = self.watch.timeline.to_dict()
         return report
 
     def _publish(self, distributed: Distributed, finished: bool) -> None:

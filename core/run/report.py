@@ -82,6 +82,8 @@ class RunReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     #: With Redis queues, from the process that reports the run: every process's counts, and each queue's ledger.
     run: dict | None = None
+    #: The run over time (core/run/timeline.py Timeline.to_dict): per interval, per group and per queue.
+    timeline: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:

@@ -1,0 +1,52 @@
+"""What a run's monitor measures while it goes: each queue's load, sampled on the clock and weighed by time
+(core/run/bottleneck.py), and the run's timeline (core/run/timeline.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.run.bottleneck import QueueLoad
+from core.run.group import WorkerGroup
+from core.run.timeline import Timeline
+from core.transport.base import Queue
+
+
+class Watch:
+    """Samples the queues every `sample_interval_s` and adds the run to its timeline; `tick` it often."""
+
+    def __init__(
+        self, groups: Mapping[str, WorkerGroup], queues: Mapping[str, Queue], *, sample_interval_s: float
+    ) -> None:
+        self.groups = groups
+        self.queues = queues
+        self.sample_interval_s = sample_interval_s
+        self.loads = {name: QueueLoad() for name in queues}
+        self.timeline = Timeline({name: group.runner.size for name, group in groups.items()})
+        self._peaks = dict.fromkeys(queues, 0)  # each queue's largest sampled size since the last point
+        self._started_at: float | None = None
+        self._last_sample = 0.0
+
+    def start(self, now: float) -> None:
+        """The run starts now."""
+        self._started_at = self._last_sample = now
+
+    def tick(self, now: float) -> None:
+        """Sample if a sample is due (on the clock only: never because something woke the monitor, as instance
+        ends come in bursts and would outweigh the run)."""
+        if self._started_at is None or now - self._last_sample < self.sample_interval_s:
+            return
+        for name, queue in self.queues.items():
+            size = queue.qsize()
+            self.loads[name].add(size, queue.maxsize, now - self._last_sample)
+            self._peaks[name] = max(self._peaks[name], size)
+        self._last_sample = now
+        self.point(now)
+
+    def point(self, now: float) -> None:
+        """Add the run as it is now to the timeline (which keeps one point a second at most)."""
+        if self._started_at is None:
+            return
+        sizes = {name: queue.qsize() for name, queue in self.queues.items()}
+        queues = {name: (size, max(size, self._peaks[name])) for name, size in sizes.items()}
+        self.timeline.add(now - self._started_at, {n: g.counts() for n, g in self.groups.items()}, queues)
+        self._peaks = dict.fromkeys(self.queues, 0)
