@@ -30,6 +30,16 @@ def test_a_run_of_any_length_keeps_at_most_600_points_and_exact_totals():
     assert len(json.dumps(data)) < 200_000
 
 
+def test_a_timeline_without_points_is_empty_not_an_error():
+    """A run forced to exit before its first point still gets its report."""
+    assert Timeline({"Sink": 1}).to_dict() == {
+        "step_s": 1.0,
+        "t_s": [],
+        "groups": {"Sink": {"received": [], "emitted": [], "failed": [], "stored": [], "dead_lettered": [], "busy": []}},
+        "queues": {},
+    }
+
+
 def test_points_closer_than_a_second_are_one_point_with_the_larger_peak():
     timeline = Timeline({"Sink": 1})
     timeline.add(0.2, {"Sink": Counts(received=1)}, {"Q": (5, 5)})

@@ -55,11 +55,11 @@ class Timeline:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: per interval `t_s` (its end), and per group and queue one value per interval."""
         ends = [p.t_s for p in self.points]
-        starts = [0.0, *ends[:-1]]
+        starts = [0.0, *ends][: len(ends)]
         groups: dict[str, dict[str, list[float]]] = {}
         for name, instances in self.instances.items():
             totals = [p.groups.get(name, (0, 0, 0, 0, 0, 0.0)) for p in self.points]
-            before = [(0, 0, 0, 0, 0, 0.0), *totals[:-1]]
+            before = [(0, 0, 0, 0, 0, 0.0), *totals][: len(totals)]
             series: dict[str, list[float]] = {
                 key: [now[i] - then[i] for now, then in zip(totals, before, strict=True)]
                 for i, key in enumerate(GROUP_FIELDS)
