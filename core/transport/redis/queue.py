@@ -192,10 +192,6 @@ class RedisQueue:
         """Where a generator's outputs for Redis wait until entry `entry_id` is settled (core/transport/redis/settle.py)."""
         return self.run.key("stage", self.name, entry_id)
 
-    def pending(self) -> list[Any]:
-        """What this process fetched and no instance took."""
-        return [delivery.item for delivery in self._buffer.pending()]
-
     def put(self, item: Any) -> bool:
         self.put_many([item])
         return True
