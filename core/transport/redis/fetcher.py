@@ -142,7 +142,7 @@ class Fetcher:
             self._read_client = run.reader()
             run.register_reader(self.stream.name, self._read_client)
             while not queue.closed or self._rejecting:
-                free = leases.free(BLOCK_MS[1] / 1000)
+                free = leases.slots(BLOCK_MS[1] / 1000)
                 now = time.monotonic()
                 if free and now - last_claim >= CLAIM_EVERY_S:
                     claimed = leases.claim(free)

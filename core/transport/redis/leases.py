@@ -38,15 +38,15 @@ class Leases:
         """Hold at most `prefetch` entries unsettled at first."""
         self._free = self._prefetch = prefetch
 
-    def free(self, timeout_s: float) -> int:
-        """How many more entries may be read now, waiting up to `timeout_s` for one to be settled if none."""
+    def slots(self, wait_s: float) -> int:
+        """How many more entries may be read now; if none, after waiting up to `wait_s` for one to be settled."""
         with self._lock:
             if not self._free:
-                self._room.wait(timeout_s)
+                self._room.wait(wait_s)
             return self._free
 
     def wake(self) -> None:
-        """Cut a wait in free() short (the queue closed)."""
+        """Cut a wait in slots() short (the queue closed)."""
         with self._lock:
             self._room.notify()
 
