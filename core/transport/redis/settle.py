@@ -16,10 +16,7 @@ from core.base import codec
 from core.base.errors import ItemError
 from core.base.redact import redact
 from core.transport.base import Delivery
-
-# encode: core/modes/child.py imports it from here; once the split of core/modes has landed, it imports it from
-# core.transport.redis.encoding and this line goes.
-from core.transport.redis.encoding import SIZE_REFUSALS, encode, encode_all, too_large  # noqa: F401
+from core.transport.redis.encoding import SIZE_REFUSALS, encode_all, too_large
 
 logger = logging.getLogger(__name__)
 
