@@ -356,7 +356,7 @@ def test_put_nowait_never_waits(channel):
     assert channel.put_nowait(1) is True
     assert channel.put_nowait(2) is True
     assert channel.put_nowait(3) is None  # full: nothing done
-    assert channel.pending() == [1, 2]
+    assert channel.qsize() == 2 and [take(channel), take(channel)] == [1, 2]
 
 
 def test_preload_goes_beyond_maxsize_and_counts(channel):
@@ -383,7 +383,7 @@ def test_freeze_takes_out_what_is_queued_and_lets_nothing_through(channel, rejec
     with pytest.raises(Empty):
         take(channel, 0.05)
     with pytest.raises(Empty):
-        channel.get_nowait()
+        channel.get(timeout_s=0)  # nor does a get that does not wait
     assert rejected == []
     channel.close()  # only to end the test's threads: the blocked puts are refused
     assert putter.outcome() is False and late.outcome() is False and sorted(rejected) == [3, 4]

@@ -818,9 +818,9 @@ def test_a_read_whose_reply_was_lost_is_taken_back_on_retry(redis_server):
     run = RedisRun(redis_server.url(), "pipeline", f"test-{uuid.uuid4().hex[:8]}")
     try:
         queue = RedisQueue("Q", 10, run, reader="G", visibility_timeout_s=30)
-        queue.create()
+        queue.stream.create()
         queue.put_many(["a", "b", "c"])
-        queue._read_client = reader = run.reader()  # noqa: SLF001 - the fetcher's own connection
+        queue.fetcher._read_client = reader = run.reader()  # noqa: SLF001 - the fetcher's own connection
         real_read, lost = reader.xreadgroup, []
 
         def read_losing_the_first_reply(*args: Any, **kwargs: Any) -> Any:
@@ -831,7 +831,7 @@ def test_a_read_whose_reply_was_lost_is_taken_back_on_retry(redis_server):
             return reply
 
         reader.xreadgroup = read_losing_the_first_reply
-        entries = run.call(queue._reader(run.process_id, 10, 100))  # noqa: SLF001 - the fetcher's one read
+        entries = run.call(queue.fetcher._reader(run.process_id, 10, 100))  # noqa: SLF001 - the fetcher's one read
         assert [fields[b"d"] for _, fields in entries] == [b'"a"', b'"b"', b'"c"']
         assert [entry_id for entry_id, _ in entries] == [entry_id for entry_id, _ in lost[0][0][1]]
         reader.close()

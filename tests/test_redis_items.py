@@ -150,7 +150,7 @@ def test_check_refuses_what_a_redis_output_cannot_take_and_is_free_without_one(r
 def test_what_check_wrote_is_sent_as_it_was_checked_and_what_it_keeps_is_bounded(run_id_queue):
     """emit() reuses the JSON check() wrote (an output is written once, not twice), as it was when checked;
     what was checked and never sent (its item failed) is pushed out by what comes after."""
-    from core.transport.redis.settle import Encoder
+    from core.transport.redis.encoding import Encoder
 
     queue, out = run_id_queue
     exits = RedisExits(exits_over(queue, [out]))
@@ -171,9 +171,9 @@ def run_id_queue() -> Iterator[tuple[RedisQueue, RedisQueue]]:
 
     run = RedisRun(os.environ["REDIS_URL"], "items-test", f"test-{uuid.uuid4().hex[:8]}")
     queue, out = RedisQueue("In", 100, run, reader="G"), RedisQueue("Out", 100, run, reader="Next")
-    queue.create(), out.create()
+    queue.stream.create(), out.stream.create()
     yield queue, out
-    queue.shutdown()
+    queue.fetcher.shutdown()
     run.redis.close()
 
 
@@ -372,12 +372,12 @@ def test_a_claim_drops_what_the_stale_owner_staged_and_it_can_stage_no_more(run_
     queue, out = run_id_queue
     queue.put_many(["in"])
     queue.visibility_timeout_s = 0.3
-    queue.start_reading(readers=1, prefetch=1)
+    queue.fetcher.start(readers=1, prefetch=1)
     taken = queue.get(WAIT_S)
     stale = RedisExits(exits_over(queue, [out]))
     part = ["a" * 1000] * (STAGE_AFTER_CHARS // 1000 + 1)
     stale.emit(taken, part, final=False)
-    stage = queue.stage_key(taken.token[0])
+    stage = queue.stream.stage_key(taken.token[0])
     assert queue.redis.llen(stage) == len(part)
     queue.freeze()  # A stalls: no lease renewed
 
@@ -385,7 +385,7 @@ def test_a_claim_drops_what_the_stale_owner_staged_and_it_can_stage_no_more(run_
     run_b.process_id = "machine-b"
     live = RedisQueue("In", 100, run_b, reader="G", visibility_timeout_s=0.3)
     try:
-        live.start_reading(readers=1, prefetch=1)
+        live.fetcher.start(readers=1, prefetch=1)
         claimed = live.get(WAIT_S)
         assert claimed.token[0] == taken.token[0]
         assert not queue.redis.exists(stage), "the stale owner's staged outputs survived the claim"
@@ -396,7 +396,7 @@ def test_a_claim_drops_what_the_stale_owner_staged_and_it_can_stage_no_more(run_
         assert live.settler.settle(claimed, ["from B"], (out.key,)) is True
         assert [fields[b"d"] for _, fields in queue.redis.xrange(out.key)] == [b'"from B"']
     finally:
-        live.shutdown()
+        live.fetcher.shutdown()
         run_b.redis.close()
 
 
@@ -413,10 +413,10 @@ def test_a_limit_lowered_after_the_start_still_makes_a_large_item_its_own_error(
         source, out = RedisQueue("In", 100, run, reader="G"), RedisQueue("Out", 100, run, reader="Next")
         looking = redis.Redis.from_url(server.url(), socket_timeout=10)
         try:
-            source.create(), out.create()
+            source.stream.create(), out.stream.create()
             started = time.monotonic()
             source.put_many(["big", "small"])
-            source.start_reading(readers=1, prefetch=4)
+            source.fetcher.start(readers=1, prefetch=4)
             big, small = source.get(WAIT_S), source.get(WAIT_S)
             answers: dict[str, Any] = {}
             both = threading.Event()
@@ -447,6 +447,6 @@ def test_a_limit_lowered_after_the_start_still_makes_a_large_item_its_own_error(
             assert time.monotonic() - started < 20
             assert looking.xlen(out.key) == 1
         finally:
-            source.shutdown()
+            source.fetcher.shutdown()
             run.redis.close()
             looking.close()

@@ -55,13 +55,13 @@ class Consumer:
         self.output = RedisQueue("Out", 100, self.run, reader="Next")
         self.dead: list[tuple[Any, str, str]] = []
         self.queue.on_dead = lambda item, error, kind: self.dead.append((item, error, kind))
-        self.queue.start_reading(readers=1, prefetch=prefetch)
+        self.queue.fetcher.start(readers=1, prefetch=prefetch)
 
     def take(self, timeout_s: float = WAIT_S) -> Any:
         return self.queue.get(timeout_s)
 
     def close(self) -> None:
-        self.queue.shutdown()
+        self.queue.fetcher.shutdown()
         self.run.redis.close()
 
 
@@ -88,7 +88,7 @@ def consumers(run_id) -> Iterator[list[Consumer]]:
 def producer(run_id: str) -> RedisQueue:
     run = RedisRun(url(), "transport-test", run_id)
     queue = RedisQueue("Items", 100, run, reader="Readers")
-    queue.create()
+    queue.stream.create()
     return queue
 
 
@@ -216,13 +216,13 @@ def test_an_end_wakes_a_read_that_is_waiting_for_entries(run_id):
     another process), so it looks at its queue's end at once instead of when its read times out."""
     queue = producer(run_id)
     reader, ender = queue.run.reader(), RedisRun(url(), "transport-test", run_id)
-    queue._read_client = reader  # noqa: SLF001 - the fetcher's own connection
+    queue.fetcher._read_client = reader  # noqa: SLF001 - the fetcher's own connection
     queue.run.register_reader(queue.name, reader)
     reader_id = str(reader.client_id())
     returned = threading.Event()
 
     def read() -> None:
-        queue.run.call(queue._reader("waiting", 10, 600_000))  # noqa: SLF001 - one read, up to 10 minutes
+        queue.run.call(queue.fetcher._reader("waiting", 10, 600_000))  # noqa: SLF001 - one read, up to 10 minutes
         returned.set()
 
     def blocked() -> bool:
@@ -358,9 +358,9 @@ def test_entries_a_refused_hand_back_leaves_are_claimable_at_once():
             RedisQueue("Items", 100, run, reader="Readers", visibility_timeout_s=30) for run in runs
         )
         try:
-            stopping.create()
+            stopping.stream.create()
             stopping.put_many(["x", "y", "z"])
-            stopping.start_reading(readers=1, prefetch=4)
+            stopping.fetcher.start(readers=1, prefetch=4)
             deadline = time.monotonic() + WAIT_S
             while stopping.qsize() < 3 and time.monotonic() < deadline:
                 time.sleep(0.01)  # the fetcher has them in this process's buffer, none taken
@@ -373,13 +373,13 @@ def test_entries_a_refused_hand_back_leaves_are_claimable_at_once():
                     client.config_set("maxmemory", 0)
                 assert len(client.xpending_range(stopping.key, "Readers", "-", "+", 10)) == 3  # not handed back
 
-            taking_over.start_reading(readers=1, prefetch=4)
+            taking_over.fetcher.start(readers=1, prefetch=4)
             started = time.monotonic()
             got = [taking_over.get(WAIT_S) for _ in range(3)]
             waited_s = time.monotonic() - started
         finally:
-            stopping.shutdown()
-            taking_over.shutdown()
+            stopping.fetcher.shutdown()
+            taking_over.fetcher.shutdown()
             for run in runs:
                 run.redis.close()
 

@@ -52,20 +52,20 @@ def items_in(server: RedisServer, key: str) -> list[Any]:
 def loaded(queue: RedisQueue) -> RedisQueue:
     """The queue with its scripts already on the server: a lost reply is then that of a script that ran (not
     of a NOSCRIPT answer, after which the client loads the script and sends it again anyway)."""
-    for script in queue.scripts.values():
+    for script in queue.stream.scripts.values():
         queue.redis.script_load(script.script)
     return queue
 
 
 def reading(queue: RedisQueue) -> Delivery:
     """Start the queue's fetcher and take one delivery."""
-    queue.start_reading(readers=1, prefetch=4)
+    queue.fetcher.start(readers=1, prefetch=4)
     return queue.get(WAIT_S)
 
 
 def test_a_put_whose_reply_was_lost_adds_its_entries_once(server, proxy, run):
     queue = loaded(RedisQueue("Q", 100, run, reader="G"))
-    queue.create()
+    queue.stream.create()
     proxy.lose_reply(b"first-item")
 
     queue.put_many(["first-item", "second-item"])
@@ -76,10 +76,10 @@ def test_a_put_whose_reply_was_lost_adds_its_entries_once(server, proxy, run):
 
 def test_a_settle_whose_reply_was_lost_is_done_not_claimed(server, proxy, run):
     source = loaded(RedisQueue("Q", 100, run, reader="G"))
-    source.create()
+    source.stream.create()
     source.put_many(["in"])
     out = RedisQueue("Out", 100, run, reader="Next")
-    out.create()
+    out.stream.create()
     try:
         delivery = reading(source)
         proxy.lose_reply(b"settled-output")
@@ -93,12 +93,12 @@ def test_a_settle_whose_reply_was_lost_is_done_not_claimed(server, proxy, run):
             assert client.xpending(source.key, "G")["pending"] == 0
             assert client.xlen(source.key) == 0
     finally:
-        source.shutdown()
+        source.fetcher.shutdown()
 
 
 def test_a_dead_letter_whose_reply_was_lost_is_done_not_claimed(server, proxy, run):
     source = loaded(RedisQueue("Q", 100, run, reader="G"))
-    source.create()
+    source.stream.create()
     source.put_many(["doomed"])
     try:
         delivery = reading(source)
@@ -113,4 +113,4 @@ def test_a_dead_letter_whose_reply_was_lost_is_done_not_claimed(server, proxy, r
             assert [(r["item"], r["kind"]) for r in records] == [("doomed", "failed")]
             assert client.xpending(source.key, "G")["pending"] == 0
     finally:
-        source.shutdown()
+        source.fetcher.shutdown()

@@ -174,7 +174,7 @@ class YamlPipelineExecutor(threading.Thread):
                         holds(i.worker) if hasattr(i, "worker") else getattr(group.runner, "batch_size", 1)
                         for i in group.instances
                     )
-                    group.input.start_reading(group.runner.readers, prefetch=max(group.runner.size * (batch + 1), 16))
+                    group.input.fetcher.start(group.runner.readers, prefetch=max(group.runner.size * (batch + 1), 16))
                 group.runner.start()
             self._monitor()
             if self.stop_event.is_set():

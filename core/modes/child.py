@@ -134,7 +134,7 @@ class ChildExits:
     def check(self, outputs: list[Any]) -> None:
         """ItemError when an output cannot go to every output queue (the parent puts them there)."""
         if self._json:
-            from core.transport.redis.settle import encode  # loaded only where outputs go to Redis
+            from core.transport.redis.encoding import encode  # loaded only where outputs go to Redis
 
             for output in outputs:
                 encode(output)

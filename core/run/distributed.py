@@ -112,7 +112,7 @@ class Distributed:
             f"{worker.name}.values", max(len(values), 1), worker.name, visibility_timeout_s=min(timeouts, default=30.0)
         )
         if self.solo:  # if the run's keys vanish, the values never read are known by name (not started)
-            queue.read_payloads = []
+            queue.fetcher.read_payloads = []
         return queue
 
     def open(self, local_input_groups: list[str]) -> None:
@@ -120,7 +120,7 @@ class Distributed:
         the streams, and say which groups with local input this process runs."""
         self.run.open()
         for name, values in self._values.items():
-            written = self.queues[f"{name}.values"].fill_once(values)
+            written = self.queues[f"{name}.values"].writer.fill_once(values)
             self._written.add(name)
             logger.info(
                 "%s: %s",
@@ -130,7 +130,7 @@ class Distributed:
                 else "input values already in the run (written by the process that started it)",
             )
         for queue in self.queues.values():
-            queue.create()
+            queue.stream.create()
         for group in local_input_groups:
             self.members.join_group(group)
 
@@ -209,16 +209,16 @@ class Distributed:
                 if name not in self._written:
                     left = values
                 elif self.run.gone:
-                    left = queue.unread(values)
-                    queue.added -= len(left)  # accounted for by name: not lost
+                    left = queue.fetcher.unread(values)
+                    queue.writer.added -= len(left)  # accounted for by name: not lost
                 else:
                     left = []
                 for value in left:
                     queue.on_reject(value)
         for queue in self.queues.values():  # all at once: in a solo run one's end may wait on another's
-            queue.finish_reading()
+            queue.fetcher.finish()
         for queue in self.queues.values():
-            queue.shutdown()
+            queue.fetcher.shutdown()
         self.run.close()
 
 

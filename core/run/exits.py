@@ -64,7 +64,7 @@ class LocalExits:
         blocked_s = 0.0
         for queue in self.outputs if outputs else ():
             if payloads is not None and is_shared(queue):
-                blocked_s += queue.put_payloads(payloads)
+                blocked_s += queue.writer.put_payloads(payloads)
                 continue
             done = queue.put_some(outputs) if isinstance(queue, LocalQueue) else 0  # what fits now
             if done < len(outputs):
@@ -83,7 +83,7 @@ class LocalExits:
 
                 started = time.perf_counter()  # wait for room (or for Redis) off the event loop
                 send: Callable[[], float] = (
-                    functools.partial(queue.put_payloads, payloads)
+                    functools.partial(queue.writer.put_payloads, payloads)
                     if payloads is not None and is_shared(queue)
                     else functools.partial(queue.put_many, outputs[done:])
                 )
@@ -111,7 +111,7 @@ class LocalExits:
             payloads += encoded or ()
         for queue in self.outputs if outputs else ():
             if is_shared(queue):
-                queue.put_payloads(payloads)
+                queue.writer.put_payloads(payloads)
             else:
                 queue.put_many(outputs)
         for (delivery, _, final), error in zip(emits, errors, strict=True):

@@ -14,7 +14,7 @@ from core.base.errors import ItemError, Returned
 from core.transport.base import Delivery
 from core.transport.redis.client import KEY_TTL_S, RedisLost
 from core.transport.redis.queue import RedisQueue
-from core.transport.redis.settle import STAGE_AFTER_CHARS, STAGE_AFTER_OUTPUTS, Settler
+from core.transport.redis.settle import STAGE_AFTER_CHARS, STAGE_AFTER_OUTPUTS
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +39,12 @@ class RedisExits:
     def __init__(self, group: Any) -> None:
         self.group = group
         self.input: RedisQueue = group.input
+        self.settler = self.input.settler
         self.redis_outputs = [queue for queue in group.outputs if isinstance(queue, RedisQueue)]
         self.redis_keys = tuple(queue.key for queue in self.redis_outputs)
         self.local = [queue for queue in group.outputs if not isinstance(queue, RedisQueue)]
         self._parts: dict[int, _Parts] = {}  # a generator's outputs for Redis, until its item is settled
         self.input.on_dead = lambda item, error, kind: group.abandon([item], error, kind=kind, received=True)
-
-    @property
-    def settler(self) -> Settler:
-        """The input's settler (it has one once its reading has started)."""
-        settler = self.input.settler
-        if settler is None:
-            raise RuntimeError(f"{self.input.name}: items settled before reading started")
-        return settler
 
     def check(self, outputs: list[Any]) -> None:
         """Raise ItemError when one of `outputs` cannot go to every output queue (a Redis queue takes only
@@ -62,7 +55,7 @@ class RedisExits:
     def emit(self, delivery: Delivery, outputs: list[Any], *, final: bool = True) -> float:
         payloads = self._encode(outputs)  # an output Redis cannot take fails the item before anything is sent
         waited = sum(queue.put_many(outputs) or 0.0 for queue in self.local) if outputs else 0.0
-        waited += sum(queue.wait_for_room(len(payloads)) for queue in self.redis_outputs) if payloads else 0.0
+        waited += sum(queue.writer.wait_for_room(len(payloads)) for queue in self.redis_outputs) if payloads else 0.0
         if final:
             self._settle(delivery, payloads, len(outputs))
         elif self._hold(delivery, payloads, len(outputs)):
@@ -75,7 +68,7 @@ class RedisExits:
         for queue in self.local if outputs else ():  # off the event loop: a full local queue or Redis's answer
             waited += await loop.run_in_executor(None, queue.put_many, outputs) or 0.0
         for queue in self.redis_outputs if payloads else ():
-            waited += await loop.run_in_executor(None, queue.wait_for_room, len(payloads))
+            waited += await loop.run_in_executor(None, queue.writer.wait_for_room, len(payloads))
         if final:
             self._settle(delivery, payloads, len(outputs))
         elif self._hold(delivery, payloads, len(outputs)):
@@ -118,12 +111,12 @@ class RedisExits:
     def _stage(self, delivery: Delivery) -> None:
         """Move what is held for the item to its staging list in Redis (Returned if it is another's now)."""
         parts = self._parts[id(delivery)]
-        queue, run = self.input, self.input.run
+        stream, run = self.input.stream, self.input.run
         entry_id = delivery.token[0]
         field, seq = run.thread_call_id()
-        keys = [queue.key, queue.stage_key(entry_id), run.key("calls")]
-        args = [queue.group, run.process_id, entry_id, field, seq, KEY_TTL_S, *parts.payloads]
-        (ok,) = run.call(lambda: queue.scripts["stage"](keys=keys, args=args))
+        keys = [stream.key, stream.stage_key(entry_id), run.key("calls")]
+        args = [stream.group, run.process_id, entry_id, field, seq, KEY_TTL_S, *parts.payloads]
+        (ok,) = stream.script("stage", keys, args)
         if not ok:
             self._parts.pop(id(delivery), None)
             raise Returned(f"{entry_id} is owned by another consumer now")
@@ -136,7 +129,7 @@ class RedisExits:
         stage = None
         if parts is not None:
             payloads, count = parts.payloads + payloads, parts.count + count
-            stage = self.input.stage_key(delivery.token[0]) if parts.staged else None
+            stage = self.input.stream.stage_key(delivery.token[0]) if parts.staged else None
         self.settler.settle_payloads(
             delivery, payloads, self.redis_keys, stage=stage, on_result=lambda ok: self._settled(ok, delivery, count)
         )
@@ -146,7 +139,7 @@ class RedisExits:
     def _settled(self, ok: Any, delivery: Delivery, emitted: int) -> None:
         if ok is True:
             for queue in self.redis_outputs:
-                queue.added += emitted
+                queue.writer.added += emitted
             return
         unsent = 0 if self.local else emitted  # what went to local queues went on
         if ok is False:
@@ -213,7 +206,7 @@ class RedisExits:
 
     def dead_letter(self, delivery: Delivery, error: str, *, attempts: int, kind: str) -> bool:
         parts = self._parts.pop(id(delivery), None)
-        stage = self.input.stage_key(delivery.token[0]) if parts is not None and parts.staged else None
+        stage = self.input.stream.stage_key(delivery.token[0]) if parts is not None and parts.staged else None
         try:
             ours = self.settler.dead(delivery, error, kind=kind, attempts=attempts, stage=stage)
         except RedisLost:

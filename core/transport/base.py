@@ -36,8 +36,8 @@ class _Nudge:
 
 
 #: In a reader's buffer, never an item: "nothing new will come for now". A reader that takes it sees Empty, as
-#: after its idle time, so an instance holding a batch writes it (core/transport/redis/queue.py puts it there; a process
-#: group's feeder passes it on to its worker processes).
+#: after its idle time, so an instance holding a batch writes it (core/transport/redis/fetcher.py puts it there; a
+#: process group's feeder passes it on to its worker processes).
 NUDGE = _Nudge()
 
 
@@ -140,20 +140,36 @@ class Queue(QueueWriter, QueueReader, Protocol):
         """Items waiting."""
 
 
+class SharedWriter(Protocol):
+    """How a shared queue's items go in once encoded (core.transport.redis.writer.Writer)."""
+
+    def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
+        """Add encoded items, waiting for room; return the seconds spent waiting."""
+
+
+class SharedReading(Protocol):
+    """How a shared queue is read in this process (core.transport.redis.fetcher.Fetcher)."""
+
+    def start(self, readers: int, prefetch: int) -> None:
+        """Begin reading for `readers` instances, holding up to `prefetch` items ahead unsettled."""
+
+
 class SharedQueue(Queue, Protocol):
     """A queue held outside this process (core/transport/redis): its items travel encoded, once for every such
-    queue of a fan-out; its readers start reading when the run is ready; it ends by its own proof, not by the
-    DONEs of this process."""
+    queue of a fan-out (its writer); its readers start reading when the run is ready (its fetcher); it ends by
+    its own proof, not by the DONEs of this process."""
 
     is_redis: bool
     keeps_unsettled: bool
     encoder: Any  # check(items) raises ItemError for what it cannot carry; encode(items) -> list[str]
 
-    def put_payloads(self, payloads: list[str], *, wait: bool = True) -> float:
-        """Add encoded items, waiting for room; return the seconds spent waiting."""
+    @property
+    def writer(self) -> SharedWriter:
+        """Where encoded items go in."""
 
-    def start_reading(self, readers: int, prefetch: int) -> None:
-        """Begin reading for `readers` instances, each holding up to `prefetch` items ahead."""
+    @property
+    def fetcher(self) -> SharedReading:
+        """What reads the queue for this process."""
 
 
 def is_shared(queue: object) -> TypeGuard[SharedQueue]:

@@ -1,5 +1,6 @@
 """Settling Redis entries: the Settler sends what instances are done with in batches (one script call
-per kind, core/transport/redis/scripts.py); how a group's items leave through it is core/run/redis_exits.py.
+per kind, core/transport/redis/scripts.py), their outputs written as core/transport/redis/encoding.py says; how a
+group's items leave through it is core/run/redis_exits.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from core.base import codec
 from core.base.errors import ItemError
 from core.base.redact import redact
 from core.transport.base import Delivery
+from core.transport.redis.encoding import SIZE_REFUSALS, encode_all, too_large
 
 logger = logging.getLogger(__name__)
 
@@ -25,25 +27,16 @@ CALL_CHARS = 8 * 1024 * 1024  # and the outputs of one call, in characters: a ba
 #: entry's own) until its item is settled: memory stays bounded per item.
 STAGE_AFTER_CHARS = 1024 * 1024
 STAGE_AFTER_OUTPUTS = 4096
-#: What the server answers when a command is too large for it. (An item far over proto-max-bulk-len gets no
-#: answer: the server closes the connection while it is written, so the size is checked before it is sent.)
-SIZE_REFUSALS = ("invalid bulk length", "invalid multibulk length", "max query buffer", "query buffer")
 
 
 class SettledQueue(Protocol):
-    """What the Settler needs of its queue (core.transport.redis.queue.RedisQueue)."""
+    """What the Settler needs of its queue's stream (core.transport.redis.stream.Stream)."""
 
     name: str
     group: str
     key: str
     run: Any
     scripts: Any
-
-    def settled(self, entry_ids: list[str]) -> None:
-        """These entries were settled by this process."""
-
-    def stage_key(self, entry_id: str) -> str:
-        """The key of an entry's staged outputs."""
 
 
 class _Refused(Exception):
@@ -74,17 +67,22 @@ class _Request:
 
 class Settler:
     """Settles a queue's entries in batches: instances hand it what they are done with and wait; one thread
-    sends everything that piled up meanwhile as one script call per kind."""
+    sends everything that piled up meanwhile as one script call per kind. `on_settled` hears which entries
+    were settled or found another's (core.transport.redis.leases.Leases.settled: room for as many more)."""
 
-    def __init__(self, queue: SettledQueue) -> None:
+    def __init__(self, queue: SettledQueue, on_settled: Callable[[list[str]], None]) -> None:
         self.queue = queue
+        self.on_settled = on_settled
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._waiting: list[_Request] = []
         self._closed = False
         self.thread = threading.Thread(target=self._loop, name=f"{queue.name}-settler", daemon=True)
-        self.thread.start()
-        self.dead_letters: Any = None  # the local file, set by the executor
+
+    def start(self) -> None:
+        """Begin settling (the queue's reading starts); again, nothing."""
+        if self.thread.ident is None:
+            self.thread.start()
 
     def settle(
         self,
@@ -134,10 +132,12 @@ class Settler:
         return None
 
     def close(self) -> None:
+        """Send what waits, then stop the thread."""
         with self._lock:
             self._closed = True
             self._ready.notify()
-        self.thread.join(5)
+        if self.thread.ident is not None:
+            self.thread.join(5)
 
     def _record(self, item: Any, error: str, kind: str, attempts: int) -> str:
         queue = self.queue
@@ -175,6 +175,8 @@ class Settler:
         return result[0]
 
     def _submit(self, request: _Request, deliver: Callable[[Any], None]) -> None:
+        if self.thread.ident is None:
+            raise RuntimeError(f"{self.queue.name}: items settled before reading started")
         lost = self.queue.run.lost
         if lost is not None:  # nothing can be settled now; and the asker may be this settler's own thread
             deliver(lost)  # (stopping the run when it found Redis lost), which must not wait for itself
@@ -196,10 +198,14 @@ class Settler:
                 results = self._send(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter (RedisLost, mostly)
                 results = [exc] * len(batch)
-            self.queue.settled(
-                [request.delivery.token[0] for request, ok in zip(batch, results) if ok is True or ok is False]
+            self.on_settled(
+                [
+                    request.delivery.token[0]
+                    for request, ok in zip(batch, results, strict=True)
+                    if ok is True or ok is False
+                ]
             )
-            for request, ok in zip(batch, results):
+            for request, ok in zip(batch, results, strict=True):
                 request.deliver(ok)
 
     def _send(self, batch: list[_Request]) -> list[Any]:
@@ -210,7 +216,7 @@ class Settler:
             by_outputs.setdefault((request.kind, request.keys), []).append(index)
         for (kind, keys), indexes in by_outputs.items():
             for call in _calls(batch, indexes):
-                for index, ok in zip(call, self._call(kind, keys, [batch[i] for i in call])):
+                for index, ok in zip(call, self._call(kind, keys, [batch[i] for i in call]), strict=True):
                     results[index] = ok
         return [results[index] for index in range(len(batch))]
 
@@ -240,7 +246,7 @@ class Settler:
         try:
             return [bool(ok) for ok in run.call(lambda: script(keys=script_keys, args=args), before_retry=recheck)]
         except _Refused as refused:
-            refusals = {i: _too_large(requests[i].largest_bytes(), run.max_bulk_bytes) for i in refused.indexes}
+            refusals = {i: too_large(requests[i].largest_bytes(), run.max_bulk_bytes) for i in refused.indexes}
         except run.response_error as exc:
             if not any(text in str(exc) for text in SIZE_REFUSALS):
                 raise
@@ -264,93 +270,3 @@ def _calls(batch: list[_Request], indexes: list[int]) -> list[list[int]]:
         calls[-1].append(index)
         chars += size
     return calls
-
-
-def encode(item: Any) -> str:
-    """An item as JSON for Redis; ItemError when it holds something JSON cannot carry."""
-    try:
-        return codec.dumps(item)
-    except (ValueError, RecursionError) as exc:  # NotEncodable, a circular reference, nesting too deep
-        raise ItemError(f"cannot be written to a Redis queue: {exc}") from None
-
-
-def encode_all(items: Any, limit_bytes: int) -> list[str]:
-    """Items as JSON for Redis; ItemError when one holds what JSON cannot carry, or is larger than the server
-    takes (`limit_bytes`, its proto-max-bulk-len)."""
-    payloads = [encode(item) for item in items]
-    quarter = limit_bytes // 4  # a text of fewer characters fits whatever they are (UTF-8: 4 bytes at most)
-    for payload in payloads:
-        if len(payload) > quarter:
-            size = len(payload.encode("utf-8"))
-            if size > limit_bytes:
-                raise _too_large(size, limit_bytes)
-    return payloads
-
-
-class Encoder:
-    """Writes items as a run's Redis queues take them (encode_all), and remembers what check() wrote for
-    emit() to reuse: the loop checks a generator's outputs as they are yielded and sends them later, and
-    JSON costs 1.6 µs for a number, 7.5 µs for a price record, against about 22 µs per item for a whole hop.
-
-    Kept by the output's identity (the object is held, so its id cannot be reused meanwhile), at most
-    REMEMBER_OUTPUTS outputs and REMEMBER_CHARS characters: an item that failed after its check leaves its
-    entries to be pushed out by the next ones. An object changed between its check and its emit goes on as
-    it was when it was yielded."""
-
-    REMEMBER_OUTPUTS = 1024
-    REMEMBER_CHARS = 4 * 1024 * 1024
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-        self._lock = threading.Lock()
-        self._checked: dict[int, tuple[Any, str]] = {}
-        self._chars = 0
-
-    def check(self, items: list[Any]) -> None:
-        """ItemError when one of `items` cannot go to Redis; what was written is kept for encode()."""
-        limit_bytes, kept = self.run.max_bulk_bytes, []
-        for item in items:  # encode_all(), written out: the loop may check each output as it is yielded
-            payload = encode(item)
-            if len(payload) > limit_bytes // 4 and len(payload.encode("utf-8")) > limit_bytes:
-                raise _too_large(len(payload.encode("utf-8")), limit_bytes)
-            if type(item) not in _SCALARS and len(payload) <= self.REMEMBER_CHARS // 4:
-                kept.append((item, payload))  # a number or a string is written again faster than remembered
-        if not kept:
-            return
-        with self._lock:
-            for item, payload in kept:
-                old = self._checked.pop(id(item), None)
-                self._chars += len(payload) - (len(old[1]) if old else 0)
-                self._checked[id(item)] = (item, payload)
-            while len(self._checked) > self.REMEMBER_OUTPUTS or self._chars > self.REMEMBER_CHARS:
-                _, (_, payload) = _pop_oldest(self._checked)
-                self._chars -= len(payload)
-
-    def encode(self, items: list[Any]) -> list[str]:
-        """encode_all(items), reusing what check() wrote for them."""
-        if not self._checked:
-            return encode_all(items, self.run.max_bulk_bytes)
-        with self._lock:
-            found = [self._checked.pop(id(item), None) for item in items]
-            self._chars -= sum(len(hit[1]) for hit in found if hit is not None)
-        payloads = [hit[1] if hit is not None and hit[0] is item else None for item, hit in zip(items, found)]
-        missing = [item for item, payload in zip(items, payloads) if payload is None]
-        if missing:
-            fresh = iter(encode_all(missing, self.run.max_bulk_bytes))
-            payloads = [payload if payload is not None else next(fresh) for payload in payloads]
-        return payloads
-
-
-_SCALARS = frozenset((int, float, str, bool, type(None)))
-
-
-def _pop_oldest(checked: dict[int, tuple[Any, str]]) -> tuple[int, tuple[Any, str]]:
-    key = next(iter(checked))
-    return key, checked.pop(key)
-
-
-def _too_large(size: int, limit_bytes: int) -> ItemError:
-    return ItemError(
-        f"cannot be written to a Redis queue: {size} bytes as JSON, more than the server takes "
-        f"(proto-max-bulk-len {limit_bytes})"
-    )
