@@ -35,7 +35,9 @@ def test_a_timeline_without_points_is_empty_not_an_error():
     assert Timeline({"Sink": 1}).to_dict() == {
         "step_s": 1.0,
         "t_s": [],
-        "groups": {"Sink": {"received": [], "emitted": [], "failed": [], "stored": [], "dead_lettered": [], "busy": []}},
+        "groups": {
+            "Sink": {"received": [], "emitted": [], "failed": [], "stored": [], "dead_lettered": [], "busy": []}
+        },
         "queues": {},
     }
 

@@ -183,6 +183,13 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
             )
         except OSError as exc:
             logger.error("cannot write --stats-json %s: %s", args.stats_json, exc)
+    if args.report_html:
+        from core.app.html_report import render, write
+
+        try:
+            write(args.report_html, render(report, pipeline_path=args.pipeline or os.environ.get("PIPELINE_LOCATION")))
+        except OSError as exc:
+            logger.error("cannot write --report-html %s: %s", args.report_html, exc)
     summary = redact(report.summary())
     printed = not (args.check or args.graph)  # their stdout is their answer
     if report.groups:  # a run that never started has logged why already

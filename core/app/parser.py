@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument(
+        "--report-html",
+        metavar="PATH",
+        help="write the run as one self-contained HTML page with charts (however the run ends, like --stats-json)",
+    )
+    parser.add_argument(
         "--shutdown-timeout",
         type=float,
         default=10.0,

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,14 +40,17 @@ class Counts:
     blocked_s: float = 0.0  # of which, waiting for room in a full output queue
 
     def __iadd__(self, other: Counts) -> Counts:
-        for key, value in asdict(other).items():
-            setattr(self, key, getattr(self, key) + value)
+        for key in _COUNT_FIELDS:  # not asdict(): a group of 256 instances sums 256 of these for each look
+            setattr(self, key, getattr(self, key) + getattr(other, key))
         return self
 
     @property
     def in_flight(self) -> int:
         """Received but neither processed nor dead-lettered yet (0 at the end, or items were lost)."""
         return self.received - self.processed - self.dead_lettered - self.returned
+
+
+_COUNT_FIELDS = tuple(f.name for f in fields(Counts))
 
 
 class DeadLetters:

@@ -45,7 +45,7 @@ class Timeline:
             dict(queues),
         )
         last = self.points[-1] if self.points else None
-        if last is not None and t_s - self._start_of(len(self.points) - 1) < self.step_s:
+        if last is not None and t_s - self._start_of(len(self.points) - 1) <= self.step_s + 1e-9:
             self.points[-1] = _merged(last, point)  # within the step: the later totals, the larger peak
             return
         self.points.append(point)

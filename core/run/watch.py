@@ -24,11 +24,11 @@ class Watch:
         self.timeline = Timeline({name: group.runner.size for name, group in groups.items()})
         self._peaks = dict.fromkeys(queues, 0)  # each queue's largest sampled size since the last point
         self._started_at: float | None = None
-        self._last_sample = 0.0
+        self._last_sample = self._last_point = 0.0
 
     def start(self, now: float) -> None:
         """The run starts now."""
-        self._started_at = self._last_sample = now
+        self._started_at = self._last_sample = self._last_point = now
 
     def tick(self, now: float) -> None:
         """Sample if a sample is due (on the clock only: never because something woke the monitor, as instance
@@ -40,7 +40,8 @@ class Watch:
             self.loads[name].add(size, queue.maxsize, now - self._last_sample)
             self._peaks[name] = max(self._peaks[name], size)
         self._last_sample = now
-        self.point(now)
+        if now - self._last_point >= self.timeline.step_s:  # a group's counts sum every instance's: once a step
+            self.point(now)
 
     def point(self, now: float) -> None:
         """Add the run as it is now to the timeline (which keeps one point a second at most)."""
@@ -50,3 +51,4 @@ class Watch:
         queues = {name: (size, max(size, self._peaks[name])) for name, size in sizes.items()}
         self.timeline.add(now - self._started_at, {n: g.counts() for n, g in self.groups.items()}, queues)
         self._peaks = dict.fromkeys(self.queues, 0)
+        self._last_point = now
