@@ -147,7 +147,7 @@ def test_a_dead_letter_keeps_its_item_exact_and_masks_its_error(tmp_path):
 # --- what a run prints at its end ---------------------------------------------------------------------------
 
 
-def test_the_stats_file_and_the_summary_hold_no_password(tmp_path, capsys):
+def test_the_stats_file_the_html_report_and_the_summary_hold_no_password(tmp_path, capsys):
     import argparse
 
     from core.app.cli import finish
@@ -156,13 +156,21 @@ def test_the_stats_file_and_the_summary_hold_no_password(tmp_path, capsys):
     secret = unique('pa"ss\\w-')
     database_url({"POSTGRES_PASSWORD": secret})
     report = RunReport(pipeline="p", finish_reason="failed", duration_s=0.0, error=f"cannot connect with {secret}")
-    args = argparse.Namespace(stats_json=str(tmp_path / "stats.json"), check=False, graph=False)
+    args = argparse.Namespace(
+        stats_json=str(tmp_path / "stats.json"),
+        report_html=str(tmp_path / "report.html"),
+        pipeline=None,
+        check=False,
+        graph=False,
+    )
 
     assert finish(args, report) == 1
 
     text = (tmp_path / "stats.json").read_text()
     printed = capsys.readouterr().out
-    for shown in (text, printed):
+    page = (tmp_path / "report.html").read_text()
+    assert "cannot connect with" in page
+    for shown in (text, printed, page):
         assert secret not in shown and json.dumps(secret)[1:-1] not in shown, shown
     assert json.loads(text)["error"] == f"cannot connect with {MASK}"
     assert printed == f"p: failed (cannot connect with {MASK}); nothing was run; exit 1\n"

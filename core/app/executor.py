@@ -249,11 +249,12 @@ class YamlPipelineExecutor(threading.Thread):
                 logger.error("%s did not end within %.0fs", group.name, JOIN_TIMEOUT_S)
             group.close()
         if self.distributed is not None:
+            # The final counts first: the groups' ends let the sink's process finish, and its run report reads them.
+            self._publish(self.distributed, finished=True)
             for group in self.groups.values():
                 if group.finished():
                     self.distributed.group_finished(group.name)
             try:
-                self._publish(self.distributed, finished=True)
                 if self.reports_run and self.distributed.run.lost is None:
                     self.run_report = self.distributed.run_report()
                     if not self.stop_event.is_set() and not self.run_report["unfinished"]:
