@@ -2,7 +2,7 @@
 
     python bench/redis_plain.py --mode script|multi|single --items 100000 [--batch 100] [--prefill] [--redis-url URL]
 
-A producer thread writes N items (JSON, fields `d` and `n` as core/transport/redis/queue.py writes them) with XADD in
+A producer thread writes N items (JSON, fields `d` and `n` as core/transport/redis/writer.py writes them) with XADD in
 pipelined batches of --batch; the main thread reads them as one consumer of a consumer group with
 XREADGROUP COUNT --batch, decodes each, and settles each batch the way the runner does, by one of:
 

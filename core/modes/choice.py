@@ -1,5 +1,6 @@
 """Where a group's instances run, chosen from its spec and class: threads, asyncio tasks, worker processes,
-or a course-style thread class's own loop; and how its items leave (core.run.group or core.transport.redis.queue)."""
+or a course-style thread class's own loop; and how its items leave (core/run/exits.py, or core/run/redis_exits.py
+for a Redis input)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from core.transport.base import is_shared
 
 
 def exits_for(group: Any) -> Any:
-    """How a group's items leave: settled with a Redis input (core/transport/redis/queue.py), or put on locally."""
+    """How a group's items leave: settled with a Redis input (core/run/redis_exits.py), or put on locally
+    (core/run/exits.py)."""
     if is_shared(group.input):
         from core.run.redis_exits import RedisExits
 

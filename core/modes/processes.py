@@ -53,7 +53,7 @@ class ProcessRunner:
     ) -> None:
         self.group = group
         self.cls = cls
-        self.exits = exits  # how the items the processes report on leave: core.run.group / core.transport.redis.queue
+        self.exits = exits  # how the items the processes report on leave: core/run/exits.py or core/run/redis_exits.py
         spec = group.spec
         self.inner = "async" if is_async(cls) else "threads"
         self.mode = f"processes ({spec.processes} x {spec.instances} {self.inner})"

@@ -46,15 +46,13 @@ class Empty(Exception):
 
 
 class Delivery:
-    """One item handed to a reader, and what its transport needs to settle it (`token`); `token_seq` is its
-    number on the way to and from a worker process."""
+    """One item handed to a reader, and what its transport needs to settle it (`token`)."""
 
-    __slots__ = ("item", "token", "token_seq")
+    __slots__ = ("item", "token")
 
     def __init__(self, item: Any, token: Any = None) -> None:
         self.item = item
         self.token = token
-        self.token_seq = None
 
     def __repr__(self) -> str:
         return f"Delivery({self.item!r})"
