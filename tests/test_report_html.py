@@ -173,3 +173,18 @@ def test_a_split_run_s_page_shows_each_process(browser, tmp_path):
     processes = re.search(r'<table id="processes">(.*?)</table>', dom, re.S)[1]
     assert processes.count("<tr>") == 3  # a header and the two processes
     assert "Middle 3 in, 3 out" in processes
+
+
+def test_with_a_history_the_page_charts_the_last_runs_and_links_the_previous_page(browser, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(PIPELINE.format(values=list(range(6)), sink="FailOdd", params="{}"))
+    pages = [tmp_path / "first.html", tmp_path / "second.html", tmp_path / "third.html"]
+    for page in pages:
+        code, _, err = finished(main(["--pipeline", str(path), "--report-html", str(page)], tmp_path))
+        assert code == 1, err
+
+    dom = opened(browser, pages[-1], tmp_path)
+    assert_drawn(dom, pages[-1], charts=4)
+    assert re.search(r'<a href="second.html">the previous run\'s report</a>', dom), dom[:3000]
+    history = re.search(r'<table id="history">(.*?)</table>', dom, re.S)[1]
+    assert history.count("<tr>") == 3  # a header and the two runs before this one

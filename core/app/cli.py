@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # each imported where it is used, once it is needed: the comm
 
 logger = logging.getLogger("main")
 
+HISTORY_IN_REPORT = 30  # the last runs the HTML report charts
 STATUS_STOP_S = 1.0  # a forced exit waits this long at most for the live table to be taken down
 
 
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", why)
         return finish(args, not_run("?", "config-error", why))
     path = pipeline_path(location)
+    if args.history is not None:
+        from core.app import history
+
+        print(history.table(history.last_runs(path.stem, args.history)))
+        return 0
     from core.app.executor import YamlPipelineExecutor  # imported once the command line is sound: it pulls in a lot
 
     try:
@@ -183,13 +190,18 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
             )
         except OSError as exc:
             logger.error("cannot write --stats-json %s: %s", args.stats_json, exc)
+    keeps_history = not (args.check or args.graph)
     if args.report_html:
         from core.app.html_report import render, write
 
         try:
-            write(args.report_html, render(report, pipeline_path=args.pipeline or os.environ.get("PIPELINE_LOCATION")))
+            earlier = _last_runs(report.pipeline) if keeps_history else []
+            location = args.pipeline or os.environ.get("PIPELINE_LOCATION")
+            write(args.report_html, render(report, pipeline_path=location, history=earlier, page=args.report_html))
         except OSError as exc:
             logger.error("cannot write --report-html %s: %s", args.report_html, exc)
+    if keeps_history:
+        _record(report, args.report_html)
     summary = redact(report.summary())
     printed = not (args.check or args.graph)  # their stdout is their answer
     if report.groups:  # a run that never started has logged why already
@@ -200,6 +212,26 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
     if printed:
         print(summary, flush=True)
     return report.exit_code
+
+
+def _last_runs(pipeline: str) -> list[dict]:
+    from core.app import history
+
+    try:
+        return history.last_runs(pipeline, HISTORY_IN_REPORT)
+    except (OSError, sqlite3.Error) as exc:
+        logger.warning("cannot read the run history %s: %s", history.history_path(), exc)
+        return []
+
+
+def _record(report: RunReport, report_html: str | None) -> None:
+    """Add the run to the history; a history that cannot be written is said, and the run's exit stays its own."""
+    from core.app import history
+
+    try:
+        history.record(report, report_html=str(Path(report_html).resolve()) if report_html else None)
+    except (OSError, sqlite3.Error) as exc:
+        logger.warning("cannot record the run in the history %s: %s", history.history_path(), exc)
 
 
 def not_run(pipeline: str, reason: str, error: str, not_started: int | None = None) -> RunReport:

@@ -19,9 +19,18 @@ from core.run.report import RunReport
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def render(report: RunReport, *, pipeline_path: str | None, history: list[dict[str, Any]] | None = None) -> str:
-    """The page of `report`; `history`: the pipeline's last runs, newest first (core/app/history.py)."""
+def render(
+    report: RunReport,
+    *,
+    pipeline_path: str | None,
+    history: list[dict[str, Any]] | None = None,
+    page: str | Path | None = None,
+) -> str:
+    """The page of `report`; `history`: the pipeline's earlier runs, newest first (core/app/history.py); `page`:
+    where it will be written, for the link to the previous run's page."""
+    previous = next((run["report_html"] for run in history or [] if run.get("report_html")), None)
     data = {
+        "previous": os.path.relpath(previous, Path(page).resolve().parent) if previous and page else None,
         "report": redact_data(report.to_dict()),
         "summary": redact(report.summary()),
         "replay_command": replay_command(pipeline_path, report.dead_letter_path),

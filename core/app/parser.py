@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument(
+        "--history",
+        nargs="?",
+        const=10,
+        type=int,
+        metavar="N",
+        help="print the pipeline's last N runs (default 10), newest first, with a verdict each, and exit",
+    )
+    parser.add_argument(
         "--report-html",
         metavar="PATH",
         help="write the run as one self-contained HTML page with charts (however the run ends, like --stats-json)",
