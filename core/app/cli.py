@@ -4,26 +4,25 @@ exit with an honest code."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
 import signal
-import sqlite3
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dotenv import load_dotenv
 
 from core.app.logs import SHOWN_ON_STDOUT, parse_log_level, setup_logging
+from core.app.outputs import write_outputs
 from core.app.parser import build_parser
 from core.app.runlock import RunLock
 from core.base.paths import PROJECT_DIR, data_dir
-from core.base.redact import redact, redact_data
+from core.base.redact import redact
 from core.pipeline.config import ConfigError, SettingsError
 from core.run.report import RunReport
 
@@ -31,12 +30,19 @@ if TYPE_CHECKING:  # each imported where it is used, once it is needed: the comm
     from rich.console import Console
 
     from core.app.executor import YamlPipelineExecutor
-    from core.app.status import StatusReporter
     from core.pipeline.replay import Replay
 
 logger = logging.getLogger("main")
 
-HISTORY_IN_REPORT = 30  # the last runs the HTML report charts
+
+class Watcher(Protocol):
+    """A thread that shows or writes the run while it goes (the live status, the metrics file)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = ...) -> None: ...
+
+
 STATUS_STOP_S = 1.0  # a forced exit waits this long at most for the live table to be taken down
 
 
@@ -113,13 +119,20 @@ def run_locked(executor: YamlPipelineExecutor, args: argparse.Namespace, console
         logger.error("%s; not starting a second one", why)
         values = sum(len(worker.input_values or ()) for worker in executor.spec.workers)
         return finish(args, not_run(executor.spec.name, "locked", why, values))
-    status = None
+    watchers: list[Watcher] = []  # threads that show or write the run while it goes
     if not args.quiet:
         from core.app.status import StatusReporter
 
-        status = StatusReporter(executor.snapshot, console=console, interval_s=1.0 if console else args.status_interval)
+        interval_s = 1.0 if console else args.status_interval
+        watchers.append(StatusReporter(executor.snapshot, console=console, interval_s=interval_s))
+    if args.metrics_file:
+        from core.app.metrics import MetricsWriter
+
+        watchers.append(
+            MetricsWriter(args.metrics_file, executor.spec.name, executor.snapshot, interval_s=args.status_interval)
+        )
     try:
-        run(executor, args, status)
+        run(executor, args, watchers)
     finally:
         lock.release()
     if executor.report is None:  # the executor itself failed (logged as an uncaught error): still say so
@@ -134,7 +147,7 @@ def run_locked(executor: YamlPipelineExecutor, args: argparse.Namespace, console
     return finish(args, executor.report)
 
 
-def run(executor: YamlPipelineExecutor, args: argparse.Namespace, status: StatusReporter | None) -> None:
+def run(executor: YamlPipelineExecutor, args: argparse.Namespace, watchers: list[Watcher]) -> None:
     """Start the executor and wait for it; signals ask it to stop, a second signal exits at once."""
     received: list[int] = []
 
@@ -144,8 +157,8 @@ def run(executor: YamlPipelineExecutor, args: argparse.Namespace, status: Status
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     executor.start()
-    if status is not None:
-        status.start()
+    for watcher in watchers:
+        watcher.start()
     deadline = None
     shutdown_timeout_s = args.shutdown_timeout
     while executor.is_alive():
@@ -154,24 +167,24 @@ def run(executor: YamlPipelineExecutor, args: argparse.Namespace, status: Status
             executor.request_stop(received[0])
             deadline = time.monotonic() + shutdown_timeout_s
         if len(received) > 1:
-            force_exit(executor, args, received[-1], "a second signal", status)
+            force_exit(executor, args, received[-1], "a second signal", watchers)
         if deadline is not None and executor.is_alive() and time.monotonic() > deadline:
             logger.error(
                 "still running %.1fs after the stop request. Thread stacks:\n%s", shutdown_timeout_s, thread_stacks()
             )
-            force_exit(executor, args, received[0], f"--shutdown-timeout {shutdown_timeout_s:g}s passed", status)
-    if status is not None:
-        status.stop()
+            force_exit(executor, args, received[0], f"--shutdown-timeout {shutdown_timeout_s:g}s passed", watchers)
+    for watcher in watchers:
+        watcher.stop()
 
 
 def force_exit(
-    executor: YamlPipelineExecutor, args: argparse.Namespace, signum: int, why: str, status: StatusReporter | None
+    executor: YamlPipelineExecutor, args: argparse.Namespace, signum: int, why: str, watchers: list[Watcher]
 ) -> None:
     """Exit now, without waiting for any worker; what is in hand or queued goes to the dead letters first,
     then the summary and --stats-json say so (finish_reason: forced). The live table goes first: its thread
     would draw it again below the summary."""
-    if status is not None:
-        status.stop(STATUS_STOP_S)
+    for watcher in watchers:
+        watcher.stop(STATUS_STOP_S)
     abandoned = executor.abandon()
     logger.error(
         "exiting at once (%s): %d item(s) in hand or queued written to %s", why, abandoned, executor.dead_letters.path
@@ -182,26 +195,9 @@ def force_exit(
 
 
 def finish(args: argparse.Namespace, report: RunReport) -> int:
-    """Write --stats-json, log the run report, print the one-line summary; return the exit code."""
-    if args.stats_json:
-        try:
-            Path(args.stats_json).write_text(
-                json.dumps(redact_data(report.to_dict()), indent=2) + "\n", encoding="utf-8"
-            )
-        except OSError as exc:
-            logger.error("cannot write --stats-json %s: %s", args.stats_json, exc)
-    keeps_history = not (args.check or args.graph)
-    if args.report_html:
-        from core.app.html_report import render, write
-
-        try:
-            earlier = _last_runs(report.pipeline) if keeps_history else []
-            location = args.pipeline or os.environ.get("PIPELINE_LOCATION")
-            write(args.report_html, render(report, pipeline_path=location, history=earlier, page=args.report_html))
-        except OSError as exc:
-            logger.error("cannot write --report-html %s: %s", args.report_html, exc)
-    if keeps_history:
-        _record(report, args.report_html)
+    """Write what was asked for (core/app/outputs.py), log the run report, print the one-line summary; return the
+    exit code."""
+    write_outputs(args, report)
     summary = redact(report.summary())
     printed = not (args.check or args.graph)  # their stdout is their answer
     if report.groups:  # a run that never started has logged why already
@@ -212,26 +208,6 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
     if printed:
         print(summary, flush=True)
     return report.exit_code
-
-
-def _last_runs(pipeline: str) -> list[dict]:
-    from core.app import history
-
-    try:
-        return history.last_runs(pipeline, HISTORY_IN_REPORT)
-    except (OSError, sqlite3.Error) as exc:
-        logger.warning("cannot read the run history %s: %s", history.history_path(), exc)
-        return []
-
-
-def _record(report: RunReport, report_html: str | None) -> None:
-    """Add the run to the history; a history that cannot be written is said, and the run's exit stays its own."""
-    from core.app import history
-
-    try:
-        history.record(report, report_html=str(Path(report_html).resolve()) if report_html else None)
-    except (OSError, sqlite3.Error) as exc:
-        logger.warning("cannot record the run in the history %s: %s", history.history_path(), exc)
 
 
 def not_run(pipeline: str, reason: str, error: str, not_started: int | None = None) -> RunReport:

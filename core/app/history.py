@@ -118,6 +118,21 @@ def last_runs(pipeline: str, count: int, *, path: Path | None = None) -> list[di
     return [dict(row) for row in rows]
 
 
+def last_success(pipeline: str, *, path: Path | None = None) -> str | None:
+    """When the pipeline's last run that ended with exit 0 ended (ISO time), if one is recorded."""
+    where = path or history_path()
+    if not where.exists():
+        return None
+    connection = _connect(where)
+    try:
+        row = connection.execute(
+            "SELECT ended FROM runs WHERE pipeline = ? AND exit_code = 0 ORDER BY id DESC LIMIT 1", (pipeline,)
+        ).fetchone()
+    finally:
+        connection.close()
+    return row[0] if row else None
+
+
 def verdict(run: dict[str, Any]) -> str:
     """One line: how it ended, what it stored, its dead letters, the first error."""
     parts = [f"exit {run['exit_code']} ({run['finish_reason']})", f"stored {run['stored']}"]

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write the run's metrics in the Prometheus text format here, every --status-interval and at its end",
+    )
+    parser.add_argument(
         "--history",
         nargs="?",
         const=10,
