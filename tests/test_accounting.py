@@ -412,11 +412,11 @@ def test_the_live_table_says_where_each_group_runs_and_how_busy_it_was_lately():
     progress.update(
         Snapshot(0.0, [GroupRow(r.name, r.alive, r.instances, Counts(), r.mode) for r in rows], [], None, 0)
     )
-    pace = progress.update(Snapshot(10.0, rows, [("Numbers", 3, 10)], total=None, settled=10))
+    pace = progress.update(Snapshot(10.0, rows, [("Numbers", 3, None, 10)], total=None, settled=10))
 
     assert pace.busy == {"Fetch": pytest.approx(0.1), "Store": pytest.approx(0.05)}
     console = Console(width=200, record=True, color_system=None)
-    console.print(status_table(Snapshot(10.0, rows, [("Numbers", 3, 10)], None, 10), pace))
+    console.print(status_table(Snapshot(10.0, rows, [("Numbers", 3, None, 10)], None, 10), pace))
     lines = console.export_text().splitlines()
     header = next(line for line in lines if "group" in line)
     assert [word for word in re.split(r"[\s│┃]+", header) if word] == [

@@ -76,7 +76,7 @@ def while_running(pipeline: str, snap: Snapshot) -> list[Metric]:
         _gauge("pipeline_run_running", "1 while the run goes, 0 once it has ended", 1, pipeline),
         _gauge("pipeline_run_duration_seconds", "How long the run has gone on, or went on", snap.elapsed_s, pipeline),
         *_groups(pipeline, counts),
-        *_queues(pipeline, [(name, size, None) for name, size, _ in snap.queues]),
+        *_queues(pipeline, [(name, size, None) for name, size, _, _ in snap.queues]),
     ]
 
 

@@ -70,7 +70,10 @@ def status_line(snap: Snapshot, pace: Pace) -> str:
         f"{c.emitted} out, {c.failed} failed, {pace.rates.get(name, 0):.1f}/s"
         for name, alive, instances, c, _ in snap.groups
     )
-    queues = ", ".join(f"{name} {size}/{maxsize}" for name, size, maxsize in snap.queues)
+    queues = ", ".join(
+        f"{name} {size}/{maxsize}" + (f" ({pending} pending)" if pending else "")
+        for name, size, pending, maxsize in snap.queues
+    )
     return f"status {snap.elapsed_s:.0f}s: {groups}; queues {queues}; {_progress(snap, pace.eta_s)}"
 
 
@@ -94,10 +97,12 @@ def status_table(snap: Snapshot, pace: Pace) -> Group:
             f"{pace.rates.get(name, 0):.1f}",
         )
     queues = Table()
-    for column in ("queue", "size", "fill"):
+    for column in ("queue", "size", "fill", "pending"):
         queues.add_column(column, justify="left" if column == "queue" else "right")
-    for name, size, maxsize in snap.queues:
-        queues.add_row(name, f"{size}/{maxsize}", f"{100 * size / maxsize:.0f}%")
+    for name, size, pending, maxsize in snap.queues:  # pending: read and not settled, a Redis queue's
+        queues.add_row(
+            name, f"{size}/{maxsize}", f"{100 * size / maxsize:.0f}%", "" if pending is None else str(pending)
+        )
     return Group(groups, queues, Text(_progress(snap, pace.eta_s)))
 
 

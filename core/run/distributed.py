@@ -89,6 +89,9 @@ class Distributed:
         self._values: dict[str, list[Any]] = {}
         self._written: set[str] = set()  # sources whose input values are in the run (written here or before)
         self._ended_here: set[str] = set()
+        self.stall_warn_s = STALL_WARN_S
+        self._progress = 0  # this process's counts summed, and since when they have not moved
+        self._progress_at: float | None = None
 
     def queue(self, name: str, maxsize: int, reader: str, **settings: Any) -> RedisQueue:
         """The Redis queue `name`, read by group `reader`."""
@@ -156,6 +159,32 @@ class Distributed:
             )
         except RedisLost:
             pass  # the run is lost here (logged, and the run stopping): its own report still tells
+        if not finished:
+            self._watch_progress(groups)
+
+    def _watch_progress(self, groups: dict[str, Any]) -> None:
+        """Say what the run waits for once this process has made no progress for stall_warn_s (and again
+        after as long again)."""
+        progress = sum(c.received + c.processed + c.emitted + c.dead_lettered for c in groups.values())
+        now = time.monotonic()
+        if self._progress_at is None or progress != self._progress:
+            self._progress, self._progress_at = progress, now
+            return
+        if now - self._progress_at < self.stall_warn_s:
+            return
+        try:
+            why = self.waiting_for()
+        except RedisLost:
+            return
+        logger.warning("no progress for %.0fs: %s", now - self._progress_at, why)
+        self._progress_at = now
+
+    def waiting_for(self) -> str:
+        """What the groups other processes run are doing, and what waits in the run's queues."""
+        others = [self.members.waiting_for(w.name) for w in self.spec.workers if w.name not in self.groups]
+        others = [text for text in others if not text.endswith("has ended")]
+        queued = [f"{q['left']} waiting in {name}" for name, q in self.ledger().items() if q.get("left")]
+        return "; ".join(others + queued) or "every group of the run has ended elsewhere; nothing waits in its queues"
 
     def ledger(self) -> dict[str, dict[str, int]]:
         """Per Redis queue of the pipeline: entries added, still waiting, in hand; and the dead-letter stream."""

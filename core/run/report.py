@@ -234,7 +234,7 @@ class Snapshot(NamedTuple):
 
     elapsed_s: float
     groups: list[GroupRow]
-    queues: list[tuple[str, int, int]]
+    queues: list[tuple[str, int, int | None, int]]  # name, waiting, read and not settled (a Redis queue), maxsize
     total: int | None
     settled: int
     dead_lettered: int = 0  # of the settled: the rest were stored

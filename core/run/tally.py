@@ -10,7 +10,7 @@ from core.run.bottleneck import UPSTREAM_BUSY_FLOOR, QueueLoad, StageLoad, hints
 from core.run.group import WorkerGroup
 from core.run.ledger import DeadLetters
 from core.run.report import GroupReport, GroupRow, QueueReport, RunReport, Snapshot
-from core.transport.base import Queue
+from core.transport.base import Queue, run_size
 
 
 def build_report(
@@ -125,7 +125,7 @@ def snapshot_of(groups: Iterable[WorkerGroup], queues: Iterable[Queue], *, elaps
     """The run as it is now (`replayed`: items a replay put into the queues, which no source emitted)."""
     groups = list(groups)
     rows = [GroupRow(g.name, g.runner.alive(), g.runner.size, g.counts(), g.mode) for g in groups]
-    sizes = [(q.name, q.qsize(), q.maxsize) for q in queues]
+    sizes = [(q.name, *run_size(q), q.maxsize) for q in queues]
     sources = [g for g in groups if g.is_source]
     sinks = [g for g in groups if not g.outputs]
     # Known once every source has ended; never here when this process runs no source (--only). A replay's

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from core.run.bottleneck import QueueLoad
 from core.run.group import WorkerGroup
 from core.run.timeline import Timeline
-from core.transport.base import Queue
+from core.transport.base import Queue, run_size
 
 
 class Watch:
@@ -36,7 +36,7 @@ class Watch:
         if self._started_at is None or now - self._last_sample < self.sample_interval_s:
             return
         for name, queue in self.queues.items():
-            size = queue.qsize()
+            size, _ = run_size(queue)
             self.loads[name].add(size, queue.maxsize, now - self._last_sample)
             self._peaks[name] = max(self._peaks[name], size)
         self._last_sample = now
@@ -47,7 +47,7 @@ class Watch:
         """Add the run as it is now to the timeline (which keeps one point a second at most)."""
         if self._started_at is None:
             return
-        sizes = {name: queue.qsize() for name, queue in self.queues.items()}
+        sizes = {name: run_size(queue)[0] for name, queue in self.queues.items()}
         queues = {name: (size, max(size, self._peaks[name])) for name, size in sizes.items()}
         self.timeline.add(now - self._started_at, {n: g.counts() for n, g in self.groups.items()}, queues)
         self._peaks = dict.fromkeys(self.queues, 0)

@@ -152,6 +152,13 @@ class SharedReading(Protocol):
         """Begin reading for `readers` instances, holding up to `prefetch` items ahead unsettled."""
 
 
+class SharedStream(Protocol):
+    """A shared queue's place in the run."""
+
+    def backlog(self) -> tuple[int, int]:
+        """(entries waiting for any reader of the run, entries read and not yet settled)."""
+
+
 class SharedQueue(Queue, Protocol):
     """A queue held outside this process (core/transport/redis): its items travel encoded, once for every such
     queue of a fan-out (its writer); its readers start reading when the run is ready (its fetcher); it ends by
@@ -169,10 +176,27 @@ class SharedQueue(Queue, Protocol):
     def fetcher(self) -> SharedReading:
         """What reads the queue for this process."""
 
+    @property
+    def stream(self) -> SharedStream:
+        """The queue as the whole run sees it."""
+
 
 def is_shared(queue: object) -> TypeGuard[SharedQueue]:
     """True for a queue held outside this process (without importing its transport)."""
     return getattr(queue, "is_redis", False)
+
+
+def run_size(queue: Queue) -> tuple[int, int | None]:
+    """(items waiting in the queue for the run, items read and not yet settled: None for a queue of this process).
+    A shared queue's own size is only what this process has fetched; the rest waits in the stream."""
+    if not is_shared(queue):
+        return queue.qsize(), None
+    local = queue.qsize()
+    try:
+        unread, pending = queue.stream.backlog()
+    except Exception:  # noqa: BLE001 - Redis unreachable: the numbers shown fall back to this process's own
+        return local, None
+    return unread + local, max(pending - local, 0)  # what this process fetched is pending in Redis too
 
 
 def notify(condition: threading.Condition) -> None:

@@ -47,6 +47,20 @@ class Stream:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def backlog(self) -> tuple[int, int]:
+        """(entries waiting in the stream for any reader of the run, entries read and not yet settled): the
+        queue as the whole run sees it, where a process's own size is only what it has fetched."""
+
+        def read() -> tuple[int, int]:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(self.key)
+                pipe.xpending(self.key, self.group)
+                length, pending = pipe.execute()
+            held = int(pending.get("pending", 0)) if isinstance(pending, dict) else int(pending[0])
+            return max(int(length) - held, 0), held
+
+        return self.run.call(read)
+
     def stage_key(self, entry_id: str) -> str:
         """Where a generator's outputs for Redis wait until entry `entry_id` is settled (core/run/redis_exits.py)."""
         return self.run.key("stage", self.name, entry_id)
