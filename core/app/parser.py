@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the run's metrics in the Prometheus text format here, every --status-interval and at its end",
     )
     parser.add_argument(
+        "--status",
+        action="store_true",
+        help="with --run-id: show the whole run (its processes, groups, Redis queues) until it ends; read-only",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="with --status: print it once; exit 1 if the run failed or a process died"
+    )
+    parser.add_argument(
         "--history",
         nargs="?",
         const=10,
