@@ -169,7 +169,8 @@ def test_a_split_run_s_page_shows_each_process(browser, tmp_path):
 
     assert (code, middle_code) == (0, 0), err + middle_err
     dom = opened(browser, page, tmp_path)
-    assert_drawn(dom, page)
+    assert_drawn(dom, page, charts=4)  # and one of each process's rate over the run
+    assert re.search(r'id="chart-processes"[^>]*data-drawn="1"', dom)
     processes = re.search(r'<table id="processes">(.*?)</table>', dom, re.S)[1]
     assert processes.count("<tr>") == 3  # a header and the two processes
     assert "Middle 3 in, 3 out" in processes

@@ -84,7 +84,10 @@ def test_status_of_a_split_run_in_progress_then_ended(tmp_path, redis_keys_of_th
     run = Split(tmp_path)
     try:
         ends = run.start("Source,Sink")
-        waiting = run.status_when(lambda out: "queue Numbers: 3 in the stream" in out, "the source's items in Redis")
+        waiting = run.status_when(
+            lambda out: "queue Numbers: 3 in the stream" in out and "(Source, Sink): alive" in out,
+            "the source's items in Redis, and its process's report",
+        )
         assert waiting.returncode == 0
         first = waiting.stdout.splitlines()[0]
         assert first.startswith(f"run {run.run_id}: running: ") and "no process has joined to run Middle" in first

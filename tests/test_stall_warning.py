@@ -76,9 +76,12 @@ def test_a_redis_queue_s_size_is_the_run_s_not_this_process_s_buffer(tmp_path):
             time.sleep(0.01)  # a group's end is not an event a test can wait on from outside
         assert source.finished()
         queues = {name: (size, pending, maxsize) for name, size, pending, maxsize in executor.snapshot().queues}
+        executor.watch.point(time.monotonic())
+        timeline = executor.watch.timeline.to_dict()["queues"]["Numbers"]
     finally:
         executor.request_stop()
         executor.join(TIMEOUT_S)
     assert not executor.is_alive()
 
     assert queues["Numbers"] == (3, 0, 10)  # three entries wait in Redis for a Middle no process runs yet
+    assert timeline["size"][-1] == 3 and timeline["pending"][-1] == 0  # the timeline has the run's size too

@@ -18,7 +18,9 @@ def test_a_run_of_any_length_keeps_at_most_600_points_and_exact_totals():
     for tick in range(0, seconds * 5, 7):  # every 1.4 s of the run, to go faster than five a second
         t_s = tick / 5
         received = tick
-        timeline.add(t_s, {"Fetch": Counts(received=received, busy_s=t_s * 2)}, {"Numbers": (tick % 10, tick % 13)})
+        timeline.add(
+            t_s, {"Fetch": Counts(received=received, busy_s=t_s * 2)}, {"Numbers": (tick % 10, tick % 13, None)}
+        )
         assert len(timeline.points) <= MAX_POINTS
 
     data = timeline.to_dict()
@@ -44,9 +46,9 @@ def test_a_timeline_without_points_is_empty_not_an_error():
 
 def test_points_closer_than_a_second_are_one_point_with_the_larger_peak():
     timeline = Timeline({"Sink": 1})
-    timeline.add(0.2, {"Sink": Counts(received=1)}, {"Q": (5, 5)})
-    timeline.add(0.4, {"Sink": Counts(received=3)}, {"Q": (2, 9)})
-    timeline.add(1.1, {"Sink": Counts(received=4, busy_s=0.5)}, {"Q": (0, 1)})
+    timeline.add(0.2, {"Sink": Counts(received=1)}, {"Q": (5, 5, None)})
+    timeline.add(0.4, {"Sink": Counts(received=3)}, {"Q": (2, 9, None)})
+    timeline.add(1.1, {"Sink": Counts(received=4, busy_s=0.5)}, {"Q": (0, 1, None)})
 
     data = timeline.to_dict()
     assert data["t_s"] == [0.4, 1.1]

@@ -289,7 +289,11 @@ class YamlPipelineExecutor(threading.Thread):
         return report
 
     def _publish(self, distributed: Distributed, finished: bool) -> None:
-        distributed.publish({name: group.counts() for name, group in self.groups.items()}, finished)
+        timeline = None
+        if finished:  # the last report carries this process's timeline, for the run's report
+            self.watch.point(time.monotonic())
+            timeline = self.watch.timeline.to_dict()
+        distributed.publish({name: group.counts() for name, group in self.groups.items()}, finished, timeline)
 
     def snapshot(self) -> Snapshot:
         """The run as it is now, for the live status (safe to call from another thread)."""

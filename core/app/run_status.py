@@ -70,10 +70,12 @@ class RunWatcher:
                 into = groups.setdefault(group, dict.fromkeys(COUNTS, 0.0))
                 for key in COUNTS:
                     into[key] += counts.get(key, 0)
+        for process in sorted(set(self.members.alive()) - reports.keys()):  # started, not reported yet
+            processes.append({"process": process, "groups": [], "age_s": None, "alive": True, "finished": False})
         dead = [str(p["process"]) for p in processes if not p["finished"] and not p["alive"]]
         queues = {name: self._queue(name, now) for name, q in self.spec.queues.items() if q.backend == "redis"}
         ended = [w.name for w in self.spec.workers if self.members.group_ended(w.name)]
-        if not reports and not ended:
+        if not processes and not ended:
             state, why = "not started", f"no process has joined run {self.run.run_id} yet"
         elif len(ended) == len(self.spec.workers) and all(p["finished"] or not p["alive"] for p in processes):
             state = "ended"
@@ -118,8 +120,9 @@ def lines(state: RunState, rates: dict[str, float]) -> list[str]:
     out = [f"run {state.run_id}: {state.state}: {state.why}"]
     for p in state.processes:
         health = "finished" if p["finished"] else ("alive" if p["alive"] else "PRESUMED DEAD (no heartbeat)")
-        groups = ", ".join(p["groups"])
-        out.append(f"  process {p['process']} ({groups}): {health}, last report {p['age_s']:.0f}s ago")
+        groups = ", ".join(p["groups"]) or "groups not reported yet"
+        last = "no report yet" if p["age_s"] is None else f"last report {p['age_s']:.0f}s ago"
+        out.append(f"  process {p['process']} ({groups}): {health}, {last}")
     for name, c in state.groups.items():
         out.append(
             f"  group {name}: {int(c['received'])} in, {int(c['processed'])} done, {int(c['dead_lettered'])} "

@@ -146,17 +146,18 @@ class Distributed:
             except RedisLost:
                 pass  # the run is lost here (logged, and the run stopping): there is no one to tell
 
-    def publish(self, groups: dict[str, Any], finished: bool) -> None:
-        """This process's counts, for the run's report."""
+    def publish(self, groups: dict[str, Any], finished: bool, timeline: dict[str, Any] | None = None) -> None:
+        """This process's counts (and at its end its timeline), for the run's report."""
+        report: dict[str, Any] = {
+            "process": self.run.process_id,
+            "finished": finished,
+            "time": time.time(),
+            "groups": {name: asdict(counts) for name, counts in groups.items()},
+        }
+        if timeline is not None:
+            report["timeline"] = timeline
         try:
-            self.members.report(
-                {
-                    "process": self.run.process_id,
-                    "finished": finished,
-                    "time": time.time(),
-                    "groups": {name: asdict(counts) for name, counts in groups.items()},
-                }
-            )
+            self.members.report(report)
         except RedisLost:
             pass  # the run is lost here (logged, and the run stopping): its own report still tells
         if not finished:
@@ -211,7 +212,10 @@ class Distributed:
         deadline = time.monotonic() + wait_s
         while True:
             reports = self.members.reports()
-            unfinished = [proc for proc, report in reports.items() if not report["finished"] and self.run.alive(proc)]
+            # Every live process, reported or not yet: one that ends a group before it publishes its last counts
+            # (its group's end is what let this one finish) is still alive, and is waited for.
+            live = set(self.members.alive()) | {proc for proc in reports if self.run.alive(proc)}
+            unfinished = sorted(proc for proc in live if not reports.get(proc, {}).get("finished"))
             if not unfinished or time.monotonic() > deadline:
                 break
             time.sleep(0.1)

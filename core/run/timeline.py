@@ -22,7 +22,8 @@ GROUP_FIELDS = ("received", "emitted", "failed", "stored", "dead_lettered")
 class _Point:
     t_s: float  # seconds since the run started, at the end of the interval
     groups: dict[str, tuple[int, int, int, int, int, float]]  # running totals (GROUP_FIELDS) and busy seconds
-    queues: dict[str, tuple[int, int]]  # size at the end, the largest size sampled in the interval
+    # size at the end, the largest size sampled in the interval, and for a Redis queue its pending at the end
+    queues: dict[str, tuple[int, int, int | None]]
 
 
 @dataclass
@@ -34,8 +35,9 @@ class Timeline:
     max_points: int = MAX_POINTS
     points: list[_Point] = field(default_factory=list)
 
-    def add(self, t_s: float, groups: dict[str, Counts], queues: dict[str, tuple[int, int]]) -> None:
-        """Record the run at `t_s`: each group's counts so far, each queue's (size now, largest since last call)."""
+    def add(self, t_s: float, groups: dict[str, Counts], queues: dict[str, tuple[int, int, int | None]]) -> None:
+        """Record the run at `t_s`: each group's counts so far, each queue's (size now, largest since the last
+        call, pending now: None for a queue of this process)."""
         point = _Point(
             t_s,
             {
@@ -70,13 +72,12 @@ class Timeline:
             ]
             groups[name] = series
         queue_names = list(dict.fromkeys(name for p in self.points for name in p.queues))
-        queues = {
-            name: {
-                "size": [p.queues.get(name, (0, 0))[0] for p in self.points],
-                "peak": [p.queues.get(name, (0, 0))[1] for p in self.points],
-            }
-            for name in queue_names
-        }
+        queues: dict[str, dict[str, list[int | None]]] = {}
+        for name in queue_names:
+            values = [p.queues.get(name, (0, 0, None)) for p in self.points]
+            queues[name] = {"size": [v[0] for v in values], "peak": [v[1] for v in values]}
+            if any(v[2] is not None for v in values):  # a Redis queue: read and not settled, across the run
+                queues[name]["pending"] = [v[2] for v in values]
         return {"step_s": self.step_s, "t_s": [round(t, 3) for t in ends], "groups": groups, "queues": queues}
 
     def _start_of(self, index: int) -> float:
@@ -94,6 +95,7 @@ class Timeline:
 def _merged(earlier: _Point, later: _Point) -> _Point:
     """One point over both intervals: the later totals and size, the larger peak."""
     queues = {
-        name: (size, max(peak, earlier.queues.get(name, (0, 0))[1])) for name, (size, peak) in later.queues.items()
+        name: (size, max(peak, earlier.queues.get(name, (0, 0, None))[1]), pending)
+        for name, (size, peak, pending) in later.queues.items()
     }
     return _Point(later.t_s, later.groups, queues)

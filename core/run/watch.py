@@ -47,8 +47,8 @@ class Watch:
         """Add the run as it is now to the timeline (which keeps one point a second at most)."""
         if self._started_at is None:
             return
-        sizes = {name: run_size(queue)[0] for name, queue in self.queues.items()}
-        queues = {name: (size, max(size, self._peaks[name])) for name, size in sizes.items()}
+        sizes = {name: run_size(queue) for name, queue in self.queues.items()}
+        queues = {name: (size, max(size, self._peaks[name]), pending) for name, (size, pending) in sizes.items()}
         self.timeline.add(now - self._started_at, {n: g.counts() for n, g in self.groups.items()}, queues)
         self._peaks = dict.fromkeys(self.queues, 0)
         self._last_point = now

@@ -51,6 +51,13 @@ class Members:
         raw = run.call(lambda: run.redis.hgetall(run.key("reports")))
         return {member.decode(): json.loads(value) for member, value in raw.items()}
 
+    def alive(self) -> list[str]:
+        """Every process of the run whose heartbeat is fresh, whatever it runs."""
+        run = self.run
+        prefix = run.key("hb", "")
+        found = run.call(lambda: list(run.redis.scan_iter(match=prefix + "*", count=1000)))
+        return sorted(key.decode()[len(prefix) :] for key in found)
+
     def _of(self, group: str) -> dict[bytes, bytes]:
         run = self.run
         return run.call(lambda: run.redis.hgetall(run.key("members", group)))
