@@ -112,7 +112,9 @@ def test_status_names_a_dead_process_and_exits_1(tmp_path):
     run = Split(tmp_path)
     try:
         middle = run.start("Middle")
-        run.status_when(lambda out: "(Middle): alive" in out, "the process reporting")
+        alive = run.status_when(lambda out: "(Middle): alive" in out, "the process reporting")
+        # A group reading a Redis queue is seen in its process's reports (it said "no process has joined").
+        assert "Middle still runs in " in alive.stdout.splitlines()[0], alive.stdout
         middle.send_signal(signal.SIGKILL)
         middle.wait(TIMEOUT_S)
         dead = run.status_when(lambda out: "PRESUMED DEAD" in out, "the dead process named")  # its heartbeat lapses
@@ -129,3 +131,21 @@ def test_status_without_a_run_id_is_a_usage_error(tmp_path):
     env = {k: v for k, v in run.env.items() if k != "RUN_ID"}
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 2 and "--status needs the run to show: --run-id ID" in done.stderr
+
+
+def test_status_follows_the_run_a_line_per_interval_and_exits_when_it_ends(tmp_path):
+    run = Split(tmp_path)
+    command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(run.pipeline), "--status",
+               "--status-interval", "0.2", "--run-id", run.run_id]  # fmt: skip
+    try:
+        ends = run.start("Source,Sink")
+        middle = run.start("Middle")
+        followed = subprocess.run(command, env=run.env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert ends.wait(TIMEOUT_S) == 0 and middle.wait(TIMEOUT_S) == 0
+    finally:
+        run.close()
+
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    lines = followed.stdout.splitlines()
+    assert lines and all(line.startswith(f"run {run.run_id}: ") for line in lines)  # one plain line each time
+    assert lines[-1] == f"run {run.run_id}: ended: every group has ended; 0 dead-lettered"

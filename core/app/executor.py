@@ -284,15 +284,11 @@ class YamlPipelineExecutor(threading.Thread):
         )
         report.run = self.run_report
         if self.started_at is not None:
-            self.watch.point(self.started_at + duration_s)
-            report.timeline = self.watch.timeline.to_dict()
+            report.timeline = self.watch.final_timeline(self.started_at + duration_s)
         return report
 
     def _publish(self, distributed: Distributed, finished: bool) -> None:
-        timeline = None
-        if finished:  # the last report carries this process's timeline, for the run's report
-            self.watch.point(time.monotonic())
-            timeline = self.watch.timeline.to_dict()
+        timeline = self.watch.final_timeline(time.monotonic()) if finished else None  # the last report carries it
         distributed.publish({name: group.counts() for name, group in self.groups.items()}, finished, timeline)
 
     def snapshot(self) -> Snapshot:

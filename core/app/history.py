@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,20 @@ def history_path() -> Path:
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.executescript(SCHEMA)
-    return connection
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        # Turning WAL on (once, when the file is new) does not wait on SQLite's busy timeout as writes do: two
+        # runs making the file at once see "database is locked" here, and try again.
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(SCHEMA)
+            return connection
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                connection.close()
+                raise
+            time.sleep(0.01)
 
 
 def record(report: RunReport, *, report_html: str | None = None, path: Path | None = None) -> None:

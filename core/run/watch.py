@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from core.run.bottleneck import QueueLoad
 from core.run.group import WorkerGroup
@@ -52,3 +53,8 @@ class Watch:
         self.timeline.add(now - self._started_at, {n: g.counts() for n, g in self.groups.items()}, queues)
         self._peaks = dict.fromkeys(self.queues, 0)
         self._last_point = now
+
+    def final_timeline(self, now: float) -> dict[str, Any]:
+        """The timeline with a last point at `now`, JSON-ready."""
+        self.point(now)
+        return self.timeline.to_dict()

@@ -33,12 +33,20 @@ class Members:
         return all(state == b"ended" or not self.run.alive(member.decode()) for member, state in members.items())
 
     def waiting_for(self, group: str) -> str:
-        """Who `group` waits for, for a run that makes no progress."""
-        members = self._of(group)
-        if not members:
-            return f"no process has joined to run {group} (start one with --only {group})"
-        running = [m.decode() for m, s in members.items() if s != b"ended" and self.run.alive(m.decode())]
-        return f"{group} still runs in {', '.join(running)}" if running else f"{group} has ended"
+        """Where `group` runs, for a run that makes no progress: a group reading a local input is a member of
+        the run from its start; one reading a Redis queue shows in the counts its processes report."""
+        members = {member.decode(): state for member, state in self._of(group).items()}
+        reports = {proc: report for proc, report in self.reports().items() if group in report.get("groups", {})}
+        busy = {m for m, state in members.items() if state != b"ended"}
+        busy |= {
+            proc for proc, report in reports.items() if not report.get("finished") and members.get(proc) != b"ended"
+        }
+        running = sorted(proc for proc in busy if self.run.alive(proc))
+        if running:
+            return f"{group} still runs in {', '.join(running)}"
+        if members or reports:
+            return f"{group} has ended"
+        return f"no process has joined to run {group} (start one with --only {group})"
 
     def report(self, data: dict) -> None:
         """Publish this process's counts for the run's report."""
