@@ -3,7 +3,6 @@ side by side and with a writer killed mid-write; `python main.py --history [N]` 
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,6 +10,8 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+
+from main_process import main_env
 
 from conftest import ROOT
 from core.app import history
@@ -92,8 +93,7 @@ def test_main_records_each_run_and_history_prints_them_newest_first(tmp_path):
         "  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2, 3], output_queues: [Numbers]}\n"
         "  - {name: Sink, location: fixture_workers, class: FailOdd, input_queue: Numbers}\n"
     )
-    env = {**os.environ, "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull,
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}  # fmt: skip
+    env = main_env(tmp_path)
 
     def main(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(pipeline), "--quiet", *args]

@@ -3,24 +3,18 @@ prometheus_client's own parser; the last success kept across runs from the histo
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from main_process import SOURCE_AND_SINK, main_env
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT
 
 TIMEOUT_S = 60.0
-PIPELINE = """\
-queues:
-  - {{name: Numbers, maxsize: 10}}
-workers:
-  - {{name: Source, location: fixture_workers, class: Source, input_values: {values}, output_queues: [Numbers]}}
-  - {{name: Sink, location: fixture_workers, class: {sink}, input_queue: Numbers, params: {params}}}
-"""
+PIPELINE = SOURCE_AND_SINK
 
 
 def samples(path: Path) -> dict[tuple[str, tuple], float]:
@@ -33,8 +27,7 @@ def samples(path: Path) -> dict[tuple[str, tuple], float]:
 
 
 def start(tmp_path: Path, pipeline: Path, metrics: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull,
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}  # fmt: skip
+    env = main_env(tmp_path)
     command = [sys.executable, str(ROOT / "main.py"), "--pipeline", str(pipeline), "--metrics-file", str(metrics)]
     return subprocess.Popen([*command, *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

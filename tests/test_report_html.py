@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from main_process import SOURCE_AND_SINK, main_env
 
 from conftest import ROOT
 
@@ -31,12 +32,7 @@ def browser() -> str:
 
 
 def main(args: list[str], tmp_path: Path, *, quiet: bool = True) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATA_DIR": str(tmp_path),
-        "ENV_FILE": os.devnull,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-    }
+    env = main_env(tmp_path)
     return subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), *(["--quiet"] if quiet else []), *args],
         stdout=subprocess.PIPE,
@@ -90,13 +86,7 @@ def assert_drawn(dom: str, page: Path, *, charts: int = 3) -> None:
     assert len(text.encode()) < 400_000
 
 
-PIPELINE = """\
-queues:
-  - {{name: Numbers, maxsize: 10}}
-workers:
-  - {{name: Source, location: fixture_workers, class: Source, input_values: {values}, output_queues: [Numbers]}}
-  - {{name: Sink, location: fixture_workers, class: {sink}, input_queue: Numbers, params: {params}}}
-"""
+PIPELINE = SOURCE_AND_SINK
 
 
 def test_a_finished_run_s_page(browser, tmp_path):

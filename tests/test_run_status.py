@@ -3,7 +3,6 @@ finished one and one with a dead process. Every process here is `python main.py`
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import redis
+from main_process import main_env
 
 from conftest import ROOT, TEST_REDIS_URL
 
@@ -35,8 +35,7 @@ class Split:
         self.pipeline = tmp_path / "split.yaml"
         self.pipeline.write_text(PIPELINE.format(key=tmp_path / "sink"))
         self.run_id = f"status-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, "DATA_DIR": str(tmp_path), "ENV_FILE": os.devnull,
-                    "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}  # fmt: skip
+        self.env = main_env(tmp_path)
         self.processes: list[subprocess.Popen] = []
 
     def start(self, only: str) -> subprocess.Popen:

@@ -4,12 +4,12 @@ each group's counts summed over the processes, in the words the local report use
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
 
 import fixture_workers
+from main_process import main_env
 
 from conftest import ROOT
 
@@ -28,12 +28,7 @@ workers:
 
 
 def main(pipeline, run_id: str, only: str, tmp_path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATA_DIR": str(tmp_path),
-        "ENV_FILE": os.devnull,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-    }
+    env = main_env(tmp_path)
     return subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--pipeline", str(pipeline), "--run-id", run_id, "--only", only],
         stdout=subprocess.PIPE,

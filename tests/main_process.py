@@ -1,0 +1,28 @@
+"""What the tests that run `python main.py` as a user would share: its environment (the tests' fixture workers
+importable, the data in the test's folder, no .env.local) and the smallest pipeline of a source and a sink."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import ROOT
+
+#: A source of `values` into Numbers (maxsize 10), read by a sink of class `sink` with `params` (YAML flow).
+SOURCE_AND_SINK = """\
+queues:
+  - {{name: Numbers, maxsize: 10}}
+workers:
+  - {{name: Source, location: fixture_workers, class: Source, input_values: {values}, output_queues: [Numbers]}}
+  - {{name: Sink, location: fixture_workers, class: {sink}, input_queue: Numbers, params: {params}}}
+"""
+
+
+def main_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a `python main.py` a test starts."""
+    return {
+        **os.environ,
+        "DATA_DIR": str(tmp_path),
+        "ENV_FILE": os.devnull,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+    }
