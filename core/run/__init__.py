@@ -1,2 +1,3 @@
 """A run's items: the item loop, batches and flushes, exits, the group and its ledger, the report and
-bottleneck hints, the multi-machine run. Imports the transports and everything below them."""
+bottleneck hints, what the monitor measures (queue loads, the timeline), the multi-machine run. Imports the
+transports and everything below them."""
