@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
@@ -16,14 +16,21 @@ from urllib.parse import quote
 from core.http.policy import Page, Stopped
 from workers.base import ItemError
 from workers.http_worker import AsyncHttpWorker, HttpWorker
-from workers.yahoo_pages import parse_chart, parse_quote_page, template_problem, yahoo_symbol
+from workers.yahoo_pages import CHART_URL, QUOTE_URL, parse_chart, parse_quote_page, yahoo_symbol
+from workers.yahoo_params import YahooParams
+from workers.yahoo_session import (
+    SESSION,
+    CrumbRefused,
+    Want,
+    YahooSession,
+    take,
+    take_async,
+)
 
 if TYPE_CHECKING:
     from core.http.aiohttp_client import AsyncHttpClient
     from core.http.client import HttpClient
 
-CHART_URL = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
-QUOTE_URL = "https://finance.yahoo.com/quote/{symbol}"
 #: The endpoint names the group's pacers and breakers are kept under.
 CHART, QUOTE = "chart", "quote"
 
@@ -34,11 +41,12 @@ class UnknownSymbol(ItemError):
 
 @dataclass(frozen=True)
 class Fetch:
-    """A GET the lookup wants made: its URL, the endpoint it counts against, and its deadline."""
+    """A GET the lookup wants made: its URL, the endpoint it counts against, its deadline and headers."""
 
     url: str
     endpoint: str
     deadline: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class YahooFinancePriceWorker:
@@ -54,23 +62,42 @@ class YahooFinancePriceWorker:
         chart_url: str = CHART_URL,
         quote_url: str = QUOTE_URL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        session: YahooSession | None = None,
     ) -> None:
         self.http = http
         self.chart_url = chart_url
         self.quote_url = quote_url
         self.clock = clock
+        self.session = session
 
     def get_price(self, symbol: str) -> dict[str, Any]:
         """One record: symbol (as Wikipedia writes it), price, currency, market_time, extracted_time (UTC)."""
+        self._take(None)
+        try:
+            return self._run(self.steps(symbol, self.http.policy.deadline()))
+        except CrumbRefused as refused:  # once per item: a crumb refused again goes to the quote page
+            self._take(refused.generation)
+            return self._run(self.steps(symbol, self.http.policy.deadline(), refusable=False))
+
+    async def get_price_async(self, symbol: str) -> dict[str, Any]:
+        """get_price on the asyncio client."""
+        await self._take_async(None)
+        try:
+            return await self._run_async(self.steps(symbol, self.http.policy.deadline()))
+        except CrumbRefused as refused:
+            await self._take_async(refused.generation)
+            return await self._run_async(self.steps(symbol, self.http.policy.deadline(), refusable=False))
+
+    def _run(self, steps: Generator[Fetch, Page, Any]) -> Any:
+        """Drive an I/O-free lookup on the blocking client."""
         from core.http.client import page_of
 
-        steps = self.steps(symbol, self.http.policy.deadline())
         try:
             fetch = next(steps)
             while True:
                 try:
                     response = cast("HttpClient", self.http).get(
-                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline
+                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline, headers=fetch.headers or None
                     )
                 except ItemError as exc:
                     fetch = steps.throw(exc)
@@ -79,15 +106,14 @@ class YahooFinancePriceWorker:
         except StopIteration as done:
             return done.value
 
-    async def get_price_async(self, symbol: str) -> dict[str, Any]:
-        """get_price on the asyncio client."""
-        steps = self.steps(symbol, self.http.policy.deadline())
+    async def _run_async(self, steps: Generator[Fetch, Page, Any]) -> Any:
+        """Drive an I/O-free lookup on the asyncio client."""
         try:
             fetch = next(steps)
             while True:
                 try:
                     page = await cast("AsyncHttpClient", self.http).get(
-                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline
+                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline, headers=fetch.headers or None
                     )
                 except ItemError as exc:
                     fetch = steps.throw(exc)
@@ -96,14 +122,34 @@ class YahooFinancePriceWorker:
         except StopIteration as done:
             return done.value
 
-    def steps(self, symbol: str, deadline: float) -> Generator[Fetch, Page, dict[str, Any]]:
-        """The lookup without I/O: yields each Fetch, is sent its Page (or thrown its ItemError), returns the record."""
+    def _take(self, refused: int | None) -> None:
+        """Take (or after `refused`, retake) the group's session if that is due, one instance at a time."""
+        if self.session is not None:
+            take(self.session, refused, lambda want: self._run(fetches(want, self.http.policy.deadline())))
+
+    async def _take_async(self, refused: int | None) -> None:
+        if self.session is not None:
+            await take_async(
+                self.session, refused, lambda want: self._run_async(fetches(want, self.http.policy.deadline()))
+            )
+
+    def steps(self, symbol: str, deadline: float, *, refusable: bool = True) -> Generator[Fetch, Page, dict[str, Any]]:
+        """The lookup without I/O: yields each Fetch, is sent its Page (or thrown its ItemError), returns the record.
+        With a session, a chart answer of 401 raises CrumbRefused while `refusable` (the driver retakes it once)."""
         ticker = yahoo_symbol(symbol)
         path = quote(ticker)
+        session = self.session
+        url = self.chart_url.format(symbol=path)
         try:
-            page = yield Fetch(self.chart_url.format(symbol=path), CHART, self._chart_deadline(deadline))
+            headers, generation = (session.headers(), session.generation) if session else ({}, 0)
+            chart_url = session.chart_url(url) if session else url
+            page = yield Fetch(chart_url, CHART, self._chart_deadline(deadline), headers)
+            if page.status == 401 and headers and refusable:
+                raise CrumbRefused("the chart refused the crumb (HTTP 401)", generation=generation)
+            if page.status == 200 and headers and session is not None:
+                session.worked(generation)
             price, currency, market_time = _from_chart(page, ticker)
-        except (UnknownSymbol, Stopped):
+        except (UnknownSymbol, Stopped, CrumbRefused):
             raise
         except (ItemError, ValueError) as chart_error:  # ValueError: a body that is not JSON
             try:
@@ -130,6 +176,21 @@ class YahooFinancePriceWorker:
         return deadline - min(settings.connect_timeout_s + settings.read_timeout_s, settings.item_deadline_s / 2)
 
 
+def fetches(taking: Generator[Want, Page | Exception, None], deadline: float) -> Generator[Fetch, Page, None]:
+    """The session's GETs as a lookup's Fetches : a failed GET is sent in as its
+    error, never raised."""
+    try:
+        want = next(taking)
+        while True:
+            try:
+                answer: Page | Exception = yield Fetch(want.url, SESSION, deadline, want.headers)
+            except ItemError as exc:
+                answer = exc
+            want = taking.send(answer)
+    except StopIteration:
+        return
+
+
 def _from_chart(page: Page, ticker: str) -> tuple[float, str, datetime | None]:
     if page.status == 404 and _error_code(page.body) == "Not Found":
         raise UnknownSymbol(f"Yahoo does not know {ticker!r} (HTTP 404 Not Found)", attempts=page.attempts)
@@ -152,33 +213,7 @@ def _from_quote_page(page: Page, ticker: str) -> float:
         raise
 
 
-class _YahooParams:
-    """What both Yahoo stages take and check: the two URL templates, and Yahoo's User-Agent."""
-
-    USER_AGENT_ENV = "YAHOO_USER_AGENT"
-    # Yahoo throttles library-default agents at once; a browser's agent is what its own pages send.
-    DEFAULT_USER_AGENT = (
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-    )
-
-    def __init__(self, *, chart_url: str = CHART_URL, quote_url: str = QUOTE_URL, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.chart_url = chart_url
-        self.quote_url = quote_url
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
-        """The HTTP params' problems, and each URL template that is not one with exactly {symbol}."""
-        problems = list(super().check_params(params))  # type: ignore[misc]
-        for key in ("chart_url", "quote_url"):
-            value = params.get(key)
-            problem = template_problem(value) if isinstance(value, str) else None
-            if problem:
-                problems.append((key, problem))
-        return problems
-
-
-class YahooFinancePriceScheduler(_YahooParams, HttpWorker):
+class YahooFinancePriceScheduler(YahooParams, HttpWorker):
     """For each symbol, emits one price record. Safe to scale: its instances share rate limits and breakers."""
 
     _prices: YahooFinancePriceWorker | None = None
@@ -186,11 +221,13 @@ class YahooFinancePriceScheduler(_YahooParams, HttpWorker):
     def process(self, symbol: str) -> dict[str, Any]:
         """The symbol's price record (one output); an ItemError when neither page gives a price for it."""
         if self._prices is None:
-            self._prices = YahooFinancePriceWorker(self.http, chart_url=self.chart_url, quote_url=self.quote_url)
+            self._prices = YahooFinancePriceWorker(
+                self.http, chart_url=self.chart_url, quote_url=self.quote_url, session=self.yahoo_session()
+            )
         return self._prices.get_price(symbol)
 
 
-class YahooFinancePriceAsyncScheduler(_YahooParams, AsyncHttpWorker):
+class YahooFinancePriceAsyncScheduler(YahooParams, AsyncHttpWorker):
     """YahooFinancePriceScheduler as a coroutine on aiohttp: the same params, policy, lookup and records."""
 
     _prices: YahooFinancePriceWorker | None = None
@@ -198,7 +235,9 @@ class YahooFinancePriceAsyncScheduler(_YahooParams, AsyncHttpWorker):
     async def process(self, symbol: str) -> dict[str, Any]:
         """The symbol's price record (one output); an ItemError when neither page gives a price for it."""
         if self._prices is None:
-            self._prices = YahooFinancePriceWorker(self.aio_http, chart_url=self.chart_url, quote_url=self.quote_url)
+            self._prices = YahooFinancePriceWorker(
+                self.aio_http, chart_url=self.chart_url, quote_url=self.quote_url, session=self.yahoo_session()
+            )
         return await self._prices.get_price_async(symbol)
 
 

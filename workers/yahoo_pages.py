@@ -10,6 +10,9 @@ from typing import Any
 
 from workers.base import ItemError
 
+CHART_URL = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
+QUOTE_URL = "https://finance.yahoo.com/quote/{symbol}"
+
 
 def yahoo_symbol(symbol: str) -> str:
     """Wikipedia writes share classes with a dot (BRK.B), Yahoo with a dash (BRK-B)."""

@@ -43,10 +43,17 @@ class AsyncHttpClient:
         self._deadlines: Deadlines | None = None  # of the tries in flight, on the session's loop
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
-    async def get(self, url: str, *, endpoint: str | None = None, deadline: float | None = None) -> Page:
+    async def get(
+        self,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        deadline: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Page:
         """The answer, body read (any status once the tries are spent); an ItemError when there is none.
 
-        `endpoint` and `deadline` as for HttpClient.get.
+        `endpoint`, `deadline` and `headers` as for HttpClient.get.
         """
         session = self._session if self._session is not None and not self._session.closed else self._open()
         plan = self.policy.plan(url, endpoint=endpoint or endpoint_of(url), deadline=deadline)
@@ -57,7 +64,7 @@ class AsyncHttpClient:
             if not step.send or self.policy.stop.is_set():
                 continue  # the next step waits no more, or says "stopping"
             try:
-                status, headers, body = await self._try(session, url, step, plan)
+                status, answer, body = await self._try(session, url, step, plan, headers)
             except _TooLarge as exc:
                 raise plan.too_large(str(exc)) from None
             except RETRIED as exc:
@@ -68,11 +75,16 @@ class AsyncHttpClient:
             except BaseException:  # cancelled: free the probe slot for another request
                 plan.abandon()
                 raise
-            if plan.answered(status, headers.get("Retry-After")):
-                return Page(status, body, headers, plan.tries)
+            if plan.answered(status, answer.get("Retry-After")):
+                return Page(status, body, answer, plan.tries)
 
     async def _try(
-        self, session: aiohttp.ClientSession, url: str, step: Step, plan: RequestPlan
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        step: Step,
+        plan: RequestPlan,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         loop, deadlines = self._loop, self._deadlines
         assert loop is not None and deadlines is not None, "a try runs on an open session"
@@ -80,7 +92,7 @@ class AsyncHttpClient:
         # (aiohttp#10313). The outer clock bounds the whole try by the deadline, then the body by its budget
         # (one timer for every try in flight: core/http/deadlines.py).
         with deadlines.until(loop.time() + max(plan.deadline - self.policy.clock(), 0.0)) as deadline:
-            async with session.get(_as_given(url), timeout=self._timeout(step)) as response:
+            async with session.get(_as_given(url), timeout=self._timeout(step), headers=headers) as response:
                 deadline.move(loop.time() + plan.body_budget_s())
                 length, cap = response.content_length, self.settings.max_body_bytes
                 if length is not None and length > cap:
@@ -122,6 +134,7 @@ class AsyncHttpClient:
             headers={"User-Agent": self.settings.user_agent},
             trust_env=trust_env(),
             timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),  # a worker sends what cookies it means to (a Cookie header), no more
         )
         return self._session
 

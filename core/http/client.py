@@ -4,9 +4,11 @@ reads the body against a clock, and waits on the group's stop event."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import threading
 import time
+from collections.abc import Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -56,6 +58,8 @@ def make_session(settings: HttpSettings) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = settings.user_agent
+    # A worker sends what cookies it means to (a Cookie header), no more: the jar keeps none.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 
@@ -74,11 +78,19 @@ class HttpClient:
         self.policy = policy or HttpPolicy(settings, stop=stop)
         self.session = session or make_session(settings)
 
-    def get(self, url: str, *, endpoint: str | None = None, deadline: float | None = None) -> requests.Response:
+    def get(
+        self,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        deadline: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         """The response, body read (any status once the tries are spent); an ItemError when there is none.
 
         `endpoint` names whose pacer and breaker the request goes through (default: the URL's host);
-        `deadline` (on the policy's clock) bounds every try and wait (default: item_deadline_s from now).
+        `deadline` (on the policy's clock) bounds every try and wait (default: item_deadline_s from now);
+        `headers` go with this request only.
         """
         plan = self.policy.plan(url, endpoint=endpoint or endpoint_of(url), deadline=deadline)
         stop = self.policy.stop
@@ -89,7 +101,9 @@ class HttpClient:
             if not step.send:
                 continue
             try:
-                response = self.session.get(url, timeout=(step.connect_timeout_s, step.read_timeout_s), stream=True)
+                response = self.session.get(
+                    url, timeout=(step.connect_timeout_s, step.read_timeout_s), stream=True, headers=headers
+                )
                 _read_body(response, budget_s=plan.body_budget_s(), max_bytes=self.settings.max_body_bytes)
             except _TooLarge as exc:
                 raise plan.too_large(str(exc)) from None
@@ -118,7 +132,10 @@ class HttpClient:
 
 def page_of(response: requests.Response) -> Page:
     """A response whose body was read, as a Page."""
-    return Page(response.status_code, response.content, response.headers, getattr(response, "attempts", 1))
+    # urllib3's headers keep each Set-Cookie apart (getlist); requests' own join them with commas.
+    raw = getattr(response.raw, "headers", None)
+    headers = raw if raw is not None and hasattr(raw, "getlist") else response.headers
+    return Page(response.status_code, response.content, headers, getattr(response, "attempts", 1))
 
 
 class ResponseTooSlow(requests.exceptions.ReadTimeout):
