@@ -16,6 +16,21 @@ def main() -> None:
     reserve()  # while this is the only thread
     startup_gc.pause()  # before the imports
 
-    from core.app.cli import main as run
-
+    try:
+        from core.app.cli import main as run
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in ("core", "workers"):
+            raise
+        sys.exit(_not_installed(exc.name or "?"))
     sys.exit(run())
+
+
+def _not_installed(module: str) -> int:
+    """This Python lacks the requirements (`python3 main.py` outside the venv): say which to use, exit 2."""
+    print(
+        f"main.py: cannot import {module!r} with {sys.executable}: the requirements are not installed for this "
+        "Python. Run it with the project's venv: .venv/bin/python main.py (make one: python3 -m venv .venv && "
+        ".venv/bin/pip install -r requirements.txt)",
+        file=sys.stderr,
+    )
+    return 2

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import argparse
 
+EPILOG = """\
+exit codes:
+  0    every item stored (or done), nothing lost
+  1    items failed (see the dead-letter file named in the summary), were lost, or the run could not start
+  2    configuration error: the pipeline file or a setting is wrong; nothing was run
+  75   another run of the same pipeline file is still going (cron overlap); nothing was done
+  130  stopped by SIGINT; what it did not finish is dead-lettered
+  143  stopped by SIGTERM; likewise
+
+environment: (also read from .env.local; the real environment wins)
+  PIPELINE_LOCATION   the pipeline file, when --pipeline is not given
+  DATABASE_URL        where the sink stores (else POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_HOST,
+                      POSTGRES_PORT, POSTGRES_DB; else an SQLite file in DATA_DIR)
+  REDIS_URL           the Redis of `backend: redis` queues (default redis://127.0.0.1:6379/0)
+  RUN_ID              the run that processes with the same id form (as --run-id)
+  DATA_DIR            dead letters, locks, the run history, the SQLite database (default data/ beside main.py)
+  DEAD_LETTER_PATH    the dead-letter file (default DATA_DIR/dead_letters/PIPELINE-TIME.jsonl)
+  LOG_LEVEL           as --log-level
+  ENV_FILE            another file to read instead of .env.local
+
+docs/COMMAND_LINE.md has every flag, variable and exit code."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description="Run the pipeline file named by --pipeline or PIPELINE_LOCATION, and exit with an honest code.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pipeline", metavar="PATH", help="pipeline file (default: $PIPELINE_LOCATION)")
     parser.add_argument("--check", action="store_true", help="only validate the pipeline file; exit 0 or 2")

@@ -108,10 +108,10 @@ class HttpClient:
             except _TooLarge as exc:
                 raise plan.too_large(str(exc)) from None
             except RETRIED as exc:
-                plan.failed(f"{type(exc).__name__}: {exc}", timed_out=isinstance(exc, requests.Timeout))
+                plan.failed(describe_failure(exc), timed_out=isinstance(exc, requests.Timeout))
                 continue
             except requests.RequestException as exc:  # a bad URL or scheme: no try will do better
-                raise plan.give_up(f"{type(exc).__name__}: {exc}") from exc
+                raise plan.give_up(describe_failure(exc)) from exc
             except BaseException:
                 plan.abandon()
                 raise
@@ -190,3 +190,19 @@ def _read_body(response: requests.Response, *, budget_s: float, max_bytes: int) 
         raise requests.exceptions.ContentDecodingError(exc) from exc
     response._content = b"".join(chunks)  # what Response.content would have read, now read on time
     response._content_consumed = True  # type: ignore[attr-defined]
+
+
+def describe_failure(exc: requests.RequestException) -> str:
+    """A failed request in a short line, its kind first, with its likely cause: requests and urllib3 nest their
+    errors, and their text names the URL three times ("HTTPConnectionPool(host=...): Max retries exceeded with url:
+    ... (Caused by NameResolutionError(...))"). The URL itself comes before, in the message that uses this."""
+    kind, text = type(exc).__name__, str(exc)
+    if "NameResolutionError" in text or "Failed to resolve" in text or "Name or service not known" in text:
+        return f"{kind}: cannot resolve its host name: no network? (or no such host)"
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"{kind}: connecting timed out: no network? (or the host is down)"
+    if "Connection refused" in text:
+        return f"{kind}: the connection was refused (nothing listening there?)"
+    if isinstance(exc, requests.ReadTimeout) and "Read timed out" in text:
+        return f"{kind}: the answer did not come within the read timeout"
+    return f"{kind}: {text}" if len(text) < 300 else f"{kind}: {text[:300]}..."

@@ -69,8 +69,15 @@ class Checker:
 
 
 def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
-    """`; did you mean 'x'?` for the closest of `choices`, or "" when none is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    """`; did you mean 'x'?` for the closest of `choices` (the same in another case, a close spelling, or a name
+    that starts with or holds it: `Yahoo` for `YahooFinanceWorker`), or "" when none is close."""
+    text, names = str(word), [str(c) for c in choices]
+    lowered = text.lower()
+    close = [name for name in names if name.lower() == lowered] or difflib.get_close_matches(text, names, n=1)
+    if not close and len(text) >= 3:
+        close = [name for name in names if name.lower().startswith(lowered)] or [
+            name for name in names if lowered in name.lower()
+        ]
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

@@ -121,7 +121,9 @@ class RunReport:
         """One line for the end of the log (and stdout): how it ended and why, per group, the dead letters."""
         why = f" ({self.error})" if self.error else ""
         if not self.groups:  # it never ran
-            waiting = "" if not self.not_started else f"; {self.not_started} input value(s) not started"
+            # A config error ran nothing, by its nature: its input values "not started" would be noise.
+            noise = not self.not_started or self.finish_reason == "config-error"
+            waiting = "" if noise else f"; {self.not_started} input value(s) not started"
             return f"{self.pipeline}: {self.finish_reason}{why}; nothing was run{waiting}; exit {self.exit_code}"
         stages = ", ".join(_stage(group) for group in self.groups)
         letters = (
