@@ -70,3 +70,5 @@ def test_the_sink_process_reports_the_whole_run_in_the_local_report_s_words(tmp_
         processes
     )
     assert f"run {run_id}" not in middle_out  # only the sink's process reports the run
+    # The tests' Redis keeps nothing on disk: said once for the run, not by each of its processes.
+    assert (ends_err + middle_err).count("keeps nothing on disk") == 1

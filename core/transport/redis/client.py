@@ -92,14 +92,15 @@ class RedisRun:
                 "queues under memory pressure; set it to noeviction (CONFIG SET maxmemory-policy "
                 "noeviction)"
             )
-        if appendonly != "yes":
+        created = self.redis.hsetnx(self.key("run"), "started", json.dumps(time.time()))
+        self.redis.hsetnx(self.key("run"), "pipeline", self.pipeline)
+        # Said once for the run, by its first process to see it, not by every process that joins.
+        if appendonly != "yes" and self.redis.hsetnx(self.key("run"), "aof_warned", "1"):
             logger.warning(
                 "Redis at %s keeps nothing on disk (appendonly no): if it restarts, the run's queues "
                 "are gone and the run stops; turn on AOF (CONFIG SET appendonly yes) to survive restarts",
                 self.describe(),
             )
-        created = self.redis.hsetnx(self.key("run"), "started", json.dumps(time.time()))
-        self.redis.hsetnx(self.key("run"), "pipeline", self.pipeline)
         logger.info(
             "%s run %s (Redis %s, process %s)",
             "started" if created else "joined",
