@@ -230,7 +230,9 @@ def test_scalar_where_a_list_is_expected(tmp_path, key, value, kind):
     text = VALID.replace("input_values: [1, 2, 3]", f"{key}: {value}")
     path = write(tmp_path, text)
 
-    assert problems(path) == [f"{path}:{line(text, key + ':')}: workers[0].{key}: must be a list, got {kind}"]
+    assert problems(path) == [
+        f"{path}:{line(text, key + ':')}: workers[0].{key}: must be a list or a mapping, got {kind}"
+    ]  # a mapping: {range: [...]} or {file: PATH} (tests/test_input_values.py)
 
 
 def test_output_queues_scalar(tmp_path):
@@ -242,12 +244,13 @@ def test_output_queues_scalar(tmp_path):
     ]
 
 
-def test_input_values_as_a_mapping(tmp_path):
+def test_input_values_as_a_mapping_of_neither_range_nor_file(tmp_path):
     text = VALID.replace("input_values: [1, 2, 3]", "input_values: {a: 1}")
     path = write(tmp_path, text)
 
     assert problems(path) == [
-        f"{path}:{line(text, 'input_values')}: workers[0].input_values: must be a list, got a mapping"
+        f"{path}:{line(text, 'input_values')}: workers[0].input_values: as a mapping, input values are "
+        "{range: [START, STOP]} (or [START, STOP, STEP]) or {file: PATH}; got the key(s) a"
     ]
 
 
@@ -603,7 +606,7 @@ def test_main_exits_2_for_a_scalar_where_a_list_is_expected(tmp_path):
 
     assert result.returncode == 2
     assert (
-        f"{path}:{line(text, 'input_values')}: workers[0].input_values: must be a list, got an integer"
+        f"{path}:{line(text, 'input_values')}: workers[0].input_values: must be a list or a mapping, got an integer"
         in result.stderr.splitlines()
     )
 

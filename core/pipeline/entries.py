@@ -9,10 +9,11 @@ from typing import Any
 
 from core.pipeline.problems import Checker, did_you_mean, kind_of
 from core.pipeline.specs import DEFAULT_MAXSIZE, QUEUE_BACKENDS, PipelineSpec, QueueSpec, WorkerSpec
+from core.pipeline.values import generated_values
 from core.pipeline.yaml_lines import LineDict, LineList
 
 TOP_KEYS = ("queues", "workers")
-QUEUE_KEYS = {
+QUEUE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str,
     "description": str,
     "maxsize": int,
@@ -20,7 +21,7 @@ QUEUE_KEYS = {
     "visibility_timeout_s": float,
     "max_deliveries": int,
 }
-WORKER_KEYS = {
+WORKER_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str,
     "description": str,
     "note": str,
@@ -30,7 +31,7 @@ WORKER_KEYS = {
     "processes": int,
     "input_queue": str,
     "output_queues": list,
-    "input_values": list,
+    "input_values": (list, dict),  # the values, or {range: [...]} / {file: PATH} (core/pipeline/values.py)
     "params": dict,
 }
 REQUIRED = {"queue": ("name",), "worker": ("name", "location", "class")}
@@ -154,8 +155,11 @@ def _worker(item: LineDict, where: str, checker: Checker) -> WorkerSpec | None:
                 "an unquoted on/off/yes/no as a boolean and digits as a number: quote it)",
             )
     values = item.get("input_values")
+    given = values is not None  # a range or file that could not be read is given, and said so already
+    if isinstance(values, dict):
+        values = generated_values(values, item.line_of("input_values"), f"{where}.input_values", checker)
     values = None if values is None else values if isinstance(values, list) else _as_list(values)
-    if (values is None) == (item.get("input_queue") is None):
+    if given == (item.get("input_queue") is not None):
         checker.add(
             item.line, where, "needs exactly one of input_queue (to read a queue) or input_values (to be a source)"
         )

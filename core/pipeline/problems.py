@@ -55,7 +55,7 @@ class Checker:
         """The problems of --set arguments first (what they break in the file follows them), then the file's by line."""
         return sorted(self.problems, key=lambda p: (not hasattr(p.line, "origin"), p.line))
 
-    def mapping_keys(self, raw: Any, where: str, line: int, schema: dict[str, type]) -> bool:
+    def mapping_keys(self, raw: Any, where: str, line: int, schema: dict[str, type | tuple[type, ...]]) -> bool:
         """Check a mapping's keys and value types; False when it is not a mapping at all."""
         if not isinstance(raw, LineDict):
             self.add(line, where, f"must be a mapping, got {kind_of(raw)}")
@@ -96,7 +96,9 @@ def kind_of(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _is_type(value: Any, expected: type) -> bool:
+def _is_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    if isinstance(expected, tuple):
+        return any(_is_type(value, one) for one in expected)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is list and isinstance(value, str):
@@ -106,5 +108,7 @@ def _is_type(value: Any, expected: type) -> bool:
     return isinstance(value, expected)
 
 
-def _type_name(expected: type) -> str:
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    if isinstance(expected, tuple):
+        return " or ".join(_type_name(one) for one in expected)
     return {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}[expected]
