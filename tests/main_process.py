@@ -18,6 +18,19 @@ workers:
 """
 
 
+#: Source -> Numbers -> Middle (Multiply) -> Passed -> Sink, both queues in Redis: the run a split over processes
+#: (`--only`) is tested on. `sink` is Collect or BatchCollect, `key` where it records.
+THREE_OVER_REDIS = """\
+queues:
+  - {{name: Numbers, maxsize: {maxsize}, backend: redis}}
+  - {{name: Passed, maxsize: {maxsize}, backend: redis}}
+workers:
+  - {{name: Source, location: fixture_workers, class: Source, input_values: {values}, output_queues: [Numbers]}}
+  - {{name: Middle, location: fixture_workers, class: Multiply, input_queue: Numbers, output_queues: [Passed]}}
+  - {{name: Sink, location: fixture_workers, class: {sink}, input_queue: Passed, params: {{key: {key}}}}}
+"""
+
+
 def main_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a `python main.py` a test starts."""
     return {

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from main_process import SOURCE_AND_SINK, main_env
+from main_process import SOURCE_AND_SINK, THREE_OVER_REDIS, main_env
 
 from conftest import ROOT
 
@@ -141,13 +141,7 @@ def test_a_forced_run_s_page(browser, tmp_path):
 
 def test_a_split_run_s_page_shows_each_process(browser, tmp_path):
     pipeline = tmp_path / "split.yaml"
-    pipeline.write_text(
-        "queues:\n  - {name: Numbers, maxsize: 5, backend: redis}\n  - {name: Passed, maxsize: 5, backend: redis}\n"
-        "workers:\n"
-        "  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2, 3], output_queues: [Numbers]}\n"
-        "  - {name: Middle, location: fixture_workers, class: Multiply, input_queue: Numbers, output_queues: [Passed]}\n"
-        f"  - {{name: Sink, location: fixture_workers, class: BatchCollect, input_queue: Passed, params: {{key: {tmp_path / 's'}}}}}\n"
-    )
+    pipeline.write_text(THREE_OVER_REDIS.format(maxsize=5, values=[1, 2, 3], sink="BatchCollect", key=tmp_path / "s"))
     run_id = f"html-{uuid.uuid4().hex[:8]}"
     page = tmp_path / "report.html"
     middle = main(["--pipeline", str(pipeline), "--run-id", run_id, "--only", "Middle"], tmp_path)

@@ -11,20 +11,11 @@ import uuid
 from pathlib import Path
 
 import redis
-from main_process import main_env
+from main_process import THREE_OVER_REDIS, main_env
 
 from conftest import ROOT, TEST_REDIS_URL
 
 TIMEOUT_S = 60.0
-PIPELINE = """\
-queues:
-  - {{name: Numbers, maxsize: 10, backend: redis}}
-  - {{name: Passed, maxsize: 10, backend: redis}}
-workers:
-  - {{name: Source, location: fixture_workers, class: Source, input_values: [1, 2, 3], output_queues: [Numbers]}}
-  - {{name: Middle, location: fixture_workers, class: Multiply, input_queue: Numbers, output_queues: [Passed]}}
-  - {{name: Sink, location: fixture_workers, class: Collect, input_queue: Passed, params: {{key: {key}}}}}
-"""
 
 
 class Split:
@@ -33,7 +24,9 @@ class Split:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.pipeline = tmp_path / "split.yaml"
-        self.pipeline.write_text(PIPELINE.format(key=tmp_path / "sink"))
+        self.pipeline.write_text(
+            THREE_OVER_REDIS.format(maxsize=10, values=[1, 2, 3], sink="Collect", key=tmp_path / "sink")
+        )
         self.run_id = f"status-{uuid.uuid4().hex[:8]}"
         self.env = main_env(tmp_path)
         self.processes: list[subprocess.Popen] = []

@@ -9,22 +9,12 @@ import sys
 import uuid
 
 import fixture_workers
-from main_process import main_env
+from main_process import THREE_OVER_REDIS, main_env
 
 from conftest import ROOT
 
 TIMEOUT_S = 60.0
 ITEMS = 12
-
-PIPELINE = """\
-queues:
-  - {{name: Numbers, maxsize: 5, backend: redis}}
-  - {{name: Passed, maxsize: 5, backend: redis}}
-workers:
-  - {{name: Source, location: fixture_workers, class: Source, input_values: {values}, output_queues: [Numbers]}}
-  - {{name: Middle, location: fixture_workers, class: Multiply, input_queue: Numbers, output_queues: [Passed]}}
-  - {{name: Sink, location: fixture_workers, class: BatchCollect, input_queue: Passed, params: {{key: {key}}}}}
-"""
 
 
 def main(pipeline, run_id: str, only: str, tmp_path) -> subprocess.Popen:
@@ -42,7 +32,7 @@ def main(pipeline, run_id: str, only: str, tmp_path) -> subprocess.Popen:
 def test_the_sink_process_reports_the_whole_run_in_the_local_report_s_words(tmp_path):
     sink = tmp_path / "sink"
     pipeline = tmp_path / "split.yaml"
-    pipeline.write_text(PIPELINE.format(values=list(range(ITEMS)), key=sink))
+    pipeline.write_text(THREE_OVER_REDIS.format(maxsize=5, values=list(range(ITEMS)), sink="BatchCollect", key=sink))
     run_id = f"split-{uuid.uuid4().hex[:8]}"
     middle = main(pipeline, run_id, "Middle", tmp_path)
     ends = main(pipeline, run_id, "Source,Sink", tmp_path)

@@ -9,19 +9,13 @@ import threading
 import time
 import uuid
 
+from main_process import THREE_OVER_REDIS
+
 from core.app.executor import YamlPipelineExecutor
 
 TIMEOUT_S = 30.0
 
-PIPELINE = """\
-queues:
-  - {name: Numbers, maxsize: 10, backend: redis}
-  - {name: Passed, maxsize: 10, backend: redis}
-workers:
-  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2, 3], output_queues: [Numbers]}
-  - {name: Middle, location: fixture_workers, class: Multiply, input_queue: Numbers, output_queues: [Passed]}
-  - {name: Sink, location: fixture_workers, class: Collect, input_queue: Passed, params: {key: stall}}
-"""
+PIPELINE = THREE_OVER_REDIS.format(maxsize=10, values=[1, 2, 3], sink="Collect", key="stall")
 
 
 class Waiting(logging.Handler):
