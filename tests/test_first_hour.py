@@ -97,3 +97,4 @@ def test_a_run_without_network_says_so_in_one_short_line(tmp_path):
     assert len(summary) < 400, summary
     assert summary.count("sp500.invalid") <= 1, summary
     assert "no network?" in summary or "cannot be reached" in summary, summary
+    assert "--offline demo/" in summary, summary  # the way to see it work without one

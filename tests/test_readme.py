@@ -6,6 +6,7 @@ relative link and #anchor resolves; the layers drawn are the import contracts; a
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shlex
 import subprocess
@@ -153,7 +154,8 @@ def mentions() -> list[tuple[Path, str]]:
         for language, body in FENCE.findall(text(page)):
             if language in SHELL:
                 lines = [line for line in body.splitlines() if FLAG.search(line)]
-                found += [(page, part) for line in lines for part in re.split(r"&&|\|\||;|\|", line)]
+                parts = [part for line in lines for part in re.split(r"&&|\|\||;|\|", line)]
+                found += [(page, part) for part in parts if FLAG.search(part)]
         found += [(page, span) for span in re.findall(r"`([^`\n]+)`", prose(page)) if FLAG.search(span)]
     return found
 
@@ -229,6 +231,9 @@ def test_every_yaml_block_loads_and_every_python_block_compiles(page):
             assert isinstance(yaml.safe_load(body), dict), body
         elif language == "python":
             compile(body, f"{page.name} block", "exec")
+        elif language == "json":  # JSON lines: a cassette, a dead-letter file
+            for line in filter(None, body.splitlines()):
+                json.loads(line)
         else:
             assert language in (*SHELL, "mermaid", ""), f"{page.name}: a ```{language} block the test does not check"
 

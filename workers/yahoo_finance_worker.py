@@ -47,6 +47,7 @@ class Fetch:
     endpoint: str
     deadline: float
     headers: dict[str, str] = field(default_factory=dict)
+    secret: bool = False  # as Want.secret
 
 
 class YahooFinancePriceWorker:
@@ -97,7 +98,11 @@ class YahooFinancePriceWorker:
             while True:
                 try:
                     response = cast("HttpClient", self.http).get(
-                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline, headers=fetch.headers or None
+                        fetch.url,
+                        endpoint=fetch.endpoint,
+                        deadline=fetch.deadline,
+                        headers=fetch.headers or None,
+                        secret=fetch.secret,
                     )
                 except ItemError as exc:
                     fetch = steps.throw(exc)
@@ -113,7 +118,11 @@ class YahooFinancePriceWorker:
             while True:
                 try:
                     page = await cast("AsyncHttpClient", self.http).get(
-                        fetch.url, endpoint=fetch.endpoint, deadline=fetch.deadline, headers=fetch.headers or None
+                        fetch.url,
+                        endpoint=fetch.endpoint,
+                        deadline=fetch.deadline,
+                        headers=fetch.headers or None,
+                        secret=fetch.secret,
                     )
                 except ItemError as exc:
                     fetch = steps.throw(exc)
@@ -183,7 +192,7 @@ def fetches(taking: Generator[Want, Page | Exception, None], deadline: float) ->
         want = next(taking)
         while True:
             try:
-                answer: Page | Exception = yield Fetch(want.url, SESSION, deadline, want.headers)
+                answer: Page | Exception = yield Fetch(want.url, SESSION, deadline, want.headers, want.secret)
             except ItemError as exc:
                 answer = exc
             want = taking.send(answer)

@@ -46,6 +46,7 @@ class Want:
 
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    secret: bool = False  # the answer is a token: --record-http keeps "REDACTED" in its place
 
 
 class YahooSession:
@@ -95,7 +96,7 @@ class YahooSession:
         if not cookie:
             self._go_without(f"no cookie from {self.cookie_url} ({_why(answer)})")
             return
-        answer = yield Want(self.crumb_url, {"Cookie": cookie})
+        answer = yield Want(self.crumb_url, {"Cookie": cookie}, secret=True)
         crumb = _crumb(answer)
         if crumb is None:
             self._go_without(f"no crumb from {self.crumb_url} ({_why(answer)})")

@@ -20,6 +20,7 @@ from dotenv import load_dotenv
 from core.app.logs import SHOWN_ON_STDOUT, parse_log_level, setup_logging
 from core.app.outputs import write_outputs
 from core.app.parser import build_parser
+from core.app.recording import prepare
 from core.app.runlock import RunLock
 from core.base.paths import PROJECT_DIR, data_dir
 from core.base.redact import redact
@@ -95,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%d problem(s) in the pipeline file; nothing was run", len(exc.problems))
         first = str(exc.problems[0]) + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
         return finish(args, not_run(path.stem, "config-error", first, _input_values_in(path)))
+    http_problem = prepare(executor.spec.name, record=args.record_http, offline_dir=args.offline, run_id=args.run_id)
+    if http_problem:
+        logger.error("%s", redact(http_problem))
+        return finish(args, not_run(executor.spec.name, "config-error", http_problem))
     if args.check:
         from core.api.kinds import describe_mode
 

@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with Redis queues: print the whole run's report here (the sink's process does anyway)",
     )
+    parser.add_argument(
+        "--record-http",
+        metavar="DIR",
+        help="record every HTTP answer the run's workers get into cassettes in DIR (secrets left out)",
+    )
+    parser.add_argument(
+        "--offline",
+        metavar="DIR",
+        help="answer every HTTP request from DIR's cassettes, send nothing, store into DIR/PIPELINE.sqlite "
+        "(try: --offline demo/)",
+    )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument(
         "--metrics-file",

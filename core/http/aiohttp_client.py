@@ -11,10 +11,12 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from core.http.deadlines import Deadlines
 from core.http.policy import HttpPolicy, HttpSettings, Page, RequestPlan, Step, endpoint_of, trust_env
+from core.http.tape import Player, replayed, tape
 
 logger = logging.getLogger(__name__)
 
@@ -50,31 +52,40 @@ class AsyncHttpClient:
         endpoint: str | None = None,
         deadline: float | None = None,
         headers: Mapping[str, str] | None = None,
+        secret: bool = False,
     ) -> Page:
         """The answer, body read (any status once the tries are spent); an ItemError when there is none.
 
-        `endpoint`, `deadline` and `headers` as for HttpClient.get.
+        `endpoint`, `deadline`, `headers` and `secret` as for HttpClient.get; offline likewise.
         """
         session = self._session if self._session is not None and not self._session.closed else self._open()
         plan = self.policy.plan(url, endpoint=endpoint or endpoint_of(url), deadline=deadline)
+        recorded = tape()
         while True:
             step = plan.next_step()
             if step.wait_s > 0:
                 await self._wait(step.wait_s)
             if not step.send or self.policy.stop.is_set():
                 continue  # the next step waits no more, or says "stopping"
-            try:
-                status, answer, body = await self._try(session, url, step, plan, headers)
-            except _TooLarge as exc:
-                raise plan.too_large(str(exc)) from None
-            except RETRIED as exc:
-                plan.failed(_describe(exc), timed_out=isinstance(exc, asyncio.TimeoutError))
-                continue
-            except aiohttp.ClientError as exc:  # a bad URL, a malformed answer: no try will do better
-                raise plan.give_up(_describe(exc)) from exc
-            except BaseException:  # cancelled: free the probe slot for another request
-                plan.abandon()
-                raise
+            answer: Mapping[str, str]
+            if isinstance(recorded, Player):  # offline: the recorded answer, or this item's error
+                replay = replayed(recorded, url, plan, self.settings.max_body_bytes)
+                status, answer, body = replay.status, CIMultiDictProxy(CIMultiDict(replay.headers)), replay.body
+            else:
+                try:
+                    status, reason, answer, body = await self._try(session, url, step, plan, headers)
+                except _TooLarge as exc:
+                    raise plan.too_large(str(exc)) from None
+                except RETRIED as exc:
+                    plan.failed(_describe(exc), timed_out=isinstance(exc, asyncio.TimeoutError))
+                    continue
+                except aiohttp.ClientError as exc:  # a bad URL, a malformed answer: no try will do better
+                    raise plan.give_up(_describe(exc)) from exc
+                except BaseException:  # cancelled: free the probe slot for another request
+                    plan.abandon()
+                    raise
+                if recorded is not None:  # --record-http
+                    recorded.record("GET", url, status, reason, answer.items(), body, secret=secret)
             if plan.answered(status, answer.get("Retry-After")):
                 return Page(status, body, answer, plan.tries)
 
@@ -85,7 +96,7 @@ class AsyncHttpClient:
         step: Step,
         plan: RequestPlan,
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, str, Mapping[str, str], bytes]:
         loop, deadlines = self._loop, self._deadlines
         assert loop is not None and deadlines is not None, "a try runs on an open session"
         # sock_connect and sock_read, not connect/total: those count the wait for a pooled connection
@@ -102,7 +113,7 @@ class AsyncHttpClient:
                     body = await response.read()  # aiohttp reads what Content-Length says, no more
                 else:  # chunked, or compressed: as long as it keeps coming, so counted as it arrives
                     body = await _read_capped(response, cap)
-                return response.status, response.headers, body
+                return response.status, response.reason or "", response.headers, body
 
     def _timeout(self, step: Step) -> aiohttp.ClientTimeout:
         key = (step.connect_timeout_s, step.read_timeout_s)

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from urllib3 import HTTPHeaderDict, HTTPResponse
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from core.http.policy import (
@@ -26,6 +29,7 @@ from core.http.policy import (
     endpoint_of,
     trust_env,
 )
+from core.http.tape import Answer, Player, replayed, tape
 
 # Workers import the HTTP API from here; the policy's names are re-exported.
 __all__ = [
@@ -85,36 +89,45 @@ class HttpClient:
         endpoint: str | None = None,
         deadline: float | None = None,
         headers: Mapping[str, str] | None = None,
+        secret: bool = False,
     ) -> requests.Response:
         """The response, body read (any status once the tries are spent); an ItemError when there is none.
 
         `endpoint` names whose pacer and breaker the request goes through (default: the URL's host);
         `deadline` (on the policy's clock) bounds every try and wait (default: item_deadline_s from now);
-        `headers` go with this request only.
+        `headers` go with this request only; a `secret` answer (a token) is never written by --record-http.
+        Offline (--offline), the answers come from the recorded ones (core/http/tape.py) and nothing is sent.
         """
         plan = self.policy.plan(url, endpoint=endpoint or endpoint_of(url), deadline=deadline)
         stop = self.policy.stop
+        recorded = tape()
         while True:
             step = plan.next_step()
             if step.wait_s > 0 and stop.wait(step.wait_s):
                 continue  # the next step says "stopping"
             if not step.send:
                 continue
-            try:
-                response = self.session.get(
-                    url, timeout=(step.connect_timeout_s, step.read_timeout_s), stream=True, headers=headers
-                )
-                _read_body(response, budget_s=plan.body_budget_s(), max_bytes=self.settings.max_body_bytes)
-            except _TooLarge as exc:
-                raise plan.too_large(str(exc)) from None
-            except RETRIED as exc:
-                plan.failed(describe_failure(exc), timed_out=isinstance(exc, requests.Timeout))
-                continue
-            except requests.RequestException as exc:  # a bad URL or scheme: no try will do better
-                raise plan.give_up(describe_failure(exc)) from exc
-            except BaseException:
-                plan.abandon()
-                raise
+            if isinstance(recorded, Player):  # offline: the recorded answer, or this item's error
+                response = _replayed(url, replayed(recorded, url, plan, self.settings.max_body_bytes))
+            else:
+                try:
+                    response = self.session.get(
+                        url, timeout=(step.connect_timeout_s, step.read_timeout_s), stream=True, headers=headers
+                    )
+                    _read_body(response, budget_s=plan.body_budget_s(), max_bytes=self.settings.max_body_bytes)
+                except _TooLarge as exc:
+                    raise plan.too_large(str(exc)) from None
+                except RETRIED as exc:
+                    plan.failed(describe_failure(exc), timed_out=isinstance(exc, requests.Timeout))
+                    continue
+                except requests.RequestException as exc:  # a bad URL or scheme: no try will do better
+                    raise plan.give_up(describe_failure(exc)) from exc
+                except BaseException:
+                    plan.abandon()
+                    raise
+                if recorded is not None:  # --record-http
+                    status, reason, read = response.status_code, response.reason, response.raw.headers.items()
+                    recorded.record("GET", url, status, reason, read, response.content, secret=secret)
             if plan.answered(response.status_code, response.headers.get("Retry-After")):
                 response.attempts = plan.tries  # type: ignore[attr-defined]  # read by the workers
                 return response
@@ -128,6 +141,20 @@ class HttpClient:
                 if pool is not None:
                     pool.close()
         self.session.close()
+
+
+def _replayed(url: str, answer: Answer) -> requests.Response:
+    """A recorded answer as the Response the network would have given."""
+    response = requests.Response()
+    response.status_code, response.reason, response.url = answer.status, answer.reason, url
+    response.headers = CaseInsensitiveDict()
+    for name, value in answer.headers:  # as requests joins a header given twice
+        response.headers[name] = f"{response.headers[name]}, {value}" if name in response.headers else value
+    response.raw = HTTPResponse(body=b"", headers=HTTPHeaderDict(list(answer.headers)), status=answer.status)
+    response.encoding = get_encoding_from_headers(response.headers)
+    response._content = answer.body
+    response._content_consumed = True  # type: ignore[attr-defined]
+    return response
 
 
 def page_of(response: requests.Response) -> Page:
@@ -192,15 +219,18 @@ def _read_body(response: requests.Response, *, budget_s: float, max_bytes: int) 
     response._content_consumed = True  # type: ignore[attr-defined]
 
 
+OFFLINE_HINT = "; offline? try --offline demo/"
+
+
 def describe_failure(exc: requests.RequestException) -> str:
     """A failed request in a short line, its kind first, with its likely cause: requests and urllib3 nest their
     errors, and their text names the URL three times ("HTTPConnectionPool(host=...): Max retries exceeded with url:
     ... (Caused by NameResolutionError(...))"). The URL itself comes before, in the message that uses this."""
     kind, text = type(exc).__name__, str(exc)
     if "NameResolutionError" in text or "Failed to resolve" in text or "Name or service not known" in text:
-        return f"{kind}: cannot resolve its host name: no network? (or no such host)"
+        return f"{kind}: cannot resolve its host name: no network? (or no such host){OFFLINE_HINT}"
     if isinstance(exc, requests.ConnectTimeout):
-        return f"{kind}: connecting timed out: no network? (or the host is down)"
+        return f"{kind}: connecting timed out: no network? (or the host is down){OFFLINE_HINT}"
     if "Connection refused" in text:
         return f"{kind}: the connection was refused (nothing listening there?)"
     if isinstance(exc, requests.ReadTimeout) and "Read timed out" in text:

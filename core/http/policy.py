@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from core.base.errors import ItemError
 from core.http.endpoint import Endpoint, Refused
+from core.http.tape import OFFLINE_ENV
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: The largest body a client reads (8 MiB): the S&P 500 page is 1.0 MiB, a chart answer about 2 KiB.
@@ -107,6 +108,11 @@ class Step:
     read_timeout_s: float = 0.0
 
 
+def offline_replay() -> bool:
+    """Whether this process answers HTTP from recorded answers (--offline)."""
+    return bool(os.environ.get(OFFLINE_ENV))
+
+
 class HttpPolicy:
     """A group's HTTP policy: its settings, one Endpoint per name, the stop event and the clocks."""
 
@@ -134,7 +140,8 @@ class HttpPolicy:
                     name,
                     Endpoint(
                         name,
-                        requests_per_second=self.settings.requests_per_second,
+                        # the rate spares the site; offline there is none to spare (a Retry-After still counts)
+                        requests_per_second=0.0 if offline_replay() else self.settings.requests_per_second,
                         breaker_failures=self.settings.breaker_failures,
                         breaker_cooldown_s=self.settings.breaker_cooldown_s,
                     ),
@@ -233,10 +240,11 @@ class RequestPlan:
         self._error = what
         self._not_before = now + self._backoff_s()
 
-    def give_up(self, what: str) -> FetchError:
-        """A try failed in a way no other try would mend (a bad URL): the error to raise."""
+    def give_up(self, what: str, *, whole: bool = False) -> FetchError:
+        """A try failed in a way no other try would mend (a bad URL): the error to raise (`what` after the URL,
+        or the `whole` message)."""
         self._record(None, what, self._clock())
-        return FetchError(f"GET {self.url}: {what}", attempts=self.tries)
+        return FetchError(what if whole else f"GET {self.url}: {what}", attempts=self.tries)
 
     def too_large(self, what: str) -> BodyTooLarge:
         """The answer's body is past max_body_bytes (`what` says how that was seen): the error to raise."""

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from core.base.collector import startup_gc
 from core.base.descriptors import reserve
+from core.http import offline
 from core.modes.outbox import Outbox, PipeLogHandler, log_uncaught
 from core.modes.threads import ThreadRunner
 from core.run.group import WorkerGroup
@@ -184,6 +185,7 @@ def child_main(spec: ChildSpec, conn: Any, slots: Any) -> None:
     from core.base.paths import use_module_search_paths
 
     use_module_search_paths(spec.pipeline_path)
+    offline.enter()  # an offline run's processes refuse the network too
     runner, group, queue = _build(spec, outbox, Slots(slots))
     receiver = threading.Thread(
         target=_receive, args=(conn, queue, group, len(runner.instances)), name="inbox", daemon=True
