@@ -66,6 +66,7 @@ MODES = {
     "threads": ("Fetch", ""),
     "asyncio": ("AsyncFetch", ""),
     "processes": ("Fetch", "processes: 2, "),
+    "asyncio-in-processes": ("AsyncFetch", "processes: 2, "),
 }
 SECRETS = ("TOKEN-SECRET-1", "KEY-SECRET-2", "COOKIE-SECRET-3")
 ITEMS = list(range(20))
@@ -257,3 +258,38 @@ def test_a_folder_without_the_pipelines_cassette_is_a_configuration_error(
     run = run_main(args, env={"DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"})
     assert run.returncode == 2, run.stdout + run.stderr
     assert expected.format(dir=folder) in (run.stdout + run.stderr)
+
+
+DIALING = """\
+import socket
+
+from workers.base import Worker
+
+
+class Dial(Worker):
+    def process(self, item):
+        socket.create_connection(("192.0.2.1", 80), timeout=3).close()  # TEST-NET-1: never a real machine
+        return item
+"""
+
+
+@pytest.mark.parametrize("extra", ["", "processes: 1, "], ids=["threads", "processes"])
+def test_offline_a_workers_own_connection_to_another_machine_is_refused(tmp_path: Path, extra: str) -> None:
+    (tmp_path / "dialing.py").write_text(DIALING)
+    pipeline = tmp_path / "dial.yaml"
+    pipeline.write_text(
+        "queues:\n  - {name: Items}\nworkers:\n"
+        "  - {name: Source, location: fixture_workers, class: Source, input_values: [1, 2], output_queues: [Items]}\n"
+        f"  - {{name: Dial, location: dialing, class: Dial, {extra}input_queue: Items}}\n"
+    )
+    tape.Recorder(tmp_path / "cassettes", "dial", "r1").record("GET", "http://h/x", 200, "OK", [], b"")
+    stats = tmp_path / "stats.json"
+    run = run_main(
+        ["--pipeline", str(pipeline), "--offline", str(tmp_path / "cassettes"), "--quiet", "--stats-json", str(stats)],
+        env={"DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"},
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    letters = dead_letters(stats)
+    assert sorted(letter["item"] for letter in letters) == [1, 2]
+    for letter in letters:
+        assert "offline: no network: 192.0.2.1 is not this machine" in letter["error"], letter

@@ -16,6 +16,7 @@ from sites import price_for
 from yahoo_session_site import COOKIE, YahooWithSession
 
 from core.app.executor import YamlPipelineExecutor
+from core.http import tape
 
 TIMEOUT_S = 60.0
 SYMBOLS = [f"S{index:02d}" for index in range(24)]
@@ -132,3 +133,25 @@ def test_a_chart_url_of_another_host_takes_no_session_unless_asked():
         "https://fc.yahoo.com",
         "https://query1.finance.yahoo.com/v1/test/getcrumb",
     )
+
+
+def test_a_recorded_session_keeps_no_secret_and_replays_offline(tmp_path, stage, monkeypatch):
+    """--record-http keeps neither the cookie's value nor the crumb; offline, the stage takes its session from
+    what was kept and finds each chart answer without the crumb: the same prices, with the server gone."""
+    cassettes = tmp_path / "cassettes"
+    monkeypatch.setenv(tape.RECORD_ENV, str(cassettes))
+    monkeypatch.setenv(tape.NAME_ENV, "p")
+    monkeypatch.setenv(tape.RECORDING_ENV, "r1")
+    (tmp_path / "online").mkdir()
+    with YahooWithSession() as site:
+        _, recorded, letters = run(tmp_path / "online", site, stage)
+    assert recorded == {symbol: price_for(symbol) for symbol in SYMBOLS} and letters == []
+    text = "".join(path.read_text() for path in cassettes.glob("*.jsonl"))
+    assert "test-cookie-value" not in text and "AQAAAsecret" not in text and "crumb-1" not in text
+    assert text.count('"REDACTED"') == 1 and "A3=REDACTED; Expires=" in text  # the crumb, the cookie
+
+    monkeypatch.delenv(tape.RECORD_ENV)
+    monkeypatch.setenv(tape.OFFLINE_ENV, str(cassettes))
+    (tmp_path / "offline").mkdir()
+    report, replayed, letters = run(tmp_path / "offline", site, stage)
+    assert replayed == recorded and letters == [] and report.exit_code == 0
