@@ -312,3 +312,21 @@ def test_the_tour_worker_runs_as_shown(tmp_path):
     assert result.returncode == 0, result.stderr
     timed = re.compile(r"finished in [\d.]+s")
     assert timed.sub("", result.stdout) == timed.sub("", shown)
+
+
+def test_the_tour_test_passes_as_shown(tmp_path):
+    step, worker = section(README, "### 5. Test it"), section(README, "### 4. Add a worker")
+    [tests], [command], [shown] = blocks_in(step, "yaml"), blocks_in(step, "sh"), blocks_in(step, "")
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "tour_square_worker.py").write_text(blocks_in(worker, "python")[0])
+    pipeline = blocks_in(worker, "yaml")[0].replace("location: workers.square_worker", "location: tour_square_worker")
+    (pipelines / "squares.yaml").write_text(pipeline)
+    (pipelines / "squares.tests.yaml").write_text(tests)
+    assert shlex.split(command)[-3:] == ["--pipeline", "pipelines/squares.yaml", "--test"]
+
+    result = run_main(shlex.split(command)[2:], env={"DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    timed = re.compile(r", [\d.]+s\)")
+    assert timed.sub(")", result.stdout) == timed.sub(")", shown)

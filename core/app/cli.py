@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         print(history.table(history.last_runs(path.stem, args.history)))
         return 0
     if args.status:
-        return _status(path, args)
+        from core.app.run_status import status_command
+
+        return status_command(path, args)
+    if args.test is not None or args.fix_tests:
+        from core.app.pipeline_tests.command import run_tests
+
+        return run_tests(path, args)
     from core.app.executor import YamlPipelineExecutor  # imported once the command line is sound: it pulls in a lot
 
     try:
@@ -215,25 +221,6 @@ def finish(args: argparse.Namespace, report: RunReport) -> int:
     if printed:
         print(summary, flush=True)
     return report.exit_code
-
-
-def _status(path: Path, args: argparse.Namespace) -> int:
-    """--status: the whole run named by --run-id (or RUN_ID), read from its Redis; exit 2 without one."""
-    from core.app.run_status import watch
-    from core.pipeline.config import load_pipeline
-
-    run_id = args.run_id or os.environ.get("RUN_ID")
-    if not run_id:
-        logger.error("--status needs the run to show: --run-id ID (or RUN_ID)")
-        return 2
-    try:
-        spec = load_pipeline(path, sets=args.sets)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(redact(str(problem)), file=sys.stderr)
-        return 2
-    live = not args.once and sys.stdout.isatty()
-    return watch(spec, run_id, once=args.once, interval_s=1.0 if live else args.status_interval, live=live)
 
 
 def not_run(pipeline: str, reason: str, error: str, not_started: int | None = None) -> RunReport:

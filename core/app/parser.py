@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer every HTTP request from DIR's cassettes, send nothing, store into DIR/PIPELINE.sqlite "
         "(try: --offline demo/)",
     )
+    parser.add_argument(
+        "--test",
+        nargs="*",
+        metavar="NAME",
+        help="run the pipeline's tests (PIPELINE.tests.yaml beside it), all or those named; exit 0, 1 or 2",
+    )
+    parser.add_argument("--tests", metavar="PATH", help="with --test: the test file, when not beside the pipeline")
+    parser.add_argument(
+        "--fix-tests", action="store_true", help="run the tests and write what each got as its expectation"
+    )
+    parser.add_argument("--junit-xml", metavar="PATH", help="with --test: also write the results as JUnit XML here")
     parser.add_argument("--stats-json", metavar="PATH", help="write the final counts and finish reason here")
     parser.add_argument(
         "--metrics-file",

@@ -13,6 +13,7 @@ from core.http import offline, tape
 
 logger = logging.getLogger("main")
 
+OFFLINE_DATABASE_ENV = "PIPELINE_OFFLINE_DATABASE"  # `--test` gives each test's run a throwaway database
 DATABASE_ENVS = ("DATABASE_URL", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB")
 
 
@@ -40,7 +41,7 @@ def prepare(name: str, *, record: str | None, offline_dir: str | None, run_id: s
         return f"--offline: {exc}"
     except OSError as exc:
         return f"--offline {offline_dir}: cannot read it ({exc.strerror})"
-    database = folder.resolve() / f"{name}.sqlite"
+    database = Path(os.environ.get(OFFLINE_DATABASE_ENV) or folder.resolve() / f"{name}.sqlite")
     for variable in DATABASE_ENVS:
         os.environ.pop(variable, None)
     os.environ["DATABASE_URL"] = f"sqlite:///{database}"

@@ -8,11 +8,16 @@ writes one; it takes no lock and joins nothing.
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from core.base.redact import redact
 from core.pipeline.specs import PipelineSpec
 from core.run.distributed import retry_budget_s
 from core.transport.redis.client import DEFAULT_URL, RedisRun
@@ -180,3 +185,21 @@ class _NoLive:
 
     def update(self, renderable: object) -> None:
         """Nothing to redraw."""
+
+
+def status_command(path: Path, args: argparse.Namespace) -> int:
+    """--status: the whole run named by --run-id (or RUN_ID), read from its Redis; exit 2 without one."""
+    from core.pipeline.config import ConfigError, load_pipeline
+
+    run_id = args.run_id or os.environ.get("RUN_ID")
+    if not run_id:
+        logging.getLogger("main").error("--status needs the run to show: --run-id ID (or RUN_ID)")
+        return 2
+    try:
+        spec = load_pipeline(path, sets=args.sets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(redact(str(problem)), file=sys.stderr)
+        return 2
+    live = not args.once and sys.stdout.isatty()
+    return watch(spec, run_id, once=args.once, interval_s=1.0 if live else args.status_interval, live=live)
