@@ -219,3 +219,47 @@ def test_a_request_with_no_answer_fails_its_test_with_the_url(tmp_path: Path) ->
     assert done.returncode == 1, done.stdout + done.stderr
     assert "-page b" in done.stdout
     assert "not recorded: GET https://example.org/b" in done.stdout
+
+
+LOCKY = """\
+import threading
+
+from workers.base import Worker
+
+
+class Numbers(Worker):
+    def process(self, item):
+        return item
+
+
+class Locky(Worker):
+    def process(self, item):
+        return {"n": item, "lock": threading.Lock()}  # fine in a thread; no process can send it
+
+
+class Drop(Worker):
+    def process(self, item):
+        return None
+"""
+
+
+@pytest.mark.parametrize(("extra", "passes"), [("", True), ("processes: 1, ", False)], ids=["threads", "processes"])
+def test_an_output_a_process_cannot_send_fails_its_test_as_it_fails_the_run(
+    tmp_path: Path, extra: str, passes: bool
+) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "locky.py").write_text(LOCKY)
+    (folder / "l.yaml").write_text(
+        "queues:\n  - {name: A}\n  - {name: B}\nworkers:\n"
+        "  - {name: Source, location: locky, class: Numbers, input_values: [1], output_queues: [A]}\n"
+        f"  - {{name: Locky, location: locky, class: Locky, {extra}input_queue: A, output_queues: [B]}}\n"
+        "  - {name: Sink, location: locky, class: Drop, input_queue: B}\n"
+    )
+    (folder / "l.tests.yaml").write_text(
+        "tests:\n  - name: sends it on\n    group: Locky\n    inputs: [1]\n    expect:\n      count: 1\n"
+    )
+    done = main(["--pipeline", str(folder / "l.yaml"), "--test"], tmp_path)
+    assert done.returncode == (0 if passes else 1), done.stdout + done.stderr
+    if not passes:
+        assert "its output cannot be sent out of the worker process" in done.stdout

@@ -118,11 +118,19 @@ def _got(case: Case, folder: Path, stats: Path) -> Got:
     if case.group:
         path = outputs_file(folder, case.queue) if case.queue else None  # no queue: a sink, which sends nothing on
         lines = path.read_text(encoding="utf-8").splitlines() if path and path.exists() else []
-        got.outputs = [codec.loads(text) for text in lines]
+        got.outputs = [_output(text) for text in lines]
     database = folder / "stored.sqlite"
     if database.exists():
         got.rows = _rows(database, case.expect.get("table"))
     return got
+
+
+def _output(text: str) -> Any:
+    """An output as the stage sent it; one only a repr could be kept of (a lock, a socket) as its JSON, tag and all."""
+    try:
+        return codec.loads(text)
+    except codec.Undecodable:
+        return json.loads(text)
 
 
 def _rows(database: Path, table: str | None) -> list[dict[str, Any]]:
