@@ -75,6 +75,7 @@ def test_the_readme_demo_runs_the_shipped_job_offline_from_a_fresh_copy(tmp_path
     assert "stored 503" in summary and "no dead letters" in summary and summary.endswith("exit 0"), summary
     assert "DEMO PRICES" in output and "not market data" in output  # said, never presented as market data
     assert "pw-not-shown" not in output
+    assert "hint:" not in output  # a recording's waits say nothing of how the real run should be scaled
     with sqlite3.connect(clone / "demo" / "wiki_yahoo_scraper_pipeline.sqlite") as db:
         [(rows, symbols)] = db.execute("SELECT count(*), count(DISTINCT symbol) FROM prices").fetchall()
     assert (rows, symbols) == (503, 503)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from core.http.policy import offline_replay
 from core.pipeline.config import PipelineSpec
 from core.run.bottleneck import UPSTREAM_BUSY_FLOOR, QueueLoad, StageLoad, hints
 from core.run.group import WorkerGroup
@@ -109,7 +110,8 @@ def build_report(
         error=_one_line(error),
         signal=signal,
         not_started=not_started,
-        hints=hints(stages) if reason == "finished" and flowed else [],
+        # offline, a stage's waits are a recording's, not the site's: no hint would be true of the real run
+        hints=hints(stages) if reason == "finished" and flowed and not offline_replay() else [],
         errors=dead_letters.grouped(),
     )
     if report.dead_letter_write_errors and not report.error:
