@@ -16,7 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from workers.wiki_worker import parse_constituents  # noqa: E402 - after the project is on the path
+from core.http import tape  # noqa: E402 - after the project is on the path
+from workers.wiki_worker import parse_constituents  # noqa: E402
 from workers.yahoo_pages import yahoo_symbol  # noqa: E402
 
 PAGE = "wikipedia_sp500_2025-07-18.html"
@@ -63,28 +64,30 @@ def chart(symbol: str) -> dict:
     }
 
 
-def answer(url: str, status: int, reason: str, headers: list[list[str]], **body: str) -> dict:
-    return {"method": "GET", "url": url, "status": status, "reason": reason, "headers": headers, **body}
+def answer(url: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes = b"") -> dict:
+    return tape.answer_line("GET", url, status, reason, headers, body)
 
 
 def main() -> None:
     symbols = parse_constituents((HERE / PAGE).read_bytes())
-    lines = [
-        {"cassette": 1, "pipeline": "wiki_yahoo_scraper_pipeline", "recording": "demo",
-         "started": "2025-07-18T20:00:00+00:00", "host": "demo", "note": NOTE},
-        answer(WIKIPEDIA_URL, 200, "OK", [["Content-Type", "text/html; charset=UTF-8"]], body_file=PAGE),
-        answer(COOKIE_URL, 404, "Not Found", [["Set-Cookie", "A3=REDACTED; Domain=.yahoo.com; Path=/; Secure"]]),
-        answer(CRUMB_URL, 200, "OK", [["Content-Type", "text/plain;charset=utf-8"]], body="REDACTED"),
-    ]  # fmt: skip
+    page = answer(WIKIPEDIA_URL, 200, "OK", [("Content-Type", "text/html; charset=UTF-8")])
+    del page["body"]
+    page["body_file"] = PAGE  # the saved page beside the cassette, not a copy inside it
+    answers = [
+        page,
+        answer(COOKIE_URL, 404, "Not Found", [("Set-Cookie", "A3=REDACTED; Domain=.yahoo.com; Path=/; Secure")]),
+        answer(CRUMB_URL, 200, "OK", [("Content-Type", "text/plain;charset=utf-8")], b"REDACTED"),
+    ]
     for symbol in symbols:
         ticker = yahoo_symbol(symbol)
-        body = json.dumps(chart(ticker), separators=(",", ":"))
-        lines.append(
-            answer(CHART_URL.format(symbol=ticker), 200, "OK", [["Content-Type", "application/json"]], body=body)
-        )
+        body = json.dumps(chart(ticker), separators=(",", ":")).encode()
+        answers.append(answer(CHART_URL.format(symbol=ticker), 200, "OK", [("Content-Type", "application/json")], body))
+    head = tape.header(
+        "wiki_yahoo_scraper_pipeline", "demo", started="2025-07-18T20:00:00+00:00", host="demo", note=NOTE
+    )
     out = HERE / "sp500.demo.jsonl"
-    out.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    print(f"{out}: {len(symbols)} symbols, {len(lines) - 1} answers")
+    tape.write_cassette(out, head, answers)
+    print(f"{out}: {len(symbols)} symbols, {len(answers)} answers")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT
+from core.http.offline import is_local
 
 DEMO_COMMAND = ".venv/bin/python main.py --offline demo/"
 TIMEOUT_S = 120
@@ -44,9 +45,9 @@ def readme_demo_command() -> str:
 
 
 def local(line: str) -> bool:
-    event, _, where = line.partition(" ")
-    host = where.split(" ")[0]
-    return host.startswith("unix:") or host in ("127.0.0.1", "::1", "localhost", "None", "")
+    """A line of the connection log (tests/connect_log): to this machine, or to a socket file."""
+    host = (line.split(" ") + [""])[1]
+    return host.startswith("unix:") or is_local(None if host == "None" else host)
 
 
 def test_the_readme_demo_runs_the_shipped_job_offline_from_a_fresh_copy(tmp_path: Path) -> None:

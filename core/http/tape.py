@@ -80,15 +80,36 @@ def shown_url(url: str) -> str:
     return key_of("GET", url)[4:]
 
 
+def header(name: str, recording: str, *, started: str, **more: Any) -> dict[str, Any]:
+    """A cassette's first line: whose it is (the pipeline), which recording, when; `more` such as host or note."""
+    return {"cassette": 1, "pipeline": name, "recording": recording, "started": started, **more}
+
+
+def answer_line(
+    method: str, url: str, status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes
+) -> dict[str, Any]:
+    """One answer as a cassette line: its body as text, or as base64 when it is not UTF-8."""
+    line: dict[str, Any] = {"method": method.upper(), "url": url, "status": status, "reason": reason or ""}
+    line["headers"] = [[name, value] for name, value in headers]
+    try:
+        line["body"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        line["body_base64"] = base64.b64encode(body).decode("ascii")
+    return line
+
+
+def write_cassette(path: Path, head: dict[str, Any], answers: Iterable[dict[str, Any]]) -> None:
+    """A whole cassette at once (a test's answers, the demo's): `head` from header(), then the answer lines."""
+    lines = [head, *answers]
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+
+
 class Recorder:
     """Writes this process's answers into its own cassette in `folder`, a line each, as they come."""
-
-    replays = False
 
     def __init__(self, folder: Path, name: str, recording: str) -> None:
         self.folder, self.name, self.recording = folder, name, recording
         self.path = folder / f"{name}.{recording}.{socket.gethostname()}-{os.getpid()}{SUFFIX}"
-        self.count = 0
         self._lock = threading.Lock()
         self._file: Any = None
 
@@ -104,43 +125,22 @@ class Recorder:
         secret: bool = False,
     ) -> None:
         """Write one answer (what is secret left out)."""
-        line: dict[str, Any] = {
-            "method": method.upper(),
-            "url": shown_url(url),
-            "status": status,
-            "reason": reason or "",
-            "headers": [[k, _kept_value(k, v)] for k, v in headers if k.lower() not in UNKEPT_HEADERS],
-        }
-        if secret:
-            line["body"] = REDACTED
-        else:
-            try:
-                line["body"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                line["body_base64"] = base64.b64encode(body).decode("ascii")
+        kept = [(k, _kept_value(k, v)) for k, v in headers if k.lower() not in UNKEPT_HEADERS]
+        line = answer_line(method, shown_url(url), status, reason, kept, REDACTED.encode() if secret else body)
         text = json.dumps(line, ensure_ascii=False) + "\n"
         with self._lock:
             if self._file is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open("a", encoding="utf-8")
-                header = {
-                    "cassette": 1,
-                    "pipeline": self.name,
-                    "recording": self.recording,
-                    "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                }
-                self._file.write(json.dumps(header) + "\n")
+                started = datetime.now(UTC).isoformat(timespec="seconds")
+                head = header(self.name, self.recording, started=started, host=socket.gethostname(), pid=os.getpid())
+                self._file.write(json.dumps(head) + "\n")
             self._file.write(text)
             self._file.flush()
-            self.count += 1
 
 
 class Player:
     """Answers requests from recorded answers; thread-safe. `sources` are the cassettes they came from."""
-
-    replays = True
 
     def __init__(self, answers: dict[str, list[Answer]], sources: list[Path], folder: Path, note: str = "") -> None:
         self.answers, self.sources, self.folder, self.note = answers, sources, folder, note

@@ -97,13 +97,9 @@ def _environment(folder: Path, pipeline: Path) -> dict[str, str]:
 def _write_responses(folder: Path, name: str, responses: list[dict[str, Any]]) -> Path:
     """The test's inline responses as a cassette (none: every request fails as not recorded)."""
     folder.mkdir()
-    header = {"cassette": 1, "pipeline": name, "recording": "test", "started": "1970-01-01T00:00:00+00:00"}
-    lines = [json.dumps(header)]
-    for response in responses:
-        line: dict[str, Any] = {k: response[k] for k in ("method", "url", "status", "headers")}
-        line["body_base64"] = __import__("base64").b64encode(response["body"]).decode()
-        lines.append(json.dumps(line))
-    (folder / f"{name}{tape.SUFFIX}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    answers = [tape.answer_line(r["method"], r["url"], r["status"], "", r["headers"], r["body"]) for r in responses]
+    head = tape.header(name, "test", started="1970-01-01T00:00:00+00:00", note="the test's responses")
+    tape.write_cassette(folder / f"{name}{tape.SUFFIX}", head, answers)
     return folder
 
 
