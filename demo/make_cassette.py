@@ -26,6 +26,8 @@ COOKIE_URL = "https://fc.yahoo.com"
 CRUMB_URL = "https://query1.finance.yahoo.com/v1/test/getcrumb"
 CHART_URL = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}"
 MARKET_TIME = 1752868800  # 2025-07-18 20:00 UTC, the close of the day the page was saved
+#: The project's pipeline file and the course's (docs/COURSE.md): the same job, the same requests.
+PIPELINES = ["wiki_yahoo_scraper_pipeline", "wiki_yahoo_scrapper_pipeline"]
 NOTE = "DEMO PRICES, made up by demo/make_cassette.py: not market data"
 
 
@@ -82,9 +84,7 @@ def main() -> None:
         ticker = yahoo_symbol(symbol)
         body = json.dumps(chart(ticker), separators=(",", ":")).encode()
         answers.append(answer(CHART_URL.format(symbol=ticker), 200, "OK", [("Content-Type", "application/json")], body))
-    head = tape.header(
-        "wiki_yahoo_scraper_pipeline", "demo", started="2025-07-18T20:00:00+00:00", host="demo", note=NOTE
-    )
+    head = tape.header(PIPELINES, "demo", started="2025-07-18T20:00:00+00:00", host="demo", note=NOTE)
     out = HERE / "sp500.demo.jsonl"
     tape.write_cassette(out, head, answers)
     print(f"{out}: {len(symbols)} symbols, {len(answers)} answers")

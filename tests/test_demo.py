@@ -101,3 +101,21 @@ def test_the_demo_cassette_is_what_make_cassette_writes(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert "503 symbols, 506 answers" in made.stdout
     assert (folder / "sp500.demo.jsonl").read_bytes() == (ROOT / "demo" / "sp500.demo.jsonl").read_bytes()
+
+
+def test_the_courses_pipeline_file_runs_from_the_demo_too(tmp_path: Path) -> None:
+    clone = fresh_copy(tmp_path / "clone")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "DATABASE_URL", "PIPELINE_", "DATA_"))}
+    done = subprocess.run(
+        [sys.executable, "main.py", "--offline", "demo/", "--pipeline", "pipelines/wiki_yahoo_scrapper_pipeline.yaml"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stored 503" in done.stdout.splitlines()[-1]
+    with sqlite3.connect(clone / "demo" / "wiki_yahoo_scrapper_pipeline.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM prices").fetchall() == [(503,)]

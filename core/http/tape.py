@@ -80,7 +80,7 @@ def shown_url(url: str) -> str:
     return key_of("GET", url)[4:]
 
 
-def header(name: str, recording: str, *, started: str, **more: Any) -> dict[str, Any]:
+def header(name: str | list[str], recording: str, *, started: str, **more: Any) -> dict[str, Any]:
     """A cassette's first line: whose it is (the pipeline), which recording, when; `more` such as host or note."""
     return {"cassette": 1, "pipeline": name, "recording": recording, "started": started, **more}
 
@@ -181,10 +181,13 @@ def recordings(folder: Path) -> dict[str, dict[str, list[tuple[Path, dict[str, A
         with path.open(encoding="utf-8") as file:
             first = file.readline()
         header = _json_line(path, 1, first)
-        if not isinstance(header, dict) or header.get("cassette") != 1 or not isinstance(header.get("pipeline"), str):
+        names = header.get("pipeline") if isinstance(header, dict) and header.get("cassette") == 1 else None
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
             raise CassetteError(f'{path}:1: not a cassette: its first line is not {{"cassette": 1, "pipeline": ...}}')
         recording = str(header.get("recording", path.name))
-        found.setdefault(header["pipeline"], {}).setdefault(recording, []).append((path, header))
+        for name in names:  # a cassette may serve several pipeline files (the demo: the project's and the course's)
+            found.setdefault(name, {}).setdefault(recording, []).append((path, header))
     return found
 
 
